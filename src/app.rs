@@ -1,0 +1,236 @@
+//! Wiring and lifecycle: binds entrypoints, starts providers, the table builder and the listeners, and on
+//! shutdown stops accepting, drains in-flight requests within `graceTimeOut`, then stops background tasks.
+//!
+//! Everything long-running hangs off one [`CancellationToken`] tree, so a single cancel stops it all.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, types::StaticConfig, Protocol};
+use crate::provider::file::{self, FileSource};
+use crate::proxy::forward::{PoolSettings, TrustedPeers, Upstreams};
+use crate::proxy::handler::Shared;
+use crate::proxy::listener::{self, ConnSettings, EntryPointListener};
+use crate::table::builder::{ProviderFeed, Snapshot, TableBuilder};
+use crate::table::{self, BuildInput, CompileContext, EntryPointInfo, EntryPointRedirect};
+
+/// Why the application could not start. Each variant names the input at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// An entrypoint could not be bound.
+    #[error("entrypoint `{name}`: cannot listen on {addr}: {source}")]
+    Bind {
+        /// Entrypoint name.
+        name: String,
+        /// Address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A static setting is invalid in a way decoding could not see.
+    #[error("static configuration: {0}")]
+    Invalid(String),
+    /// The file provider could not start.
+    #[error(transparent)]
+    File(#[from] file::FileProviderError),
+}
+
+/// Control handles of a running application.
+#[derive(Clone, Debug)]
+pub struct Control {
+    /// Cancel to begin a graceful shutdown.
+    pub shutdown: CancellationToken,
+    /// Send to re-read the file provider (SIGHUP).
+    pub reload: mpsc::Sender<()>,
+}
+
+/// Entrypoints to serve, in table order: (name, address) for TCP entrypoints; UDP ones are skipped.
+fn tcp_entry_points(cfg: &StaticConfig) -> Result<Vec<(String, SocketAddr)>, AppError> {
+    let mut out = Vec::new();
+    for (name, ep) in &cfg.entry_points {
+        let (addr, proto) = config::parse_address(&ep.address).map_err(AppError::Invalid)?;
+        match proto {
+            Protocol::Tcp => out.push((name.clone(), addr)),
+            Protocol::Udp => tracing::warn!(entrypoint = %name, "UDP entrypoints are not served yet; skipped"),
+        }
+    }
+    if out.is_empty() {
+        // Traefik's default: one entrypoint `http` on :80.
+        out.push(("http".to_string(), SocketAddr::from(([0, 0, 0, 0], 80))));
+    }
+    Ok(out)
+}
+
+fn compile_context(cfg: &StaticConfig, eps: &[(String, SocketAddr)]) -> Result<CompileContext, AppError> {
+    let mut infos = Vec::new();
+    for (name, _) in eps {
+        let ep = cfg.entry_points.get(name).cloned().unwrap_or_default();
+        let redirect = match ep.http.redirections.as_ref().and_then(|r| r.entry_point.as_ref()) {
+            None => None,
+            Some(r) => {
+                let port = match eps.iter().find(|(n, _)| *n == r.to) {
+                    Some((_, addr)) => addr.port(),
+                    None => r.to.trim_start_matches(':').parse().map_err(|_| {
+                        AppError::Invalid(format!("entryPoints.{name}.http.redirections.entryPoint.to: `{}` is unknown", r.to))
+                    })?,
+                };
+                Some(EntryPointRedirect { scheme: r.scheme.clone(), port: Some(port), permanent: r.permanent })
+            }
+        };
+        infos.push(EntryPointInfo {
+            name: name.clone(),
+            as_default: ep.as_default,
+            redirect,
+            middlewares: ep.http.middlewares.clone(),
+        });
+    }
+    Ok(CompileContext { entry_points: infos, default_syntax: config::default_rule_syntax(cfg) })
+}
+
+/// Binds every TCP entrypoint. Called before anything starts, so a bind failure leaves nothing half-started.
+pub async fn bind(cfg: &StaticConfig) -> Result<Vec<(String, TcpListener)>, AppError> {
+    let mut out = Vec::new();
+    for (name, addr) in tcp_entry_points(cfg)? {
+        let l = TcpListener::bind(addr).await.map_err(|source| AppError::Bind { name: name.clone(), addr, source })?;
+        out.push((name, l));
+    }
+    Ok(out)
+}
+
+/// Runs until `control.shutdown` is cancelled, then drains and returns.
+///
+/// `listeners` come from [`bind`] (or a test), in the same order as the static configuration's TCP
+/// entrypoints.
+pub async fn run(cfg: StaticConfig, listeners: Vec<(String, TcpListener)>, control: Control, reload_rx: mpsc::Receiver<()>) -> Result<(), AppError> {
+    let eps: Vec<(String, SocketAddr)> = listeners
+        .iter()
+        .map(|(n, l)| (n.clone(), l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))))
+        .collect();
+    let ctx = compile_context(&cfg, &eps)?;
+    let names: Vec<String> = eps.iter().map(|(n, _)| n.clone()).collect();
+    let store = table::empty_store(&names);
+    let background = control.shutdown.child_token();
+
+    // Providers: read once synchronously so the first table is complete before we accept.
+    let mut feeds = Vec::new();
+    let mut initial = BuildInput::default();
+    let mut reload_rx = Some(reload_rx);
+    if let Some(fp) = &cfg.providers.file {
+        let source = FileSource::from_config(fp)?;
+        let first: Snapshot = match file::read(&source) {
+            Ok((c, errors)) => {
+                file::log_item_errors(&errors);
+                Some(Arc::new(c))
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                None
+            }
+        };
+        if let Some(c) = &first {
+            initial.providers.insert("file".into(), (**c).clone());
+        }
+        let (tx, rx) = watch::channel(first);
+        let rx_reload = reload_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
+        let token = background.clone();
+        if fp.watch {
+            tokio::spawn(async move {
+                if let Err(e) = file::watch(source, tx, rx_reload, token).await {
+                    tracing::error!("{e}");
+                }
+            });
+        } else {
+            tokio::spawn(file::reload_on_signal(source, tx, rx_reload, token));
+        }
+        let mut rx = rx;
+        rx.mark_unchanged();
+        feeds.push(ProviderFeed { name: "file".into(), rx });
+    }
+    let mut builder = TableBuilder::new(store.clone(), ctx, background.clone());
+    builder.apply(initial);
+    let throttle = cfg.providers.providers_throttle_duration.0;
+    let builder_task = tokio::spawn(builder.run(feeds, throttle));
+
+    // Listeners.
+    let t = &cfg.servers_transport;
+    let shared = Arc::new(Shared {
+        store,
+        upstreams: Upstreams::new(&PoolSettings {
+            dial_timeout: t.forwarding_timeouts.dial_timeout.non_zero(),
+            idle_timeout: t.forwarding_timeouts.idle_conn_timeout.non_zero(),
+            max_idle_per_host: t.max_idle_conns_per_host,
+        }),
+        server_name: HeaderValue::from_str(&hostname()).unwrap_or_else(|_| HeaderValue::from_static("swarmgate")),
+        response_header_timeout: t.forwarding_timeouts.response_header_timeout.non_zero(),
+        tunnels: tokio_util::task::TaskTracker::new(),
+    });
+    let graceful = Arc::new(GracefulShutdown::new());
+    let stop_accepting = CancellationToken::new();
+    let mut accept_tasks = Vec::new();
+    let mut accept_grace = Duration::ZERO;
+    let mut drain_grace = Duration::ZERO;
+    for (index, (name, l)) in listeners.into_iter().enumerate() {
+        let ep = cfg.entry_points.get(&name).cloned().unwrap_or_default();
+        let trusted = TrustedPeers::parse(ep.forwarded_headers.insecure, &ep.forwarded_headers.trusted_ips)
+            .map_err(|e| AppError::Invalid(format!("entryPoints.{name}.forwardedHeaders.trustedIPs: {e}")))?;
+        let rt = &ep.transport.responding_timeouts;
+        let settings = ConnSettings {
+            header_read_timeout: rt.read_timeout.non_zero().or(rt.idle_timeout.non_zero()),
+            max_header_bytes: ep.http.max_header_bytes.unwrap_or(1 << 20),
+            max_concurrent_streams: ep.http2.as_ref().and_then(|h| h.max_concurrent_streams).unwrap_or(250),
+        };
+        accept_grace = accept_grace.max(ep.transport.life_cycle.request_accept_grace_timeout.0);
+        drain_grace = drain_grace.max(ep.transport.life_cycle.grace_time_out.0);
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!("entrypoint {name} listening on {addr}");
+        }
+        let epl = EntryPointListener { index, name, listener: l, trusted, settings };
+        accept_tasks.push(tokio::spawn(listener::serve(epl, shared.clone(), stop_accepting.clone(), graceful.clone())));
+    }
+    if cfg.entry_points.is_empty() {
+        drain_grace = Duration::from_secs(10);
+    }
+
+    control.shutdown.cancelled().await;
+    tracing::info!("shutting down: accepting for {accept_grace:?} more, then draining for up to {drain_grace:?}");
+    if !accept_grace.is_zero() {
+        tokio::time::sleep(accept_grace).await;
+    }
+    stop_accepting.cancel();
+    for t in accept_tasks {
+        let _ = t.await;
+    }
+    shared.tunnels.close();
+    let drained = tokio::time::timeout(drain_grace, async {
+        // The accept loops have ended and dropped their handles, so this is the last one.
+        if let Ok(g) = Arc::try_unwrap(graceful) {
+            g.shutdown().await;
+        }
+        shared.tunnels.wait().await;
+    })
+    .await;
+    match drained {
+        Ok(()) => tracing::info!("all connections drained"),
+        Err(_) => tracing::warn!("graceTimeOut reached; closing the remaining connections"),
+    }
+    background.cancel();
+    let _ = builder_task.await;
+    Ok(())
+}
+
+/// This host's name for `X-Forwarded-Server` (the container ID in Docker).
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "swarmgate".into())
+}

@@ -1,0 +1,30 @@
+//! swarmgate: an ingress load balancer for Docker Swarm that reads Traefik's labels, flags and files.
+//!
+//! # Layout
+//!
+//! ```text
+//! config/    static configuration: flags, env, files → one tree (node.rs) → typed StaticConfig
+//! dynamic/   provider-neutral dynamic configuration (routers, services, middlewares, TLS) + item decoder
+//! provider/  sources of dynamic configuration, each publishing whole snapshots (file.rs)
+//! rule/      rule language (v2 and v3) → matcher trees; pure
+//! table/     compile(snapshots) → RoutingTable; builder task; the one ArcSwap store
+//! balance/   weighted round robin, sticky cookies, health state and active checks
+//! proxy/     hot path: listener → handler (route, pick) → forward; one error → status mapping
+//! app.rs     wiring and lifecycle (bind, start, drain)
+//! whoami.rs  the test backend used by the demo, tests and benches
+//! ```
+//!
+//! Data flows one way: providers → builder → table → hot path. Nothing on the hot path writes back except
+//! per-server health atomics.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod balance;
+pub mod config;
+pub mod dynamic;
+pub mod provider;
+pub mod proxy;
+pub mod rule;
+pub mod table;
+pub mod whoami;

@@ -1,0 +1,172 @@
+//! The `swarmgate` binary: parses the command line, loads the static configuration, runs the application
+//! until SIGTERM/SIGINT. Everything else lives in the library so tests and benches run the same code.
+
+use std::io::IsTerminal;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use swarmgate::{app, config};
+
+/// Ingress load balancer for Docker Swarm. Reads Traefik's static configuration: `--configfile`, a
+/// `traefik.yml`/`traefik.toml` in the usual places, Traefik flags (`--entrypoints.web.address=:80`,
+/// `--providers.file.filename=dynamic.yml`, …) or `TRAEFIK_*` environment variables.
+#[derive(Parser, Debug)]
+#[command(name = "swarmgate", version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Traefik static-configuration flags, e.g. `--entrypoints.web.address=:80`.
+    #[arg(value_name = "TRAEFIK_FLAGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    flags: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start the demo: two whoami backends on 127.0.0.1:9001/9002 and swarmgate on :8080 with config/demo.yml.
+    Demo,
+    /// Run the whoami test backend.
+    Whoami {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:80")]
+        listen: String,
+        /// Name shown in answers.
+        #[arg(long, default_value = "whoami")]
+        name: String,
+    },
+}
+
+const DEMO_DYNAMIC: &str = include_str!("../config/demo.yml");
+
+fn init_logging(level: Option<&str>, json: bool) {
+    let level = match level.map(str::to_ascii_lowercase).as_deref() {
+        Some("trace") => "trace",
+        Some("debug") => "debug",
+        Some("warn") => "warn",
+        Some("error") | Some("fatal") | Some("panic") => "error",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWARMGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,hyper_util=warn")));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal());
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    match cli.command {
+        Some(Command::Whoami { listen, name }) => rt.block_on(async move {
+            init_logging(None, false);
+            let l = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
+            tracing::info!("whoami {name} listening on {}", l.local_addr()?);
+            let cancel = CancellationToken::new();
+            tokio::spawn(swarmgate::whoami::serve(l, name, cancel.clone()));
+            shutdown_signal().await;
+            cancel.cancel();
+            Ok(())
+        }),
+        Some(Command::Demo) => rt.block_on(demo()),
+        None => rt.block_on(run_flags(cli.flags)),
+    }
+}
+
+async fn run_flags(flags: Vec<String>) -> anyhow::Result<()> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let loaded = match config::load(&flags, &env) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("swarmgate: {e}");
+            std::process::exit(2);
+        }
+    };
+    let json = loaded.config.log.format.as_deref() == Some("json");
+    init_logging(loaded.config.log.level.as_deref(), json);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "static configuration from {}", loaded.origin);
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    run_app(loaded.config).await
+}
+
+async fn run_app(cfg: config::StaticConfig) -> anyhow::Result<()> {
+    let listeners = match app::bind(&cfg).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let control = app::Control { shutdown: CancellationToken::new(), reload: reload_tx };
+    let c = control.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        c.shutdown.cancel();
+    });
+    spawn_sighup(control.reload.clone());
+    app::run(cfg, listeners, control, reload_rx).await?;
+    Ok(())
+}
+
+async fn demo() -> anyhow::Result<()> {
+    init_logging(None, false);
+    let path = std::path::Path::new("config/demo.yml");
+    let path = if path.is_file() {
+        path.to_path_buf()
+    } else {
+        let p = std::env::temp_dir().join("swarmgate-demo.yml");
+        std::fs::write(&p, DEMO_DYNAMIC).with_context(|| format!("writing {}", p.display()))?;
+        p
+    };
+    let cancel = CancellationToken::new();
+    for (addr, name) in [("127.0.0.1:9001", "whoami-a"), ("127.0.0.1:9002", "whoami-b")] {
+        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("demo backend on {addr}"))?;
+        tokio::spawn(swarmgate::whoami::serve(l, name.into(), cancel.clone()));
+    }
+    let flags = vec![
+        "--entrypoints.web.address=:8080".to_string(),
+        format!("--providers.file.filename={}", path.display()),
+        "--providers.file.watch=true".to_string(),
+    ];
+    let loaded = config::load(&flags, &[]).context("demo configuration")?;
+    tracing::info!("demo: try `curl -H 'Host: demo.localhost' http://127.0.0.1:8080/` (edit {} live)", path.display());
+    run_app(loaded.config).await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn spawn_sighup(tx: tokio::sync::mpsc::Sender<()>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: re-reading the file provider");
+                let _ = tx.try_send(());
+            }
+        }
+    });
+}

@@ -1,0 +1,4 @@
+//! Configuration providers. Each one publishes whole [`crate::dynamic::Configuration`] snapshots on a
+//! `watch` channel ([`crate::table::builder::Snapshot`]); none of them touches the routing table directly.
+
+pub mod file;

@@ -1,0 +1,203 @@
+//! Request failures, classified by where they came from, and the one mapping to HTTP statuses.
+//!
+//! Every failure the hot path can meet is a [`ProxyError`] variant that keeps its cause (refused vs timed
+//! out), so 502 and 504 stay distinct; [`ProxyError::status`] is the only place statuses are chosen, and
+//! [`error_response`] the only place error bodies are written (Traefik's texts, so clients and monitors that
+//! match on them keep working).
+
+use std::error::Error as StdError;
+use std::io;
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use super::body::ProxyBody;
+
+/// Why a connection to a backend failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectCause {
+    /// The backend refused or reset the connection attempt.
+    Refused,
+    /// The dial timeout expired.
+    Timeout,
+    /// Anything else (unreachable, DNS, TLS handshake).
+    Other,
+}
+
+/// A failed request, by origin: the client, the routing table, or the backend.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The client sent something we cannot route (no Host, bad URI).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// No router matches.
+    #[error("no router matches")]
+    NoRoute,
+    /// The request's headers exceed the limit.
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    /// The request body exceeds a configured limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// A rate or concurrency limit rejected the request.
+    #[error("too many requests")]
+    TooManyRequests,
+    /// The service has no server that is up.
+    #[error("no available server")]
+    NoHealthyServer,
+    /// Connecting to the backend failed.
+    #[error("cannot connect to {server}: {cause:?}")]
+    Connect {
+        /// Server URL.
+        server: std::sync::Arc<str>,
+        /// Refused or timed out.
+        cause: ConnectCause,
+    },
+    /// The backend did not send response headers in time (`responseHeaderTimeout`).
+    #[error("{server} did not answer in time")]
+    UpstreamTimeout {
+        /// Server URL.
+        server: std::sync::Arc<str>,
+    },
+    /// The backend closed, reset or sent an invalid response.
+    #[error("bad response from {server}: {source}")]
+    Upstream {
+        /// Server URL.
+        server: std::sync::Arc<str>,
+        /// The client error.
+        source: hyper_util::client::legacy::Error,
+    },
+}
+
+impl ProxyError {
+    /// The status a client sees for this failure.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::NoRoute => StatusCode::NOT_FOUND,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::NoHealthyServer => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Connect {
+                cause: ConnectCause::Timeout,
+                ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Connect { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The body text, as Traefik writes it.
+    pub fn body(&self) -> &'static str {
+        match self {
+            ProxyError::NoRoute => "404 page not found\n",
+            ProxyError::NoHealthyServer => "no available server\n",
+            ProxyError::BadRequest(_) => "400 Bad Request\n",
+            ProxyError::HeadersTooLarge => "431 Request Header Fields Too Large\n",
+            ProxyError::PayloadTooLarge => "request body too large\n",
+            ProxyError::TooManyRequests => "Too Many Requests\n",
+            ProxyError::Connect {
+                cause: ConnectCause::Timeout,
+                ..
+            }
+            | ProxyError::UpstreamTimeout { .. } => "Gateway Timeout\n",
+            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => "Bad Gateway\n",
+        }
+    }
+
+    /// Classifies a client error from the upstream pool.
+    pub fn from_client(server: std::sync::Arc<str>, e: hyper_util::client::legacy::Error) -> ProxyError {
+        if e.is_connect() {
+            return ProxyError::Connect {
+                server,
+                cause: connect_cause(&e),
+            };
+        }
+        ProxyError::Upstream { server, source: e }
+    }
+
+    /// True when nothing reached the backend, so another server may be tried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ProxyError::Connect { .. })
+    }
+}
+
+/// Walks the error chain for the I/O error that says why a connect failed.
+pub fn connect_cause(e: &(dyn StdError + 'static)) -> ConnectCause {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return match io.kind() {
+                io::ErrorKind::TimedOut => ConnectCause::Timeout,
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => ConnectCause::Refused,
+                _ => ConnectCause::Other,
+            };
+        }
+        cur = err.source();
+    }
+    ConnectCause::Other
+}
+
+/// The response for an error: status, a short text body, no caching.
+pub fn error_response(e: &ProxyError) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(e.body()));
+    *resp.status_mut() = e.status();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn server() -> Arc<str> {
+        Arc::from("http://10.0.0.1:80")
+    }
+
+    #[test]
+    fn each_error_maps_to_its_status() {
+        let cases: Vec<(ProxyError, u16)> = vec![
+            (ProxyError::BadRequest("no host"), 400),
+            (ProxyError::NoRoute, 404),
+            (ProxyError::PayloadTooLarge, 413),
+            (ProxyError::TooManyRequests, 429),
+            (ProxyError::HeadersTooLarge, 431),
+            (ProxyError::Connect { server: server(), cause: ConnectCause::Refused }, 502),
+            (ProxyError::Connect { server: server(), cause: ConnectCause::Other }, 502),
+            (ProxyError::NoHealthyServer, 503),
+            (ProxyError::Connect { server: server(), cause: ConnectCause::Timeout }, 504),
+            (ProxyError::UpstreamTimeout { server: server() }, 504),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.status().as_u16(), code, "{e}");
+            let r = error_response(&e);
+            assert_eq!(r.status().as_u16(), code);
+        }
+    }
+
+    #[test]
+    fn not_found_body_is_traefiks() {
+        assert_eq!(ProxyError::NoRoute.body(), "404 page not found\n");
+        assert!(ProxyError::Connect { server: server(), cause: ConnectCause::Refused }.is_retryable());
+        assert!(!ProxyError::UpstreamTimeout { server: server() }.is_retryable());
+    }
+
+    #[test]
+    fn connect_cause_reads_the_io_kind() {
+        let e = io::Error::new(io::ErrorKind::TimedOut, "t");
+        assert_eq!(connect_cause(&e), ConnectCause::Timeout);
+        let e = io::Error::new(io::ErrorKind::ConnectionRefused, "r");
+        assert_eq!(connect_cause(&e), ConnectCause::Refused);
+        #[derive(Debug, thiserror::Error)]
+        #[error("wrapped")]
+        struct Wrap(#[source] io::Error);
+        let e = Wrap(io::Error::new(io::ErrorKind::TimedOut, "t"));
+        assert_eq!(connect_cause(&e), ConnectCause::Timeout);
+        let e = io::Error::other("x");
+        assert_eq!(connect_cause(&e), ConnectCause::Other);
+    }
+}

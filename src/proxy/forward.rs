@@ -1,0 +1,305 @@
+//! Forwarding to backends: the shared upstream pools and the header rewriting every proxied request gets.
+//!
+//! One pool per upstream protocol (HTTP/1.1, h2c) is shared by all connections and worker threads, so
+//! keep-alive connections to backends are reused across clients. Header rewriting is a pure function over a
+//! `HeaderMap`, tested on its own: hop-by-hop headers removed (RFC 9110 §7.6.1, plus any header the
+//! `Connection` header names), `X-Forwarded-*` and `X-Real-Ip` set as Traefik sets them, and incoming
+//! forwarded headers trusted only from `forwardedHeaders.trustedIPs`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use ipnet::IpNet;
+
+use super::body::UpstreamBody;
+
+/// Settings of the upstream pools (from `serversTransport`).
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    /// TCP connect timeout (`dialTimeout`).
+    pub dial_timeout: Option<Duration>,
+    /// Idle pooled connection lifetime (`idleConnTimeout`).
+    pub idle_timeout: Option<Duration>,
+    /// Idle connections kept per backend (`maxIdleConnsPerHost`).
+    pub max_idle_per_host: usize,
+}
+
+/// The pooled clients to backends, shared by every request.
+#[derive(Clone, Debug)]
+pub struct Upstreams {
+    /// HTTP/1.1 backends.
+    pub http1: Client<HttpConnector, UpstreamBody>,
+    /// HTTP/2 prior-knowledge backends (`h2c://`).
+    pub h2c: Client<HttpConnector, UpstreamBody>,
+}
+
+impl Upstreams {
+    /// Builds the pools. Must be called inside a Tokio runtime.
+    pub fn new(s: &PoolSettings) -> Upstreams {
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        conn.set_connect_timeout(s.dial_timeout);
+        conn.set_keepalive(Some(Duration::from_secs(30)));
+        let build = |h2: bool| {
+            let mut b = Client::builder(TokioExecutor::new());
+            b.pool_idle_timeout(s.idle_timeout)
+                .pool_max_idle_per_host(s.max_idle_per_host)
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .set_host(false)
+                .http2_only(h2);
+            b.build(conn.clone())
+        };
+        Upstreams {
+            http1: build(false),
+            h2c: build(true),
+        }
+    }
+}
+
+/// Which peers may set `X-Forwarded-*` (`forwardedHeaders.insecure` / `trustedIPs`).
+#[derive(Clone, Debug, Default)]
+pub struct TrustedPeers {
+    /// Trust everyone.
+    pub insecure: bool,
+    /// Trusted networks.
+    pub nets: Vec<IpNet>,
+}
+
+impl TrustedPeers {
+    /// Parses Traefik's list of IPs and CIDRs; a bad entry is an error naming it.
+    pub fn parse(insecure: bool, entries: &[String]) -> Result<TrustedPeers, String> {
+        let mut nets = Vec::new();
+        for e in entries {
+            let e = e.trim();
+            let net = match e.parse::<IpNet>() {
+                Ok(n) => n,
+                Err(_) => match e.parse::<IpAddr>() {
+                    Ok(ip) => IpNet::from(ip),
+                    Err(_) => return Err(format!("`{e}` is not an IP address or CIDR")),
+                },
+            };
+            nets.push(net);
+        }
+        Ok(TrustedPeers { insecure, nets })
+    }
+
+    /// Whether `peer` may set forwarded headers.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        let peer = canonical_ip(peer);
+        self.insecure || self.nets.iter().any(|n| n.contains(&peer))
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) as plain IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// Per-request facts the forwarded headers are built from; header values are precomputed per connection.
+#[derive(Debug)]
+pub struct ForwardInfo<'a> {
+    /// Client IP as a header value.
+    pub client_ip: &'a HeaderValue,
+    /// Whether the peer is trusted to have set forwarded headers.
+    pub trusted: bool,
+    /// `http`, `https`, `ws` or `wss`.
+    pub proto: &'static str,
+    /// The port the client connected to, as a header value.
+    pub port: &'a HeaderValue,
+    /// This proxy's host name (`X-Forwarded-Server`).
+    pub server: &'a HeaderValue,
+    /// The client's Host header, if any.
+    pub host: Option<&'a HeaderValue>,
+}
+
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+const X_FORWARDED: [&str; 8] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-real-ip",
+];
+
+/// Removes hop-by-hop headers, including those named by `Connection`. For an upgrade, `Connection: Upgrade`
+/// and `Upgrade` are kept (they must reach the backend). `TE: trailers` is kept for gRPC.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Headers named in Connection (rare): only then allocate.
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        if let Ok(list) = conn.to_str() {
+            let named: Vec<HeaderName> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("upgrade") && !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .collect();
+            for n in named {
+                headers.remove(n);
+            }
+        }
+    }
+    let te_trailers = headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for h in &HOP_BY_HOP {
+        headers.remove(h);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Sets `X-Forwarded-*` and `X-Real-Ip` as Traefik does: untrusted peers' values are removed first; then
+/// `X-Forwarded-For` gets the client IP appended, and the others are set when absent.
+pub fn set_forwarded(headers: &mut HeaderMap, f: &ForwardInfo<'_>) {
+    if !f.trusted {
+        for h in X_FORWARDED {
+            headers.remove(h);
+        }
+    }
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let joined = match headers.get(&xff) {
+        Some(prev) if !prev.is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + f.client_ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(f.client_ip.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        _ => None,
+    };
+    headers.insert(xff, joined.unwrap_or_else(|| f.client_ip.clone()));
+    set_if_absent(headers, "x-forwarded-proto", || HeaderValue::from_static(f.proto));
+    if let Some(host) = f.host {
+        set_if_absent(headers, "x-forwarded-host", || host.clone());
+    }
+    set_if_absent(headers, "x-forwarded-port", || f.port.clone());
+    headers.insert(HeaderName::from_static("x-forwarded-server"), f.server.clone());
+    set_if_absent(headers, "x-real-ip", || f.client_ip.clone());
+}
+
+fn set_if_absent(headers: &mut HeaderMap, name: &'static str, value: impl FnOnce() -> HeaderValue) {
+    let name = HeaderName::from_static(name);
+    if !headers.contains_key(&name) {
+        headers.insert(name, value());
+    }
+}
+
+/// Whether a request asks for a protocol upgrade (WebSocket and others).
+pub fn upgrade_requested(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).expect("value")
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", hv("keep-alive, x-secret"));
+        h.insert("x-secret", hv("1"));
+        h.insert("keep-alive", hv("timeout=5"));
+        h.insert("transfer-encoding", hv("chunked"));
+        h.insert("upgrade", hv("websocket"));
+        h.insert("te", hv("trailers"));
+        h.insert("x-kept", hv("yes"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("connection").is_none());
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get("transfer-encoding").is_none());
+        assert!(h.get("upgrade").is_none());
+        assert_eq!(h.get("te"), Some(&hv("trailers")));
+        assert_eq!(h.get("x-kept"), Some(&hv("yes")));
+    }
+
+    #[test]
+    fn upgrade_headers_survive_for_upgrades() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", hv("Upgrade"));
+        h.insert("upgrade", hv("websocket"));
+        assert!(upgrade_requested(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade"), Some(&hv("websocket")));
+        assert_eq!(h.get("connection"), Some(&hv("Upgrade")));
+    }
+
+    fn info<'a>(ip: &'a HeaderValue, port: &'a HeaderValue, server: &'a HeaderValue, host: &'a HeaderValue, trusted: bool) -> ForwardInfo<'a> {
+        ForwardInfo { client_ip: ip, trusted, proto: "http", port, server, host: Some(host) }
+    }
+
+    #[test]
+    fn untrusted_forwarded_headers_are_replaced() {
+        let (ip, port, server, host) = (hv("10.1.2.3"), hv("80"), hv("gw"), hv("example.com"));
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", hv("6.6.6.6"));
+        h.insert("x-forwarded-proto", hv("https"));
+        h.insert("x-real-ip", hv("6.6.6.6"));
+        set_forwarded(&mut h, &info(&ip, &port, &server, &host, false));
+        assert_eq!(h.get("x-forwarded-for"), Some(&hv("10.1.2.3")));
+        assert_eq!(h.get("x-forwarded-proto"), Some(&hv("http")));
+        assert_eq!(h.get("x-forwarded-host"), Some(&hv("example.com")));
+        assert_eq!(h.get("x-forwarded-port"), Some(&hv("80")));
+        assert_eq!(h.get("x-forwarded-server"), Some(&hv("gw")));
+        assert_eq!(h.get("x-real-ip"), Some(&hv("10.1.2.3")));
+    }
+
+    #[test]
+    fn trusted_forwarded_headers_are_kept_and_appended() {
+        let (ip, port, server, host) = (hv("10.1.2.3"), hv("80"), hv("gw"), hv("example.com"));
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", hv("1.1.1.1"));
+        h.insert("x-forwarded-proto", hv("https"));
+        set_forwarded(&mut h, &info(&ip, &port, &server, &host, true));
+        assert_eq!(h.get("x-forwarded-for"), Some(&hv("1.1.1.1, 10.1.2.3")));
+        assert_eq!(h.get("x-forwarded-proto"), Some(&hv("https")));
+    }
+
+    #[test]
+    fn trusted_peers() {
+        let t = TrustedPeers::parse(false, &["10.0.0.0/8".into(), "192.168.1.1".into()]).expect("parse");
+        assert!(t.trusts("10.2.3.4".parse().expect("ip")));
+        assert!(t.trusts("192.168.1.1".parse().expect("ip")));
+        assert!(t.trusts("::ffff:10.0.0.1".parse().expect("ip")));
+        assert!(!t.trusts("11.0.0.1".parse().expect("ip")));
+        assert!(TrustedPeers::parse(false, &["nope".into()]).is_err());
+        assert!(TrustedPeers::parse(true, &[]).expect("p").trusts("1.2.3.4".parse().expect("ip")));
+    }
+}

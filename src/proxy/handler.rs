@@ -1,0 +1,431 @@
+//! The per-request path: route → pick → forward.
+//!
+//! Per request this loads the current table once (one atomic increment), normalizes the host without
+//! allocating when it is already lowercase, finds the router through the table's host index, picks a server
+//! with atomics only, rewrites headers in place and forwards over the shared pool. No lock, no logging, and
+//! no allocation beyond what hyper needs and the `X-Forwarded-For` join for trusted peers.
+//!
+//! Retries: when connecting to the picked server fails (nothing was sent), the server is marked down for a
+//! short window and the request is retried once on another server. A request body is recovered for the
+//! retry because the pool drops it unread when the connection fails (see [`UpstreamBody`]).
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::body::{ProxyBody, UpstreamBody};
+use super::error::{error_response, ProxyError};
+use super::forward::{set_forwarded, strip_hop_by_hop, upgrade_requested, ForwardInfo, Upstreams};
+use crate::balance::health::now_ms;
+use crate::balance::sticky::find_cookie;
+use crate::rule::{normalize_host, RequestView};
+use crate::table::{
+    EntryPointRedirect, LoadBalancerRuntime, RoutingTable, ServiceKind, Store, UpstreamScheme,
+};
+
+/// How long a server that refused a connection stays out of rotation (passive health).
+pub const PASSIVE_DOWN_WINDOW_MS: u64 = 5_000;
+
+/// Deepest nesting of weighted services followed at pick time (cycles are rejected at build time).
+const MAX_SERVICE_DEPTH: usize = 8;
+
+/// State shared by every connection of the process.
+pub struct Shared {
+    /// The current routing table.
+    pub store: Store,
+    /// Pools to backends.
+    pub upstreams: Upstreams,
+    /// `X-Forwarded-Server` value.
+    pub server_name: HeaderValue,
+    /// `responseHeaderTimeout` (None = wait forever).
+    pub response_header_timeout: Option<Duration>,
+    /// Tracks upgraded (WebSocket) tunnels so shutdown can wait for them.
+    pub tunnels: tokio_util::task::TaskTracker,
+}
+
+/// Facts about one client connection, computed once at accept.
+pub struct ConnCtx {
+    /// Process-wide state.
+    pub shared: Arc<Shared>,
+    /// Index of the entrypoint in the table.
+    pub entry_point: usize,
+    /// The client's address (canonical IPv4 for mapped addresses).
+    pub client_ip: IpAddr,
+    /// The same, as a header value.
+    pub client_ip_header: HeaderValue,
+    /// Local port, as a header value (`X-Forwarded-Port` fallback).
+    pub port_header: HeaderValue,
+    /// Whether the peer may set `X-Forwarded-*`.
+    pub trusted: bool,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Serves one request; never fails (errors become responses).
+pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<ProxyBody>, Infallible> {
+    Ok(match route_and_forward(req, &ctx).await {
+        Ok(resp) => resp,
+        Err(e) => error_response(&e),
+    })
+}
+
+async fn route_and_forward(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, ProxyError> {
+    let table = ctx.shared.store.load_full();
+    let ep = table.entry_point(ctx.entry_point).ok_or(ProxyError::NoRoute)?;
+    let raw_host = match req.uri().authority() {
+        Some(a) => a.as_str(),
+        None => match req.headers().get(header::HOST) {
+            Some(h) => h.to_str().map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
+            None if req.version() == Version::HTTP_11 => return Err(ProxyError::BadRequest("missing Host header")),
+            None => "",
+        },
+    };
+    if let Some(redirect) = &ep.redirect {
+        return Ok(redirect_response(redirect, raw_host, req.uri(), req.method()));
+    }
+    let host = normalize_host(raw_host);
+    let service = {
+        let view = RequestView {
+            host: &host,
+            path: req.uri().path(),
+            query: req.uri().query(),
+            method: req.method(),
+            headers: req.headers(),
+            client_ip: ctx.client_ip,
+        };
+        let set = if ctx.tls { &ep.https } else { &ep.http };
+        set.find(&view).ok_or(ProxyError::NoRoute)?.service
+    };
+    drop(host);
+    forward(req, &table, service, ctx).await
+}
+
+/// Set-Cookie values chosen while picking (a weighted service and its child may each set one).
+#[derive(Default)]
+struct Cookies<'t> {
+    values: [Option<&'t HeaderValue>; MAX_SERVICE_DEPTH + 1],
+    len: usize,
+}
+
+impl<'t> Cookies<'t> {
+    fn push(&mut self, v: &'t HeaderValue) {
+        if let Some(slot) = self.values.get_mut(self.len) {
+            *slot = Some(v);
+            self.len += 1;
+        }
+    }
+}
+
+/// Whether any server of a service is up (for picking children of weighted services).
+fn service_up(table: &RoutingTable, svc: usize, now: u64, depth: usize) -> bool {
+    if depth > MAX_SERVICE_DEPTH {
+        return false;
+    }
+    match table.services.get(svc).map(|s| &s.kind) {
+        Some(ServiceKind::LoadBalancer(lb)) => lb.servers.iter().any(|s| s.health.is_up(now)),
+        Some(ServiceKind::Weighted(w)) => w.children.iter().any(|&c| service_up(table, c, now, depth + 1)),
+        None => false,
+    }
+}
+
+/// Picks a server: sticky cookie first (if it points at a server that is up), else weighted round robin.
+/// Passive "down" marks are ignored when every server carries one, so that a brief outage does not turn
+/// into 503s for the whole window.
+fn pick<'t>(
+    table: &'t RoutingTable,
+    svc: usize,
+    headers: &HeaderMap,
+    now: u64,
+    cookies: &mut Cookies<'t>,
+    depth: usize,
+) -> Result<(&'t LoadBalancerRuntime, usize), ProxyError> {
+    if depth > MAX_SERVICE_DEPTH {
+        return Err(ProxyError::NoHealthyServer);
+    }
+    match table.services.get(svc).map(|s| &s.kind) {
+        Some(ServiceKind::LoadBalancer(lb)) => {
+            if let Some(st) = &lb.sticky {
+                if let Some((i, rewrite)) = find_cookie(headers, &st.spec.name).and_then(|v| st.table.lookup(v)) {
+                    if lb.servers.get(i).is_some_and(|s| s.health.is_up(now)) {
+                        if rewrite {
+                            cookies.push(&st.set_cookie[i]);
+                        }
+                        return Ok((lb, i));
+                    }
+                }
+            }
+            let i = lb
+                .wrr
+                .pick(|i| lb.servers[i].health.is_up(now))
+                .or_else(|| lb.wrr.pick(|i| lb.servers[i].health.active_up()))
+                .ok_or(ProxyError::NoHealthyServer)?;
+            if let Some(st) = &lb.sticky {
+                cookies.push(&st.set_cookie[i]);
+            }
+            Ok((lb, i))
+        }
+        Some(ServiceKind::Weighted(w)) => {
+            if let Some(st) = &w.sticky {
+                if let Some((i, rewrite)) = find_cookie(headers, &st.spec.name).and_then(|v| st.table.lookup(v)) {
+                    if let Some(&child) = w.children.get(i) {
+                        if service_up(table, child, now, depth + 1) {
+                            if rewrite {
+                                cookies.push(&st.set_cookie[i]);
+                            }
+                            return pick(table, child, headers, now, cookies, depth + 1);
+                        }
+                    }
+                }
+            }
+            let i = w
+                .wrr
+                .pick(|i| service_up(table, w.children[i], now, depth + 1))
+                .ok_or(ProxyError::NoHealthyServer)?;
+            if let Some(st) = &w.sticky {
+                cookies.push(&st.set_cookie[i]);
+            }
+            pick(table, w.children[i], headers, now, cookies, depth + 1)
+        }
+        None => Err(ProxyError::NoHealthyServer),
+    }
+}
+
+async fn forward(
+    mut req: Request<Incoming>,
+    table: &RoutingTable,
+    service: usize,
+    ctx: &ConnCtx,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let now = now_ms();
+    let mut cookies = Cookies::default();
+    let (lb, idx) = pick(table, service, req.headers(), now, &mut cookies, 0)?;
+    let upgrade = upgrade_requested(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+
+    let proto = match (ctx.tls, upgrade) {
+        (false, false) => "http",
+        (true, false) => "https",
+        (false, true) => "ws",
+        (true, true) => "wss",
+    };
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    set_forwarded(
+        &mut parts.headers,
+        &ForwardInfo {
+            client_ip: &ctx.client_ip_header,
+            trusted: ctx.trusted,
+            proto,
+            port: &ctx.port_header,
+            server: &ctx.shared.server_name,
+            host: original_host.as_ref(),
+        },
+    );
+
+    // A retry is possible only with another server to go to.
+    let can_retry = lb.servers.len() > 1;
+    let (mut upstream_body, mut recover) = if http_body::Body::is_end_stream(&body) {
+        (UpstreamBody::Empty, None)
+    } else if can_retry && !upgrade {
+        let (b, rx) = UpstreamBody::recoverable(body);
+        (b, Some(rx))
+    } else {
+        (UpstreamBody::streaming(body), None)
+    };
+    let retry_parts = can_retry.then(|| clone_parts(&parts));
+
+    let mut attempt_lb = lb;
+    let mut attempt_idx = idx;
+    let mut attempt_parts = parts;
+    let mut attempts = 0;
+    let mut resp = loop {
+        attempts += 1;
+        let server = &attempt_lb.servers[attempt_idx];
+        let upstream_req = build_upstream_request(attempt_parts, upstream_body, attempt_lb, attempt_idx, original_host.as_ref())?;
+        let client = match server.scheme {
+            UpstreamScheme::H2c => &ctx.shared.upstreams.h2c,
+            _ => &ctx.shared.upstreams.http1,
+        };
+        let fut = client.request(upstream_req);
+        let result = match ctx.shared.response_header_timeout {
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r.map_err(|e| ProxyError::from_client(server.url.clone(), e)),
+                Err(_) => Err(ProxyError::UpstreamTimeout { server: server.url.clone() }),
+            },
+            None => fut.await.map_err(|e| ProxyError::from_client(server.url.clone(), e)),
+        };
+        match result {
+            Ok(r) => break r,
+            Err(e) if e.is_retryable() => {
+                server.health.mark_failed(now_ms(), PASSIVE_DOWN_WINDOW_MS);
+                let Some(base) = retry_parts.as_ref().filter(|_| attempts < 2) else {
+                    return Err(e);
+                };
+                // The body comes back only if it was never read.
+                upstream_body = match recover.take() {
+                    None => UpstreamBody::Empty,
+                    Some(mut rx) => match rx.try_recv() {
+                        Ok(b) => UpstreamBody::streaming(b),
+                        Err(_) => return Err(e),
+                    },
+                };
+                let mut retry_cookies = Cookies::default();
+                let (next_lb, next_idx) = pick(table, service, &base.headers, now_ms(), &mut retry_cookies, 0)?;
+                if std::ptr::eq(next_lb, attempt_lb) && next_idx == attempt_idx {
+                    return Err(e);
+                }
+                cookies = retry_cookies;
+                attempt_lb = next_lb;
+                attempt_idx = next_idx;
+                attempt_parts = clone_parts(base);
+            }
+            Err(e) => return Err(e),
+        }
+    };
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            ctx.shared.tunnels.spawn(async move {
+                if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
+                    let mut client = TokioIo::new(client);
+                    let mut upstream = TokioIo::new(upstream);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+        let (parts, body) = resp.into_parts();
+        return Ok(Response::from_parts(parts, ProxyBody::Upstream(body)));
+    }
+
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    for v in cookies.values.iter().take(cookies.len).flatten() {
+        parts.headers.append(header::SET_COOKIE, (*v).clone());
+    }
+    Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
+}
+
+/// A copy of what is needed to send the request again (method, URI, version, headers).
+fn clone_parts(p: &Parts) -> Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = p.method.clone();
+    *req.uri_mut() = p.uri.clone();
+    *req.version_mut() = p.version;
+    *req.headers_mut() = p.headers.clone();
+    req.into_parts().0
+}
+
+fn build_upstream_request(
+    mut parts: Parts,
+    body: UpstreamBody,
+    lb: &LoadBalancerRuntime,
+    idx: usize,
+    original_host: Option<&HeaderValue>,
+) -> Result<Request<UpstreamBody>, ProxyError> {
+    let server = &lb.servers[idx];
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let pq = match &server.base_path {
+        None => pq,
+        Some(base) => {
+            let joined = format!("{}{}", base.path(), pq.as_str());
+            PathAndQuery::try_from(joined).map_err(|_| ProxyError::BadRequest("invalid path"))?
+        }
+    };
+    parts.uri = Uri::builder()
+        .scheme(server.uri_scheme.clone())
+        .authority(server.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+    let host = if lb.pass_host_header {
+        original_host.cloned().unwrap_or_else(|| server.host_header.clone())
+    } else {
+        server.host_header.clone()
+    };
+    parts.headers.insert(header::HOST, host);
+    parts.version = match server.scheme {
+        UpstreamScheme::H2c => Version::HTTP_2,
+        _ => Version::HTTP_11,
+    };
+    Ok(Request::from_parts(parts, body))
+}
+
+/// `http.redirections.entryPoint`: 301/308 when permanent (GET/HEAD vs others), else 302/307.
+fn redirect_response(r: &EntryPointRedirect, raw_host: &str, uri: &Uri, method: &http::Method) -> Response<ProxyBody> {
+    let host = strip_port(raw_host);
+    let port = match r.port {
+        Some(p) if !((r.scheme == "https" && p == 443) || (r.scheme == "http" && p == 80)) => format!(":{p}"),
+        _ => String::new(),
+    };
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let location = format!("{}://{}{}{}", r.scheme, host, port, pq);
+    let safe = method == http::Method::GET || method == http::Method::HEAD;
+    let status = match (r.permanent, safe) {
+        (true, true) => StatusCode::MOVED_PERMANENTLY,
+        (true, false) => StatusCode::PERMANENT_REDIRECT,
+        (false, true) => StatusCode::FOUND,
+        (false, false) => StatusCode::TEMPORARY_REDIRECT,
+    };
+    let mut resp = Response::new(ProxyBody::full(format!(
+        "{} {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )));
+    *resp.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+/// The host part of a `Host` value (`[::1]:80` → `[::1]`, `a:80` → `a`).
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map(|i| &host[..=i]).unwrap_or(host);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_keep_path_and_choose_status() {
+        let r = EntryPointRedirect { scheme: "https".into(), port: Some(443), permanent: true };
+        let uri: Uri = "/a/b?c=d".parse().expect("uri");
+        let resp = redirect_response(&r, "example.com:80", &uri, &http::Method::GET);
+        assert_eq!(resp.status(), StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(resp.headers()[header::LOCATION], "https://example.com/a/b?c=d");
+        let resp = redirect_response(&r, "example.com", &uri, &http::Method::POST);
+        assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
+        let r = EntryPointRedirect { scheme: "https".into(), port: Some(8443), permanent: false };
+        let resp = redirect_response(&r, "[::1]:8080", &uri, &http::Method::GET);
+        assert_eq!(resp.status(), StatusCode::FOUND);
+        assert_eq!(resp.headers()[header::LOCATION], "https://[::1]:8443/a/b?c=d");
+        let resp = redirect_response(&r, "a", &uri, &http::Method::PUT);
+        assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+    }
+}

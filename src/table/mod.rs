@@ -1,0 +1,313 @@
+//! The routing table: everything a request needs, compiled once, immutable, swapped as one value.
+//!
+//! [`compile`] turns the merged provider configurations into a [`RoutingTable`]; the builder task
+//! ([`builder`]) stores it in the one [`Store`] (an `ArcSwap`). The hot path only loads the table and reads it:
+//! host lookup through a hash map, then the routers in priority order, then a lock-free pick.
+//!
+//! Invariants enforced here:
+//! - a router appears in a [`RouterSet`] only if its rule parsed, its service exists and every middleware it
+//!   references exists and is supported; otherwise it is listed in [`RoutingTable::status`] with the reason;
+//! - candidates are ordered by (priority desc, name asc), so ties are deterministic;
+//! - per-server health state ([`ServerHealth`]) is shared with the previous table by server identity.
+
+pub mod builder;
+mod compile;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::HeaderValue;
+
+use crate::balance::health::ServerHealth;
+use crate::balance::sticky::{CookieSpec, StickyTable};
+use crate::balance::WeightedRoundRobin;
+use crate::rule::{RequestView, Rule};
+
+pub use compile::{compile, BuildInput, CompileContext, EntryPointInfo, HealthRegistry};
+
+/// The one place the current table lives. Cloned handles share it.
+pub type Store = Arc<ArcSwap<RoutingTable>>;
+
+/// Creates a store holding an empty table (every request gets 404 until the first build).
+pub fn empty_store(entry_points: &[String]) -> Store {
+    Arc::new(ArcSwap::from_pointee(RoutingTable::empty(entry_points)))
+}
+
+/// One immutable compiled configuration.
+#[derive(Debug)]
+pub struct RoutingTable {
+    /// Increases with every stored table (for logs and the API).
+    pub generation: u64,
+    /// Per entrypoint, in the order the application created its listeners.
+    pub entry_points: Box<[EntryPointRoutes]>,
+    /// All services; routes and weighted services refer to them by index.
+    pub services: Box<[ServiceRuntime]>,
+    /// What became of every router, service and middleware (served or why not).
+    pub status: Arc<TableStatus>,
+}
+
+impl RoutingTable {
+    /// A table that routes nothing, with one (empty) entry per entrypoint.
+    pub fn empty(entry_points: &[String]) -> RoutingTable {
+        RoutingTable {
+            generation: 0,
+            entry_points: entry_points
+                .iter()
+                .map(|n| EntryPointRoutes {
+                    name: n.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            services: Box::new([]),
+            status: Arc::new(TableStatus::default()),
+        }
+    }
+
+    /// The routes of entrypoint `index` (as passed to the listener), if it exists.
+    #[inline]
+    pub fn entry_point(&self, index: usize) -> Option<&EntryPointRoutes> {
+        self.entry_points.get(index)
+    }
+}
+
+/// Routes of one entrypoint.
+#[derive(Debug, Default)]
+pub struct EntryPointRoutes {
+    /// The entrypoint's name.
+    pub name: String,
+    /// Routers for plain-HTTP requests.
+    pub http: RouterSet,
+    /// Routers for requests that arrived over TLS.
+    pub https: RouterSet,
+    /// `http.redirections.entryPoint`: every request is redirected.
+    pub redirect: Option<EntryPointRedirect>,
+}
+
+/// A compiled entrypoint redirection (`http.redirections.entryPoint`).
+#[derive(Debug, Clone)]
+pub struct EntryPointRedirect {
+    /// Target scheme.
+    pub scheme: String,
+    /// Target port (`None` = the scheme's default).
+    pub port: Option<u16>,
+    /// 301/308 rather than 302/307.
+    pub permanent: bool,
+}
+
+/// Routers of one entrypoint and protocol, indexed for lookup without scanning every router.
+#[derive(Debug, Default)]
+pub struct RouterSet {
+    /// All routes, sorted by (priority desc, name asc).
+    pub routes: Box<[Route]>,
+    /// Exact host → indices into `routes` (ascending = priority order).
+    by_host: HashMap<Box<str>, Box<[u32]>>,
+    /// Indices of routes not restricted to a finite host set, ascending.
+    any_host: Box<[u32]>,
+}
+
+impl RouterSet {
+    /// Builds the index; `routes` must already be sorted by priority.
+    pub fn new(routes: Vec<Route>) -> RouterSet {
+        let mut by_host: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut any_host = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            let i = i as u32;
+            match route.rule.exact_hosts() {
+                Some(hosts) => {
+                    for h in hosts {
+                        let list = by_host.entry(h.into_boxed_str()).or_default();
+                        if list.last() != Some(&i) {
+                            list.push(i);
+                        }
+                    }
+                }
+                None => any_host.push(i),
+            }
+        }
+        RouterSet {
+            routes: routes.into_boxed_slice(),
+            by_host: by_host
+                .into_iter()
+                .map(|(k, v)| (k, v.into_boxed_slice()))
+                .collect(),
+            any_host: any_host.into_boxed_slice(),
+        }
+    }
+
+    /// The highest-priority route matching `req`. Hot path: no allocation, cost independent of the number of
+    /// routers for other hosts.
+    #[inline]
+    pub fn find(&self, req: &RequestView<'_>) -> Option<&Route> {
+        let exact: &[u32] = self.by_host.get(req.host).map(|v| &v[..]).unwrap_or(&[]);
+        let any: &[u32] = &self.any_host;
+        // Merge the two ascending index lists: the smaller index has the higher priority.
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let next = match (exact.get(i), any.get(j)) {
+                (Some(&a), Some(&b)) if a < b => {
+                    i += 1;
+                    a
+                }
+                (_, Some(&b)) => {
+                    j += 1;
+                    b
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (None, None) => return None,
+            };
+            let route = &self.routes[next as usize];
+            if route.rule.matches(req) {
+                return Some(route);
+            }
+        }
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// True when no route exists.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+/// One router, compiled.
+#[derive(Debug)]
+pub struct Route {
+    /// Qualified router name (`web@file`).
+    pub name: Arc<str>,
+    /// Compiled rule.
+    pub rule: Rule,
+    /// Effective priority.
+    pub priority: i64,
+    /// Index into [`RoutingTable::services`].
+    pub service: usize,
+}
+
+/// A compiled service.
+#[derive(Debug)]
+pub struct ServiceRuntime {
+    /// Qualified name (`app@file`).
+    pub name: Arc<str>,
+    /// Its kind.
+    pub kind: ServiceKind,
+}
+
+/// What a service does with a request.
+#[derive(Debug)]
+pub enum ServiceKind {
+    /// Balances over servers.
+    LoadBalancer(LoadBalancerRuntime),
+    /// Balances over child services.
+    Weighted(WeightedRuntime),
+}
+
+/// A load balancer over servers.
+#[derive(Debug)]
+pub struct LoadBalancerRuntime {
+    /// The servers, in configuration order.
+    pub servers: Box<[ServerRuntime]>,
+    /// Lock-free weighted round robin over `servers`.
+    pub wrr: WeightedRoundRobin,
+    /// Cookie affinity.
+    pub sticky: Option<StickyRuntime>,
+    /// Forward the client's Host header (else the server's authority).
+    pub pass_host_header: bool,
+}
+
+/// A weighted service of services.
+#[derive(Debug)]
+pub struct WeightedRuntime {
+    /// Child services (indices into [`RoutingTable::services`]).
+    pub children: Box<[usize]>,
+    /// Weighted round robin over `children`.
+    pub wrr: WeightedRoundRobin,
+    /// Cookie affinity to a child.
+    pub sticky: Option<StickyRuntime>,
+}
+
+/// Sticky-cookie settings with everything precomputed: the request path allocates nothing.
+#[derive(Debug)]
+pub struct StickyRuntime {
+    /// Cookie attributes and name.
+    pub spec: CookieSpec,
+    /// Cookie value → target index.
+    pub table: StickyTable,
+    /// Ready `Set-Cookie` value per target index.
+    pub set_cookie: Box<[HeaderValue]>,
+}
+
+/// How to talk to a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamScheme {
+    /// HTTP/1.1 over TCP (upgrades to h2 never happen without TLS).
+    Http,
+    /// TLS with ALPN (h2 or http/1.1).
+    Https,
+    /// HTTP/2 prior knowledge over TCP (gRPC backends).
+    H2c,
+}
+
+/// One backend server, compiled.
+#[derive(Debug)]
+pub struct ServerRuntime {
+    /// The URL as configured (identity for health carry-over, sticky values, logs).
+    pub url: Arc<str>,
+    /// Protocol.
+    pub scheme: UpstreamScheme,
+    /// The scheme used in the upstream request URI (`http` for h2c).
+    pub uri_scheme: Scheme,
+    /// `host:port`.
+    pub authority: Authority,
+    /// Path prefix of the URL kept with `preservePath`.
+    pub base_path: Option<PathAndQuery>,
+    /// `Host` value when not passing the client's.
+    pub host_header: HeaderValue,
+    /// Shared health state.
+    pub health: Arc<ServerHealth>,
+}
+
+/// What became of each configuration item in the last build, for logs, the API and tests.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct TableStatus {
+    /// Routers, by qualified name.
+    pub routers: std::collections::BTreeMap<String, ItemStatus>,
+    /// Services, by qualified name.
+    pub services: std::collections::BTreeMap<String, ItemStatus>,
+    /// Middlewares, by qualified name.
+    pub middlewares: std::collections::BTreeMap<String, ItemStatus>,
+}
+
+/// Status of one item, in Traefik's API vocabulary.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
+pub struct ItemStatus {
+    /// `enabled`, `warning` or `disabled`.
+    pub status: &'static str,
+    /// Why it is not (fully) enabled.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Provider that defined it.
+    pub provider: String,
+    /// The router's rule (routers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Entrypoints the router is attached to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entry_points: Vec<String>,
+    /// Target service (routers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Effective priority (routers only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests;
