@@ -35,7 +35,8 @@ struct State {
     health: AtomicU16,
 }
 
-/// Serves on `listener` until `cancel`. `name` appears in every answer (`Name: …`).
+/// Serves on `listener` until `cancel`, which also closes open connections. `name` appears in every
+/// answer (`Name: …`).
 pub async fn serve(listener: TcpListener, name: String, cancel: CancellationToken) {
     let state = Arc::new(State {
         name,
@@ -53,8 +54,13 @@ pub async fn serve(listener: TcpListener, name: String, cancel: CancellationToke
         let st = state.clone();
         let svc = service_fn(move |req| answer(req, st.clone(), peer, local));
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+        let stop = cancel.clone();
+        // Stopping the server drops its open connections too, like a killed process.
         tokio::spawn(async move {
-            let _ = conn.await;
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.cancelled() => {}
+            }
         });
     }
 }

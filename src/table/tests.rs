@@ -1,1 +1,186 @@
+use std::collections::BTreeMap;
 
+use http::{HeaderMap, Method};
+
+use super::compile::{build_server_for_tests, Compiled};
+use super::*;
+use crate::config::sources::from_yaml;
+use crate::dynamic::decode_configuration;
+use crate::rule::{RequestView, Syntax};
+
+fn ctx(eps: &[(&str, bool)]) -> CompileContext {
+    CompileContext {
+        entry_points: eps
+            .iter()
+            .map(|(n, d)| EntryPointInfo { name: n.to_string(), as_default: *d, ..Default::default() })
+            .collect(),
+        default_syntax: Syntax::V3,
+    }
+}
+
+fn build(yaml: &str, c: &CompileContext) -> Compiled {
+    let (cfg, errors) = decode_configuration(&from_yaml(yaml, "t.yml").expect("yaml"));
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut providers = BTreeMap::new();
+    providers.insert("file".to_string(), cfg);
+    compile(&BuildInput { providers }, c, &mut HealthRegistry::default(), 1)
+}
+
+fn find<'t>(set: &'t RouterSet, host: &str, path: &str) -> Option<&'t str> {
+    let headers = HeaderMap::new();
+    let view = RequestView {
+        host,
+        path,
+        query: None,
+        method: &Method::GET,
+        headers: &headers,
+        client_ip: "127.0.0.1".parse().expect("ip"),
+    };
+    set.find(&view).map(|r| &*r.name)
+}
+
+const BASE: &str = r#"
+http:
+  services:
+    s:
+      loadBalancer:
+        servers:
+          - url: http://127.0.0.1:1
+"#;
+
+#[test]
+fn priority_is_rule_length_then_explicit_then_name() {
+    let yaml = format!(
+        "{BASE}  routers:\n    short:\n      rule: PathPrefix(`/`)\n      service: s\n    longer:\n      rule: PathPrefix(`/api`)\n      service: s\n    host:\n      rule: Host(`a.test`) && PathPrefix(`/api`)\n      service: s\n    forced:\n      rule: PathPrefix(`/x`)\n      priority: 1000\n      service: s\n"
+    );
+    let c = build(&yaml, &ctx(&[("web", false)]));
+    let set = &c.table.entry_points[0].http;
+    assert_eq!(find(set, "a.test", "/api/v1"), Some("host@file"));
+    assert_eq!(find(set, "b.test", "/api/v1"), Some("longer@file"));
+    assert_eq!(find(set, "b.test", "/other"), Some("short@file"));
+    assert_eq!(find(set, "a.test", "/x"), Some("forced@file"));
+}
+
+#[test]
+fn equal_priorities_are_ordered_by_name() {
+    let yaml = format!(
+        "{BASE}  routers:\n    b:\n      rule: PathPrefix(`/`)\n      service: s\n    a:\n      rule: PathPrefix(`/`)\n      service: s\n"
+    );
+    let c = build(&yaml, &ctx(&[("web", false)]));
+    assert_eq!(find(&c.table.entry_points[0].http, "x", "/"), Some("a@file"));
+}
+
+#[test]
+fn exact_host_and_any_host_candidates_merge_in_priority_order() {
+    // The any-host router has the higher priority and must win over the host-indexed one.
+    let yaml = format!(
+        "{BASE}  routers:\n    host:\n      rule: Host(`a.test`)\n      service: s\n    path:\n      rule: PathPrefix(`/admin`)\n      priority: 100\n      service: s\n"
+    );
+    let c = build(&yaml, &ctx(&[("web", false)]));
+    let set = &c.table.entry_points[0].http;
+    assert_eq!(find(set, "a.test", "/admin"), Some("path@file"));
+    assert_eq!(find(set, "a.test", "/"), Some("host@file"));
+    assert_eq!(find(set, "b.test", "/"), None);
+}
+
+#[test]
+fn bad_items_are_isolated_and_reported() {
+    let yaml = format!(
+        "{BASE}  routers:\n    ok:\n      rule: Host(`ok`)\n      service: s\n    badrule:\n      rule: Host(`x`\n      service: s\n    noservice:\n      rule: Host(`y`)\n      service: missing\n    badmw:\n      rule: Host(`z`)\n      service: s\n      middlewares: [nope]\n    badep:\n      rule: Host(`w`)\n      service: s\n      entryPoints: [nowhere]\n"
+    );
+    let c = build(&yaml, &ctx(&[("web", false)]));
+    let st = &c.table.status.routers;
+    assert_eq!(st["ok@file"].status, "enabled");
+    for bad in ["badrule@file", "noservice@file", "badmw@file", "badep@file"] {
+        assert_eq!(st[bad].status, "disabled", "{bad}: {:?}", st[bad]);
+        assert!(c.issues.iter().any(|i| i.contains(bad)), "{bad} not reported: {:?}", c.issues);
+    }
+    assert!(st["badrule@file"].errors[0].contains("column"), "{:?}", st["badrule@file"]);
+    assert_eq!(c.table.entry_points[0].http.len(), 1);
+}
+
+#[test]
+fn default_entrypoints_follow_as_default() {
+    let yaml = format!("{BASE}  routers:\n    r:\n      rule: Host(`a`)\n      service: s\n");
+    let all = build(&yaml, &ctx(&[("web", false), ("admin", false)]));
+    assert_eq!(all.table.entry_points[0].http.len(), 1);
+    assert_eq!(all.table.entry_points[1].http.len(), 1);
+    let marked = build(&yaml, &ctx(&[("web", true), ("admin", false)]));
+    assert_eq!(marked.table.entry_points[0].http.len(), 1);
+    assert_eq!(marked.table.entry_points[1].http.len(), 0);
+}
+
+#[test]
+fn tls_routers_only_match_tls_requests() {
+    let yaml = format!("{BASE}  routers:\n    secure:\n      rule: Host(`a`)\n      service: s\n      tls: {{}}\n");
+    let c = build(&yaml, &ctx(&[("web", false)]));
+    assert_eq!(c.table.entry_points[0].http.len(), 0);
+    assert_eq!(c.table.entry_points[0].https.len(), 1);
+}
+
+#[test]
+fn weighted_cycles_and_missing_children_are_disabled() {
+    let yaml = r#"
+http:
+  routers:
+    r:
+      rule: Host(`a`)
+      service: w1
+  services:
+    w1:
+      weighted:
+        services: [{name: w2}]
+    w2:
+      weighted:
+        services: [{name: w1}]
+    w3:
+      weighted:
+        services: [{name: ghost}]
+"#;
+    let c = build(yaml, &ctx(&[("web", false)]));
+    assert_eq!(c.table.status.services["w1@file"].status, "disabled");
+    assert_eq!(c.table.status.services["w3@file"].status, "disabled");
+    assert_eq!(c.table.status.routers["r@file"].status, "disabled");
+}
+
+#[test]
+fn health_state_is_carried_over_by_server_identity() {
+    let yaml = format!("{BASE}  routers:\n    r:\n      rule: Host(`a`)\n      service: s\n");
+    let (cfg, _) = decode_configuration(&from_yaml(&yaml, "t.yml").expect("yaml"));
+    let mut providers = BTreeMap::new();
+    providers.insert("file".to_string(), cfg);
+    let input = BuildInput { providers };
+    let mut reg = HealthRegistry::default();
+    let c1 = compile(&input, &ctx(&[("web", false)]), &mut reg, 1);
+    let c2 = compile(&input, &ctx(&[("web", false)]), &mut reg, 2);
+    let server = |c: &Compiled| match &c.table.services[0].kind {
+        ServiceKind::LoadBalancer(lb) => lb.servers[0].health.clone(),
+        _ => panic!("lb expected"),
+    };
+    assert!(std::sync::Arc::ptr_eq(&server(&c1), &server(&c2)));
+}
+
+#[test]
+fn server_urls() {
+    let s = build_server_for_tests("http://10.0.0.1").expect("ok");
+    assert_eq!(s.authority.as_str(), "10.0.0.1:80");
+    assert_eq!(s.scheme, UpstreamScheme::Http);
+    let s = build_server_for_tests("h2c://10.0.0.1:50051").expect("ok");
+    assert_eq!(s.scheme, UpstreamScheme::H2c);
+    assert_eq!(s.uri_scheme.as_str(), "http");
+    assert_eq!(build_server_for_tests("https://x").expect("ok").authority.as_str(), "x:443");
+    assert!(build_server_for_tests("ftp://x").is_err());
+    assert!(build_server_for_tests("10.0.0.1:80").is_err());
+    assert!(build_server_for_tests("http://user:pw@x").is_err());
+}
+
+#[test]
+fn diff_lists_added_removed_changed() {
+    let a = format!("{BASE}  routers:\n    keep:\n      rule: Host(`a`)\n      service: s\n    gone:\n      rule: Host(`b`)\n      service: s\n    edit:\n      rule: Host(`c`)\n      service: s\n");
+    let b = format!("{BASE}  routers:\n    keep:\n      rule: Host(`a`)\n      service: s\n    new:\n      rule: Host(`d`)\n      service: s\n    edit:\n      rule: Host(`cc`)\n      service: s\n");
+    let c = ctx(&[("web", false)]);
+    let d = builder::diff(&build(&a, &c).table.status, &build(&b, &c).table.status);
+    assert_eq!(d.added, vec!["new@file"]);
+    assert_eq!(d.removed, vec!["gone@file"]);
+    assert_eq!(d.changed, vec!["edit@file"]);
+}

@@ -1,0 +1,35 @@
+//! Load balancing: which server of a service gets the request.
+//!
+//! Owns:
+//! - [`wrr`]: the smooth weighted round robin, precomputed at table-build time
+//!   and walked with one atomic counter per request;
+//! - [`sticky`]: Traefik-compatible sticky cookies (names, values, legacy
+//!   values, `Set-Cookie` serialization, `Cookie` parsing) and the
+//!   value → server table built at compile time;
+//! - [`health`]: the per-server health atomics the pick reads, and the active
+//!   HTTP checker task that writes them.
+//!
+//! The table builder constructs a [`WeightedRoundRobin`], a [`StickyTable`] and
+//! a [`CookieSpec`] per service, and carries each server's `Arc<ServerHealth>`
+//! over by server identity across rebuilds. The request handler then does, with
+//! no lock and no allocation: [`find_cookie`] → [`StickyTable::lookup`] →
+//! (server up? use it) else [`WeightedRoundRobin::pick`] with
+//! [`ServerHealth::is_up`] at [`now_ms`].
+//!
+//! Must not: do I/O, take locks, allocate or log on the pick path; look
+//! anything up by name per request (everything is indexed at build time); or
+//! reach into the routing table (health flows through the shared atomics only).
+//! The checker is the only part that does I/O, and it runs in its own tasks.
+
+pub mod health;
+pub mod sticky;
+pub mod wrr;
+
+pub use health::{
+    is_healthy_status, now_ms, probe_uri, spawn_checker, CheckTarget, HealthCheckSettings,
+    HealthError, ServerHealth,
+};
+pub use sticky::{
+    cookie_name, cookie_value, default_cookie_name, find_cookie, CookieSpec, SameSite, StickyTable,
+};
+pub use wrr::WeightedRoundRobin;

@@ -1,0 +1,268 @@
+//! Test fixtures: the real swarmgate binary on free loopback ports, real whoami backends, a small client,
+//! and bounded polling. Every wait has a deadline; nothing sleeps blindly.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio_util::sync::CancellationToken;
+
+/// A whoami backend on 127.0.0.1:<free port>, stopped on drop.
+pub struct Backend {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:port`.
+    pub url: String,
+    /// Its name (first line of every answer: `Name: <name>`).
+    pub name: String,
+    cancel: CancellationToken,
+}
+
+impl Backend {
+    /// Starts one.
+    pub async fn start(name: &str) -> Backend {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let addr = l.local_addr().expect("addr");
+        let cancel = CancellationToken::new();
+        tokio::spawn(swarmgate::whoami::serve(l, name.to_string(), cancel.clone()));
+        Backend { addr, url: format!("http://{addr}"), name: name.to_string(), cancel }
+    }
+
+    /// Stops it (connections already open may finish).
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// A running swarmgate process, killed on drop.
+pub struct Gate {
+    child: Option<Child>,
+    logs: Arc<Mutex<String>>,
+    /// Entrypoint name → bound address, read from the start-up log.
+    pub entry_points: Vec<(String, SocketAddr)>,
+    /// Scratch directory for config files (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_swarmgate")
+}
+
+impl Gate {
+    /// Writes `dynamic` (YAML) to `dynamic.yml` in a fresh directory and starts swarmgate with an entrypoint
+    /// `web` on 127.0.0.1:0 watching it, plus `extra` flags.
+    pub fn with_dynamic(dynamic: &str, extra: &[&str]) -> Gate {
+        let dir = tempfile::tempdir().expect("tmpdir");
+        let file = dir.path().join("dynamic.yml");
+        std::fs::write(&file, dynamic).expect("write dynamic");
+        let mut args = vec![
+            "--entrypoints.web.address=127.0.0.1:0".to_string(),
+            format!("--providers.file.filename={}", file.display()),
+            "--providers.file.watch=true".to_string(),
+            "--providers.providersThrottleDuration=50ms".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Gate::start_in(dir, &args, 1)
+    }
+
+    /// Starts swarmgate with `args` in `dir`, waiting until `expect_eps` entrypoints are listening.
+    pub fn start_in(dir: tempfile::TempDir, args: &[String], expect_eps: usize) -> Gate {
+        let mut child = Command::new(bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env("SWARMGATE_LOG", "info")
+            .env_remove("TRAEFIK_LOG_LEVEL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn swarmgate");
+        let logs = Arc::new(Mutex::new(String::new()));
+        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if std::env::var_os("SWARMGATE_TEST_ECHO").is_some() {
+                        eprintln!("[swarmgate] {line}");
+                    }
+                    let mut l = logs.lock().unwrap_or_else(|e| e.into_inner());
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let mut gate = Gate { child: Some(child), logs, entry_points: Vec::new(), dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            gate.entry_points = parse_listening(&gate.logs());
+            if gate.entry_points.len() >= expect_eps {
+                break;
+            }
+            if let Some(status) = gate.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("swarmgate exited with {status} before listening:\n{}", gate.logs());
+            }
+            assert!(Instant::now() < deadline, "swarmgate did not start:\n{}", gate.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gate
+    }
+
+    /// The `web` entrypoint's address.
+    pub fn web(&self) -> SocketAddr {
+        self.ep("web")
+    }
+
+    /// An entrypoint's address by name.
+    pub fn ep(&self, name: &str) -> SocketAddr {
+        self.entry_points.iter().find(|(n, _)| n == name).map(|(_, a)| *a).unwrap_or_else(|| panic!("no entrypoint {name}"))
+    }
+
+    /// Everything logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The dynamic file written by [`Gate::with_dynamic`].
+    pub fn dynamic_file(&self) -> PathBuf {
+        self.dir.path().join("dynamic.yml")
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, `KILL`).
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status();
+        }
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the log contains `needle`, up to `timeout`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn parse_listening(logs: &str) -> Vec<(String, SocketAddr)> {
+    logs.lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("entrypoint ")? + "entrypoint ".len()..];
+            let (name, addr) = rest.split_once(" listening on ")?;
+            Some((name.to_string(), addr.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// A response as the tests look at it.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body as text (lossy).
+    pub body: String,
+}
+
+impl Reply {
+    /// The whoami backend's name (`Name: x` line), if the answer came from one.
+    pub fn backend(&self) -> Option<&str> {
+        self.body.lines().find_map(|l| l.strip_prefix("Name: "))
+    }
+}
+
+/// A pooled HTTP/1.1 client.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends one request (with a 10 s deadline) and reads the whole answer.
+pub async fn send(c: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Reply {
+    let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req)).await.expect("request timed out").expect("request failed");
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(Duration::from_secs(10), body.collect()).await.expect("body timed out").expect("body").to_bytes();
+    Reply { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() }
+}
+
+/// GET `path` on `addr` with `Host: host`.
+pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
+    get_with(&client(), addr, host, path, &[]).await
+}
+
+/// GET with extra headers, on a given client.
+pub async fn get_with(c: &Client<HttpConnector, Full<Bytes>>, addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut b = Request::get(format!("http://{addr}{path}")).header("host", host);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    send(c, b.body(Full::new(Bytes::new())).expect("request")).await
+}
+
+/// Polls `f` every 25 ms until it returns true or `timeout` passes; returns whether it succeeded.
+pub async fn poll_until<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Writes a file atomically (temp + rename), as editors and config tools do.
+pub fn write_atomic(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).expect("write tmp");
+    std::fs::rename(&tmp, path).expect("rename");
+}
