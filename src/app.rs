@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, types::StaticConfig, Protocol};
 use crate::provider::file::{self, FileSource};
-use crate::proxy::forward::{PoolSettings, TrustedPeers, Upstreams};
+use crate::proxy::forward::{load_root_cas, PoolSettings, TrustedPeers, Upstreams};
 use crate::proxy::handler::Shared;
 use crate::proxy::listener::{self, ConnSettings, EntryPointListener};
 use crate::table::builder::{ProviderFeed, Snapshot, TableBuilder};
@@ -58,7 +58,9 @@ fn tcp_entry_points(cfg: &StaticConfig) -> Result<Vec<(String, SocketAddr)>, App
         let (addr, proto) = config::parse_address(&ep.address).map_err(AppError::Invalid)?;
         match proto {
             Protocol::Tcp => out.push((name.clone(), addr)),
-            Protocol::Udp => tracing::warn!(entrypoint = %name, "UDP entrypoints are not served yet; skipped"),
+            Protocol::Udp => {
+                tracing::warn!(entrypoint = %name, "UDP entrypoints are not served yet; skipped")
+            }
         }
     }
     if out.is_empty() {
@@ -68,20 +70,35 @@ fn tcp_entry_points(cfg: &StaticConfig) -> Result<Vec<(String, SocketAddr)>, App
     Ok(out)
 }
 
-fn compile_context(cfg: &StaticConfig, eps: &[(String, SocketAddr)]) -> Result<CompileContext, AppError> {
+fn compile_context(
+    cfg: &StaticConfig,
+    eps: &[(String, SocketAddr)],
+) -> Result<CompileContext, AppError> {
     let mut infos = Vec::new();
     for (name, _) in eps {
         let ep = cfg.entry_points.get(name).cloned().unwrap_or_default();
-        let redirect = match ep.http.redirections.as_ref().and_then(|r| r.entry_point.as_ref()) {
+        let redirect = match ep
+            .http
+            .redirections
+            .as_ref()
+            .and_then(|r| r.entry_point.as_ref())
+        {
             None => None,
             Some(r) => {
                 let port = match eps.iter().find(|(n, _)| *n == r.to) {
                     Some((_, addr)) => addr.port(),
                     None => r.to.trim_start_matches(':').parse().map_err(|_| {
-                        AppError::Invalid(format!("entryPoints.{name}.http.redirections.entryPoint.to: `{}` is unknown", r.to))
+                        AppError::Invalid(format!(
+                            "entryPoints.{name}.http.redirections.entryPoint.to: `{}` is unknown",
+                            r.to
+                        ))
                     })?,
                 };
-                Some(EntryPointRedirect { scheme: r.scheme.clone(), port: Some(port), permanent: r.permanent })
+                Some(EntryPointRedirect {
+                    scheme: r.scheme.clone(),
+                    port: Some(port),
+                    permanent: r.permanent,
+                })
             }
         };
         infos.push(EntryPointInfo {
@@ -91,14 +108,23 @@ fn compile_context(cfg: &StaticConfig, eps: &[(String, SocketAddr)]) -> Result<C
             middlewares: ep.http.middlewares.clone(),
         });
     }
-    Ok(CompileContext { entry_points: infos, default_syntax: config::default_rule_syntax(cfg) })
+    Ok(CompileContext {
+        entry_points: infos,
+        default_syntax: config::default_rule_syntax(cfg),
+    })
 }
 
 /// Binds every TCP entrypoint. Called before anything starts, so a bind failure leaves nothing half-started.
 pub async fn bind(cfg: &StaticConfig) -> Result<Vec<(String, TcpListener)>, AppError> {
     let mut out = Vec::new();
     for (name, addr) in tcp_entry_points(cfg)? {
-        let l = TcpListener::bind(addr).await.map_err(|source| AppError::Bind { name: name.clone(), addr, source })?;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                name: name.clone(),
+                addr,
+                source,
+            })?;
         out.push((name, l));
     }
     Ok(out)
@@ -108,10 +134,21 @@ pub async fn bind(cfg: &StaticConfig) -> Result<Vec<(String, TcpListener)>, AppE
 ///
 /// `listeners` come from [`bind`] (or a test), in the same order as the static configuration's TCP
 /// entrypoints.
-pub async fn run(cfg: StaticConfig, listeners: Vec<(String, TcpListener)>, control: Control, reload_rx: mpsc::Receiver<()>) -> Result<(), AppError> {
+pub async fn run(
+    cfg: StaticConfig,
+    listeners: Vec<(String, TcpListener)>,
+    control: Control,
+    reload_rx: mpsc::Receiver<()>,
+) -> Result<(), AppError> {
     let eps: Vec<(String, SocketAddr)> = listeners
         .iter()
-        .map(|(n, l)| (n.clone(), l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))))
+        .map(|(n, l)| {
+            (
+                n.clone(),
+                l.local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+            )
+        })
         .collect();
     let ctx = compile_context(&cfg, &eps)?;
     let names: Vec<String> = eps.iter().map(|(n, _)| n.clone()).collect();
@@ -151,7 +188,10 @@ pub async fn run(cfg: StaticConfig, listeners: Vec<(String, TcpListener)>, contr
         }
         let mut rx = rx;
         rx.mark_unchanged();
-        feeds.push(ProviderFeed { name: "file".into(), rx });
+        feeds.push(ProviderFeed {
+            name: "file".into(),
+            rx,
+        });
     }
     let mut builder = TableBuilder::new(store.clone(), ctx, background.clone());
     builder.apply(initial);
@@ -166,8 +206,13 @@ pub async fn run(cfg: StaticConfig, listeners: Vec<(String, TcpListener)>, contr
             dial_timeout: t.forwarding_timeouts.dial_timeout.non_zero(),
             idle_timeout: t.forwarding_timeouts.idle_conn_timeout.non_zero(),
             max_idle_per_host: t.max_idle_conns_per_host,
-        }),
-        server_name: HeaderValue::from_str(&hostname()).unwrap_or_else(|_| HeaderValue::from_static("swarmgate")),
+            insecure_skip_verify: t.insecure_skip_verify,
+            root_cas: load_root_cas(&t.root_cas)
+                .map_err(|e| AppError::Invalid(format!("serversTransport.{e}")))?,
+        })
+        .map_err(|e| AppError::Invalid(format!("serversTransport: {e}")))?,
+        server_name: HeaderValue::from_str(&hostname())
+            .unwrap_or_else(|_| HeaderValue::from_static("swarmgate")),
         response_header_timeout: t.forwarding_timeouts.response_header_timeout.non_zero(),
         tunnels: tokio_util::task::TaskTracker::new(),
     });
@@ -178,21 +223,43 @@ pub async fn run(cfg: StaticConfig, listeners: Vec<(String, TcpListener)>, contr
     let mut drain_grace = Duration::ZERO;
     for (index, (name, l)) in listeners.into_iter().enumerate() {
         let ep = cfg.entry_points.get(&name).cloned().unwrap_or_default();
-        let trusted = TrustedPeers::parse(ep.forwarded_headers.insecure, &ep.forwarded_headers.trusted_ips)
-            .map_err(|e| AppError::Invalid(format!("entryPoints.{name}.forwardedHeaders.trustedIPs: {e}")))?;
+        let trusted = TrustedPeers::parse(
+            ep.forwarded_headers.insecure,
+            &ep.forwarded_headers.trusted_ips,
+        )
+        .map_err(|e| {
+            AppError::Invalid(format!(
+                "entryPoints.{name}.forwardedHeaders.trustedIPs: {e}"
+            ))
+        })?;
         let rt = &ep.transport.responding_timeouts;
         let settings = ConnSettings {
             header_read_timeout: rt.read_timeout.non_zero().or(rt.idle_timeout.non_zero()),
             max_header_bytes: ep.http.max_header_bytes.unwrap_or(1 << 20),
-            max_concurrent_streams: ep.http2.as_ref().and_then(|h| h.max_concurrent_streams).unwrap_or(250),
+            max_concurrent_streams: ep
+                .http2
+                .as_ref()
+                .and_then(|h| h.max_concurrent_streams)
+                .unwrap_or(250),
         };
         accept_grace = accept_grace.max(ep.transport.life_cycle.request_accept_grace_timeout.0);
         drain_grace = drain_grace.max(ep.transport.life_cycle.grace_time_out.0);
         if let Ok(addr) = l.local_addr() {
             tracing::info!("entrypoint {name} listening on {addr}");
         }
-        let epl = EntryPointListener { index, name, listener: l, trusted, settings };
-        accept_tasks.push(tokio::spawn(listener::serve(epl, shared.clone(), stop_accepting.clone(), graceful.clone())));
+        let epl = EntryPointListener {
+            index,
+            name,
+            listener: l,
+            trusted,
+            settings,
+        };
+        accept_tasks.push(tokio::spawn(listener::serve(
+            epl,
+            shared.clone(),
+            stop_accepting.clone(),
+            graceful.clone(),
+        )));
     }
     if cfg.entry_points.is_empty() {
         drain_grace = Duration::from_secs(10);
@@ -230,7 +297,11 @@ fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "swarmgate".into())
 }

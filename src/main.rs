@@ -13,12 +13,21 @@ use swarmgate::{app, config};
 /// `traefik.yml`/`traefik.toml` in the usual places, Traefik flags (`--entrypoints.web.address=:80`,
 /// `--providers.file.filename=dynamic.yml`, …) or `TRAEFIK_*` environment variables.
 #[derive(Parser, Debug)]
-#[command(name = "swarmgate", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "swarmgate",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Traefik static-configuration flags, e.g. `--entrypoints.web.address=:80`.
-    #[arg(value_name = "TRAEFIK_FLAGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "TRAEFIK_FLAGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     flags: Vec<String>,
 }
 
@@ -47,9 +56,13 @@ fn init_logging(level: Option<&str>, json: bool) {
         Some("error") | Some("fatal") | Some("panic") => "error",
         _ => "info",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWARMGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,hyper_util=warn")));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(std::io::stdout().is_terminal());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("SWARMGATE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,hyper_util=warn"))
+        });
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal());
     if json {
         b.json().init();
     } else {
@@ -59,11 +72,16 @@ fn init_logging(level: Option<&str>, json: bool) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     match cli.command {
         Some(Command::Whoami { listen, name }) => rt.block_on(async move {
             init_logging(None, false);
-            let l = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("listening on {listen}"))?;
+            let l = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
             tracing::info!("whoami {name} listening on {}", l.local_addr()?);
             let cancel = CancellationToken::new();
             tokio::spawn(swarmgate::whoami::serve(l, name, cancel.clone()));
@@ -87,7 +105,11 @@ async fn run_flags(flags: Vec<String>) -> anyhow::Result<()> {
     };
     let json = loaded.config.log.format.as_deref() == Some("json");
     init_logging(loaded.config.log.level.as_deref(), json);
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), "static configuration from {}", loaded.origin);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "static configuration from {}",
+        loaded.origin
+    );
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -103,7 +125,10 @@ async fn run_app(cfg: config::StaticConfig) -> anyhow::Result<()> {
         }
     };
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
-    let control = app::Control { shutdown: CancellationToken::new(), reload: reload_tx };
+    let control = app::Control {
+        shutdown: CancellationToken::new(),
+        reload: reload_tx,
+    };
     let c = control.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -125,8 +150,13 @@ async fn demo() -> anyhow::Result<()> {
         p
     };
     let cancel = CancellationToken::new();
-    for (addr, name) in [("127.0.0.1:9001", "whoami-a"), ("127.0.0.1:9002", "whoami-b")] {
-        let l = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("demo backend on {addr}"))?;
+    for (addr, name) in [
+        ("127.0.0.1:9001", "whoami-a"),
+        ("127.0.0.1:9002", "whoami-b"),
+    ] {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("demo backend on {addr}"))?;
         tokio::spawn(swarmgate::whoami::serve(l, name.into(), cancel.clone()));
     }
     let flags = vec![
@@ -135,7 +165,10 @@ async fn demo() -> anyhow::Result<()> {
         "--providers.file.watch=true".to_string(),
     ];
     let loaded = config::load(&flags, &[]).context("demo configuration")?;
-    tracing::info!("demo: try `curl -H 'Host: demo.localhost' http://127.0.0.1:8080/` (edit {} live)", path.display());
+    tracing::info!(
+        "demo: try `curl -H 'Host: demo.localhost' http://127.0.0.1:8080/` (edit {} live)",
+        path.display()
+    );
     run_app(loaded.config).await
 }
 

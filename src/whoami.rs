@@ -38,6 +38,31 @@ struct State {
 /// Serves on `listener` until `cancel`, which also closes open connections. `name` appears in every
 /// answer (`Name: …`).
 pub async fn serve(listener: TcpListener, name: String, cancel: CancellationToken) {
+    serve_inner(listener, name, None, cancel).await
+}
+
+/// Like [`serve`], over TLS with `tls` (ALPN h2 and http/1.1 as configured in it): the HTTPS test backend.
+pub async fn serve_tls(
+    listener: TcpListener,
+    name: String,
+    tls: Arc<rustls::ServerConfig>,
+    cancel: CancellationToken,
+) {
+    serve_inner(
+        listener,
+        name,
+        Some(tokio_rustls::TlsAcceptor::from(tls)),
+        cancel,
+    )
+    .await
+}
+
+async fn serve_inner(
+    listener: TcpListener,
+    name: String,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    cancel: CancellationToken,
+) {
     let state = Arc::new(State {
         name,
         hostname: std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
@@ -53,13 +78,29 @@ pub async fn serve(listener: TcpListener, name: String, cancel: CancellationToke
         let local = stream.local_addr().ok();
         let st = state.clone();
         let svc = service_fn(move |req| answer(req, st.clone(), peer, local));
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+        let builder = builder.clone();
         let stop = cancel.clone();
+        let tls = tls.clone();
         // Stopping the server drops its open connections too, like a killed process.
         tokio::spawn(async move {
-            tokio::select! {
-                _ = conn => {}
-                _ = stop.cancelled() => {}
+            match tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+                Some(acceptor) => {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
             }
         });
     }
@@ -82,7 +123,9 @@ async fn answer(
     if req.uri().path() == "/bench" {
         return Ok(Response::new(Full::new(Bytes::from_static(b"ok"))));
     }
-    if let Some(wait) = query_param(req.uri().query(), "wait").and_then(|w| parse_go_duration(w).ok()) {
+    if let Some(wait) =
+        query_param(req.uri().query(), "wait").and_then(|w| parse_go_duration(w).ok())
+    {
         tokio::time::sleep(wait).await;
     }
     if req.headers().contains_key(header::UPGRADE) {
@@ -107,8 +150,16 @@ async fn answer(
     }
     if req.uri().path() == "/health" {
         if req.method() == http::Method::POST {
-            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            if let Some(code) = std::str::from_utf8(&body).ok().and_then(|s| s.trim().parse::<u16>().ok()) {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            if let Some(code) = std::str::from_utf8(&body)
+                .ok()
+                .and_then(|s| s.trim().parse::<u16>().ok())
+            {
                 st.health.store(code, Ordering::Relaxed);
             }
             return Ok(Response::new(Full::new(Bytes::from_static(b"OK\n"))));
@@ -119,14 +170,18 @@ async fn answer(
         return Ok(resp);
     }
     if req.uri().path() == "/data" {
-        let size: usize = query_param(req.uri().query(), "size").and_then(|s| s.parse().ok()).unwrap_or(1024).min(1 << 30);
+        let size: usize = query_param(req.uri().query(), "size")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1024)
+            .min(1 << 30);
         let mut body = Vec::with_capacity(size);
         while body.len() < size {
             body.extend_from_slice(b"swarmgate whoami data line\n");
         }
         body.truncate(size);
         let mut resp = Response::new(Full::new(Bytes::from(body)));
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         return Ok(resp);
     }
     let mut out = String::with_capacity(512);
@@ -138,7 +193,12 @@ async fn answer(
     let _ = writeln!(out, "RemoteAddr: {peer}");
     let _ = writeln!(out, "{} {} {:?}", req.method(), req.uri(), req.version());
     for (k, v) in req.headers() {
-        let _ = writeln!(out, "{}: {}", canonical(k.as_str()), String::from_utf8_lossy(v.as_bytes()));
+        let _ = writeln!(
+            out,
+            "{}: {}",
+            canonical(k.as_str()),
+            String::from_utf8_lossy(v.as_bytes())
+        );
     }
     // Read the body to the end, counting it (streams of any size; nothing is kept).
     let mut body = req.into_body();
@@ -157,7 +217,10 @@ async fn answer(
         let _ = writeln!(out, "Body-Bytes: {n}");
     }
     let mut resp = Response::new(Full::new(Bytes::from(out)));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     Ok(resp)
 }
 
@@ -187,7 +250,11 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -206,7 +273,10 @@ mod tests {
 
     #[test]
     fn websocket_accept_matches_rfc_example() {
-        assert_eq!(websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            websocket_accept(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]

@@ -7,13 +7,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use support::{get, get_with, client, poll_until, send, Backend, Gate};
+use support::{client, get, get_with, poll_until, send, Backend, Gate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn lb(name: &str, urls: &[(&str, u32)]) -> String {
     let mut s = format!("    {name}:\n      loadBalancer:\n        servers:\n");
     for (u, w) in urls {
-        s.push_str(&format!("          - url: \"{u}\"\n            weight: {w}\n"));
+        s.push_str(&format!(
+            "          - url: \"{u}\"\n            weight: {w}\n"
+        ));
     }
     s
 }
@@ -34,7 +36,10 @@ async fn round_robin_alternates_and_weights_hold() {
         assert_eq!(r.status, StatusCode::OK);
         seq.push_str(r.backend().expect("backend"));
     }
-    assert!(seq == "ABABABAB" || seq == "BABABABA", "strict alternation expected, got {seq}");
+    assert!(
+        seq == "ABABABAB" || seq == "BABABABA",
+        "strict alternation expected, got {seq}"
+    );
 
     let (mut na, mut nb) = (0, 0);
     for _ in 0..400 {
@@ -59,13 +64,33 @@ async fn unknown_host_is_404_and_a_bad_rule_drops_only_its_router() {
     let r = get(gate.web(), "nobody.test", "/").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.body, "404 page not found\n");
-    assert_eq!(get(gate.web(), "good.test", "/").await.status, StatusCode::OK);
-    assert_eq!(get(gate.web(), "GOOD.test.", "/").await.status, StatusCode::OK, "host is case-insensitive, trailing dot ignored");
-    assert_eq!(get(gate.web(), "good.test:8080", "/").await.status, StatusCode::OK, "port is ignored");
-    assert_eq!(get(gate.web(), "x.test", "/also/here").await.status, StatusCode::OK);
-    assert_eq!(get(gate.web(), "broken.test", "/x").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(gate.web(), "good.test", "/").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(gate.web(), "GOOD.test.", "/").await.status,
+        StatusCode::OK,
+        "host is case-insensitive, trailing dot ignored"
+    );
+    assert_eq!(
+        get(gate.web(), "good.test:8080", "/").await.status,
+        StatusCode::OK,
+        "port is ignored"
+    );
+    assert_eq!(
+        get(gate.web(), "x.test", "/also/here").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(gate.web(), "broken.test", "/x").await.status,
+        StatusCode::NOT_FOUND
+    );
     let logs = gate.logs();
-    let line = logs.lines().find(|l| l.contains("broken@file")).unwrap_or_else(|| panic!("no log line names the broken router:\n{logs}"));
+    let line = logs
+        .lines()
+        .find(|l| l.contains("broken@file"))
+        .unwrap_or_else(|| panic!("no log line names the broken router:\n{logs}"));
     assert!(line.contains("PathPrefx"), "{line}");
     assert!(line.contains("column"), "{line}");
 }
@@ -80,27 +105,53 @@ async fn sticky_cookie_is_traefiks_and_survives_until_its_server_dies() {
     let gate = Gate::with_dynamic(&dynamic, &[]);
     let c = client();
     let first = get_with(&c, gate.web(), "app.test", "/", &[]).await;
-    let set = first.headers.get("set-cookie").expect("set-cookie").to_str().expect("ascii").to_string();
+    let set = first
+        .headers
+        .get("set-cookie")
+        .expect("set-cookie")
+        .to_str()
+        .expect("ascii")
+        .to_string();
     // Traefik's default name for `app@file` and SHA-256[:16] of the server URL.
     assert!(set.starts_with("_fb0b0="), "{set}");
     let chosen = first.backend().expect("backend").to_string();
     let url = if chosen == "A" { &a.url } else { &b.url };
     let value = swarmgate::balance::sticky::cookie_value(url);
     assert!(set.starts_with(&format!("_fb0b0={value}; Path=/")), "{set}");
-    assert!(!set.contains("127.0.0.1"), "the backend address must not leak: {set}");
+    assert!(
+        !set.contains("127.0.0.1"),
+        "the backend address must not leak: {set}"
+    );
     let cookie = format!("_fb0b0={value}");
     for _ in 0..10 {
         let r = get_with(&c, gate.web(), "app.test", "/", &[("cookie", &cookie)]).await;
         assert_eq!(r.backend(), Some(chosen.as_str()));
-        assert!(r.headers.get("set-cookie").is_none(), "a valid cookie is not rewritten");
+        assert!(
+            r.headers.get("set-cookie").is_none(),
+            "a valid cookie is not rewritten"
+        );
     }
-    if chosen == "A" { a.stop() } else { b.stop() }
+    if chosen == "A" {
+        a.stop()
+    } else {
+        b.stop()
+    }
     // Fresh client: the stopped backend's pooled connections are not reused.
     let c2 = client();
     let moved = get_with(&c2, gate.web(), "app.test", "/", &[("cookie", &cookie)]).await;
-    assert_eq!(moved.status, StatusCode::OK, "moving a client must not fail: {}", moved.body);
+    assert_eq!(
+        moved.status,
+        StatusCode::OK,
+        "moving a client must not fail: {}",
+        moved.body
+    );
     assert_ne!(moved.backend(), Some(chosen.as_str()));
-    let fresh = moved.headers.get("set-cookie").expect("a fresh cookie").to_str().expect("ascii");
+    let fresh = moved
+        .headers
+        .get("set-cookie")
+        .expect("a fresh cookie")
+        .to_str()
+        .expect("ascii");
     assert!(!fresh.contains(&value), "{fresh}");
 }
 
@@ -109,19 +160,45 @@ async fn watched_file_changes_go_live_and_broken_files_keep_the_last_good() {
     let a = Backend::start("A").await;
     let base = format!("http:\n  routers:\n    one:\n      rule: Host(`one.test`)\n      service: s\n  services:\n{}", lb("s", &[(&a.url, 1)]));
     let gate = Gate::with_dynamic(&base, &[]);
-    assert_eq!(get(gate.web(), "two.test", "/").await.status, StatusCode::NOT_FOUND);
-    let with_two = base.replace("  services:\n", "    two:\n      rule: Host(`two.test`)\n      service: s\n  services:\n");
+    assert_eq!(
+        get(gate.web(), "two.test", "/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let with_two = base.replace(
+        "  services:\n",
+        "    two:\n      rule: Host(`two.test`)\n      service: s\n  services:\n",
+    );
     support::write_atomic(&gate.dynamic_file(), &with_two);
     let started = std::time::Instant::now();
-    let live = poll_until(Duration::from_secs(2), || async { get(gate.web(), "two.test", "/").await.status == StatusCode::OK }).await;
+    let live = poll_until(Duration::from_secs(2), || async {
+        get(gate.web(), "two.test", "/").await.status == StatusCode::OK
+    })
+    .await;
     assert!(live, "new router not live within 2 s:\n{}", gate.logs());
     eprintln!("router live after {:?}", started.elapsed());
 
     std::fs::write(gate.dynamic_file(), "http:\n  routers: [\n").expect("write broken");
-    assert!(gate.wait_log("keeping the last good configuration", Duration::from_secs(3)), "{}", gate.logs());
-    assert_eq!(get(gate.web(), "one.test", "/").await.status, StatusCode::OK);
-    assert_eq!(get(gate.web(), "two.test", "/").await.status, StatusCode::OK);
-    assert!(gate.logs().contains("dynamic.yml:"), "the error names the file and line:\n{}", gate.logs());
+    assert!(
+        gate.wait_log(
+            "keeping the last good configuration",
+            Duration::from_secs(3)
+        ),
+        "{}",
+        gate.logs()
+    );
+    assert_eq!(
+        get(gate.web(), "one.test", "/").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(gate.web(), "two.test", "/").await.status,
+        StatusCode::OK
+    );
+    assert!(
+        gate.logs().contains("dynamic.yml:"),
+        "the error names the file and line:\n{}",
+        gate.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +214,10 @@ async fn error_statuses() {
         lb("refused", &[(&format!("http://{refused}"), 1)]),
         lb("s", &[(&a.url, 1)])
     );
-    let gate = Gate::with_dynamic(&dynamic, &["--serversTransport.forwardingTimeouts.responseHeaderTimeout=300ms"]);
+    let gate = Gate::with_dynamic(
+        &dynamic,
+        &["--serversTransport.forwardingTimeouts.responseHeaderTimeout=300ms"],
+    );
     let r = get(gate.web(), "refused.test", "/").await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.body);
     let r = get(gate.web(), "slow.test", "/?wait=2s").await;
@@ -146,19 +226,37 @@ async fn error_statuses() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
 
     // 400: HTTP/1.1 without Host; 431: a header block over the limit. Raw sockets, as clients send them.
-    let mut s = tokio::net::TcpStream::connect(gate.web()).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(gate.web())
+        .await
+        .expect("connect");
     s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
     let mut buf = vec![0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("answer").expect("read");
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("answer")
+        .expect("read");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 
-    let mut s = tokio::net::TcpStream::connect(gate.web()).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(gate.web())
+        .await
+        .expect("connect");
     let big = "x".repeat(2 << 20);
     let req = format!("GET / HTTP/1.1\r\nHost: ok.test\r\nX-Big: {big}\r\n\r\n");
     let _ = s.write_all(req.as_bytes()).await; // the server may close before reading it all
     let mut buf = vec![0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("answer").unwrap_or(0);
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 431"), "{:?}", String::from_utf8_lossy(&buf[..n]));
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("answer")
+        .unwrap_or(0);
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,11 +274,18 @@ async fn connect_failure_is_retried_on_another_server() {
     let c = client();
     for i in 0..6 {
         let body = Bytes::from(format!("payload {i}"));
-        let req = Request::post(format!("http://{}/", gate.web())).header("host", "r.test").body(Full::new(body)).expect("req");
+        let req = Request::post(format!("http://{}/", gate.web()))
+            .header("host", "r.test")
+            .body(Full::new(body))
+            .expect("req");
         let r = send(&c, req).await;
         assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.body);
         assert_eq!(r.backend(), Some("A"));
-        assert!(r.body.contains("Body-Bytes: 9"), "the body survives the retry: {}", r.body);
+        assert!(
+            r.body.contains("Body-Bytes: 9"),
+            "the body survives the retry: {}",
+            r.body
+        );
     }
 }
 
@@ -194,7 +299,9 @@ async fn active_health_checks_take_servers_out_and_back() {
     let gate = Gate::with_dynamic(&dynamic, &[]);
     let c = client();
     // Make B unhealthy through its own control endpoint.
-    let req = Request::post(format!("{}/health", b.url)).body(Full::new(Bytes::from("500"))).expect("req");
+    let req = Request::post(format!("{}/health", b.url))
+        .body(Full::new(Bytes::from("500")))
+        .expect("req");
     send(&c, req).await;
     let only_a = poll_until(Duration::from_secs(5), || async {
         let mut all_a = true;
@@ -205,16 +312,26 @@ async fn active_health_checks_take_servers_out_and_back() {
     })
     .await;
     assert!(only_a, "B still in rotation:\n{}", gate.logs());
-    let req = Request::post(format!("{}/health", b.url)).body(Full::new(Bytes::from("200"))).expect("req");
+    let req = Request::post(format!("{}/health", b.url))
+        .body(Full::new(Bytes::from("200")))
+        .expect("req");
     send(&c, req).await;
-    let back = poll_until(Duration::from_secs(5), || async { get(gate.web(), "h.test", "/").await.backend() == Some("B") }).await;
+    let back = poll_until(Duration::from_secs(5), || async {
+        get(gate.web(), "h.test", "/").await.backend() == Some("B")
+    })
+    .await;
     assert!(back, "B did not come back:\n{}", gate.logs());
     // Every server down → 503.
     for u in [&a.url, &b.url] {
-        let req = Request::post(format!("{u}/health")).body(Full::new(Bytes::from("503"))).expect("req");
+        let req = Request::post(format!("{u}/health"))
+            .body(Full::new(Bytes::from("503")))
+            .expect("req");
         send(&c, req).await;
     }
-    let unavailable = poll_until(Duration::from_secs(5), || async { get(gate.web(), "h.test", "/").await.status == StatusCode::SERVICE_UNAVAILABLE }).await;
+    let unavailable = poll_until(Duration::from_secs(5), || async {
+        get(gate.web(), "h.test", "/").await.status == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
     assert!(unavailable, "{}", gate.logs());
 }
 
@@ -228,24 +345,69 @@ async fn forwarded_headers_and_host() {
     );
     let gate = Gate::with_dynamic(&dynamic, &[]);
     let c = client();
-    let r = get_with(&c, gate.web(), "f.test", "/p?q=1", &[("x-forwarded-for", "6.6.6.6"), ("connection", "x-drop"), ("x-drop", "1")]).await;
+    let r = get_with(
+        &c,
+        gate.web(),
+        "f.test",
+        "/p?q=1",
+        &[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("connection", "x-drop"),
+            ("x-drop", "1"),
+        ],
+    )
+    .await;
     assert!(r.body.contains("GET /p?q=1 HTTP/1.1"), "{}", r.body);
     assert!(r.body.contains("Host: f.test"), "{}", r.body);
-    assert!(r.body.contains("X-Forwarded-For: 127.0.0.1\n"), "untrusted XFF replaced: {}", r.body);
+    assert!(
+        r.body.contains("X-Forwarded-For: 127.0.0.1\n"),
+        "untrusted XFF replaced: {}",
+        r.body
+    );
     assert!(r.body.contains("X-Forwarded-Proto: http"), "{}", r.body);
     assert!(r.body.contains("X-Forwarded-Host: f.test"), "{}", r.body);
-    assert!(r.body.contains(&format!("X-Forwarded-Port: {}", gate.web().port())), "{}", r.body);
+    assert!(
+        r.body
+            .contains(&format!("X-Forwarded-Port: {}", gate.web().port())),
+        "{}",
+        r.body
+    );
     assert!(r.body.contains("X-Real-Ip: 127.0.0.1"), "{}", r.body);
     assert!(r.body.contains("X-Forwarded-Server: "), "{}", r.body);
-    assert!(!r.body.contains("X-Drop"), "headers named in Connection are hop-by-hop: {}", r.body);
+    assert!(
+        !r.body.contains("X-Drop"),
+        "headers named in Connection are hop-by-hop: {}",
+        r.body
+    );
     let r = get(gate.web(), "n.test", "/").await;
-    assert!(r.body.contains(&format!("Host: {}", a.addr)), "passHostHeader=false sends the server's host: {}", r.body);
+    assert!(
+        r.body.contains(&format!("Host: {}", a.addr)),
+        "passHostHeader=false sends the server's host: {}",
+        r.body
+    );
 
     // Trusted peers keep their X-Forwarded-For and get the client appended.
-    let dynamic2 = format!("http:\n  routers:\n    r:\n      rule: Host(`f.test`)\n      service: s\n  services:\n{}", lb("s", &[(&a.url, 1)]));
-    let trusted = Gate::with_dynamic(&dynamic2, &["--entrypoints.web.forwardedHeaders.trustedIPs=127.0.0.1/32"]);
-    let r = get_with(&c, trusted.web(), "f.test", "/", &[("x-forwarded-for", "6.6.6.6")]).await;
-    assert!(r.body.contains("X-Forwarded-For: 6.6.6.6, 127.0.0.1"), "{}", r.body);
+    let dynamic2 = format!(
+        "http:\n  routers:\n    r:\n      rule: Host(`f.test`)\n      service: s\n  services:\n{}",
+        lb("s", &[(&a.url, 1)])
+    );
+    let trusted = Gate::with_dynamic(
+        &dynamic2,
+        &["--entrypoints.web.forwardedHeaders.trustedIPs=127.0.0.1/32"],
+    );
+    let r = get_with(
+        &c,
+        trusted.web(),
+        "f.test",
+        "/",
+        &[("x-forwarded-for", "6.6.6.6")],
+    )
+    .await;
+    assert!(
+        r.body.contains("X-Forwarded-For: 6.6.6.6, 127.0.0.1"),
+        "{}",
+        r.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,39 +417,82 @@ async fn h2c_clients_are_served() {
     let dynamic = format!("http:\n  routers:\n    r:\n      rule: PathPrefix(`/h2`)\n      service: s\n  services:\n{}", lb("s", &[(&a.url, 1)]));
     let gate = Gate::with_dynamic(&dynamic, &[]);
     let c: hyper_util::client::legacy::Client<_, Full<Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).http2_only(true).build_http();
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http();
     for _ in 0..3 {
-        let req = Request::get(format!("http://{}/h2/x", gate.web())).version(http::Version::HTTP_2).body(Full::new(Bytes::new())).expect("req");
+        let req = Request::get(format!("http://{}/h2/x", gate.web()))
+            .version(http::Version::HTTP_2)
+            .body(Full::new(Bytes::new()))
+            .expect("req");
         let r = send(&c, req).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-        assert!(r.body.contains("GET /h2/x HTTP/1.1"), "forwarded as HTTP/1.1 to an http:// server: {}", r.body);
-        assert!(r.body.contains(&format!("Host: {}", gate.web())), "{}", r.body);
+        assert!(
+            r.body.contains("GET /h2/x HTTP/1.1"),
+            "forwarded as HTTP/1.1 to an http:// server: {}",
+            r.body
+        );
+        assert!(
+            r.body.contains(&format!("Host: {}", gate.web())),
+            "{}",
+            r.body
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_is_tunnelled() {
     let a = Backend::start("A").await;
-    let dynamic = format!("http:\n  routers:\n    r:\n      rule: Host(`ws.test`)\n      service: s\n  services:\n{}", lb("s", &[(&a.url, 1)]));
+    let dynamic = format!(
+        "http:\n  routers:\n    r:\n      rule: Host(`ws.test`)\n      service: s\n  services:\n{}",
+        lb("s", &[(&a.url, 1)])
+    );
     let gate = Gate::with_dynamic(&dynamic, &[]);
-    let mut s = tokio::net::TcpStream::connect(gate.web()).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(gate.web())
+        .await
+        .expect("connect");
     s.write_all(b"GET /echo HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.expect("write");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await.expect("head").expect("read");
-        assert!(n == 1, "closed during handshake: {}", String::from_utf8_lossy(&head));
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte))
+            .await
+            .expect("head")
+            .expect("read");
+        assert!(
+            n == 1,
+            "closed during handshake: {}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head).to_lowercase();
     assert!(head.starts_with("http/1.1 101"), "{head}");
-    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
     // A masked text frame "hello"; the echo server returns the same bytes.
-    let frame = [0x81u8, 0x85, 1, 2, 3, 4, b'h' ^ 1, b'e' ^ 2, b'l' ^ 3, b'l' ^ 4, b'o' ^ 1];
+    let frame = [
+        0x81u8,
+        0x85,
+        1,
+        2,
+        3,
+        4,
+        b'h' ^ 1,
+        b'e' ^ 2,
+        b'l' ^ 3,
+        b'l' ^ 4,
+        b'o' ^ 1,
+    ];
     for _ in 0..3 {
         s.write_all(&frame).await.expect("frame");
         let mut back = [0u8; 11];
-        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back)).await.expect("echo").expect("read");
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
+            .await
+            .expect("echo")
+            .expect("read");
         assert_eq!(back, frame);
     }
 }
@@ -295,11 +500,21 @@ async fn websocket_upgrade_is_tunnelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gib_upload_streams_through() {
     let a = Backend::start("A").await;
-    let dynamic = format!("http:\n  routers:\n    r:\n      rule: Host(`up.test`)\n      service: s\n  services:\n{}", lb("s", &[(&a.url, 1)]));
+    let dynamic = format!(
+        "http:\n  routers:\n    r:\n      rule: Host(`up.test`)\n      service: s\n  services:\n{}",
+        lb("s", &[(&a.url, 1)])
+    );
     let gate = Gate::with_dynamic(&dynamic, &[]);
     const TOTAL: u64 = 1 << 30;
-    let mut s = tokio::net::TcpStream::connect(gate.web()).await.expect("connect");
-    s.write_all(format!("POST /upload HTTP/1.1\r\nHost: up.test\r\nContent-Length: {TOTAL}\r\n\r\n").as_bytes()).await.expect("head");
+    let mut s = tokio::net::TcpStream::connect(gate.web())
+        .await
+        .expect("connect");
+    s.write_all(
+        format!("POST /upload HTTP/1.1\r\nHost: up.test\r\nContent-Length: {TOTAL}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("head");
     let chunk = vec![b'x'; 1 << 20];
     let (mut rd, mut wr) = s.into_split();
     let writer = tokio::spawn(async move {
@@ -312,8 +527,14 @@ async fn one_gib_upload_streams_through() {
     let mut buf = vec![0u8; 4096];
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !String::from_utf8_lossy(&resp).contains("Body-Bytes") {
-        assert!(std::time::Instant::now() < deadline, "upload did not finish");
-        let n = tokio::time::timeout(Duration::from_secs(60), rd.read(&mut buf)).await.expect("answer").expect("read");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "upload did not finish"
+        );
+        let n = tokio::time::timeout(Duration::from_secs(60), rd.read(&mut buf))
+            .await
+            .expect("answer")
+            .expect("read");
         assert!(n > 0, "closed: {}", String::from_utf8_lossy(&resp));
         resp.extend_from_slice(&buf[..n]);
     }
@@ -342,7 +563,51 @@ async fn sigterm_lets_a_slow_request_finish() {
     })
     .await
     .expect("join");
-    assert!(status.0.is_some_and(|s| s.success()), "exit: {:?}\n{}", status.0, status.1);
+    assert!(
+        status.0.is_some_and(|s| s.success()),
+        "exit: {:?}\n{}",
+        status.0,
+        status.1
+    );
     // New connections are refused once it is gone.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_backends_are_verified_against_root_cas() {
+    let (tls, pem) = Backend::start_tls("T").await;
+    let dynamic = format!("http:\n  routers:\n    r:\n      rule: Host(`tls.test`)\n      service: s\n  services:\n{}", lb("s", &[(&tls.url, 1)]));
+    // Not trusted: the handshake fails → 502.
+    let untrusted = Gate::with_dynamic(&dynamic, &[]);
+    assert_eq!(
+        get(untrusted.web(), "tls.test", "/").await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    drop(untrusted);
+    // Trusted through serversTransport.rootCAs (a PEM file).
+    let ca = tempfile::NamedTempFile::new().expect("tmp");
+    std::fs::write(ca.path(), &pem).expect("write ca");
+    let trusted = Gate::with_dynamic(
+        &dynamic,
+        &[&format!(
+            "--serversTransport.rootCAs={}",
+            ca.path().display()
+        )],
+    );
+    let r = get(trusted.web(), "tls.test", "/x").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.backend(), Some("T"));
+    assert!(
+        r.body.contains("/x HTTP/2.0"),
+        "ALPN negotiates h2 with the backend: {}",
+        r.body
+    );
+    assert!(r.body.contains("Host: tls.test"), "{}", r.body);
+    drop(trusted);
+    // insecureSkipVerify accepts it without the CA.
+    let insecure = Gate::with_dynamic(&dynamic, &["--serversTransport.insecureSkipVerify=true"]);
+    assert_eq!(
+        get(insecure.web(), "tls.test", "/").await.status,
+        StatusCode::OK
+    );
 }

@@ -13,12 +13,16 @@ fn main() -> std::io::Result<()> {
             "--name" => name = args.next().unwrap_or(name),
             "--port" => listen = format!("0.0.0.0:{}", args.next().unwrap_or_default()),
             other => {
-                eprintln!("whoami: unknown argument `{other}` (use --listen ADDR, --port N, --name NAME)");
+                eprintln!(
+                    "whoami: unknown argument `{other}` (use --listen ADDR, --port N, --name NAME)"
+                );
                 std::process::exit(2);
             }
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let l = tokio::net::TcpListener::bind(&listen).await?;
         println!("whoami {name} listening on {}", l.local_addr()?);

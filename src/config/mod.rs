@@ -83,7 +83,10 @@ pub fn load(flags: &[String], env: &[(String, String)]) -> Result<Loaded, Config
             ));
         }
         let display = path.display().to_string();
-        (sources::from_file_text(&text, &display)?, format!("file {display}"))
+        (
+            sources::from_file_text(&text, &display)?,
+            format!("file {display}"),
+        )
     } else if !flag_tree.is_empty_map() {
         (flag_tree, "flags".to_string())
     } else {
@@ -122,7 +125,9 @@ fn unsupported_warnings(c: &StaticConfig) -> Vec<String> {
     let mut w = Vec::new();
     let mut note = |present: bool, what: &str| {
         if present {
-            w.push(format!("`{what}` is accepted for compatibility but not supported; it has no effect"));
+            w.push(format!(
+                "`{what}` is accepted for compatibility but not supported; it has no effect"
+            ));
         }
     };
     note(c.tracing.is_some(), "tracing");
@@ -139,7 +144,12 @@ fn validate(c: &StaticConfig) -> Result<(), ConfigError> {
             key: format!("entryPoints.{name}.address"),
             reason,
         })?;
-        if let Some(redir) = ep.http.redirections.as_ref().and_then(|r| r.entry_point.as_ref()) {
+        if let Some(redir) = ep
+            .http
+            .redirections
+            .as_ref()
+            .and_then(|r| r.entry_point.as_ref())
+        {
             let to = redir.to.trim_start_matches(':');
             if redir.to.is_empty()
                 || !(c.entry_points.contains_key(&redir.to) || to.parse::<u16>().is_ok())
@@ -149,7 +159,11 @@ fn validate(c: &StaticConfig) -> Result<(), ConfigError> {
                     reason: format!(
                         "`{}` is neither an entrypoint ({}) nor `:port`",
                         redir.to,
-                        c.entry_points.keys().cloned().collect::<Vec<_>>().join(", ")
+                        c.entry_points
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 });
             }
@@ -182,7 +196,11 @@ pub fn parse_address(address: &str) -> Result<(SocketAddr, Protocol), String> {
     let (addr, proto) = match address.rsplit_once('/') {
         Some((a, p)) if p.eq_ignore_ascii_case("tcp") => (a, Protocol::Tcp),
         Some((a, p)) if p.eq_ignore_ascii_case("udp") => (a, Protocol::Udp),
-        Some((_, p)) => return Err(format!("unknown protocol `{p}` in `{address}` (tcp or udp)")),
+        Some((_, p)) => {
+            return Err(format!(
+                "unknown protocol `{p}` in `{address}` (tcp or udp)"
+            ))
+        }
         None => (address, Protocol::Tcp),
     };
     let (host, port) = addr
@@ -244,7 +262,10 @@ mod tests {
 
     #[test]
     fn env_is_used_without_flags() {
-        let env = vec![("TRAEFIK_ENTRYPOINTS_WEB_ADDRESS".to_string(), ":81".to_string())];
+        let env = vec![(
+            "TRAEFIK_ENTRYPOINTS_WEB_ADDRESS".to_string(),
+            ":81".to_string(),
+        )];
         let l = load(&[], &env).expect("load");
         assert_eq!(l.origin, "environment");
         assert_eq!(l.config.entry_points["web"].address, ":81");
@@ -263,8 +284,13 @@ mod tests {
     fn config_file_wins_and_reports_line() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("traefik.yml");
-        std::fs::write(&p, "entryPoints:\n  web:\n    address: \":80\"\n    adress: x\n").expect("write");
-        let e = load(&flags(&[&format!("--configfile={}", p.display())]), &[]).expect_err("bad key");
+        std::fs::write(
+            &p,
+            "entryPoints:\n  web:\n    address: \":80\"\n    adress: x\n",
+        )
+        .expect("write");
+        let e =
+            load(&flags(&[&format!("--configfile={}", p.display())]), &[]).expect_err("bad key");
         let msg = e.to_string();
         assert!(msg.contains(":4:"), "{msg}");
     }

@@ -118,7 +118,9 @@ impl Node {
     pub fn remove(&mut self, key: &str) -> Option<Node> {
         match &mut self.kind {
             NodeKind::Map(entries) => {
-                let idx = entries.iter().position(|(k, _)| k.eq_ignore_ascii_case(key))?;
+                let idx = entries
+                    .iter()
+                    .position(|(k, _)| k.eq_ignore_ascii_case(key))?;
                 Some(entries.remove(idx).1)
             }
             _ => None,
@@ -148,14 +150,19 @@ impl Node {
             if s.eq_ignore_ascii_case("true") {
                 self.kind = NodeKind::Map(Vec::new());
             } else {
-                return Err(format!("`{name}` is nested under a value that is already set to `{s}`"));
+                return Err(format!(
+                    "`{name}` is nested under a value that is already set to `{s}`"
+                ));
             }
         }
         let NodeKind::Map(entries) = &mut self.kind else {
             return Err(format!("`{name}` is nested under a list"));
         };
         let source = value.source.clone();
-        let pos = match entries.iter().position(|(k, _)| k.eq_ignore_ascii_case(name)) {
+        let pos = match entries
+            .iter()
+            .position(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
             Some(p) => p,
             None => {
                 let fresh = if index.is_some() {
@@ -471,7 +478,9 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         let entries: &[(String, Node)] = match &self.node.kind {
             NodeKind::Map(entries) => entries,
             // `--providers.docker`, `sticky.cookie=true`, `tls=true`: a section with its defaults.
-            NodeKind::Scalar(s) if s.trim().is_empty() || s.trim().eq_ignore_ascii_case("true") => &[],
+            NodeKind::Scalar(s) if s.trim().is_empty() || s.trim().eq_ignore_ascii_case("true") => {
+                &[]
+            }
             NodeKind::Scalar(s) => {
                 return Err(self.err(format!("expected a section (or `true`), found `{s}`")))
             }
@@ -512,10 +521,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
             Some(v) => visitor
                 .visit_enum((*v).into_deserializer())
                 .map_err(|e: DecodeError| self.locate(e)),
-            None => Err(self.err(format!(
-                "`{s}` is not one of: {}",
-                variants.join(", ")
-            ))),
+            None => Err(self.err(format!("`{s}` is not one of: {}", variants.join(", ")))),
         }
     }
 
@@ -677,8 +683,15 @@ mod tests {
         let t = flag_tree(&[("entrypoints.web.adress", ":80")]);
         let e = decode::<Root>(&t, "").expect_err("must fail");
         assert_eq!(e.key, "entryPoints.web.adress");
-        assert_eq!(e.origin, Source::Flag("--entrypoints.web.adress=:80".into()));
-        assert!(e.message.contains("did you mean `entryPoints.web.address`"), "{}", e.message);
+        assert_eq!(
+            e.origin,
+            Source::Flag("--entrypoints.web.adress=:80".into())
+        );
+        assert!(
+            e.message.contains("did you mean `entryPoints.web.address`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -705,7 +718,10 @@ mod tests {
             d: Vec<D>,
         }
         let r: R = decode(&root, "").expect("decode");
-        assert_eq!(r.d.iter().map(|d| d.main.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            r.d.iter().map(|d| d.main.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
     }
 
     #[test]
@@ -716,7 +732,9 @@ mod tests {
         assert!(root
             .insert_path(&["a", "b", "c"], Node::scalar("2", Source::Internal))
             .is_err());
-        assert!(root.insert_path(&["x[zz]"], Node::scalar("2", Source::Internal)).is_err());
+        assert!(root
+            .insert_path(&["x[zz]"], Node::scalar("2", Source::Internal))
+            .is_err());
     }
 
     #[test]

@@ -63,11 +63,14 @@ pub fn from_flags<S: AsRef<str>>(flags: &[S]) -> Result<Node, SourceError> {
             None => (body, "true"),
         };
         let segments: Vec<&str> = key.split('.').collect();
-        root.insert_path(&segments, Node::scalar(value, Source::Flag(raw.to_string())))
-            .map_err(|reason| SourceError::Flag {
-                flag: raw.to_string(),
-                reason,
-            })?;
+        root.insert_path(
+            &segments,
+            Node::scalar(value, Source::Flag(raw.to_string())),
+        )
+        .map_err(|reason| SourceError::Flag {
+            flag: raw.to_string(),
+            reason,
+        })?;
     }
     Ok(root)
 }
@@ -131,9 +134,13 @@ pub fn from_yaml(text: &str, path: &str) -> Result<Node, SourceError> {
             reason,
         });
     }
-    Ok(builder
-        .root
-        .unwrap_or_else(|| Node::map(Source::File { path, line: 1, column: 1 })))
+    Ok(builder.root.unwrap_or_else(|| {
+        Node::map(Source::File {
+            path,
+            line: 1,
+            column: 1,
+        })
+    }))
 }
 
 enum Frame {
@@ -266,10 +273,7 @@ impl MarkedEventReceiver for YamlBuilder {
 /// Parses TOML text into a tree whose values carry `path:line:column` sources.
 pub fn from_toml(text: &str, path: &str) -> Result<Node, SourceError> {
     let doc = toml_edit::ImDocument::parse(text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|s| line_col(text, s.start))
-            .unwrap_or((1, 1));
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
         SourceError::Syntax {
             path: path.to_string(),
             line,
@@ -416,7 +420,10 @@ mod tests {
             .and_then(|w| w.get("address"))
             .expect("address");
         assert_eq!(addr.as_str(), Some(":80"));
-        assert_eq!(addr.source, Source::Env("TRAEFIK_ENTRYPOINTS_WEB_ADDRESS".into()));
+        assert_eq!(
+            addr.source,
+            Source::Env("TRAEFIK_ENTRYPOINTS_WEB_ADDRESS".into())
+        );
         assert!(n.get("home").is_none());
     }
 
@@ -476,7 +483,10 @@ mod tests {
             Source::File { line, .. } => assert_eq!(*line, 2),
             other => panic!("unexpected source {other:?}"),
         }
-        assert!(matches!(n.get("x").map(|x| &x.kind), Some(NodeKind::List(_))));
+        assert!(matches!(
+            n.get("x").map(|x| &x.kind),
+            Some(NodeKind::List(_))
+        ));
     }
 
     #[test]

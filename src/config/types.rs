@@ -61,7 +61,11 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            other => return Err(format!("`{text}`: unknown unit `{other}` (use ns, us, ms, s, m, h)")),
+            other => {
+                return Err(format!(
+                    "`{text}`: unknown unit `{other}` (use ns, us, ms, s, m, h)"
+                ))
+            }
         };
         total += value * scale;
         rest = next;

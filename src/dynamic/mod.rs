@@ -535,7 +535,11 @@ pub fn decode_configuration(root: &Node) -> (Configuration, Vec<ItemError>) {
     let mut errors = Vec::new();
     let NodeKind::Map(top) = &root.kind else {
         if !matches!(&root.kind, NodeKind::Scalar(s) if s.is_empty()) {
-            errors.push(whole(root, "", "expected a mapping with `http`, `tcp` or `tls`"));
+            errors.push(whole(
+                root,
+                "",
+                "expected a mapping with `http`, `tcp` or `tls`",
+            ));
         }
         return (cfg, errors);
     };
@@ -544,10 +548,34 @@ pub fn decode_configuration(root: &Node) -> (Configuration, Vec<ItemError>) {
             Some("http") => {
                 for (k, n) in entries(node, "http", &mut errors) {
                     match canonical(k, HTTP_KEYS) {
-                        Some("routers") => decode_items(n, "http.routers", ItemKind::Router, &mut cfg.http.routers, &mut errors),
-                        Some("services") => decode_items(n, "http.services", ItemKind::Service, &mut cfg.http.services, &mut errors),
-                        Some("middlewares") => decode_items(n, "http.middlewares", ItemKind::Middleware, &mut cfg.http.middlewares, &mut errors),
-                        Some(_) => decode_items(n, "http.serversTransports", ItemKind::ServersTransport, &mut cfg.http.servers_transports, &mut errors),
+                        Some("routers") => decode_items(
+                            n,
+                            "http.routers",
+                            ItemKind::Router,
+                            &mut cfg.http.routers,
+                            &mut errors,
+                        ),
+                        Some("services") => decode_items(
+                            n,
+                            "http.services",
+                            ItemKind::Service,
+                            &mut cfg.http.services,
+                            &mut errors,
+                        ),
+                        Some("middlewares") => decode_items(
+                            n,
+                            "http.middlewares",
+                            ItemKind::Middleware,
+                            &mut cfg.http.middlewares,
+                            &mut errors,
+                        ),
+                        Some(_) => decode_items(
+                            n,
+                            "http.serversTransports",
+                            ItemKind::ServersTransport,
+                            &mut cfg.http.servers_transports,
+                            &mut errors,
+                        ),
                         None => errors.push(unknown(n, &format!("http.{k}"), HTTP_KEYS, "http")),
                     }
                 }
@@ -555,17 +583,45 @@ pub fn decode_configuration(root: &Node) -> (Configuration, Vec<ItemError>) {
             Some("tcp") => {
                 for (k, n) in entries(node, "tcp", &mut errors) {
                     match canonical(k, TCP_KEYS) {
-                        Some("routers") => decode_items(n, "tcp.routers", ItemKind::TcpRouter, &mut cfg.tcp.routers, &mut errors),
-                        Some("services") => decode_items(n, "tcp.services", ItemKind::TcpService, &mut cfg.tcp.services, &mut errors),
-                        Some("middlewares") => decode_items(n, "tcp.middlewares", ItemKind::Middleware, &mut cfg.tcp.middlewares, &mut errors),
-                        Some(_) => decode_items(n, "tcp.serversTransports", ItemKind::ServersTransport, &mut cfg.tcp.servers_transports, &mut errors),
+                        Some("routers") => decode_items(
+                            n,
+                            "tcp.routers",
+                            ItemKind::TcpRouter,
+                            &mut cfg.tcp.routers,
+                            &mut errors,
+                        ),
+                        Some("services") => decode_items(
+                            n,
+                            "tcp.services",
+                            ItemKind::TcpService,
+                            &mut cfg.tcp.services,
+                            &mut errors,
+                        ),
+                        Some("middlewares") => decode_items(
+                            n,
+                            "tcp.middlewares",
+                            ItemKind::Middleware,
+                            &mut cfg.tcp.middlewares,
+                            &mut errors,
+                        ),
+                        Some(_) => decode_items(
+                            n,
+                            "tcp.serversTransports",
+                            ItemKind::ServersTransport,
+                            &mut cfg.tcp.servers_transports,
+                            &mut errors,
+                        ),
                         None => errors.push(unknown(n, &format!("tcp.{k}"), TCP_KEYS, "tcp")),
                     }
                 }
             }
             Some("udp") => match decode(node, "udp") {
                 Ok(v) => cfg.udp = Some(v),
-                Err(error) => errors.push(ItemError { kind: ItemKind::Configuration, name: "udp".into(), error }),
+                Err(error) => errors.push(ItemError {
+                    kind: ItemKind::Configuration,
+                    name: "udp".into(),
+                    error,
+                }),
             },
             Some(_) => {
                 for (k, n) in entries(node, "tls", &mut errors) {
@@ -573,7 +629,13 @@ pub fn decode_configuration(root: &Node) -> (Configuration, Vec<ItemError>) {
                     let res = match canonical(k, TLS_KEYS) {
                         Some("certificates") => decode(n, &path).map(|v| cfg.tls.certificates = v),
                         Some("options") => {
-                            decode_items(n, &path, ItemKind::Tls, &mut cfg.tls.options, &mut errors);
+                            decode_items(
+                                n,
+                                &path,
+                                ItemKind::Tls,
+                                &mut cfg.tls.options,
+                                &mut errors,
+                            );
                             Ok(())
                         }
                         Some(_) => {
@@ -586,7 +648,11 @@ pub fn decode_configuration(root: &Node) -> (Configuration, Vec<ItemError>) {
                         }
                     };
                     if let Err(error) = res {
-                        errors.push(ItemError { kind: ItemKind::Tls, name: path, error });
+                        errors.push(ItemError {
+                            kind: ItemKind::Tls,
+                            name: path,
+                            error,
+                        });
                     }
                 }
             }
@@ -616,7 +682,11 @@ fn unknown(node: &Node, path: &str, known: &[&str], parent: &str) -> ItemError {
     let last = path.rsplit('.').next().unwrap_or(path);
     let mut message = "unknown key".to_string();
     if let Some(near) = crate::config::node::nearest(last, known) {
-        let full = if parent.is_empty() { near.to_string() } else { format!("{parent}.{near}") };
+        let full = if parent.is_empty() {
+            near.to_string()
+        } else {
+            format!("{parent}.{near}")
+        };
         message.push_str(&format!("; did you mean `{full}`?"));
     }
     whole(node, path, &message)
@@ -645,7 +715,11 @@ fn decode_items<T: serde::de::DeserializeOwned>(
             Ok(v) => {
                 out.insert(name.clone(), v);
             }
-            Err(error) => errors.push(ItemError { kind, name: name.clone(), error }),
+            Err(error) => errors.push(ItemError {
+                kind,
+                name: name.clone(),
+                error,
+            }),
         }
     }
 }
@@ -705,7 +779,11 @@ http:
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].name, "bad");
         assert_eq!(errors[0].error.key, "http.routers.bad.priority");
-        assert!(matches!(errors[0].error.origin, Source::File { line: 9, .. }), "{:?}", errors[0].error.origin);
+        assert!(
+            matches!(errors[0].error.origin, Source::File { line: 9, .. }),
+            "{:?}",
+            errors[0].error.origin
+        );
         let lb = cfg.http.services["s"].load_balancer.as_ref().expect("lb");
         assert_eq!(lb.servers[0].weight, Some(2));
         assert!(lb.sticky.as_ref().and_then(|s| s.cookie.as_ref()).is_some());

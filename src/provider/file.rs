@@ -57,7 +57,9 @@ pub enum FileSource {
 
 impl FileSource {
     /// From the static configuration; `filename` wins when both are set (as Traefik).
-    pub fn from_config(c: &crate::config::types::FileProvider) -> Result<FileSource, FileProviderError> {
+    pub fn from_config(
+        c: &crate::config::types::FileProvider,
+    ) -> Result<FileSource, FileProviderError> {
         match (&c.filename, &c.directory) {
             (Some(f), _) if !f.is_empty() => Ok(FileSource::File(PathBuf::from(f))),
             (_, Some(d)) if !d.is_empty() => Ok(FileSource::Directory(PathBuf::from(d))),
@@ -84,13 +86,16 @@ pub fn read(source: &FileSource) -> Result<(Configuration, Vec<ItemError>), File
         FileSource::File(f) => vec![f.clone()],
         FileSource::Directory(d) => {
             let mut files: Vec<PathBuf> = std::fs::read_dir(d)
-                .map_err(|e| FileProviderError::Read { path: d.clone(), source: e })?
+                .map_err(|e| FileProviderError::Read {
+                    path: d.clone(),
+                    source: e,
+                })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
                     p.is_file()
-                        && p.extension()
-                            .and_then(|e| e.to_str())
-                            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "yml" | "yaml" | "toml"))
+                        && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                            matches!(e.to_ascii_lowercase().as_str(), "yml" | "yaml" | "toml")
+                        })
                 })
                 .collect();
             files.sort();
@@ -100,7 +105,10 @@ pub fn read(source: &FileSource) -> Result<(Configuration, Vec<ItemError>), File
     let mut merged = Configuration::default();
     let mut errors = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| FileProviderError::Read { path: f.clone(), source: e })?;
+        let text = std::fs::read_to_string(&f).map_err(|e| FileProviderError::Read {
+            path: f.clone(),
+            source: e,
+        })?;
         let node = from_file_text(&text, &f.display().to_string())?;
         let (cfg, errs) = decode_configuration(&node);
         errors.extend(errs);
@@ -111,35 +119,101 @@ pub fn read(source: &FileSource) -> Result<(Configuration, Vec<ItemError>), File
 
 /// Merges one file's configuration into the directory's; a name defined by two files keeps the first and
 /// reports the second.
-fn merge_into(into: &mut Configuration, from: Configuration, file: &Path, errors: &mut Vec<ItemError>) {
+fn merge_into(
+    into: &mut Configuration,
+    from: Configuration,
+    file: &Path,
+    errors: &mut Vec<ItemError>,
+) {
     use crate::config::node::{DecodeError, Source};
     use crate::dynamic::ItemKind;
-    fn put<T>(dst: &mut std::collections::BTreeMap<String, T>, src: std::collections::BTreeMap<String, T>, kind: ItemKind, file: &Path, errors: &mut Vec<ItemError>) {
+    fn put<T>(
+        dst: &mut std::collections::BTreeMap<String, T>,
+        src: std::collections::BTreeMap<String, T>,
+        kind: ItemKind,
+        file: &Path,
+        errors: &mut Vec<ItemError>,
+    ) {
+        use std::collections::btree_map::Entry;
         for (k, v) in src {
-            if dst.contains_key(&k) {
-                errors.push(ItemError {
+            match dst.entry(k) {
+                Entry::Occupied(o) => errors.push(ItemError {
                     kind,
-                    name: k.clone(),
+                    name: o.key().clone(),
                     error: DecodeError {
-                        key: k,
-                        origin: Source::File { path: Arc::from(file.display().to_string()), line: 1, column: 1 },
-                        message: "defined in more than one file; the first definition is kept".into(),
+                        key: o.key().clone(),
+                        origin: Source::File {
+                            path: Arc::from(file.display().to_string()),
+                            line: 1,
+                            column: 1,
+                        },
+                        message: "defined in more than one file; the first definition is kept"
+                            .into(),
                     },
-                });
-            } else {
-                dst.insert(k, v);
+                }),
+                Entry::Vacant(slot) => {
+                    slot.insert(v);
+                }
             }
         }
     }
-    put(&mut into.http.routers, from.http.routers, ItemKind::Router, file, errors);
-    put(&mut into.http.services, from.http.services, ItemKind::Service, file, errors);
-    put(&mut into.http.middlewares, from.http.middlewares, ItemKind::Middleware, file, errors);
-    put(&mut into.http.servers_transports, from.http.servers_transports, ItemKind::ServersTransport, file, errors);
-    put(&mut into.tcp.routers, from.tcp.routers, ItemKind::TcpRouter, file, errors);
-    put(&mut into.tcp.services, from.tcp.services, ItemKind::TcpService, file, errors);
+    put(
+        &mut into.http.routers,
+        from.http.routers,
+        ItemKind::Router,
+        file,
+        errors,
+    );
+    put(
+        &mut into.http.services,
+        from.http.services,
+        ItemKind::Service,
+        file,
+        errors,
+    );
+    put(
+        &mut into.http.middlewares,
+        from.http.middlewares,
+        ItemKind::Middleware,
+        file,
+        errors,
+    );
+    put(
+        &mut into.http.servers_transports,
+        from.http.servers_transports,
+        ItemKind::ServersTransport,
+        file,
+        errors,
+    );
+    put(
+        &mut into.tcp.routers,
+        from.tcp.routers,
+        ItemKind::TcpRouter,
+        file,
+        errors,
+    );
+    put(
+        &mut into.tcp.services,
+        from.tcp.services,
+        ItemKind::TcpService,
+        file,
+        errors,
+    );
     into.tls.certificates.extend(from.tls.certificates);
-    put(&mut into.tls.options, from.tls.options, ItemKind::Tls, file, errors);
-    put(&mut into.tls.stores, from.tls.stores, ItemKind::Tls, file, errors);
+    put(
+        &mut into.tls.options,
+        from.tls.options,
+        ItemKind::Tls,
+        file,
+        errors,
+    );
+    put(
+        &mut into.tls.stores,
+        from.tls.stores,
+        ItemKind::Tls,
+        file,
+        errors,
+    );
     if into.udp.is_none() {
         into.udp = from.udp;
     }
@@ -189,10 +263,16 @@ pub async fn watch(
             }
         }
     })
-    .map_err(|e| FileProviderError::Watch { path: dir.clone(), reason: e.to_string() })?;
+    .map_err(|e| FileProviderError::Watch {
+        path: dir.clone(),
+        reason: e.to_string(),
+    })?;
     watcher
         .watch(&dir, notify::RecursiveMode::NonRecursive)
-        .map_err(|e| FileProviderError::Watch { path: dir.clone(), reason: e.to_string() })?;
+        .map_err(|e| FileProviderError::Watch {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -210,7 +290,12 @@ pub async fn watch(
 }
 
 /// Re-reads on every `reload` signal only (no OS watch), until `cancel`.
-pub async fn reload_on_signal(source: FileSource, tx: watch::Sender<Snapshot>, mut reload_rx: mpsc::Receiver<()>, cancel: CancellationToken) {
+pub async fn reload_on_signal(
+    source: FileSource,
+    tx: watch::Sender<Snapshot>,
+    mut reload_rx: mpsc::Receiver<()>,
+    cancel: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -227,7 +312,11 @@ mod tests {
     #[test]
     fn directory_merges_files_and_reports_duplicates() {
         let dir = tempfile::tempdir().expect("tmp");
-        std::fs::write(dir.path().join("a.yml"), "http:\n  routers:\n    r:\n      rule: Host(`a`)\n      service: s\n").expect("w");
+        std::fs::write(
+            dir.path().join("a.yml"),
+            "http:\n  routers:\n    r:\n      rule: Host(`a`)\n      service: s\n",
+        )
+        .expect("w");
         std::fs::write(dir.path().join("b.toml"), "[http.routers.r]\nrule = \"Host(`b`)\"\nservice = \"s\"\n[http.routers.t]\nrule = \"Host(`t`)\"\nservice = \"s\"\n").expect("w");
         std::fs::write(dir.path().join("ignored.txt"), "garbage").expect("w");
         let (cfg, errors) = read(&FileSource::Directory(dir.path().to_path_buf())).expect("read");

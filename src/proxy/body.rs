@@ -151,9 +151,10 @@ impl Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Empty => SizeHint::with_exact(0),
-            UpstreamBody::Client { body, .. } => {
-                body.as_ref().map(|b| b.size_hint()).unwrap_or_else(|| SizeHint::with_exact(0))
-            }
+            UpstreamBody::Client { body, .. } => body
+                .as_ref()
+                .map(|b| b.size_hint())
+                .unwrap_or_else(|| SizeHint::with_exact(0)),
         }
     }
 }

@@ -107,7 +107,10 @@ impl ProxyError {
     }
 
     /// Classifies a client error from the upstream pool.
-    pub fn from_client(server: std::sync::Arc<str>, e: hyper_util::client::legacy::Error) -> ProxyError {
+    pub fn from_client(
+        server: std::sync::Arc<str>,
+        e: hyper_util::client::legacy::Error,
+    ) -> ProxyError {
         if e.is_connect() {
             return ProxyError::Connect {
                 server,
@@ -130,7 +133,9 @@ pub fn connect_cause(e: &(dyn StdError + 'static)) -> ConnectCause {
         if let Some(io) = err.downcast_ref::<io::Error>() {
             return match io.kind() {
                 io::ErrorKind::TimedOut => ConnectCause::Timeout,
-                io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => ConnectCause::Refused,
+                io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => {
+                    ConnectCause::Refused
+                }
                 _ => ConnectCause::Other,
             };
         }
@@ -144,8 +149,14 @@ pub fn error_response(e: &ProxyError) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::full(e.body()));
     *resp.status_mut() = e.status();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -166,10 +177,28 @@ mod tests {
             (ProxyError::PayloadTooLarge, 413),
             (ProxyError::TooManyRequests, 429),
             (ProxyError::HeadersTooLarge, 431),
-            (ProxyError::Connect { server: server(), cause: ConnectCause::Refused }, 502),
-            (ProxyError::Connect { server: server(), cause: ConnectCause::Other }, 502),
+            (
+                ProxyError::Connect {
+                    server: server(),
+                    cause: ConnectCause::Refused,
+                },
+                502,
+            ),
+            (
+                ProxyError::Connect {
+                    server: server(),
+                    cause: ConnectCause::Other,
+                },
+                502,
+            ),
             (ProxyError::NoHealthyServer, 503),
-            (ProxyError::Connect { server: server(), cause: ConnectCause::Timeout }, 504),
+            (
+                ProxyError::Connect {
+                    server: server(),
+                    cause: ConnectCause::Timeout,
+                },
+                504,
+            ),
             (ProxyError::UpstreamTimeout { server: server() }, 504),
         ];
         for (e, code) in cases {
@@ -182,7 +211,11 @@ mod tests {
     #[test]
     fn not_found_body_is_traefiks() {
         assert_eq!(ProxyError::NoRoute.body(), "404 page not found\n");
-        assert!(ProxyError::Connect { server: server(), cause: ConnectCause::Refused }.is_retryable());
+        assert!(ProxyError::Connect {
+            server: server(),
+            cause: ConnectCause::Refused
+        }
+        .is_retryable());
         assert!(!ProxyError::UpstreamTimeout { server: server() }.is_retryable());
     }
 

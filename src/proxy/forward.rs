@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use super::body::UpstreamBody;
 
 /// Settings of the upstream pools (from `serversTransport`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct PoolSettings {
     /// TCP connect timeout (`dialTimeout`).
     pub dial_timeout: Option<Duration>,
@@ -26,6 +26,130 @@ pub struct PoolSettings {
     pub idle_timeout: Option<Duration>,
     /// Idle connections kept per backend (`maxIdleConnsPerHost`).
     pub max_idle_per_host: usize,
+    /// Skip verification of HTTPS backends' certificates (`insecureSkipVerify`).
+    pub insecure_skip_verify: bool,
+    /// Extra trusted CAs for HTTPS backends (`rootCAs`), DER.
+    pub root_cas: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+/// Why the upstream TLS settings are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The TLS library refused the settings.
+    #[error("TLS client settings: {0}")]
+    Tls(#[from] rustls::Error),
+    /// A `rootCAs` entry is neither a readable PEM file nor inline PEM.
+    #[error("rootCAs entry `{entry}`: {reason}")]
+    RootCa {
+        /// The entry (path or the start of inline PEM).
+        entry: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Reads `rootCAs` entries: file paths or inline PEM, as Traefik accepts both.
+pub fn load_root_cas(
+    entries: &[String],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TransportError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut out = Vec::new();
+    for e in entries {
+        let pem = if e.contains("-----BEGIN") {
+            e.clone().into_bytes()
+        } else {
+            std::fs::read(e).map_err(|err| TransportError::RootCa {
+                entry: e.clone(),
+                reason: err.to_string(),
+            })?
+        };
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|err| TransportError::RootCa {
+                entry: e.chars().take(40).collect(),
+                reason: err.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(TransportError::RootCa {
+                entry: e.chars().take(40).collect(),
+                reason: "no certificate found".into(),
+            });
+        }
+        out.extend(certs);
+    }
+    Ok(out)
+}
+
+/// Client TLS configuration for HTTPS backends: webpki roots plus `rootCAs`.
+fn upstream_tls(s: &PoolSettings) -> Result<rustls::ClientConfig, TransportError> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let cfg = if s.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(NoVerify(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for ca in &s.root_cas {
+            let _ = roots.add(ca.clone());
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    // ALPN (h2, http/1.1) is set by the connector builder from `enable_http1/2`.
+    Ok(cfg)
+}
+
+/// `insecureSkipVerify`: accepts any backend certificate, still checks handshake signatures.
+#[derive(Debug)]
+struct NoVerify(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// The pooled clients to backends, shared by every request.
@@ -35,16 +159,18 @@ pub struct Upstreams {
     pub http1: Client<HttpConnector, UpstreamBody>,
     /// HTTP/2 prior-knowledge backends (`h2c://`).
     pub h2c: Client<HttpConnector, UpstreamBody>,
+    /// HTTPS backends (ALPN chooses h2 or HTTP/1.1).
+    pub https: Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>,
 }
 
 impl Upstreams {
     /// Builds the pools. Must be called inside a Tokio runtime.
-    pub fn new(s: &PoolSettings) -> Upstreams {
+    pub fn new(s: &PoolSettings) -> Result<Upstreams, TransportError> {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         conn.set_connect_timeout(s.dial_timeout);
         conn.set_keepalive(Some(Duration::from_secs(30)));
-        let build = |h2: bool| {
+        let builder = |h2: bool| {
             let mut b = Client::builder(TokioExecutor::new());
             b.pool_idle_timeout(s.idle_timeout)
                 .pool_max_idle_per_host(s.max_idle_per_host)
@@ -52,12 +178,21 @@ impl Upstreams {
                 .timer(TokioTimer::new())
                 .set_host(false)
                 .http2_only(h2);
-            b.build(conn.clone())
+            b
         };
-        Upstreams {
-            http1: build(false),
-            h2c: build(true),
-        }
+        let mut tls_conn = conn.clone();
+        tls_conn.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(upstream_tls(s)?)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tls_conn);
+        Ok(Upstreams {
+            http1: builder(false).build(conn.clone()),
+            h2c: builder(true).build(conn),
+            https: builder(false).build(https),
+        })
     }
 }
 
@@ -151,7 +286,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             let named: Vec<HeaderName> = list
                 .split(',')
                 .map(str::trim)
-                .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("upgrade") && !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+                .filter(|t| {
+                    !t.is_empty()
+                        && !t.eq_ignore_ascii_case("upgrade")
+                        && !t.eq_ignore_ascii_case("keep-alive")
+                        && !t.eq_ignore_ascii_case("close")
+                })
                 .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
                 .collect();
             for n in named {
@@ -195,12 +335,17 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &ForwardInfo<'_>) {
         _ => None,
     };
     headers.insert(xff, joined.unwrap_or_else(|| f.client_ip.clone()));
-    set_if_absent(headers, "x-forwarded-proto", || HeaderValue::from_static(f.proto));
+    set_if_absent(headers, "x-forwarded-proto", || {
+        HeaderValue::from_static(f.proto)
+    });
     if let Some(host) = f.host {
         set_if_absent(headers, "x-forwarded-host", || host.clone());
     }
     set_if_absent(headers, "x-forwarded-port", || f.port.clone());
-    headers.insert(HeaderName::from_static("x-forwarded-server"), f.server.clone());
+    headers.insert(
+        HeaderName::from_static("x-forwarded-server"),
+        f.server.clone(),
+    );
     set_if_absent(headers, "x-real-ip", || f.client_ip.clone());
 }
 
@@ -261,8 +406,21 @@ mod tests {
         assert_eq!(h.get("connection"), Some(&hv("Upgrade")));
     }
 
-    fn info<'a>(ip: &'a HeaderValue, port: &'a HeaderValue, server: &'a HeaderValue, host: &'a HeaderValue, trusted: bool) -> ForwardInfo<'a> {
-        ForwardInfo { client_ip: ip, trusted, proto: "http", port, server, host: Some(host) }
+    fn info<'a>(
+        ip: &'a HeaderValue,
+        port: &'a HeaderValue,
+        server: &'a HeaderValue,
+        host: &'a HeaderValue,
+        trusted: bool,
+    ) -> ForwardInfo<'a> {
+        ForwardInfo {
+            client_ip: ip,
+            trusted,
+            proto: "http",
+            port,
+            server,
+            host: Some(host),
+        }
     }
 
     #[test]
@@ -294,12 +452,15 @@ mod tests {
 
     #[test]
     fn trusted_peers() {
-        let t = TrustedPeers::parse(false, &["10.0.0.0/8".into(), "192.168.1.1".into()]).expect("parse");
+        let t = TrustedPeers::parse(false, &["10.0.0.0/8".into(), "192.168.1.1".into()])
+            .expect("parse");
         assert!(t.trusts("10.2.3.4".parse().expect("ip")));
         assert!(t.trusts("192.168.1.1".parse().expect("ip")));
         assert!(t.trusts("::ffff:10.0.0.1".parse().expect("ip")));
         assert!(!t.trusts("11.0.0.1".parse().expect("ip")));
         assert!(TrustedPeers::parse(false, &["nope".into()]).is_err());
-        assert!(TrustedPeers::parse(true, &[]).expect("p").trusts("1.2.3.4".parse().expect("ip")));
+        assert!(TrustedPeers::parse(true, &[])
+            .expect("p")
+            .trusts("1.2.3.4".parse().expect("ip")));
     }
 }

@@ -26,7 +26,7 @@ use super::error::{error_response, ProxyError};
 use super::forward::{set_forwarded, strip_hop_by_hop, upgrade_requested, ForwardInfo, Upstreams};
 use crate::balance::health::now_ms;
 use crate::balance::sticky::find_cookie;
-use crate::rule::{normalize_host, RequestView};
+use crate::rule::{is_valid_routing_path, normalize_host, RequestView};
 use crate::table::{
     EntryPointRedirect, LoadBalancerRuntime, RoutingTable, ServiceKind, Store, UpstreamScheme,
 };
@@ -70,26 +70,46 @@ pub struct ConnCtx {
 }
 
 /// Serves one request; never fails (errors become responses).
-pub async fn handle(req: Request<Incoming>, ctx: Arc<ConnCtx>) -> Result<Response<ProxyBody>, Infallible> {
+pub async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<ConnCtx>,
+) -> Result<Response<ProxyBody>, Infallible> {
     Ok(match route_and_forward(req, &ctx).await {
         Ok(resp) => resp,
         Err(e) => error_response(&e),
     })
 }
 
-async fn route_and_forward(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, ProxyError> {
+async fn route_and_forward(
+    req: Request<Incoming>,
+    ctx: &ConnCtx,
+) -> Result<Response<ProxyBody>, ProxyError> {
     let table = ctx.shared.store.load_full();
-    let ep = table.entry_point(ctx.entry_point).ok_or(ProxyError::NoRoute)?;
+    let ep = table
+        .entry_point(ctx.entry_point)
+        .ok_or(ProxyError::NoRoute)?;
     let raw_host = match req.uri().authority() {
         Some(a) => a.as_str(),
         None => match req.headers().get(header::HOST) {
-            Some(h) => h.to_str().map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
-            None if req.version() == Version::HTTP_11 => return Err(ProxyError::BadRequest("missing Host header")),
+            Some(h) => h
+                .to_str()
+                .map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
+            None if req.version() == Version::HTTP_11 => {
+                return Err(ProxyError::BadRequest("missing Host header"))
+            }
             None => "",
         },
     };
     if let Some(redirect) = &ep.redirect {
-        return Ok(redirect_response(redirect, raw_host, req.uri(), req.method()));
+        return Ok(redirect_response(
+            redirect,
+            raw_host,
+            req.uri(),
+            req.method(),
+        ));
+    }
+    if !is_valid_routing_path(req.uri().path()) {
+        return Err(ProxyError::BadRequest("invalid path encoding"));
     }
     let host = normalize_host(raw_host);
     let service = {
@@ -131,7 +151,10 @@ fn service_up(table: &RoutingTable, svc: usize, now: u64, depth: usize) -> bool 
     }
     match table.services.get(svc).map(|s| &s.kind) {
         Some(ServiceKind::LoadBalancer(lb)) => lb.servers.iter().any(|s| s.health.is_up(now)),
-        Some(ServiceKind::Weighted(w)) => w.children.iter().any(|&c| service_up(table, c, now, depth + 1)),
+        Some(ServiceKind::Weighted(w)) => w
+            .children
+            .iter()
+            .any(|&c| service_up(table, c, now, depth + 1)),
         None => false,
     }
 }
@@ -153,7 +176,9 @@ fn pick<'t>(
     match table.services.get(svc).map(|s| &s.kind) {
         Some(ServiceKind::LoadBalancer(lb)) => {
             if let Some(st) = &lb.sticky {
-                if let Some((i, rewrite)) = find_cookie(headers, &st.spec.name).and_then(|v| st.table.lookup(v)) {
+                if let Some((i, rewrite)) =
+                    find_cookie(headers, &st.spec.name).and_then(|v| st.table.lookup(v))
+                {
                     if lb.servers.get(i).is_some_and(|s| s.health.is_up(now)) {
                         if rewrite {
                             cookies.push(&st.set_cookie[i]);
@@ -174,7 +199,9 @@ fn pick<'t>(
         }
         Some(ServiceKind::Weighted(w)) => {
             if let Some(st) = &w.sticky {
-                if let Some((i, rewrite)) = find_cookie(headers, &st.spec.name).and_then(|v| st.table.lookup(v)) {
+                if let Some((i, rewrite)) =
+                    find_cookie(headers, &st.spec.name).and_then(|v| st.table.lookup(v))
+                {
                     if let Some(&child) = w.children.get(i) {
                         if service_up(table, child, now, depth + 1) {
                             if rewrite {
@@ -255,18 +282,29 @@ async fn forward(
     let mut resp = loop {
         attempts += 1;
         let server = &attempt_lb.servers[attempt_idx];
-        let upstream_req = build_upstream_request(attempt_parts, upstream_body, attempt_lb, attempt_idx, original_host.as_ref())?;
-        let client = match server.scheme {
-            UpstreamScheme::H2c => &ctx.shared.upstreams.h2c,
-            _ => &ctx.shared.upstreams.http1,
+        let upstream_req = build_upstream_request(
+            attempt_parts,
+            upstream_body,
+            attempt_lb,
+            attempt_idx,
+            original_host.as_ref(),
+        )?;
+        let up = &ctx.shared.upstreams;
+        let fut = match server.scheme {
+            UpstreamScheme::Http => up.http1.request(upstream_req),
+            UpstreamScheme::H2c => up.h2c.request(upstream_req),
+            UpstreamScheme::Https => up.https.request(upstream_req),
         };
-        let fut = client.request(upstream_req);
         let result = match ctx.shared.response_header_timeout {
             Some(t) => match tokio::time::timeout(t, fut).await {
                 Ok(r) => r.map_err(|e| ProxyError::from_client(server.url.clone(), e)),
-                Err(_) => Err(ProxyError::UpstreamTimeout { server: server.url.clone() }),
+                Err(_) => Err(ProxyError::UpstreamTimeout {
+                    server: server.url.clone(),
+                }),
             },
-            None => fut.await.map_err(|e| ProxyError::from_client(server.url.clone(), e)),
+            None => fut
+                .await
+                .map_err(|e| ProxyError::from_client(server.url.clone(), e)),
         };
         match result {
             Ok(r) => break r,
@@ -284,7 +322,14 @@ async fn forward(
                     },
                 };
                 let mut retry_cookies = Cookies::default();
-                let (next_lb, next_idx) = pick(table, service, &base.headers, now_ms(), &mut retry_cookies, 0)?;
+                let (next_lb, next_idx) = pick(
+                    table,
+                    service,
+                    &base.headers,
+                    now_ms(),
+                    &mut retry_cookies,
+                    0,
+                )?;
                 if std::ptr::eq(next_lb, attempt_lb) && next_idx == attempt_idx {
                     return Err(e);
                 }
@@ -357,7 +402,9 @@ fn build_upstream_request(
         .build()
         .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
     let host = if lb.pass_host_header {
-        original_host.cloned().unwrap_or_else(|| server.host_header.clone())
+        original_host
+            .cloned()
+            .unwrap_or_else(|| server.host_header.clone())
     } else {
         server.host_header.clone()
     };
@@ -370,10 +417,17 @@ fn build_upstream_request(
 }
 
 /// `http.redirections.entryPoint`: 301/308 when permanent (GET/HEAD vs others), else 302/307.
-fn redirect_response(r: &EntryPointRedirect, raw_host: &str, uri: &Uri, method: &http::Method) -> Response<ProxyBody> {
+fn redirect_response(
+    r: &EntryPointRedirect,
+    raw_host: &str,
+    uri: &Uri,
+    method: &http::Method,
+) -> Response<ProxyBody> {
     let host = strip_port(raw_host);
     let port = match r.port {
-        Some(p) if !((r.scheme == "https" && p == 443) || (r.scheme == "http" && p == 80)) => format!(":{p}"),
+        Some(p) if !((r.scheme == "https" && p == 443) || (r.scheme == "http" && p == 80)) => {
+            format!(":{p}")
+        }
         _ => String::new(),
     };
     let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -414,17 +468,31 @@ mod tests {
 
     #[test]
     fn redirects_keep_path_and_choose_status() {
-        let r = EntryPointRedirect { scheme: "https".into(), port: Some(443), permanent: true };
+        let r = EntryPointRedirect {
+            scheme: "https".into(),
+            port: Some(443),
+            permanent: true,
+        };
         let uri: Uri = "/a/b?c=d".parse().expect("uri");
         let resp = redirect_response(&r, "example.com:80", &uri, &http::Method::GET);
         assert_eq!(resp.status(), StatusCode::MOVED_PERMANENTLY);
-        assert_eq!(resp.headers()[header::LOCATION], "https://example.com/a/b?c=d");
+        assert_eq!(
+            resp.headers()[header::LOCATION],
+            "https://example.com/a/b?c=d"
+        );
         let resp = redirect_response(&r, "example.com", &uri, &http::Method::POST);
         assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
-        let r = EntryPointRedirect { scheme: "https".into(), port: Some(8443), permanent: false };
+        let r = EntryPointRedirect {
+            scheme: "https".into(),
+            port: Some(8443),
+            permanent: false,
+        };
         let resp = redirect_response(&r, "[::1]:8080", &uri, &http::Method::GET);
         assert_eq!(resp.status(), StatusCode::FOUND);
-        assert_eq!(resp.headers()[header::LOCATION], "https://[::1]:8443/a/b?c=d");
+        assert_eq!(
+            resp.headers()[header::LOCATION],
+            "https://[::1]:8443/a/b?c=d"
+        );
         let resp = redirect_response(&r, "a", &uri, &http::Method::PUT);
         assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
     }

@@ -59,7 +59,12 @@ fn conn_builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
 }
 
 /// Accepts until `stop` fires; each connection is served on its own task and watched by `graceful`.
-pub async fn serve(ep: EntryPointListener, shared: Arc<Shared>, stop: CancellationToken, graceful: Arc<GracefulShutdown>) {
+pub async fn serve(
+    ep: EntryPointListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    graceful: Arc<GracefulShutdown>,
+) {
     let builder = conn_builder(&ep.settings);
     let port = ep.listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let port_header = HeaderValue::from(port);
@@ -80,7 +85,9 @@ pub async fn serve(ep: EntryPointListener, shared: Arc<Shared>, stop: Cancellati
         let _ = stream.set_nodelay(true);
         let ctx = Arc::new(conn_ctx(&ep, &shared, peer, port_header.clone()));
         let svc = service_fn(move |req| handle(req, ctx.clone()));
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
         let fut = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = fut.await;
@@ -89,13 +96,19 @@ pub async fn serve(ep: EntryPointListener, shared: Arc<Shared>, stop: Cancellati
     tracing::debug!(entrypoint = %ep.name, "stopped accepting");
 }
 
-fn conn_ctx(ep: &EntryPointListener, shared: &Arc<Shared>, peer: SocketAddr, port_header: HeaderValue) -> ConnCtx {
+fn conn_ctx(
+    ep: &EntryPointListener,
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    port_header: HeaderValue,
+) -> ConnCtx {
     let ip = canonical_ip(peer.ip());
     ConnCtx {
         shared: shared.clone(),
         entry_point: ep.index,
         client_ip: ip,
-        client_ip_header: HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        client_ip_header: HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
         port_header,
         trusted: ep.trusted.trusts(ip),
         tls: false,

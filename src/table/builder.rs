@@ -129,7 +129,11 @@ pub fn merge(feeds: &mut [ProviderFeed]) -> BuildInput {
 /// Logs routers added, removed and changed between two tables (sozu's `ConfigState::diff`, briefly).
 fn log_diff(old: &RoutingTable, new: &RoutingTable) {
     let d = diff(&old.status, &new.status);
-    let serving = new.entry_points.iter().map(|e| e.http.len() + e.https.len()).sum::<usize>();
+    let serving = new
+        .entry_points
+        .iter()
+        .map(|e| e.http.len() + e.https.len())
+        .sum::<usize>();
     tracing::info!(
         generation = new.generation,
         routes = serving,

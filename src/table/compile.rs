@@ -118,7 +118,15 @@ pub fn compile(
     let mut built: Vec<Option<ServiceRuntime>> = Vec::with_capacity(services.len());
     let mut service_errors: Vec<Option<String>> = Vec::with_capacity(services.len());
     for (name, (provider, svc)) in &services {
-        match build_service(name, provider, svc, &index, registry, &mut next_registry, &mut health_targets) {
+        match build_service(
+            name,
+            provider,
+            svc,
+            &index,
+            registry,
+            &mut next_registry,
+            &mut health_targets,
+        ) {
             Ok(rt) => {
                 built.push(Some(rt));
                 service_errors.push(None);
@@ -219,8 +227,11 @@ pub fn compile(
             marked
         }
     };
-    let mut per_ep: Vec<(Vec<Route>, Vec<Route>)> =
-        ctx.entry_points.iter().map(|_| (Vec::new(), Vec::new())).collect();
+    let mut per_ep: Vec<(Vec<Route>, Vec<Route>)> = ctx
+        .entry_points
+        .iter()
+        .map(|_| (Vec::new(), Vec::new()))
+        .collect();
     for (name, provider, r) in &routers {
         let mut errors = Vec::new();
         let syntax = match r.rule_syntax.as_deref() {
@@ -321,7 +332,11 @@ pub fn compile(
         if !errors.is_empty() {
             issues.push(format!(
                 "router `{name}` {}: {}",
-                if serve { "served with warnings" } else { "disabled" },
+                if serve {
+                    "served with warnings"
+                } else {
+                    "disabled"
+                },
                 errors.join("; ")
             ));
         }
@@ -332,7 +347,10 @@ pub fn compile(
                 errors,
                 provider: provider.to_string(),
                 rule: Some(r.rule.clone()),
-                entry_points: eps.iter().map(|&i| ctx.entry_points[i].name.clone()).collect(),
+                entry_points: eps
+                    .iter()
+                    .map(|&i| ctx.entry_points[i].name.clone())
+                    .collect(),
                 service: (!service_name.is_empty()).then_some(service_name),
                 priority: Some(priority),
             },
@@ -385,14 +403,22 @@ pub fn compile(
 }
 
 fn sort_routes(routes: &mut [Route]) {
-    routes.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+    routes.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
 }
 
 fn weighted_cycle(i: usize, built: &[Option<ServiceRuntime>], path: &mut Vec<usize>) -> bool {
     if path.contains(&i) {
         return true;
     }
-    let Some(Some(ServiceRuntime { kind: ServiceKind::Weighted(w), .. })) = built.get(i) else {
+    let Some(Some(ServiceRuntime {
+        kind: ServiceKind::Weighted(w),
+        ..
+    })) = built.get(i)
+    else {
         return false;
     };
     path.push(i);
@@ -411,9 +437,16 @@ fn build_service(
     next: &mut HealthRegistry,
     health_targets: &mut Vec<CheckTarget>,
 ) -> Result<ServiceRuntime, String> {
-    let kinds = [svc.load_balancer.is_some(), svc.weighted.is_some(), svc.mirroring.is_some(), svc.failover.is_some()];
+    let kinds = [
+        svc.load_balancer.is_some(),
+        svc.weighted.is_some(),
+        svc.mirroring.is_some(),
+        svc.failover.is_some(),
+    ];
     if kinds.iter().filter(|k| **k).count() > 1 {
-        return Err("more than one kind (loadBalancer, weighted, mirroring, failover) is set".into());
+        return Err(
+            "more than one kind (loadBalancer, weighted, mirroring, failover) is set".into(),
+        );
     }
     let kind = if let Some(lb) = &svc.load_balancer {
         let health_settings = match &lb.health_check {
@@ -447,7 +480,11 @@ fn build_service(
         let weights: Vec<u32> = servers.iter().map(|(_, w)| *w).collect();
         let servers: Box<[ServerRuntime]> = servers.into_iter().map(|(s, _)| s).collect();
         let sticky = match lb.sticky.as_ref().and_then(|s| s.cookie.as_ref()) {
-            Some(c) => Some(sticky_runtime(name, c, servers.iter().map(|s| s.url.to_string()).collect())?),
+            Some(c) => Some(sticky_runtime(
+                name,
+                c,
+                servers.iter().map(|s| s.url.to_string()).collect(),
+            )?),
             None => None,
         };
         if let Some(strategy) = &lb.strategy {
@@ -477,7 +514,11 @@ fn build_service(
         }
         let sticky = match w.sticky.as_ref().and_then(|s| s.cookie.as_ref()) {
             // Traefik hashes the child name exactly as written in `services[].name`.
-            Some(c) => Some(sticky_runtime(name, c, w.services.iter().map(|c| c.name.clone()).collect())?),
+            Some(c) => Some(sticky_runtime(
+                name,
+                c,
+                w.services.iter().map(|c| c.name.clone()).collect(),
+            )?),
             None => None,
         };
         ServiceKind::Weighted(WeightedRuntime {
@@ -498,7 +539,11 @@ fn build_service(
     })
 }
 
-fn sticky_runtime(service: &str, c: &StickyCookie, targets: Vec<String>) -> Result<StickyRuntime, String> {
+fn sticky_runtime(
+    service: &str,
+    c: &StickyCookie,
+    targets: Vec<String>,
+) -> Result<StickyRuntime, String> {
     let spec = CookieSpec {
         name: cookie_name(c.name.as_deref().unwrap_or(""), service),
         secure: c.secure,
@@ -514,7 +559,12 @@ fn sticky_runtime(service: &str, c: &StickyCookie, targets: Vec<String>) -> Resu
         .iter()
         .map(|t| spec.set_cookie_header(&cookie_value(t)))
         .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| format!("sticky.cookie.name `{}` is not a valid cookie name", spec.name))?
+        .ok_or_else(|| {
+            format!(
+                "sticky.cookie.name `{}` is not a valid cookie name",
+                spec.name
+            )
+        })?
         .into_boxed_slice();
     Ok(StickyRuntime {
         table: StickyTable::new(&targets),
@@ -527,7 +577,9 @@ fn health_settings(hc: &HealthCheck) -> Result<HealthCheckSettings, String> {
     let mut s = HealthCheckSettings::default();
     if let Some(mode) = &hc.mode {
         if !mode.eq_ignore_ascii_case("http") {
-            return Err(format!("healthCheck.mode `{mode}` is not supported (http only)"));
+            return Err(format!(
+                "healthCheck.mode `{mode}` is not supported (http only)"
+            ));
         }
     }
     s.path = hc.path.clone();
@@ -567,13 +619,14 @@ fn health_settings(hc: &HealthCheck) -> Result<HealthCheckSettings, String> {
 /// Parses a server URL into the parts the forwarder needs. `h2c://` means HTTP/2 prior knowledge.
 fn build_server(url: &str, preserve_path: bool) -> Result<ServerRuntime, String> {
     let uri: Uri = url.trim().parse().map_err(|e| format!("not a URL ({e})"))?;
-    let (scheme, uri_scheme, default_port) = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
-        Some("http") => (UpstreamScheme::Http, Scheme::HTTP, 80),
-        Some("https") => (UpstreamScheme::Https, Scheme::HTTPS, 443),
-        Some("h2c") => (UpstreamScheme::H2c, Scheme::HTTP, 80),
-        Some(other) => return Err(format!("scheme `{other}` is not http, https or h2c")),
-        None => return Err("missing scheme (http://, https:// or h2c://)".into()),
-    };
+    let (scheme, uri_scheme, default_port) =
+        match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("http") => (UpstreamScheme::Http, Scheme::HTTP, 80),
+            Some("https") => (UpstreamScheme::Https, Scheme::HTTPS, 443),
+            Some("h2c") => (UpstreamScheme::H2c, Scheme::HTTP, 80),
+            Some(other) => return Err(format!("scheme `{other}` is not http, https or h2c")),
+            None => return Err("missing scheme (http://, https:// or h2c://)".into()),
+        };
     let auth = uri.authority().ok_or("missing host")?;
     if auth.as_str().contains('@') {
         return Err("user info in server URLs is not supported".into());
@@ -585,7 +638,8 @@ fn build_server(url: &str, preserve_path: bool) -> Result<ServerRuntime, String>
             .parse()
             .map_err(|_| "invalid host".to_string())?
     };
-    let host_header = HeaderValue::from_str(auth.as_str()).map_err(|_| "invalid host".to_string())?;
+    let host_header =
+        HeaderValue::from_str(auth.as_str()).map_err(|_| "invalid host".to_string())?;
     let base_path = if preserve_path {
         uri.path_and_query()
             .filter(|p| p.path() != "/" && !p.path().is_empty())

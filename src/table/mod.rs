@@ -25,7 +25,7 @@ use crate::balance::sticky::{CookieSpec, StickyTable};
 use crate::balance::WeightedRoundRobin;
 use crate::rule::{RequestView, Rule};
 
-pub use compile::{compile, BuildInput, CompileContext, EntryPointInfo, HealthRegistry};
+pub use compile::{compile, BuildInput, CompileContext, Compiled, EntryPointInfo, HealthRegistry};
 
 /// The one place the current table lives. Cloned handles share it.
 pub type Store = Arc<ArcSwap<RoutingTable>>;

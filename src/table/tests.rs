@@ -12,7 +12,11 @@ fn ctx(eps: &[(&str, bool)]) -> CompileContext {
     CompileContext {
         entry_points: eps
             .iter()
-            .map(|(n, d)| EntryPointInfo { name: n.to_string(), as_default: *d, ..Default::default() })
+            .map(|(n, d)| EntryPointInfo {
+                name: n.to_string(),
+                as_default: *d,
+                ..Default::default()
+            })
             .collect(),
         default_syntax: Syntax::V3,
     }
@@ -23,7 +27,12 @@ fn build(yaml: &str, c: &CompileContext) -> Compiled {
     assert!(errors.is_empty(), "{errors:?}");
     let mut providers = BTreeMap::new();
     providers.insert("file".to_string(), cfg);
-    compile(&BuildInput { providers }, c, &mut HealthRegistry::default(), 1)
+    compile(
+        &BuildInput { providers },
+        c,
+        &mut HealthRegistry::default(),
+        1,
+    )
 }
 
 fn find<'t>(set: &'t RouterSet, host: &str, path: &str) -> Option<&'t str> {
@@ -67,7 +76,10 @@ fn equal_priorities_are_ordered_by_name() {
         "{BASE}  routers:\n    b:\n      rule: PathPrefix(`/`)\n      service: s\n    a:\n      rule: PathPrefix(`/`)\n      service: s\n"
     );
     let c = build(&yaml, &ctx(&[("web", false)]));
-    assert_eq!(find(&c.table.entry_points[0].http, "x", "/"), Some("a@file"));
+    assert_eq!(
+        find(&c.table.entry_points[0].http, "x", "/"),
+        Some("a@file")
+    );
 }
 
 #[test]
@@ -93,9 +105,17 @@ fn bad_items_are_isolated_and_reported() {
     assert_eq!(st["ok@file"].status, "enabled");
     for bad in ["badrule@file", "noservice@file", "badmw@file", "badep@file"] {
         assert_eq!(st[bad].status, "disabled", "{bad}: {:?}", st[bad]);
-        assert!(c.issues.iter().any(|i| i.contains(bad)), "{bad} not reported: {:?}", c.issues);
+        assert!(
+            c.issues.iter().any(|i| i.contains(bad)),
+            "{bad} not reported: {:?}",
+            c.issues
+        );
     }
-    assert!(st["badrule@file"].errors[0].contains("column"), "{:?}", st["badrule@file"]);
+    assert!(
+        st["badrule@file"].errors[0].contains("column"),
+        "{:?}",
+        st["badrule@file"]
+    );
     assert_eq!(c.table.entry_points[0].http.len(), 1);
 }
 
@@ -112,7 +132,9 @@ fn default_entrypoints_follow_as_default() {
 
 #[test]
 fn tls_routers_only_match_tls_requests() {
-    let yaml = format!("{BASE}  routers:\n    secure:\n      rule: Host(`a`)\n      service: s\n      tls: {{}}\n");
+    let yaml = format!(
+        "{BASE}  routers:\n    secure:\n      rule: Host(`a`)\n      service: s\n      tls: {{}}\n"
+    );
     let c = build(&yaml, &ctx(&[("web", false)]));
     assert_eq!(c.table.entry_points[0].http.len(), 0);
     assert_eq!(c.table.entry_points[0].https.len(), 1);
@@ -168,7 +190,13 @@ fn server_urls() {
     let s = build_server_for_tests("h2c://10.0.0.1:50051").expect("ok");
     assert_eq!(s.scheme, UpstreamScheme::H2c);
     assert_eq!(s.uri_scheme.as_str(), "http");
-    assert_eq!(build_server_for_tests("https://x").expect("ok").authority.as_str(), "x:443");
+    assert_eq!(
+        build_server_for_tests("https://x")
+            .expect("ok")
+            .authority
+            .as_str(),
+        "x:443"
+    );
     assert!(build_server_for_tests("ftp://x").is_err());
     assert!(build_server_for_tests("10.0.0.1:80").is_err());
     assert!(build_server_for_tests("http://user:pw@x").is_err());

@@ -32,11 +32,62 @@ pub struct Backend {
 impl Backend {
     /// Starts one.
     pub async fn start(name: &str) -> Backend {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
         let addr = l.local_addr().expect("addr");
         let cancel = CancellationToken::new();
-        tokio::spawn(swarmgate::whoami::serve(l, name.to_string(), cancel.clone()));
-        Backend { addr, url: format!("http://{addr}"), name: name.to_string(), cancel }
+        tokio::spawn(swarmgate::whoami::serve(
+            l,
+            name.to_string(),
+            cancel.clone(),
+        ));
+        Backend {
+            addr,
+            url: format!("http://{addr}"),
+            name: name.to_string(),
+            cancel,
+        }
+    }
+
+    /// Starts one over TLS with a fresh self-signed certificate for `127.0.0.1` and `localhost`;
+    /// returns it with the certificate's PEM (to trust it). The URL is `https://127.0.0.1:port`.
+    pub async fn start_tls(name: &str) -> (Backend, String) {
+        let ck = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])
+        .expect("cert");
+        let pem = ck.cert.pem();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![ck.cert.der().clone()], key)
+            .expect("server config");
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let addr = l.local_addr().expect("addr");
+        let cancel = CancellationToken::new();
+        tokio::spawn(swarmgate::whoami::serve_tls(
+            l,
+            name.to_string(),
+            std::sync::Arc::new(cfg),
+            cancel.clone(),
+        ));
+        (
+            Backend {
+                addr,
+                url: format!("https://{addr}"),
+                name: name.to_string(),
+                cancel,
+            },
+            pem,
+        )
     }
 
     /// Stops it (connections already open may finish).
@@ -95,7 +146,19 @@ impl Gate {
             .spawn()
             .expect("spawn swarmgate");
         let logs = Arc::new(Mutex::new(String::new()));
-        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -108,17 +171,33 @@ impl Gate {
                 }
             });
         }
-        let mut gate = Gate { child: Some(child), logs, entry_points: Vec::new(), dir };
+        let mut gate = Gate {
+            child: Some(child),
+            logs,
+            entry_points: Vec::new(),
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             gate.entry_points = parse_listening(&gate.logs());
             if gate.entry_points.len() >= expect_eps {
                 break;
             }
-            if let Some(status) = gate.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("swarmgate exited with {status} before listening:\n{}", gate.logs());
+            if let Some(status) = gate
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "swarmgate exited with {status} before listening:\n{}",
+                    gate.logs()
+                );
             }
-            assert!(Instant::now() < deadline, "swarmgate did not start:\n{}", gate.logs());
+            assert!(
+                Instant::now() < deadline,
+                "swarmgate did not start:\n{}",
+                gate.logs()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         gate
@@ -131,7 +210,11 @@ impl Gate {
 
     /// An entrypoint's address by name.
     pub fn ep(&self, name: &str) -> SocketAddr {
-        self.entry_points.iter().find(|(n, _)| n == name).map(|(_, a)| *a).unwrap_or_else(|| panic!("no entrypoint {name}"))
+        self.entry_points
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no entrypoint {name}"))
     }
 
     /// Everything logged so far.
@@ -147,7 +230,10 @@ impl Gate {
     /// Sends a signal (`TERM`, `HUP`, `KILL`).
     pub fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
-            let _ = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
         }
     }
 
@@ -155,7 +241,11 @@ impl Gate {
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(s) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(s) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 return Some(s);
             }
             if Instant::now() > deadline {
@@ -222,10 +312,21 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
 
 /// Sends one request (with a 10 s deadline) and reads the whole answer.
 pub async fn send(c: &Client<HttpConnector, Full<Bytes>>, req: Request<Full<Bytes>>) -> Reply {
-    let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req)).await.expect("request timed out").expect("request failed");
+    let resp = tokio::time::timeout(Duration::from_secs(10), c.request(req))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
     let (parts, body) = resp.into_parts();
-    let body = tokio::time::timeout(Duration::from_secs(10), body.collect()).await.expect("body timed out").expect("body").to_bytes();
-    Reply { status: parts.status, headers: parts.headers, body: String::from_utf8_lossy(&body).into_owned() }
+    let body = tokio::time::timeout(Duration::from_secs(10), body.collect())
+        .await
+        .expect("body timed out")
+        .expect("body")
+        .to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
 }
 
 /// GET `path` on `addr` with `Host: host`.
@@ -234,7 +335,13 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Reply {
 }
 
 /// GET with extra headers, on a given client.
-pub async fn get_with(c: &Client<HttpConnector, Full<Bytes>>, addr: SocketAddr, host: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+pub async fn get_with(
+    c: &Client<HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Reply {
     let mut b = Request::get(format!("http://{addr}{path}")).header("host", host);
     for (k, v) in headers {
         b = b.header(*k, *v);

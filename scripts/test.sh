@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs the system tools the tests use (as root, with apt),
+# then runs every unit and integration test with cargo-nextest (or cargo test when nextest is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for tool in curl; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing tools: ${need[*]} (install them, or run as root with apt)" >&2
+  fi
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --all-targets --no-fail-fast "$@"
+else
+  cargo test --all-targets --no-fail-fast "$@"
+fi
