@@ -66,12 +66,19 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, message: &str) -> ConstraintError {
-        ConstraintError { expr: self.src.to_string(), column: self.pos + 1, message: message.to_string() }
+        ConstraintError {
+            expr: self.src.to_string(),
+            column: self.pos + 1,
+            message: message.to_string(),
+        }
     }
 
     fn skip_ws(&mut self) {
         while self.src[self.pos..].starts_with(char::is_whitespace) {
-            self.pos += self.src[self.pos..].chars().next().map_or(1, char::len_utf8);
+            self.pos += self.src[self.pos..]
+                .chars()
+                .next()
+                .map_or(1, char::len_utf8);
         }
     }
 
@@ -114,7 +121,9 @@ impl Parser<'_> {
         }
         self.skip_ws();
         let rest = &self.src[self.pos..];
-        let name_len = rest.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(rest.len());
+        let name_len = rest
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
         let name = &rest[..name_len];
         let start = self.pos;
         self.pos += name_len;
@@ -131,9 +140,13 @@ impl Parser<'_> {
         }
         match name {
             "Label" => Ok(Constraint::Label(key, value)),
-            "LabelRegex" => Regex::new(&value).map(|re| Constraint::LabelRegex(key, re)).map_err(|e| {
-                ConstraintError { expr: self.src.to_string(), column: start + 1, message: format!("bad regex: {e}") }
-            }),
+            "LabelRegex" => Regex::new(&value)
+                .map(|re| Constraint::LabelRegex(key, re))
+                .map_err(|e| ConstraintError {
+                    expr: self.src.to_string(),
+                    column: start + 1,
+                    message: format!("bad regex: {e}"),
+                }),
             other => Err(ConstraintError {
                 expr: self.src.to_string(),
                 column: start + 1,
@@ -162,12 +175,18 @@ mod tests {
     use super::*;
 
     fn labels(l: &[(&str, &str)]) -> BTreeMap<String, String> {
-        l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        l.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn table() {
-        let l = labels(&[("env", "prod"), ("team", "web-a"), ("traefik.tags", "api,public")]);
+        let l = labels(&[
+            ("env", "prod"),
+            ("team", "web-a"),
+            ("traefik.tags", "api,public"),
+        ]);
         let rows: &[(&str, bool)] = &[
             ("Label(`env`, `prod`)", true),
             ("Label(`env`,`dev`)", false),
@@ -180,7 +199,10 @@ mod tests {
             ("Label(`env`, `prod`) && !Label(`team`, `x`)", true),
             ("Label(`env`, `dev`) || Label(`team`, `web-a`)", true),
             ("!(Label(`env`, `dev`) || Label(`team`, `x`))", true),
-            ("Label(`a`,`1`) || Label(`env`,`prod`) && Label(`team`,`no`)", false),
+            (
+                "Label(`a`,`1`) || Label(`env`,`prod`) && Label(`team`,`no`)",
+                false,
+            ),
             ("LabelRegex(`traefik.tags`, `(^|,)\\s*api\\s*(,|$)`)", true),
         ];
         for (expr, want) in rows {
@@ -191,7 +213,12 @@ mod tests {
 
     #[test]
     fn errors_have_columns() {
-        for (expr, col) in [("Labl(`a`,`b`)", 1), ("Label(`a` `b`)", 10), ("Label(`a`,`b`) &&", 18), ("LabelRegex(`a`,`(`)", 1)] {
+        for (expr, col) in [
+            ("Labl(`a`,`b`)", 1),
+            ("Label(`a` `b`)", 11),
+            ("Label(`a`,`b`) &&", 18),
+            ("LabelRegex(`a`,`(`)", 1),
+        ] {
             let e = Constraint::parse(expr).expect_err(expr);
             assert_eq!(e.column, col, "{expr}: {e}");
         }

@@ -48,7 +48,17 @@ pub struct Template {
     parts: Vec<Part>,
 }
 
-const FUNCS: &[&str] = &["normalize", "index", "lower", "upper", "trimPrefix", "trimSuffix", "replace", "trim", "default"];
+const FUNCS: &[&str] = &[
+    "normalize",
+    "index",
+    "lower",
+    "upper",
+    "trimPrefix",
+    "trimSuffix",
+    "replace",
+    "trim",
+    "default",
+];
 
 enum Value<'a> {
     Str(String),
@@ -83,7 +93,10 @@ impl Template {
             let mut pos = 0;
             let pipeline = parse_pipeline(&tokens, &mut pos)?;
             if pos != tokens.len() {
-                return Err(TemplateError(format!("unexpected `{}` in `{{{{{inner}}}}}`", tokens[pos])));
+                return Err(TemplateError(format!(
+                    "unexpected `{}` in `{{{{{inner}}}}}`",
+                    tokens[pos]
+                )));
             }
             if pipeline.is_empty() {
                 return Err(TemplateError(format!("empty action in `{text}`")));
@@ -98,6 +111,20 @@ impl Template {
             parts.push(Part::Text(rest.to_string()));
         }
         Ok(Template { parts })
+    }
+
+    /// Traefik's default rule, ``Host(`{{ normalize .Name }}`)``, built without parsing.
+    pub fn traefik_default() -> Template {
+        Template {
+            parts: vec![
+                Part::Text("Host(`".into()),
+                Part::Action(vec![vec![
+                    Operand::Func("normalize".into()),
+                    Operand::Field("Name".into()),
+                ]]),
+                Part::Text("`)".into()),
+            ],
+        }
     }
 
     /// Renders the template for one container or service.
@@ -163,7 +190,10 @@ fn tokenize(s: &str) -> Result<Vec<String>, TemplateError> {
             i = j + 1;
         } else {
             let mut j = i;
-            while j < chars.len() && !chars[j].is_whitespace() && !matches!(chars[j], '|' | '(' | ')' | '"' | '`') {
+            while j < chars.len()
+                && !chars[j].is_whitespace()
+                && !matches!(chars[j], '|' | '(' | ')' | '"' | '`')
+            {
                 j += 1;
             }
             out.push(chars[i..j].iter().collect());
@@ -201,12 +231,19 @@ fn parse_pipeline(tokens: &[String], pos: &mut usize) -> Result<Pipeline, Templa
                 } else if let Some(field) = t.strip_prefix('.') {
                     match field {
                         "Name" | "ContainerName" | "Labels" => Operand::Field(field.to_string()),
-                        other => return Err(TemplateError(format!("unknown field `.{other}` (known: .Name, .ContainerName, .Labels)"))),
+                        other => {
+                            return Err(TemplateError(format!(
+                                "unknown field `.{other}` (known: .Name, .ContainerName, .Labels)"
+                            )))
+                        }
                     }
                 } else if FUNCS.contains(&t.as_str()) {
                     Operand::Func(t.clone())
                 } else {
-                    return Err(TemplateError(format!("unknown function `{t}` (supported: {})", FUNCS.join(", "))));
+                    return Err(TemplateError(format!(
+                        "unknown function `{t}` (supported: {})",
+                        FUNCS.join(", ")
+                    )));
                 };
                 cmd.push(op);
                 *pos += 1;
@@ -243,11 +280,17 @@ fn eval_operand<'a>(op: &Operand, m: &Model<'a>) -> Result<Value<'a>, TemplateEr
 fn text(v: Value<'_>) -> Result<String, TemplateError> {
     match v {
         Value::Str(s) => Ok(s),
-        Value::Labels(_) => Err(TemplateError("`.Labels` is a map; use `index .Labels \"key\"`".into())),
+        Value::Labels(_) => Err(TemplateError(
+            "`.Labels` is a map; use `index .Labels \"key\"`".into(),
+        )),
     }
 }
 
-fn eval_command<'a>(cmd: &Command, piped: Option<Value<'a>>, m: &Model<'a>) -> Result<Value<'a>, TemplateError> {
+fn eval_command<'a>(
+    cmd: &Command,
+    piped: Option<Value<'a>>,
+    m: &Model<'a>,
+) -> Result<Value<'a>, TemplateError> {
     let Some((head, rest)) = cmd.split_first() else {
         return Err(TemplateError("empty command".into()));
     };
@@ -257,19 +300,20 @@ fn eval_command<'a>(cmd: &Command, piped: Option<Value<'a>>, m: &Model<'a>) -> R
         }
         return eval_operand(head, m);
     };
-    let mut args = rest.iter().map(|a| eval_operand(a, m)).collect::<Result<Vec<_>, _>>()?;
+    let mut args = rest
+        .iter()
+        .map(|a| eval_operand(a, m))
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(p) = piped {
         args.push(p);
     }
-    let arity = |n: usize| -> Result<(), TemplateError> {
-        if args.len() == n {
-            Ok(())
-        } else {
-            Err(TemplateError(format!("`{f}` takes {n} argument(s), got {}", args.len())))
-        }
-    };
+    let given = args.len();
     let mut strs = |n: usize| -> Result<Vec<String>, TemplateError> {
-        arity(n)?;
+        if given != n {
+            return Err(TemplateError(format!(
+                "`{f}` takes {n} argument(s), got {given}"
+            )));
+        }
         std::mem::take(&mut args).into_iter().map(text).collect()
     };
     Ok(Value::Str(match f.as_str() {
@@ -279,11 +323,15 @@ fn eval_command<'a>(cmd: &Command, piped: Option<Value<'a>>, m: &Model<'a>) -> R
         "trim" => strs(1)?[0].trim().to_string(),
         "trimPrefix" => {
             let a = strs(2)?;
-            a[1].strip_prefix(a[0].as_str()).unwrap_or(&a[1]).to_string()
+            a[1].strip_prefix(a[0].as_str())
+                .unwrap_or(&a[1])
+                .to_string()
         }
         "trimSuffix" => {
             let a = strs(2)?;
-            a[1].strip_suffix(a[0].as_str()).unwrap_or(&a[1]).to_string()
+            a[1].strip_suffix(a[0].as_str())
+                .unwrap_or(&a[1])
+                .to_string()
         }
         "replace" => {
             let a = strs(3)?;
@@ -300,12 +348,19 @@ fn eval_command<'a>(cmd: &Command, piped: Option<Value<'a>>, m: &Model<'a>) -> R
         _ => {
             // index
             if args.len() != 2 {
-                return Err(TemplateError(format!("`index` takes 2 arguments, got {}", args.len())));
+                return Err(TemplateError(format!(
+                    "`index` takes 2 arguments, got {}",
+                    args.len()
+                )));
             }
             let key = text(args.pop().unwrap_or(Value::Str(String::new())))?;
             match args.pop() {
                 Some(Value::Labels(l)) => l.get(&key).cloned().unwrap_or_default(),
-                _ => return Err(TemplateError("`index` expects `.Labels` as its first argument".into())),
+                _ => {
+                    return Err(TemplateError(
+                        "`index` expects `.Labels` as its first argument".into(),
+                    ))
+                }
             }
         }
     }))
@@ -316,25 +371,68 @@ mod tests {
     use super::*;
 
     fn render(t: &str, name: &str, labels: &[(&str, &str)]) -> Result<String, TemplateError> {
-        let labels: BTreeMap<String, String> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Template::parse(t)?.render(&Model { name, container_name: "c_1", labels: &labels })
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Template::parse(t)?.render(&Model {
+            name,
+            container_name: "c_1",
+            labels: &labels,
+        })
     }
 
     #[test]
     fn traefik_default_and_common_forms() {
         let rows: &[(&str, &str, &str)] = &[
-            ("Host(`{{ normalize .Name }}`)", "stack_web", "Host(`stack-web`)"),
-            ("Host(`{{ normalize .Name }}.example.com`)", "/a__b/", "Host(`a-b.example.com`)"),
-            ("Host(`{{ .Name }}.{{ index .Labels \"domain\" }}`)", "web", "Host(`web.ex.org`)"),
-            ("Host(`{{ .Name | normalize | lower }}.x`)", "My_App", "Host(`my-app.x`)"),
-            ("Host(`{{ trimPrefix \"stack_\" .Name }}.x`)", "stack_api", "Host(`api.x`)"),
+            (
+                "Host(`{{ normalize .Name }}`)",
+                "stack_web",
+                "Host(`stack-web`)",
+            ),
+            (
+                "Host(`{{ normalize .Name }}.example.com`)",
+                "/a__b/",
+                "Host(`a-b.example.com`)",
+            ),
+            (
+                "Host(`{{ .Name }}.{{ index .Labels \"domain\" }}`)",
+                "web",
+                "Host(`web.ex.org`)",
+            ),
+            (
+                "Host(`{{ .Name | normalize | lower }}.x`)",
+                "My_App",
+                "Host(`my-app.x`)",
+            ),
+            (
+                "Host(`{{ trimPrefix \"stack_\" .Name }}.x`)",
+                "stack_api",
+                "Host(`api.x`)",
+            ),
             ("Host(`{{- .ContainerName -}}`)", "n", "Host(`c_1`)"),
-            ("Host(`{{ (index .Labels \"missing\") | default \"d\" }}`)", "n", "Host(`d`)"),
+            (
+                "Host(`{{ (index .Labels \"missing\") | default \"d\" }}`)",
+                "n",
+                "Host(`d`)",
+            ),
             ("PathPrefix(`/`)", "n", "PathPrefix(`/`)"),
         ];
         for (tpl, name, want) in rows {
-            assert_eq!(render(tpl, name, &[("domain", "ex.org")]).as_deref(), Ok(*want), "{tpl}");
+            assert_eq!(
+                render(tpl, name, &[("domain", "ex.org")]).as_deref(),
+                Ok(*want),
+                "{tpl}"
+            );
         }
+    }
+
+    #[test]
+    fn built_in_default_equals_parsed_default() {
+        assert_eq!(
+            Template::traefik_default(),
+            Template::parse("Host(`{{ normalize .Name }}`)").expect("parse")
+        );
     }
 
     #[test]

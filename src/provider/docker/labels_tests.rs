@@ -1,0 +1,957 @@
+//! Table tests of the label function: plain maps in, configuration and errors out.
+
+use super::*;
+
+fn w(name: &str, labels: &[(&str, &str)], addrs: &[&str]) -> Workload {
+    Workload {
+        name: name.into(),
+        container_name: name.into(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        exposed_ports: vec![],
+        addresses: addrs.iter().map(|a| a.to_string()).collect(),
+    }
+}
+
+fn swarm() -> Settings {
+    Settings::new(Mode::Swarm)
+}
+
+fn docker() -> Settings {
+    Settings::new(Mode::Containers)
+}
+
+fn urls(c: &Configuration, svc: &str) -> Vec<String> {
+    c.http
+        .services
+        .get(svc)
+        .and_then(|s| s.load_balancer.as_ref())
+        .map(|lb| lb.servers.iter().map(|s| s.url.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn rule(c: &Configuration, r: &str) -> String {
+    c.http
+        .routers
+        .get(r)
+        .map(|r| r.rule.clone())
+        .unwrap_or_else(|| panic!("no router {r}: {c:#?}"))
+}
+
+#[test]
+fn implicit_router_and_service_with_default_rule() {
+    let b = build(
+        &w(
+            "stack_web",
+            &[("traefik.http.services.x.loadbalancer.server.port", "8080")],
+            &["10.0.0.2", "10.0.0.3"],
+        ),
+        &swarm(),
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert_eq!(rule(&b.config, "stack-web"), "Host(`stack-web`)");
+    assert_eq!(b.config.http.routers["stack-web"].service, "x");
+    assert_eq!(
+        urls(&b.config, "x"),
+        ["http://10.0.0.2:8080", "http://10.0.0.3:8080"]
+    );
+}
+
+#[test]
+fn rows_of_v2_v3_grammar() {
+    // (labels, router, expected rule, service, expected urls of service)
+    struct Row {
+        labels: &'static [(&'static str, &'static str)],
+        router: &'static str,
+        rule: &'static str,
+        service: &'static str,
+        urls: &'static [&'static str],
+    }
+    let rows = [
+        Row {
+            labels: &[
+                ("traefik.http.routers.r.rule", "Host(`a.test`)"),
+                ("traefik.http.services.s.loadbalancer.server.port", "80"),
+            ],
+            router: "r",
+            rule: "Host(`a.test`)",
+            service: "s",
+            urls: &["http://10.0.0.9:80"],
+        },
+        Row {
+            labels: &[
+                ("Traefik.HTTP.Routers.R.Rule", "Host(`a.test`)"),
+                ("traefik.http.services.s.LoadBalancer.Server.Port", "81"),
+            ],
+            router: "R",
+            rule: "Host(`a.test`)",
+            service: "s",
+            urls: &["http://10.0.0.9:81"],
+        },
+        Row {
+            labels: &[
+                ("traefik.http.routers.r.rule", "PathPrefix(`/x`)"),
+                ("traefik.http.services.s.loadbalancer.server.port", "80"),
+                (
+                    "traefik.http.services.s.loadbalancer.server.scheme",
+                    "https",
+                ),
+            ],
+            router: "r",
+            rule: "PathPrefix(`/x`)",
+            service: "s",
+            urls: &["https://10.0.0.9:80"],
+        },
+        Row {
+            labels: &[("traefik.http.services.app.loadbalancer.server.port", "3000")],
+            router: "svc",
+            rule: "Host(`svc`)",
+            service: "app",
+            urls: &["http://10.0.0.9:3000"],
+        },
+        Row {
+            labels: &[
+                ("traefik.http.routers.r.rule", "Host(`b`)"),
+                ("traefik.http.routers.r.service", "s2"),
+                ("traefik.http.services.s1.loadbalancer.server.port", "1"),
+                ("traefik.http.services.s2.loadbalancer.server.port", "2"),
+            ],
+            router: "r",
+            rule: "Host(`b`)",
+            service: "s2",
+            urls: &["http://10.0.0.9:2"],
+        },
+        Row {
+            labels: &[
+                ("traefik.http.routers.r.rule", "Host(`v2`, `v2b`)"),
+                ("traefik.http.routers.r.ruleSyntax", "v2"),
+                ("traefik.http.services.s.loadbalancer.server.port", "80"),
+            ],
+            router: "r",
+            rule: "Host(`v2`, `v2b`)",
+            service: "s",
+            urls: &["http://10.0.0.9:80"],
+        },
+        Row {
+            labels: &[
+                ("traefik.http.routers.r.rule", "Host(`u`)"),
+                (
+                    "traefik.http.services.s.loadbalancer.server.url",
+                    "http://other:9",
+                ),
+            ],
+            router: "r",
+            rule: "Host(`u`)",
+            service: "s",
+            urls: &["http://other:9"],
+        },
+        Row {
+            labels: &[
+                ("traefik.http.services.s.loadbalancer.server.port", "80"),
+                ("traefik.http.services.s.loadbalancer.server.weight", "3"),
+            ],
+            router: "svc",
+            rule: "Host(`svc`)",
+            service: "s",
+            urls: &["http://10.0.0.9:80"],
+        },
+    ];
+    for (i, row) in rows.iter().enumerate() {
+        let b = build(&w("svc", row.labels, &["10.0.0.9"]), &swarm());
+        assert!(b.errors.is_empty(), "row {i}: {:?}", b.errors);
+        assert_eq!(rule(&b.config, row.router), row.rule, "row {i}");
+        assert_eq!(
+            b.config.http.routers[row.router].service, row.service,
+            "row {i}"
+        );
+        assert_eq!(urls(&b.config, row.service), row.urls, "row {i}");
+    }
+}
+
+#[test]
+fn nested_values_decode_like_the_file_provider() {
+    let b = build(
+        &w(
+            "api",
+            &[
+                ("traefik.http.routers.api.rule", "Host(`api.test`)"),
+                ("traefik.http.routers.api.entrypoints", "web,websecure"),
+                ("traefik.http.routers.api.priority", "42"),
+                ("traefik.http.routers.api.tls", "true"),
+                ("traefik.http.routers.api.tls.certresolver", "le"),
+                ("traefik.http.routers.api.tls.domains[0].main", "api.test"),
+                (
+                    "traefik.http.routers.api.tls.domains[0].sans",
+                    "a.api.test,b.api.test",
+                ),
+                ("traefik.http.routers.api.middlewares", "strip,auth@file"),
+                (
+                    "traefik.http.middlewares.strip.stripprefix.prefixes",
+                    "/api",
+                ),
+                ("traefik.http.services.api.loadbalancer.server.port", "8080"),
+                (
+                    "traefik.http.services.api.loadbalancer.sticky.cookie",
+                    "true",
+                ),
+                (
+                    "traefik.http.services.api.loadbalancer.sticky.cookie.name",
+                    "sess",
+                ),
+                (
+                    "traefik.http.services.api.loadbalancer.healthcheck.path",
+                    "/health",
+                ),
+                (
+                    "traefik.http.services.api.loadbalancer.healthcheck.interval",
+                    "5s",
+                ),
+                (
+                    "traefik.http.services.api.loadbalancer.passhostheader",
+                    "false",
+                ),
+            ],
+            &["10.1.0.5"],
+        ),
+        &swarm(),
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    let r = &b.config.http.routers["api"];
+    assert_eq!(r.entry_points, ["web", "websecure"]);
+    assert_eq!(r.priority, Some(42));
+    assert_eq!(r.middlewares, ["strip", "auth@file"]);
+    let tls = r.tls.as_ref().expect("tls");
+    assert_eq!(tls.cert_resolver.as_deref(), Some("le"));
+    assert_eq!(tls.domains[0].sans, ["a.api.test", "b.api.test"]);
+    let lb = b.config.http.services["api"]
+        .load_balancer
+        .as_ref()
+        .expect("lb");
+    assert_eq!(
+        lb.sticky
+            .as_ref()
+            .and_then(|s| s.cookie.as_ref())
+            .and_then(|c| c.name.as_deref()),
+        Some("sess")
+    );
+    assert_eq!(
+        lb.health_check.as_ref().map(|h| h.path.as_str()),
+        Some("/health")
+    );
+    assert_eq!(lb.pass_host_header, Some(false));
+    assert!(b.config.http.middlewares.contains_key("strip"));
+}
+
+#[test]
+fn per_router_isolation_drops_only_the_bad_item() {
+    let b = build(
+        &w(
+            "shop",
+            &[
+                ("traefik.http.routers.good.rule", "Host(`good.test`)"),
+                ("traefik.http.routers.good.service", "s"),
+                (
+                    "traefik.http.routers.badrule.rule",
+                    "Host(`x.test`) && PathPrefx(`/`)",
+                ),
+                ("traefik.http.routers.badrule.service", "s"),
+                ("traefik.http.routers.badprio.rule", "Host(`p.test`)"),
+                ("traefik.http.routers.badprio.priority", "high"),
+                ("traefik.http.routers.badprio.service", "s"),
+                ("traefik.http.routers.badport.rule", "Host(`bp.test`)"),
+                ("traefik.http.routers.badport.service", "bp"),
+                (
+                    "traefik.http.services.bp.loadbalancer.server.port",
+                    "eighty",
+                ),
+                ("traefik.http.services.s.loadbalancer.server.port", "80"),
+                ("traefik.http.routers.typo.rulle", "Host(`t.test`)"),
+            ],
+            &["10.0.0.1"],
+        ),
+        &swarm(),
+    );
+    let dropped: BTreeSet<&str> = b.errors.iter().map(|e| e.item.as_str()).collect();
+    assert_eq!(
+        dropped,
+        BTreeSet::from(["badrule", "badprio", "bp", "badport", "typo"]),
+        "{:#?}",
+        b.errors
+    );
+    assert_eq!(b.config.http.routers.keys().collect::<Vec<_>>(), ["good"]);
+    assert_eq!(urls(&b.config, "s"), ["http://10.0.0.1:80"]);
+    let find = |item: &str| {
+        b.errors
+            .iter()
+            .find(|e| e.item == item)
+            .unwrap_or_else(|| panic!("{item}"))
+    };
+    assert_eq!(find("badrule").label, "traefik.http.routers.badrule.rule");
+    assert!(
+        find("badrule").reason.contains("PathPrefx"),
+        "{}",
+        find("badrule")
+    );
+    assert_eq!(
+        find("badprio").label,
+        "traefik.http.routers.badprio.priority"
+    );
+    assert_eq!(
+        find("bp").label,
+        "traefik.http.services.bp.loadbalancer.server.port"
+    );
+    assert!(find("badport").reason.contains("was dropped"));
+    assert!(
+        find("typo").reason.contains("did you mean"),
+        "{}",
+        find("typo")
+    );
+    let line = find("badrule").to_string();
+    assert!(
+        line.starts_with(
+            "shop: router `badrule` dropped: label `traefik.http.routers.badrule.rule`"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn router_without_service_and_several_services_is_an_error() {
+    let b = build(
+        &w(
+            "m",
+            &[
+                ("traefik.http.routers.r.rule", "Host(`m`)"),
+                ("traefik.http.services.a.loadbalancer.server.port", "1"),
+                ("traefik.http.services.b.loadbalancer.server.port", "2"),
+            ],
+            &["10.0.0.1"],
+        ),
+        &swarm(),
+    );
+    assert!(b.config.http.routers.is_empty());
+    assert_eq!(b.errors.len(), 1);
+    assert!(
+        b.errors[0].reason.contains("several services"),
+        "{}",
+        b.errors[0]
+    );
+    // No router labels and several services: no implicit router, a note, no error.
+    let b = build(
+        &w(
+            "m",
+            &[
+                ("traefik.http.services.a.loadbalancer.server.port", "1"),
+                ("traefik.http.services.b.loadbalancer.server.port", "2"),
+            ],
+            &["10.0.0.1"],
+        ),
+        &swarm(),
+    );
+    assert!(b.config.http.routers.is_empty() && b.errors.is_empty());
+    assert_eq!(b.config.http.services.len(), 2);
+}
+
+#[test]
+fn swarm_port_only_from_label_compose_lowest_exposed() {
+    let b = build(&w("noport", &[], &["10.0.0.1"]), &swarm());
+    assert_eq!(
+        b.errors.len(),
+        2,
+        "the service and the implicit router bound to it: {:?}",
+        b.errors
+    );
+    assert!(
+        b.errors[0].reason.contains("port is missing"),
+        "{}",
+        b.errors[0]
+    );
+    assert_eq!(
+        (b.errors[0].kind, b.errors[0].item.as_str()),
+        (ItemKind::Service, "noport")
+    );
+    assert_eq!(
+        (b.errors[1].kind, b.errors[1].item.as_str()),
+        (ItemKind::Router, "noport")
+    );
+    assert!(b.config.http.routers.is_empty() && b.config.http.services.is_empty());
+    let mut c = w("proj_web_1", &[], &["172.20.0.3"]);
+    c.name = "web_proj".into();
+    c.exposed_ports = vec![8080, 443, 9000];
+    let b = build(&c, &docker());
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert_eq!(urls(&b.config, "web-proj"), ["http://172.20.0.3:443"]);
+    assert_eq!(rule(&b.config, "web-proj"), "Host(`web-proj`)");
+    c.labels.insert(
+        "traefik.http.services.web.loadbalancer.server.port".into(),
+        "9000".into(),
+    );
+    let b = build(&c, &docker());
+    assert_eq!(urls(&b.config, "web"), ["http://172.20.0.3:9000"]);
+    c.exposed_ports.clear();
+    c.labels.clear();
+    let b = build(&c, &docker());
+    assert!(
+        b.errors[0].reason.contains("exposes no port"),
+        "{:?}",
+        b.errors
+    );
+}
+
+#[test]
+fn default_rule_template_and_ipv6() {
+    let mut s = swarm();
+    s.default_rule =
+        Template::parse("Host(`{{ normalize .Name }}.{{ index .Labels \"zone\" }}`)").expect("tpl");
+    let b = build(
+        &w(
+            "my_app",
+            &[
+                ("zone", "example.org"),
+                ("traefik.http.services.a.loadbalancer.server.port", "80"),
+            ],
+            &["fd00::5"],
+        ),
+        &s,
+    );
+    assert_eq!(rule(&b.config, "my-app"), "Host(`my-app.example.org`)");
+    assert_eq!(urls(&b.config, "a"), ["http://[fd00::5]:80"]);
+}
+
+#[test]
+fn enable_exposed_by_default_and_constraints() {
+    let mut s = swarm();
+    let on = w("a", &[("traefik.enable", "true")], &[]);
+    let off = w("b", &[("traefik.enable", "false")], &[]);
+    let none = w("c", &[("env", "prod")], &[]);
+    let bad = w("d", &[("traefik.enable", "yes")], &[]);
+    assert!(options(&on, &s).expect("ok").enable);
+    assert!(!options(&off, &s).expect("ok").enable);
+    assert!(options(&none, &s).expect("ok").enable);
+    assert!(options(&bad, &s)
+        .expect_err("bad")
+        .to_string()
+        .contains("traefik.enable"));
+    s.exposed_by_default = false;
+    assert!(options(&on, &s).expect("ok").enable);
+    assert!(!options(&none, &s).expect("ok").enable);
+    s.exposed_by_default = true;
+    s.constraints = Some(
+        Constraint::parse("Label(`env`, `prod`) && !Label(`traefik.enable`, `false`)").expect("c"),
+    );
+    assert!(options(&none, &s).expect("ok").enable);
+    let o = options(&on, &s).expect("ok");
+    assert!(
+        !o.enable
+            && o.skipped
+                .as_deref()
+                .is_some_and(|r| r.contains("constraints"))
+    );
+}
+
+#[test]
+fn provider_namespaces() {
+    let s = swarm();
+    let o = options(
+        &w(
+            "a",
+            &[
+                ("traefik.swarm.network", "net1"),
+                ("traefik.swarm.lbswarm", "true"),
+            ],
+            &[],
+        ),
+        &s,
+    )
+    .expect("ok");
+    assert_eq!((o.network.as_deref(), o.lbswarm), (Some("net1"), true));
+    let o = options(&w("a", &[("traefik.docker.network", "net2")], &[]), &s).expect("ok");
+    assert_eq!(o.network.as_deref(), Some("net2"));
+    let e = options(
+        &w(
+            "a",
+            &[
+                ("traefik.docker.network", "n"),
+                ("traefik.swarm.network", "n"),
+            ],
+            &[],
+        ),
+        &s,
+    )
+    .expect_err("both");
+    assert!(e.reason.contains("both"), "{e}");
+    // The v2 docker provider in swarm mode reads traefik.docker.* only.
+    let mut v2 = swarm();
+    v2.namespace = "docker";
+    let o = options(
+        &w(
+            "a",
+            &[
+                ("traefik.swarm.network", "x"),
+                ("traefik.docker.network", "y"),
+            ],
+            &[],
+        ),
+        &v2,
+    )
+    .expect("ok");
+    assert_eq!(o.network.as_deref(), Some("y"));
+    let o = options(&w("a", &[("traefik.docker.network", "y")], &[]), &docker()).expect("ok");
+    assert_eq!(o.network.as_deref(), Some("y"));
+}
+
+#[test]
+fn merge_unions_identical_and_drops_conflicts() {
+    let s = swarm();
+    let labels: &[(&str, &str)] = &[
+        ("traefik.http.routers.web.rule", "Host(`w`)"),
+        ("traefik.http.services.web.loadbalancer.server.port", "80"),
+    ];
+    let a = build(&w("c1", labels, &["10.0.0.1"]), &s);
+    let b = build(&w("c2", labels, &["10.0.0.2"]), &s);
+    let c = build(
+        &w(
+            "c3",
+            &[
+                ("traefik.http.routers.web.rule", "Host(`other`)"),
+                ("traefik.http.routers.web.service", "web"),
+                ("traefik.http.services.web.loadbalancer.server.port", "80"),
+            ],
+            &["10.0.0.3"],
+        ),
+        &s,
+    );
+    let (m, errors) = merge(&[
+        ("c1".into(), a.config.clone()),
+        ("c2".into(), b.config.clone()),
+    ]);
+    assert!(errors.is_empty());
+    assert_eq!(
+        urls(&m, "web"),
+        ["http://10.0.0.1:80", "http://10.0.0.2:80"]
+    );
+    let (m, errors) = merge(&[
+        ("c1".into(), a.config),
+        ("c2".into(), b.config),
+        ("c3".into(), c.config),
+    ]);
+    assert!(!m.http.routers.contains_key("web"));
+    assert_eq!(
+        urls(&m, "web").len(),
+        3,
+        "services equal except servers still merge"
+    );
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].kind, ItemKind::Router);
+    assert!(errors[0].reason.contains("c1, c2, c3"), "{}", errors[0]);
+    // Different load-balancer settings conflict.
+    let x = build(
+        &w(
+            "x",
+            &[("traefik.http.services.s.loadbalancer.server.port", "80")],
+            &["10.0.0.1"],
+        ),
+        &s,
+    );
+    let y = build(
+        &w(
+            "y",
+            &[
+                ("traefik.http.services.s.loadbalancer.server.port", "80"),
+                (
+                    "traefik.http.services.s.loadbalancer.passhostheader",
+                    "false",
+                ),
+            ],
+            &["10.0.0.2"],
+        ),
+        &s,
+    );
+    let (m, errors) = merge(&[("x".into(), x.config), ("y".into(), y.config)]);
+    assert!(!m.http.services.contains_key("s"));
+    assert!(errors
+        .iter()
+        .any(|e| e.kind == ItemKind::Service && e.reason.contains("x, y")));
+}
+
+#[test]
+fn tcp_hostsni_routers() {
+    let b = build(
+        &w(
+            "db",
+            &[
+                ("traefik.tcp.routers.pg.rule", "HostSNI(`db.test`)"),
+                ("traefik.tcp.routers.pg.tls", "true"),
+                ("traefik.tcp.routers.pg.tls.passthrough", "true"),
+                ("traefik.tcp.services.pg.loadbalancer.server.port", "5432"),
+                ("traefik.tcp.routers.bad.rule", "HostSNI(`x`"),
+                ("traefik.tcp.routers.bad.service", "pg"),
+            ],
+            &["10.0.0.7"],
+        ),
+        &swarm(),
+    );
+    let r = b
+        .config
+        .tcp
+        .routers
+        .get("pg")
+        .unwrap_or_else(|| panic!("{:#?}", b.errors));
+    assert_eq!(r.service, "pg");
+    assert!(r.tls.as_ref().is_some_and(|t| t.passthrough));
+    assert_eq!(
+        b.config.tcp.services["pg"]
+            .load_balancer
+            .as_ref()
+            .map(|l| l.servers[0].address.clone()),
+        Some("10.0.0.7:5432".into())
+    );
+    assert_eq!(b.errors.len(), 1, "{:?}", b.errors);
+    assert_eq!(b.errors[0].item, "bad");
+    assert!(
+        b.config.http.routers.is_empty(),
+        "TCP-only workloads get no implicit HTTP router"
+    );
+}
+
+#[test]
+fn tls_store_and_servers_transport_labels() {
+    let b = build(
+        &w(
+            "t",
+            &[
+                ("traefik.http.services.t.loadbalancer.server.port", "443"),
+                (
+                    "traefik.http.services.t.loadbalancer.server.scheme",
+                    "https",
+                ),
+                (
+                    "traefik.http.services.t.loadbalancer.serverstransport",
+                    "insecure",
+                ),
+                (
+                    "traefik.http.serverstransports.insecure.insecureskipverify",
+                    "true",
+                ),
+            ],
+            &["10.0.0.1"],
+        ),
+        &swarm(),
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert!(b.config.http.servers_transports["insecure"].insecure_skip_verify);
+    assert_eq!(urls(&b.config, "t"), ["https://10.0.0.1:443"]);
+    let bad = build(
+        &w(
+            "t",
+            &[
+                ("traefik.http.services.t.loadbalancer.server.port", "1"),
+                ("traefik.http.services.t.loadbalancer.server.scheme", "ftp"),
+            ],
+            &["10.0.0.1"],
+        ),
+        &swarm(),
+    );
+    assert!(bad.errors[0].reason.contains("ftp"));
+}
+
+#[test]
+fn v1_labels_translate_with_notes() {
+    let mut s = swarm();
+    s.namespace = "docker";
+    s.v1_domain = Some("traefik".into());
+    let b = build(
+        &w(
+            "whoami0",
+            &[("traefik.port", "80")],
+            &["10.0.0.4", "10.0.0.5"],
+        ),
+        &s,
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert_eq!(rule(&b.config, "whoami0"), "Host(`whoami0.traefik`)");
+    assert_eq!(
+        urls(&b.config, "whoami0"),
+        ["http://10.0.0.4:80", "http://10.0.0.5:80"]
+    );
+    assert!(
+        b.notes
+            .iter()
+            .any(|n| n.contains("traefik.port") && n.contains("loadbalancer.server.port=80")),
+        "{:?}",
+        b.notes
+    );
+
+    let b = build(
+        &w("my_stack/web", &[("traefik.port", "8080")], &["10.0.0.4"]),
+        &s,
+    );
+    assert_eq!(
+        rule(&b.config, "my-stack-web"),
+        "Host(`my-stack-web.traefik`)"
+    );
+
+    let b = build(
+        &w(
+            "whoami1",
+            &[
+                ("traefik.port", "80"),
+                ("traefik.backend.loadbalancer.sticky", "true"),
+            ],
+            &["10.0.0.4"],
+        ),
+        &s,
+    );
+    let cookie = |b: &Built, svc: &str| {
+        b.config.http.services[svc]
+            .load_balancer
+            .as_ref()
+            .and_then(|l| l.sticky.as_ref())
+            .and_then(|s| s.cookie.as_ref())
+            .and_then(|c| c.name.clone())
+    };
+    assert_eq!(cookie(&b, "whoami1").as_deref(), Some("_TRAEFIK_BACKEND"));
+    let b = build(
+        &w(
+            "app",
+            &[
+                ("traefik.port", "80"),
+                ("traefik.backend.loadbalancer.stickiness", "true"),
+            ],
+            &["10.0.0.4"],
+        ),
+        &s,
+    );
+    assert_eq!(cookie(&b, "app"), Some(v1_cookie_name("app")));
+    let b = build(
+        &w(
+            "app",
+            &[
+                ("traefik.port", "80"),
+                ("traefik.backend.loadbalancer.stickiness", "true"),
+                ("traefik.backend.loadbalancer.stickiness.cookieName", "mine"),
+            ],
+            &["10.0.0.4"],
+        ),
+        &s,
+    );
+    assert_eq!(cookie(&b, "app").as_deref(), Some("mine"));
+
+    let b = build(
+        &w(
+            "api",
+            &[
+                ("traefik.port", "3000"),
+                ("traefik.backend", "api_backend"),
+                (
+                    "traefik.frontend.rule",
+                    "Host:api.example.com,www.example.com;PathPrefixStrip:/v1",
+                ),
+                ("traefik.frontend.entryPoints", "http,https"),
+                ("traefik.frontend.priority", "10"),
+                ("traefik.frontend.redirect.entryPoint", "https"),
+                (
+                    "traefik.frontend.auth.basic.users",
+                    "u:$apr1$x$y,v:$apr1$z$w",
+                ),
+                ("traefik.backend.healthcheck.path", "/health"),
+                ("traefik.backend.healthcheck.interval", "10s"),
+                ("traefik.docker.network", "proxy"),
+            ],
+            &["10.0.0.4"],
+        ),
+        &s,
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    let r = &b.config.http.routers["api-backend"];
+    assert_eq!(
+        r.rule,
+        "Host(`api.example.com`, `www.example.com`) && PathPrefix(`/v1`)"
+    );
+    assert_eq!(r.rule_syntax.as_deref(), Some("v2"));
+    assert_eq!(r.entry_points, ["http", "https"]);
+    assert_eq!(r.priority, Some(10));
+    assert_eq!(
+        r.middlewares,
+        [
+            "api-backend-redirect",
+            "api-backend-auth",
+            "api-backend-stripprefix"
+        ]
+    );
+    assert_eq!(r.service, "api-backend");
+    let mw = &b.config.http.middlewares;
+    assert_eq!(
+        mw["api-backend-stripprefix"].0["stripPrefix"]["prefixes"],
+        serde_json::json!(["/v1"])
+    );
+    assert_eq!(
+        mw["api-backend-auth"].0["basicAuth"]["users"],
+        serde_json::json!(["u:$apr1$x$y", "v:$apr1$z$w"])
+    );
+    assert_eq!(
+        mw["api-backend-redirect"].0["redirectScheme"]["scheme"],
+        serde_json::json!("https")
+    );
+    let lb = b.config.http.services["api-backend"]
+        .load_balancer
+        .as_ref()
+        .expect("lb");
+    assert_eq!(
+        lb.health_check.as_ref().map(|h| h.path.as_str()),
+        Some("/health")
+    );
+    assert_eq!(
+        options(&w("api", &[("traefik.docker.network", "proxy")], &[]), &s)
+            .expect("o")
+            .network
+            .as_deref(),
+        Some("proxy")
+    );
+}
+
+#[test]
+fn v1_lbswarm_and_bad_rule() {
+    let s = swarm();
+    let o = options(
+        &w("a", &[("traefik.backend.loadbalancer.swarm", "true")], &[]),
+        &s,
+    )
+    .expect("ok");
+    assert!(o.lbswarm);
+    let b = build(
+        &w(
+            "a",
+            &[("traefik.port", "80"), ("traefik.frontend.rule", "Hots:x")],
+            &["10.0.0.1"],
+        ),
+        &s,
+    );
+    assert_eq!(b.errors.len(), 1);
+    assert_eq!(b.errors[0].label, "traefik.frontend.rule");
+    assert!(
+        b.errors[0].reason.contains("Hots") || b.errors[0].reason.contains("hots"),
+        "{}",
+        b.errors[0]
+    );
+}
+
+#[test]
+fn v1_rule_translation_table() {
+    let rows: &[(&str, &str)] = &[
+        ("Host:a.com", "Host(`a.com`)"),
+        ("Host: a.com , b.com", "Host(`a.com`, `b.com`)"),
+        ("PathPrefix:/x", "PathPrefix(`/x`)"),
+        ("Host:a;Path:/p", "Host(`a`) && Path(`/p`)"),
+        ("Method:GET,POST", "Method(`GET`, `POST`)"),
+        ("Headers:X-A,b", "Headers(`X-A`, `b`)"),
+        (
+            "HostRegexp:{sub:[a-z]+}.a.com",
+            "HostRegexp(`{sub:[a-z]+}.a.com`)",
+        ),
+        ("Query:a=b", "Query(`a=b`)"),
+        ("AddPrefix:/api", ""),
+    ];
+    for (v1, v2) in rows {
+        let t = translate_v1_rule(v1).unwrap_or_else(|e| panic!("{v1}: {e}"));
+        assert_eq!(t.rule, *v2, "{v1}");
+        if !v2.is_empty() {
+            crate::rule::parse(&t.rule, Syntax::V2)
+                .unwrap_or_else(|e| panic!("{v1} → {}: {e}", t.rule));
+        }
+    }
+    assert_eq!(
+        translate_v1_rule("AddPrefix:/api")
+            .expect("ok")
+            .add_prefix
+            .as_deref(),
+        Some("/api")
+    );
+    assert_eq!(
+        translate_v1_rule("PathStrip:/a,/b")
+            .expect("ok")
+            .strip_prefixes,
+        ["/a", "/b"]
+    );
+    assert!(translate_v1_rule("Host").is_err());
+    assert!(translate_v1_rule("Foo:bar").is_err());
+}
+
+#[test]
+fn v1_cookie_name_is_five_hex_of_sha1() {
+    let n = v1_cookie_name("whoami");
+    assert_eq!(n.len(), 6);
+    assert!(n.starts_with('_') && n[1..].chars().all(|c| c.is_ascii_hexdigit()));
+    let digest = hex::encode(Sha1::digest(b"_TRAEFIK_BACKEND_backend-whoami"));
+    assert_eq!(&n[1..], &digest[..5]);
+}
+
+#[test]
+fn v2_label_wins_over_v1_translation() {
+    let b = build(
+        &w(
+            "a",
+            &[
+                ("traefik.port", "80"),
+                ("traefik.http.services.a.loadbalancer.server.port", "81"),
+            ],
+            &["10.0.0.1"],
+        ),
+        &swarm(),
+    );
+    assert_eq!(urls(&b.config, "a"), ["http://10.0.0.1:81"]);
+}
+
+#[test]
+fn non_traefik_and_provider_labels_are_ignored_by_the_tree() {
+    let b = build(
+        &w(
+            "a",
+            &[
+                ("com.docker.stack.namespace", "x"),
+                ("traefik.enable", "true"),
+                ("traefik.docker.network", "n"),
+                ("traefik.http.services.a.loadbalancer.server.port", "80"),
+            ],
+            &["10.0.0.1"],
+        ),
+        &swarm(),
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert_eq!(b.config.http.routers.len(), 1);
+}
+
+#[test]
+fn structural_conflicts_drop_only_their_item() {
+    let b = build(
+        &w(
+            "a",
+            &[
+                ("traefik.http.routers.x.rule", "Host(`x`)"),
+                ("traefik.http.routers.x.rule.extra", "oops"),
+                ("traefik.http.routers.ok.rule", "Host(`ok`)"),
+                ("traefik.http.services.a.loadbalancer.server.port", "80"),
+            ],
+            &["10.0.0.1"],
+        ),
+        &swarm(),
+    );
+    assert!(b.config.http.routers.contains_key("ok"));
+    assert!(!b.config.http.routers.contains_key("x"));
+    assert_eq!(b.errors.len(), 1, "{:?}", b.errors);
+}
+
+#[test]
+fn no_addresses_means_no_servers() {
+    let b = build(
+        &w(
+            "a",
+            &[("traefik.http.services.a.loadbalancer.server.port", "80")],
+            &[],
+        ),
+        &swarm(),
+    );
+    assert!(urls(&b.config, "a").is_empty());
+}
