@@ -67,6 +67,7 @@ fn ctx() -> CompileContext {
             ..Default::default()
         }],
         default_syntax: Syntax::V3,
+        tls: None,
     }
 }
 

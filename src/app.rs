@@ -20,6 +20,8 @@ use crate::proxy::handler::Shared;
 use crate::proxy::listener::{self, ConnSettings, EntryPointListener};
 use crate::table::builder::{ProviderFeed, Snapshot, TableBuilder};
 use crate::table::{self, BuildInput, CompileContext, EntryPointInfo, EntryPointRedirect};
+use crate::tls::challenge::{MemoryChallenges, SharedChallenges};
+use crate::tls::TlsShared;
 
 /// Why the application could not start. Each variant names the input at fault.
 #[derive(Debug, thiserror::Error)]
@@ -106,11 +108,13 @@ fn compile_context(
             as_default: ep.as_default,
             redirect,
             middlewares: ep.http.middlewares.clone(),
+            tls: ep.http.tls.clone(),
         });
     }
     Ok(CompileContext {
         entry_points: infos,
         default_syntax: config::default_rule_syntax(cfg),
+        tls: None,
     })
 }
 
@@ -150,7 +154,10 @@ pub async fn run(
             )
         })
         .collect();
-    let ctx = compile_context(&cfg, &eps)?;
+    let mut ctx = compile_context(&cfg, &eps)?;
+    // ACME wiring: the ACME manager (when configured) replaces these in-memory challenge answers.
+    let challenges: SharedChallenges = Arc::new(MemoryChallenges::default());
+    ctx.tls = Some(TlsShared::new(challenges).map_err(|e| AppError::Invalid(format!("TLS: {e}")))?);
     let names: Vec<String> = eps.iter().map(|(n, _)| n.clone()).collect();
     let store = table::empty_store(&names);
     let background = control.shutdown.child_token();

@@ -27,4 +27,5 @@ pub mod provider;
 pub mod proxy;
 pub mod rule;
 pub mod table;
+pub mod tls;
 pub mod whoami;

@@ -30,6 +30,7 @@ use crate::rule::{is_valid_routing_path, normalize_host, RequestView};
 use crate::table::{
     EntryPointRedirect, LoadBalancerRuntime, RoutingTable, ServiceKind, Store, UpstreamScheme,
 };
+use crate::tls::challenge::HTTP01_PREFIX;
 
 /// How long a server that refused a connection stays out of rotation (passive health).
 pub const PASSIVE_DOWN_WINDOW_MS: u64 = 5_000;
@@ -100,6 +101,15 @@ async fn route_and_forward(
             None => "",
         },
     };
+    // ACME HTTP-01 validation is answered on every entrypoint, before redirections and routing.
+    if let Some(token) = req.uri().path().strip_prefix(HTTP01_PREFIX) {
+        if let Some(key_auth) = table.tls.as_ref().and_then(|t| t.http01(token)) {
+            let mut resp = Response::new(ProxyBody::full(key_auth));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            return Ok(resp);
+        }
+    }
     if let Some(redirect) = &ep.redirect {
         return Ok(redirect_response(
             redirect,

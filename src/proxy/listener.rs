@@ -12,11 +12,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::forward::{canonical_ip, TrustedPeers};
 use super::handler::{handle, ConnCtx, Shared};
+use crate::tls::challenge::ACME_TLS_ALPN;
 
 /// Connection-level settings of an entrypoint.
 #[derive(Clone, Debug)]
@@ -83,34 +85,95 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let ctx = Arc::new(conn_ctx(&ep, &shared, peer, port_header.clone()));
-        let svc = service_fn(move |req| handle(req, ctx.clone()));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-            .into_owned();
-        let fut = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = fut.await;
-        });
+        let conn = Conn {
+            builder: builder.clone(),
+            shared: shared.clone(),
+            graceful: graceful.clone(),
+            index: ep.index,
+            trusted: ep.trusted.trusts(canonical_ip(peer.ip())),
+            handshake_timeout: ep
+                .settings
+                .header_read_timeout
+                .unwrap_or(Duration::from_secs(60)),
+            peer,
+            port_header: port_header.clone(),
+        };
+        tokio::spawn(conn.serve(stream));
     }
     tracing::debug!(entrypoint = %ep.name, "stopped accepting");
 }
 
-fn conn_ctx(
-    ep: &EntryPointListener,
-    shared: &Arc<Shared>,
+/// One accepted connection, before we know whether it speaks TLS.
+struct Conn {
+    builder: auto::Builder<TokioExecutor>,
+    shared: Arc<Shared>,
+    graceful: Arc<GracefulShutdown>,
+    index: usize,
+    trusted: bool,
+    handshake_timeout: Duration,
     peer: SocketAddr,
     port_header: HeaderValue,
-) -> ConnCtx {
-    let ip = canonical_ip(peer.ip());
-    ConnCtx {
-        shared: shared.clone(),
-        entry_point: ep.index,
-        client_ip: ip,
-        client_ip_header: HeaderValue::from_str(&ip.to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-        port_header,
-        trusted: ep.trusted.trusts(ip),
-        tls: false,
+}
+
+/// First byte of a TLS record carrying a handshake.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+impl Conn {
+    /// Peeks at the first byte: a TLS handshake is terminated with the current table's TLS settings
+    /// (chosen by SNI and ALPN), anything else is served as plain HTTP — as Traefik's entrypoints do.
+    async fn serve(self, stream: TcpStream) {
+        let mut first = [0u8; 1];
+        let peeked = tokio::time::timeout(self.handshake_timeout, stream.peek(&mut first)).await;
+        let is_tls = matches!(peeked, Ok(Ok(1))) && first[0] == TLS_HANDSHAKE;
+        if !is_tls {
+            self.http(TokioIo::new(stream), false).await;
+            return;
+        }
+        let table = self.shared.store.load_full();
+        let Some(tls) = table.tls.clone() else {
+            return; // no TLS configured at all: close
+        };
+        drop(table);
+        let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+        let handshake = async {
+            let start = acceptor.await?;
+            let config = tls.config_for(&start.client_hello());
+            start.into_stream(config).await
+        };
+        match tokio::time::timeout(self.handshake_timeout, handshake).await {
+            Ok(Ok(tls_stream)) => {
+                let acme = tls_stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN);
+                if acme {
+                    // TLS-ALPN-01 validation: the handshake was the answer.
+                    return;
+                }
+                self.http(TokioIo::new(tls_stream), true).await;
+            }
+            Ok(Err(e)) => tracing::debug!(peer = %self.peer, "TLS handshake failed: {e}"),
+            Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+        }
+    }
+
+    async fn http<I>(self, io: I, tls: bool)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let ip = canonical_ip(self.peer.ip());
+        let ctx = Arc::new(ConnCtx {
+            shared: self.shared.clone(),
+            entry_point: self.index,
+            client_ip: ip,
+            client_ip_header: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            port_header: self.port_header,
+            trusted: self.trusted,
+            tls,
+        });
+        let svc = service_fn(move |req| handle(req, ctx.clone()));
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(io, svc)
+            .into_owned();
+        let _ = self.graceful.watch(conn).await;
     }
 }

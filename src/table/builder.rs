@@ -38,6 +38,7 @@ pub struct TableBuilder {
     generation: u64,
     checks: Option<CancellationToken>,
     shutdown: CancellationToken,
+    wanted: watch::Sender<Arc<Vec<crate::tls::CertRequest>>>,
 }
 
 impl TableBuilder {
@@ -51,7 +52,14 @@ impl TableBuilder {
             generation: 0,
             checks: None,
             shutdown,
+            wanted: watch::Sender::new(Arc::new(Vec::new())),
         }
+    }
+
+    /// Certificates the current table's routers want from ACME resolvers; updated after every build
+    /// (only when the set changes). The ACME manager subscribes here.
+    pub fn wanted_certificates(&self) -> watch::Receiver<Arc<Vec<crate::tls::CertRequest>>> {
+        self.wanted.subscribe()
     }
 
     /// Compiles and stores a table for `input`, unless it equals the input of the current table.
@@ -70,6 +78,15 @@ impl TableBuilder {
         log_diff(&old, &compiled.table);
         self.store.store(Arc::new(compiled.table));
         self.last_input = Some(input);
+        let wanted = compiled.cert_requests;
+        self.wanted.send_if_modified(|cur| {
+            if **cur == wanted {
+                false
+            } else {
+                *cur = Arc::new(wanted);
+                true
+            }
+        });
         if let Some(old) = self.checks.take() {
             old.cancel();
         }

@@ -34,6 +34,8 @@ pub struct CompileContext {
     pub entry_points: Vec<EntryPointInfo>,
     /// Grammar for rules without `ruleSyntax`.
     pub default_syntax: Syntax,
+    /// TLS state shared across builds; `None` compiles no TLS side (tests, benches).
+    pub tls: Option<crate::tls::TlsShared>,
 }
 
 /// One entrypoint's routing-relevant settings.
@@ -47,6 +49,8 @@ pub struct EntryPointInfo {
     pub redirect: Option<EntryPointRedirect>,
     /// Middlewares prepended to every router.
     pub middlewares: Vec<String>,
+    /// `http.tls`: every router on this entrypoint is a TLS router with these defaults.
+    pub tls: Option<crate::config::types::EntryPointTls>,
 }
 
 /// Per-server health state, kept across builds by (service, server URL).
@@ -77,6 +81,8 @@ pub struct Compiled {
     pub issues: Vec<String>,
     /// Servers with active health checks.
     pub health_targets: Vec<CheckTarget>,
+    /// Certificates the routers want from ACME resolvers (sorted, deduplicated).
+    pub cert_requests: Vec<crate::tls::CertRequest>,
 }
 
 /// Compiles `input` into a table. Items that fail are left out and reported; never fails as a whole.
@@ -227,6 +233,8 @@ pub fn compile(
             marked
         }
     };
+    let mut tls_usage = crate::tls::TlsUsage::default();
+    let mut cert_requests: Vec<crate::tls::CertRequest> = Vec::new();
     let mut per_ep: Vec<(Vec<Route>, Vec<Route>)> = ctx
         .entry_points
         .iter()
@@ -314,7 +322,37 @@ pub fn compile(
                     priority,
                     service,
                 };
-                if r.tls.is_some() {
+                // A router is a TLS router by its own `tls` or by its entrypoint's `http.tls`.
+                let ep_tls = ctx.entry_points[i].tls.as_ref();
+                if r.tls.is_some() || ep_tls.is_some() {
+                    let options = r
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.options.clone())
+                        .or_else(|| ep_tls.and_then(|t| t.options.clone()));
+                    if let Some(o) = options.filter(|o| !o.is_empty() && o != "default") {
+                        let o = dynamic::qualify(&o, provider);
+                        for h in rule.domains() {
+                            tls_usage.host_options.push((h, o.clone(), name.clone()));
+                        }
+                    }
+                    let resolver = r
+                        .tls
+                        .as_ref()
+                        .and_then(|t| t.cert_resolver.clone())
+                        .or_else(|| ep_tls.and_then(|t| t.cert_resolver.clone()));
+                    if let Some(res) = resolver.filter(|x| !x.is_empty()) {
+                        let domains =
+                            match r.tls.as_ref().map(|t| &t.domains).filter(|d| !d.is_empty()) {
+                                Some(d) => d.clone(),
+                                None => ep_tls.map(|t| t.domains.clone()).unwrap_or_default(),
+                            };
+                        cert_requests.extend(crate::tls::cert_requests(
+                            &res,
+                            &domains,
+                            rule.domains(),
+                        ));
+                    }
                     per_ep[i].1.push(route);
                 } else {
                     per_ep[i].0.push(route);
@@ -389,6 +427,19 @@ pub fn compile(
         })
         .collect();
 
+    let tls = ctx.tls.as_ref().map(|shared| {
+        let sections: Vec<(String, &dynamic::TlsConfiguration)> = input
+            .providers
+            .iter()
+            .map(|(p, c)| (p.clone(), &c.tls))
+            .collect();
+        let (rt, tls_issues) = crate::tls::compile(&sections, &tls_usage, shared);
+        issues.extend(tls_issues);
+        Arc::new(rt)
+    });
+    cert_requests.sort();
+    cert_requests.dedup();
+
     *registry = next_registry;
     Compiled {
         table: RoutingTable {
@@ -396,9 +447,11 @@ pub fn compile(
             entry_points,
             services: services_rt.into_boxed_slice(),
             status: Arc::new(status),
+            tls,
         },
         issues,
         health_targets,
+        cert_requests,
     }
 }
 

@@ -46,6 +46,8 @@ pub struct RoutingTable {
     pub services: Box<[ServiceRuntime]>,
     /// What became of every router, service and middleware (served or why not).
     pub status: Arc<TableStatus>,
+    /// Certificates and TLS options, swapped together with the routes.
+    pub tls: Option<Arc<crate::tls::TlsRuntime>>,
 }
 
 impl RoutingTable {
@@ -62,6 +64,7 @@ impl RoutingTable {
                 .collect(),
             services: Box::new([]),
             status: Arc::new(TableStatus::default()),
+            tls: None,
         }
     }
 

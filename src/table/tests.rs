@@ -19,6 +19,7 @@ fn ctx(eps: &[(&str, bool)]) -> CompileContext {
             })
             .collect(),
         default_syntax: Syntax::V3,
+        tls: None,
     }
 }
 

@@ -373,3 +373,157 @@ pub fn write_atomic(path: &Path, text: &str) {
     std::fs::write(&tmp, text).expect("write tmp");
     std::fs::rename(&tmp, path).expect("rename");
 }
+
+/// What a TLS client saw.
+#[derive(Debug)]
+pub struct TlsReply {
+    /// The HTTP answer (None when only the handshake was made).
+    pub reply: Option<Reply>,
+    /// Names in the server's leaf certificate.
+    pub cert_names: Vec<String>,
+    /// Negotiated ALPN.
+    pub alpn: Option<Vec<u8>>,
+    /// Negotiated protocol version.
+    pub version: Option<rustls::ProtocolVersion>,
+}
+
+/// A client TLS config trusting `roots` (PEM) — or anything when `roots` is None — offering `alpn`.
+pub fn tls_client(
+    roots: Option<&str>,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let b = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .expect("versions");
+    let mut cfg = match roots {
+        Some(pem) => {
+            let mut store = rustls::RootCertStore::empty();
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                store.add(c.expect("pem")).expect("add root");
+            }
+            b.with_root_certificates(store).with_no_client_auth()
+        }
+        None => b
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAll(provider)))
+            .with_no_client_auth(),
+    };
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    std::sync::Arc::new(cfg)
+}
+
+#[derive(Debug)]
+struct AcceptAll(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAll {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Connects with TLS to `addr` using SNI `sni`, then (when `path` is Some) sends one GET with `Host: sni`.
+/// Returns Err with the handshake error text when the handshake fails.
+pub async fn tls_get(
+    addr: SocketAddr,
+    sni: &str,
+    path: Option<&str>,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<TlsReply, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name =
+        rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let tls = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| "handshake timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let (_, conn) = tls.get_ref();
+    let cert_names = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| swarmgate::tls::certs::names(c))
+        .unwrap_or_default();
+    let alpn = conn.alpn_protocol().map(|a| a.to_vec());
+    let version = conn.protocol_version();
+    let Some(path) = path else {
+        return Ok(TlsReply {
+            reply: None,
+            cert_names,
+            alpn,
+            version,
+        });
+    };
+    let io = hyper_util::rt::TokioIo::new(tls);
+    let req = Request::get(path)
+        .header("host", sni)
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    let resp = if alpn.as_deref() == Some(b"h2") {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let mut req = req;
+        *req.uri_mut() = format!("https://{sni}{path}").parse().expect("uri");
+        send.send_request(req).await.map_err(|e| e.to_string())?
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        send.send_request(req).await.map_err(|e| e.to_string())?
+    };
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(TlsReply {
+        reply: Some(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }),
+        cert_names,
+        alpn,
+        version,
+    })
+}
+
+/// A self-signed certificate for `names`: (cert PEM, key PEM).
+pub fn self_signed(names: &[&str]) -> (String, String) {
+    let ck =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .expect("cert");
+    (ck.cert.pem(), ck.signing_key.serialize_pem())
+}

@@ -1,0 +1,120 @@
+use super::*;
+use crate::dynamic::{CertificateFile, TlsOptions};
+use crate::tls::challenge::MemoryChallenges;
+
+fn shared() -> TlsShared {
+    TlsShared::new(Arc::new(MemoryChallenges::default())).expect("shared")
+}
+
+fn pem(names: &[&str]) -> (String, String) {
+    let ck =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .expect("gen");
+    (ck.cert.pem(), ck.signing_key.serialize_pem())
+}
+
+#[test]
+fn bad_certificates_and_options_are_reported_not_fatal() {
+    let (c, k) = pem(&["a.test"]);
+    let mut t = TlsConfiguration::default();
+    t.certificates.push(CertificateFile {
+        cert_file: c,
+        key_file: k,
+        stores: vec![],
+    });
+    t.certificates.push(CertificateFile {
+        cert_file: "/nope.crt".into(),
+        key_file: "/nope.key".into(),
+        stores: vec![],
+    });
+    t.options.insert(
+        "old".into(),
+        TlsOptions {
+            min_version: Some("VersionTLS10".into()),
+            ..Default::default()
+        },
+    );
+    t.options.insert(
+        "bad".into(),
+        TlsOptions {
+            min_version: Some("TLS9".into()),
+            ..Default::default()
+        },
+    );
+    t.options.insert(
+        "suites".into(),
+        TlsOptions {
+            cipher_suites: vec![
+                "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA".into(),
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into(),
+            ],
+            ..Default::default()
+        },
+    );
+    let (rt, issues) = compile(&[("file".into(), &t)], &TlsUsage::default(), &shared());
+    assert!(rt.certs.covers("a.test"));
+    assert!(issues.iter().any(|i| i.contains("/nope.crt")), "{issues:?}");
+    assert!(
+        issues
+            .iter()
+            .any(|i| i.contains("`old@file`") && i.contains("TLS 1.2")),
+        "{issues:?}"
+    );
+    assert!(
+        issues.iter().any(|i| i.contains("`bad@file` disabled")),
+        "{issues:?}"
+    );
+    assert!(issues.iter().any(|i| i.contains("CBC")), "{issues:?}");
+    assert!(
+        rt.configs.contains_key("old@file")
+            && rt.configs.contains_key("suites@file")
+            && !rt.configs.contains_key("bad@file")
+    );
+}
+
+#[test]
+fn conflicting_options_on_one_host_fall_back_to_default() {
+    let mut t = TlsConfiguration::default();
+    t.options.insert("a".into(), TlsOptions::default());
+    t.options.insert("b".into(), TlsOptions::default());
+    let usage = TlsUsage {
+        host_options: vec![
+            ("x.test".into(), "a@file".into(), "r1@file".into()),
+            ("x.test".into(), "b@file".into(), "r2@file".into()),
+            ("y.test".into(), "a@file".into(), "r3@file".into()),
+            ("z.test".into(), "ghost@file".into(), "r4@file".into()),
+        ],
+    };
+    let (rt, issues) = compile(&[("file".into(), &t)], &usage, &shared());
+    assert!(!rt.host_options.contains_key("x.test"));
+    assert_eq!(
+        rt.host_options.get("y.test").map(String::as_str),
+        Some("a@file")
+    );
+    assert!(issues.iter().any(|i| i.contains("x.test")), "{issues:?}");
+    assert!(
+        issues.iter().any(|i| i.contains("ghost@file")),
+        "{issues:?}"
+    );
+}
+
+#[test]
+fn cert_requests_prefer_explicit_domains() {
+    let d = vec![Domain {
+        main: "Example.com".into(),
+        sans: vec!["WWW.example.com".into()],
+    }];
+    let r = cert_requests("le", &d, vec!["ignored.test".into()]);
+    assert_eq!(
+        r,
+        vec![CertRequest {
+            resolver: "le".into(),
+            main: "example.com".into(),
+            sans: vec!["www.example.com".into()]
+        }]
+    );
+    let r = cert_requests("le", &[], vec!["a.test".into(), "b.test".into()]);
+    assert_eq!(r[0].main, "a.test");
+    assert_eq!(r[0].sans, vec!["b.test"]);
+    assert!(cert_requests("le", &[], vec![]).is_empty());
+}
