@@ -200,6 +200,9 @@ pub async fn run(
             rx,
         });
     }
+    // Docker / Swarm providers (issue 5): background tasks publishing whole snapshots; never block start-up.
+    feeds.extend(crate::provider::docker::spawn(&cfg, background.clone()));
+    // End of Docker / Swarm providers.
     let mut builder = TableBuilder::new(store.clone(), ctx, background.clone());
     builder.apply(initial);
     let throttle = cfg.providers.providers_throttle_duration.0;

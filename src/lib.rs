@@ -11,6 +11,8 @@
 //! balance/   weighted round robin, sticky cookies, health state and active checks
 //! proxy/     hot path: listener → handler (route, pick) → forward; one error → status mapping
 //! app.rs     wiring and lifecycle (bind, start, drain)
+//! backoff.rs jittered exponential backoff (Docker reconnects)
+//! check.rs   `swarmgate check stack.yml`: the Docker label function run offline on a compose file
 //! whoami.rs  the test backend used by the demo, tests and benches
 //! ```
 //!
@@ -20,7 +22,9 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod backoff;
 pub mod balance;
+pub mod check;
 pub mod config;
 pub mod dynamic;
 pub mod provider;

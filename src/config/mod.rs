@@ -5,6 +5,7 @@
 //! or the working directory) wins and other flags are ignored (with a warning listing them); otherwise flags;
 //! otherwise `TRAEFIK_*` environment variables. Errors name the full key, its source and the nearest known key.
 
+pub mod legacy;
 pub mod node;
 pub mod sources;
 pub mod types;
@@ -62,7 +63,10 @@ const DEFAULT_FILE_NAMES: &[&str] = &["traefik.yml", "traefik.yaml", "traefik.to
 /// Pure apart from reading the chosen file and probing the default locations.
 pub fn load(flags: &[String], env: &[(String, String)]) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
-    let mut flag_tree = sources::from_flags(flags)?;
+    // Traefik v1 flags (`--docker`, `--entryPoints='Name:http Address::80'`, …) → their v2/v3 spelling.
+    let translated = legacy::translate(flags);
+    warnings.extend(translated.deprecations);
+    let mut flag_tree = sources::from_flags(&translated.flags)?;
     let configfile = flag_tree
         .remove("configfile")
         .and_then(|n| n.as_str().map(str::to_string));

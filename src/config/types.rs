@@ -457,6 +457,8 @@ pub struct DockerProvider {
     pub swarm_mode_refresh_seconds: GoDuration,
     /// v3 swarm provider: resync period (default 15 s).
     pub refresh_seconds: GoDuration,
+    /// Traefik v1 `docker.domain`: the default rule becomes `Host:<name>.<domain>` (v1 flags only).
+    pub domain: Option<String>,
     /// Basic auth for a proxied endpoint.
     pub username: Option<String>,
     /// Basic auth for a proxied endpoint.
@@ -479,6 +481,7 @@ impl Default for DockerProvider {
             swarm_mode: false,
             swarm_mode_refresh_seconds: GoDuration::secs(15),
             refresh_seconds: GoDuration::secs(15),
+            domain: None,
             username: None,
             password: None,
         }
@@ -486,7 +489,7 @@ impl Default for DockerProvider {
 }
 
 /// TLS client settings (`providers.docker.tls`).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ClientTls {
     /// CA bundle path.
