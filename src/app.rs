@@ -19,9 +19,13 @@ use crate::proxy::forward::{load_root_cas, PoolSettings, TrustedPeers, Upstreams
 use crate::proxy::handler::Shared;
 use crate::proxy::listener::{self, ConnSettings, EntryPointListener};
 use crate::table::builder::{ProviderFeed, Snapshot, TableBuilder};
-use crate::table::{self, BuildInput, CompileContext, EntryPointInfo, EntryPointRedirect};
+use crate::table::{
+    self, BuildInput, CompileContext, EntryPointInfo, EntryPointRedirect, InternalService,
+};
 use crate::tls::challenge::{MemoryChallenges, SharedChallenges};
 use crate::tls::TlsShared;
+use crate::admin::{api::EntryPointView, AdminState};
+use crate::metrics::{Labels, Metrics};
 
 /// Why the application could not start. Each variant names the input at fault.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +73,82 @@ fn tcp_entry_points(cfg: &StaticConfig) -> Result<Vec<(String, SocketAddr)>, App
         // Traefik's default: one entrypoint `http` on :80.
         out.push(("http".to_string(), SocketAddr::from(([0, 0, 0, 0], 80))));
     }
+    // Traefik creates entrypoint `traefik` on :8080 when an internal service needs it and it is not defined.
+    let (_, _, needs_traefik) = internal_config(cfg);
+    if needs_traefik && !out.iter().any(|(n, _)| n == "traefik") {
+        out.push((
+            "traefik".to_string(),
+            SocketAddr::from(([0, 0, 0, 0], 8080)),
+        ));
+    }
     Ok(out)
+}
+
+/// The routers Traefik generates for its internal services (`api@internal`, `dashboard@internal`,
+/// `ping@internal`, `prometheus@internal`), which internal services are enabled, and whether the
+/// `traefik` entrypoint is needed.
+pub fn internal_config(
+    cfg: &StaticConfig,
+) -> (crate::dynamic::Configuration, Vec<InternalService>, bool) {
+    use crate::dynamic::{Configuration, Router};
+    let mut c = Configuration::default();
+    let mut enabled = vec![InternalService::Noop];
+    let mut needs_traefik = false;
+    let router = |c: &mut Configuration, name: &str, rule: &str, ep: &str, priority: i64| {
+        c.http.routers.insert(
+            name.to_string(),
+            Router {
+                entry_points: vec![ep.to_string()],
+                service: format!("{name}@internal"),
+                rule: rule.to_string(),
+                priority: Some(priority),
+                ..Default::default()
+            },
+        );
+    };
+    if let Some(api) = &cfg.api {
+        enabled.push(InternalService::Api);
+        let dashboard = api.dashboard.unwrap_or(true);
+        if dashboard {
+            enabled.push(InternalService::Dashboard);
+        }
+        if api.insecure {
+            needs_traefik = true;
+            router(&mut c, "api", "PathPrefix(`/api`)", "traefik", i64::MAX - 1);
+            if dashboard {
+                router(
+                    &mut c,
+                    "dashboard",
+                    "PathPrefix(`/`)",
+                    "traefik",
+                    i64::MAX - 2,
+                );
+            }
+        }
+    }
+    if let Some(ping) = &cfg.ping {
+        enabled.push(InternalService::Ping);
+        if !ping.manual_routing {
+            let ep = ping.entry_point.clone().unwrap_or_else(|| "traefik".into());
+            needs_traefik |= ep == "traefik";
+            router(&mut c, "ping", "PathPrefix(`/ping`)", &ep, i64::MAX);
+        }
+    }
+    if let Some(prom) = cfg.metrics.as_ref().and_then(|m| m.prometheus.as_ref()) {
+        enabled.push(InternalService::Prometheus);
+        if !prom.manual_routing {
+            let ep = prom.entry_point.clone().unwrap_or_else(|| "traefik".into());
+            needs_traefik |= ep == "traefik";
+            router(
+                &mut c,
+                "prometheus",
+                "PathPrefix(`/metrics`)",
+                &ep,
+                i64::MAX,
+            );
+        }
+    }
+    (c, enabled, needs_traefik)
 }
 
 fn compile_context(
@@ -115,6 +194,8 @@ fn compile_context(
         entry_points: infos,
         default_syntax: config::default_rule_syntax(cfg),
         tls: None,
+        internal: internal_config(cfg).1,
+        metrics: None,
     })
 }
 
@@ -155,6 +236,40 @@ pub async fn run(
         })
         .collect();
     let mut ctx = compile_context(&cfg, &eps)?;
+    let metrics = match cfg.metrics.as_ref().and_then(|m| m.prometheus.as_ref()) {
+        Some(p) => Some(Arc::new(
+            Metrics::new(
+                &p.buckets,
+                Labels {
+                    entry_points: p.add_entry_points_labels.unwrap_or(true),
+                    routers: p.add_routers_labels,
+                    services: p.add_services_labels.unwrap_or(true),
+                },
+            )
+            .map_err(|e| AppError::Invalid(e.to_string()))?,
+        )),
+        None => None,
+    };
+    ctx.metrics = metrics.clone();
+    let admin = Arc::new(AdminState {
+        terminating: std::sync::atomic::AtomicBool::new(false),
+        terminating_status: cfg
+            .ping
+            .as_ref()
+            .and_then(|p| p.terminating_status_code)
+            .and_then(|c| http::StatusCode::from_u16(c).ok())
+            .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
+        entry_points: eps
+            .iter()
+            .map(|(n, a)| EntryPointView {
+                name: n.clone(),
+                address: cfg.entry_points.get(n).map(|e| e.address.clone()).unwrap_or_else(|| a.to_string()),
+                bound_address: a.to_string(),
+            })
+            .collect(),
+        metrics,
+        dashboard: cfg.api.as_ref().is_some_and(|a| a.dashboard.unwrap_or(true)),
+    });
     // ACME wiring: the ACME manager (when configured) replaces these in-memory challenge answers.
     let challenges: SharedChallenges = Arc::new(MemoryChallenges::default());
     ctx.tls = Some(TlsShared::new(challenges).map_err(|e| AppError::Invalid(format!("TLS: {e}")))?);
@@ -166,6 +281,12 @@ pub async fn run(
     let mut feeds = Vec::new();
     let mut initial = BuildInput::default();
     let mut reload_rx = Some(reload_rx);
+    // Internal routers (api, dashboard, ping, prometheus) are a provider of their own that never changes.
+    let (internal_cfg, _, _) = internal_config(&cfg);
+    initial.providers.insert("internal".into(), internal_cfg.clone());
+    let (_internal_tx, mut internal_rx) = watch::channel(Some(Arc::new(internal_cfg)));
+    internal_rx.mark_unchanged();
+    feeds.push(ProviderFeed { name: "internal".into(), rx: internal_rx });
     if let Some(fp) = &cfg.providers.file {
         let source = FileSource::from_config(fp)?;
         let first: Snapshot = match file::read(&source) {
@@ -225,6 +346,7 @@ pub async fn run(
             .unwrap_or_else(|_| HeaderValue::from_static("swarmgate")),
         response_header_timeout: t.forwarding_timeouts.response_header_timeout.non_zero(),
         tunnels: tokio_util::task::TaskTracker::new(),
+        admin: admin.clone(),
     });
     let graceful = Arc::new(GracefulShutdown::new());
     let stop_accepting = CancellationToken::new();
@@ -276,6 +398,7 @@ pub async fn run(
     }
 
     control.shutdown.cancelled().await;
+    admin.begin_termination();
     tracing::info!("shutting down: accepting for {accept_grace:?} more, then draining for up to {drain_grace:?}");
     if !accept_grace.is_zero() {
         tokio::time::sleep(accept_grace).await;

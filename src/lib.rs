@@ -21,12 +21,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod backoff;
 pub mod balance;
 pub mod check;
 pub mod config;
 pub mod dynamic;
+pub mod metrics;
 pub mod provider;
 pub mod proxy;
 pub mod rule;

@@ -34,7 +34,6 @@ pub struct TableBuilder {
     store: Store,
     ctx: CompileContext,
     registry: HealthRegistry,
-    last_input: Option<BuildInput>,
     generation: u64,
     checks: Option<CancellationToken>,
     shutdown: CancellationToken,
@@ -48,7 +47,6 @@ impl TableBuilder {
             store,
             ctx,
             registry: HealthRegistry::default(),
-            last_input: None,
             generation: 0,
             checks: None,
             shutdown,
@@ -65,19 +63,26 @@ impl TableBuilder {
     /// Compiles and stores a table for `input`, unless it equals the input of the current table.
     /// Returns whether a new table was stored.
     pub fn apply(&mut self, input: BuildInput) -> bool {
-        if self.last_input.as_ref() == Some(&input) {
+        if self.generation > 0 && *self.store.load().input == input {
             tracing::debug!("configuration unchanged; routing table kept");
             return false;
         }
         self.generation += 1;
         let compiled = compile(&input, &self.ctx, &mut self.registry, self.generation);
+        if let Some(m) = &self.ctx.metrics {
+            m.config_reloads.inc();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            m.config_last_reload_success.set(now);
+        }
         for issue in &compiled.issues {
             tracing::error!(generation = self.generation, "{issue}");
         }
         let old = self.store.load_full();
         log_diff(&old, &compiled.table);
         self.store.store(Arc::new(compiled.table));
-        self.last_input = Some(input);
         let wanted = compiled.cert_requests;
         self.wanted.send_if_modified(|cur| {
             if **cur == wanted {
@@ -101,23 +106,29 @@ impl TableBuilder {
     /// Runs until `shutdown`: waits for provider changes, throttles, merges and applies.
     pub async fn run(mut self, mut feeds: Vec<ProviderFeed>, throttle: Duration) {
         let shutdown = self.shutdown.clone();
+        // A provider whose channel closed keeps its last snapshot in every merge; we stop waiting on it.
+        let mut closed = vec![false; feeds.len()];
         loop {
-            if feeds.is_empty() {
+            let live: Vec<usize> = (0..feeds.len()).filter(|&i| !closed[i]).collect();
+            if live.is_empty() {
                 shutdown.cancelled().await;
                 return;
             }
             let changed = futures_util::future::select_all(
-                feeds.iter_mut().map(|f| Box::pin(f.rx.changed())),
+                feeds
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| !closed[*i])
+                    .map(|(_, f)| Box::pin(f.rx.changed())),
             );
-            let (result, idx, _) = tokio::select! {
+            let (result, pos, _) = tokio::select! {
                 r = changed => r,
                 _ = shutdown.cancelled() => return,
             };
             if result.is_err() {
-                // The provider ended; keep its last snapshot in the merge but stop waiting on it.
-                let gone = feeds.remove(idx);
-                tracing::warn!(provider = %gone.name, "provider stopped; its last configuration is kept");
-                let _ = gone;
+                let idx = live[pos];
+                closed[idx] = true;
+                tracing::warn!(provider = %feeds[idx].name, "provider stopped; its last configuration is kept");
                 continue;
             }
             if !throttle.is_zero() {

@@ -36,6 +36,10 @@ pub struct CompileContext {
     pub default_syntax: Syntax,
     /// TLS state shared across builds; `None` compiles no TLS side (tests, benches).
     pub tls: Option<crate::tls::TlsShared>,
+    /// Internal services that are enabled (`api@internal` only with `--api`, …).
+    pub internal: Vec<super::InternalService>,
+    /// Metrics whose per-request handles the table carries (`None` = metrics off).
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// One entrypoint's routing-relevant settings.
@@ -173,6 +177,13 @@ pub fn compile(
             built[i] = None;
         }
     }
+    // Internal services come after the configured ones, so configured indices stay as they are.
+    let mut internal_index: HashMap<&str, usize> = HashMap::new();
+    for (qualified, kind) in super::InternalService::ALL {
+        if ctx.internal.contains(&kind) {
+            internal_index.insert(qualified, built.len() + internal_index.len());
+        }
+    }
     for ((name, (provider, _)), err) in services.iter().zip(&service_errors) {
         let st = match err {
             Some(e) => {
@@ -270,12 +281,18 @@ pub fn compile(
         } else {
             dynamic::qualify(&r.service, provider)
         };
-        let service_idx = index.get(service_name.as_str()).copied();
+        let service_idx = index
+            .get(service_name.as_str())
+            .or_else(|| internal_index.get(service_name.as_str()))
+            .copied();
         match service_idx {
+            None if service_name.ends_with("@internal") => errors.push(format!(
+                "service `{service_name}` is not enabled (see --api, --ping, --metrics.prometheus)"
+            )),
             None if !service_name.is_empty() => {
                 errors.push(format!("service `{service_name}` does not exist"))
             }
-            Some(i) if built[i].is_none() => {
+            Some(i) if built.get(i).is_some_and(|b| b.is_none()) => {
                 errors.push(format!("service `{service_name}` is disabled"))
             }
             _ => {}
@@ -321,6 +338,7 @@ pub fn compile(
                     rule: rule.clone(),
                     priority,
                     service,
+                    stats: None,
                 };
                 // A router is a TLS router by its own `tls` or by its entrypoint's `http.tls`.
                 let ep_tls = ctx.entry_points[i].tls.as_ref();
@@ -395,7 +413,7 @@ pub fn compile(
         );
     }
 
-    let entry_points = ctx
+    let mut entry_points: Vec<EntryPointRoutes> = ctx
         .entry_points
         .iter()
         .zip(per_ep)
@@ -407,12 +425,13 @@ pub fn compile(
                 http: RouterSet::new(http),
                 https: RouterSet::new(https),
                 redirect: info.redirect.clone(),
+                stats: None,
             }
         })
         .collect();
 
     // Services that failed are kept as placeholders so indices stay valid; no route points at them.
-    let services_rt: Vec<ServiceRuntime> = built
+    let mut services_rt: Vec<ServiceRuntime> = built
         .into_iter()
         .zip(services.keys())
         .map(|(b, name)| {
@@ -423,10 +442,41 @@ pub fn compile(
                     wrr: WeightedRoundRobin::new(&[]),
                     sticky: None,
                 }),
+                stats: None,
             })
         })
         .collect();
 
+    let mut internal: Vec<(&str, usize)> = internal_index.into_iter().collect();
+    internal.sort_by_key(|(_, i)| *i);
+    for (qualified, _) in internal {
+        if let Some((_, kind)) = super::InternalService::ALL
+            .iter()
+            .find(|(n, _)| *n == qualified)
+        {
+            services_rt.push(ServiceRuntime {
+                name: Arc::from(qualified),
+                kind: ServiceKind::Internal(*kind),
+                stats: None,
+            });
+        }
+    }
+    // Metrics handles, resolved once here so a request only adds to atomics.
+    if let Some(m) = &ctx.metrics {
+        let ep_names: Vec<String> = entry_points.iter().map(|e| e.name.clone()).collect();
+        let router_names: Vec<String> = status.routers.iter().filter(|(_, st)| st.status != "disabled").map(|(n, _)| n.clone()).collect();
+        let service_names: Vec<String> = services_rt.iter().filter(|s| !matches!(s.kind, ServiceKind::Internal(_))).map(|s| s.name.to_string()).collect();
+        let r = m.resolve(&ep_names, &router_names, &service_names);
+        for ep in &mut entry_points {
+            ep.stats = r.entry_points.get(&ep.name).cloned();
+            for route in ep.http.routes.iter_mut().chain(ep.https.routes.iter_mut()) {
+                route.stats = r.routers.get(&*route.name).cloned();
+            }
+        }
+        for svc in &mut services_rt {
+            svc.stats = r.services.get(&*svc.name).cloned();
+        }
+    }
     let tls = ctx.tls.as_ref().map(|shared| {
         let sections: Vec<(String, &dynamic::TlsConfiguration)> = input
             .providers
@@ -444,10 +494,11 @@ pub fn compile(
     Compiled {
         table: RoutingTable {
             generation,
-            entry_points,
+            entry_points: entry_points.into_boxed_slice(),
             services: services_rt.into_boxed_slice(),
             status: Arc::new(status),
             tls,
+            input: Arc::new(input.clone()),
         },
         issues,
         health_targets,
@@ -589,6 +640,7 @@ fn build_service(
     Ok(ServiceRuntime {
         name: Arc::from(name),
         kind,
+        stats: None,
     })
 }
 

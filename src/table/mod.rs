@@ -48,6 +48,8 @@ pub struct RoutingTable {
     pub status: Arc<TableStatus>,
     /// Certificates and TLS options, swapped together with the routes.
     pub tls: Option<Arc<crate::tls::TlsRuntime>>,
+    /// The provider snapshots this table was compiled from (`/api/rawdata`).
+    pub input: Arc<BuildInput>,
 }
 
 impl RoutingTable {
@@ -65,6 +67,7 @@ impl RoutingTable {
             services: Box::new([]),
             status: Arc::new(TableStatus::default()),
             tls: None,
+            input: Arc::new(BuildInput::default()),
         }
     }
 
@@ -86,6 +89,8 @@ pub struct EntryPointRoutes {
     pub https: RouterSet,
     /// `http.redirections.entryPoint`: every request is redirected.
     pub redirect: Option<EntryPointRedirect>,
+    /// Request metrics of this entrypoint (when metrics are on).
+    pub stats: Option<Arc<crate::metrics::RequestStats>>,
 }
 
 /// A compiled entrypoint redirection (`http.redirections.entryPoint`).
@@ -192,6 +197,8 @@ pub struct Route {
     pub priority: i64,
     /// Index into [`RoutingTable::services`].
     pub service: usize,
+    /// Request metrics of this router (with `addRoutersLabels`).
+    pub stats: Option<Arc<crate::metrics::RequestStats>>,
 }
 
 /// A compiled service.
@@ -201,6 +208,8 @@ pub struct ServiceRuntime {
     pub name: Arc<str>,
     /// Its kind.
     pub kind: ServiceKind,
+    /// Request metrics of this service (when metrics are on).
+    pub stats: Option<Arc<crate::metrics::RequestStats>>,
 }
 
 /// What a service does with a request.
@@ -210,6 +219,34 @@ pub enum ServiceKind {
     LoadBalancer(LoadBalancerRuntime),
     /// Balances over child services.
     Weighted(WeightedRuntime),
+    /// Answered by swarmgate itself (`api@internal`, `ping@internal`, …).
+    Internal(InternalService),
+}
+
+/// The services swarmgate answers itself, referenced as `<name>@internal` (Traefik's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InternalService {
+    /// `api@internal`: the read-only API.
+    Api,
+    /// `dashboard@internal`: the dashboard's pages.
+    Dashboard,
+    /// `ping@internal`: liveness (`OK`, 503 while shutting down).
+    Ping,
+    /// `prometheus@internal`: metrics exposition.
+    Prometheus,
+    /// `noop@internal`: answers nothing (418 in Traefik; used with redirect middlewares).
+    Noop,
+}
+
+impl InternalService {
+    /// Every internal service with its qualified name.
+    pub const ALL: [(&'static str, InternalService); 5] = [
+        ("api@internal", InternalService::Api),
+        ("dashboard@internal", InternalService::Dashboard),
+        ("ping@internal", InternalService::Ping),
+        ("prometheus@internal", InternalService::Prometheus),
+        ("noop@internal", InternalService::Noop),
+    ];
 }
 
 /// A load balancer over servers.
