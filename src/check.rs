@@ -1,2 +1,617 @@
-//! `swarmgate check <compose-or-stack.yml>`: runs the Docker provider's label function offline on a
-//! compose file (filled in below).
+//! `swarmgate check <compose-or-stack.yml> [flags]`: lint a stack before deploying it.
+//!
+//! Reads the file's services (Compose spec), interpolates `${VAR}`, `${VAR:-default}`, `${VAR-default}`,
+//! `${VAR:?msg}`/`${VAR?msg}`, `$VAR` and `$$` from the given environment, takes the provider flags given on
+//! the command line or, failing that, the `command:` of the file's own Traefik/swarmgate service, and runs the
+//! very label function the Docker provider runs ([`crate::provider::docker::assemble`]). Swarm mode reads
+//! `deploy.labels`; container mode reads `labels`. Task addresses are unknown offline, so each service's
+//! servers are listed by its name and port (`http://web:80`).
+//!
+//! Output ([`run`]): the dynamic configuration as JSON in the shape of Traefik's `/api/rawdata` (names
+//! qualified `@docker` / `@swarm`, routers with resolved entrypoints and a status), and one line per error
+//! or warning. The exit code is 0 when every router builds and 1 otherwise. Pure apart from reading the file.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::node::{Node, NodeKind};
+use crate::config::StaticConfig;
+use crate::provider::docker::labels::{self, Mode, Workload};
+use crate::provider::docker::{assemble, settings};
+
+/// Why a check could not run at all (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A required variable is unset (`${VAR?message}`).
+    #[error("{path}: variable `{var}` is not set: {message}")]
+    Variable {
+        /// The file.
+        path: String,
+        /// The variable.
+        var: String,
+        /// The file's message.
+        message: String,
+    },
+    /// The file is not YAML.
+    #[error("{0}")]
+    Syntax(#[from] crate::config::sources::SourceError),
+    /// The provider flags are wrong.
+    #[error("flags: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The provider settings are wrong (template, constraints).
+    #[error("{0}")]
+    Settings(#[from] crate::provider::docker::SpecError),
+    /// Nothing to check.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What a check produced.
+#[derive(Debug)]
+pub struct Report {
+    /// `/api/rawdata`-shaped JSON.
+    pub rawdata: Value,
+    /// One line per error (`error: …`) or warning (`warning: …`).
+    pub lines: Vec<String>,
+    /// Whether every router built.
+    pub ok: bool,
+}
+
+/// Replaces Compose variables in `text`; `env` looks a variable up.
+pub fn interpolate(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    path: &str,
+) -> Result<String, CheckError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else {
+                out.push('$');
+                rest = after;
+                continue;
+            };
+            let expr = &body[..end];
+            rest = &body[end + 1..];
+            let name_end = expr
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(expr.len());
+            let (name, op) = expr.split_at(name_end);
+            let value = env(name);
+            let set_nonempty = value.as_deref().is_some_and(|v| !v.is_empty());
+            let v = if let Some(d) = op.strip_prefix(":-") {
+                if set_nonempty {
+                    value.unwrap_or_default()
+                } else {
+                    d.to_string()
+                }
+            } else if let Some(d) = op.strip_prefix('-') {
+                value.unwrap_or_else(|| d.to_string())
+            } else if let Some(m) = op.strip_prefix(":?") {
+                if !set_nonempty {
+                    return Err(CheckError::Variable {
+                        path: path.into(),
+                        var: name.into(),
+                        message: m.into(),
+                    });
+                }
+                value.unwrap_or_default()
+            } else if let Some(m) = op.strip_prefix('?') {
+                value.ok_or_else(|| CheckError::Variable {
+                    path: path.into(),
+                    var: name.into(),
+                    message: m.into(),
+                })?
+            } else if let Some(a) = op.strip_prefix(":+") {
+                if set_nonempty {
+                    a.to_string()
+                } else {
+                    String::new()
+                }
+            } else if let Some(a) = op.strip_prefix('+') {
+                if value.is_some() {
+                    a.to_string()
+                } else {
+                    String::new()
+                }
+            } else {
+                value.unwrap_or_default()
+            };
+            out.push_str(&v);
+        } else {
+            let name_end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            if name_end == 0 {
+                out.push('$');
+                rest = after;
+                continue;
+            }
+            out.push_str(&env(&after[..name_end]).unwrap_or_default());
+            rest = &after[name_end..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn scalar_text(n: &Node) -> Option<String> {
+    n.as_str().map(str::to_string)
+}
+
+/// Labels in map form (`k: v`) or list form (`- k=v`).
+fn labels_of(n: Option<&Node>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    match n.map(|n| &n.kind) {
+        Some(NodeKind::Map(entries)) => {
+            for (k, v) in entries {
+                out.insert(k.clone(), scalar_text(v).unwrap_or_default());
+            }
+        }
+        Some(NodeKind::List(items)) => {
+            for it in items {
+                if let Some(s) = it.as_str() {
+                    let (k, v) = s.split_once('=').unwrap_or((s, ""));
+                    out.insert(k.trim().to_string(), v.to_string());
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// `command:` as a list, or a string split like a shell would (quotes respected).
+fn command_of(n: Option<&Node>) -> Vec<String> {
+    match n.map(|n| &n.kind) {
+        Some(NodeKind::List(items)) => items.iter().filter_map(scalar_text).collect(),
+        Some(NodeKind::Scalar(s)) => shell_words(s),
+        _ => Vec::new(),
+    }
+}
+
+fn shell_words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut any = false;
+    for c in s.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                any = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Container ports from `expose` and `ports` (short and long syntax).
+fn ports_of(svc: &Node) -> Vec<u16> {
+    let mut out = Vec::new();
+    for key in ["expose", "ports"] {
+        let Some(NodeKind::List(items)) = svc.get(key).map(|n| &n.kind) else {
+            continue;
+        };
+        for it in items {
+            let text = match &it.kind {
+                NodeKind::Scalar(s) => s.clone(),
+                NodeKind::Map(_) => it.get("target").and_then(scalar_text).unwrap_or_default(),
+                NodeKind::List(_) => continue,
+            };
+            let last = text
+                .rsplit(':')
+                .next()
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            let first = last.split('-').next().unwrap_or("");
+            if let Ok(p) = first.trim().parse::<u16>() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn is_proxy_image(image: &str) -> bool {
+    let i = image.to_ascii_lowercase();
+    let base = i.rsplit('/').next().unwrap_or(&i);
+    base.starts_with("traefik") || base.starts_with("swarmgate")
+}
+
+/// Checks a compose text. `flags` are provider flags (empty: taken from the file's proxy service);
+/// `name` is the stack/project name used for Traefik's service names (`<stack>_<service>`).
+pub fn check_text(
+    text: &str,
+    path: &str,
+    flags: &[String],
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Report, CheckError> {
+    let text = interpolate(text, env, path)?;
+    let root = crate::config::sources::from_yaml(&text, path)?;
+    let Some(NodeKind::Map(services)) = root.get("services").map(|n| &n.kind) else {
+        return Err(CheckError::Invalid(format!(
+            "{path}: no `services:` section"
+        )));
+    };
+    let mut lines = Vec::new();
+    let flags: Vec<String> = if flags.is_empty() {
+        let proxy = services.iter().find(|(_, s)| {
+            s.get("image")
+                .and_then(Node::as_str)
+                .is_some_and(is_proxy_image)
+        });
+        match proxy {
+            Some((n, s)) => {
+                let cmd: Vec<String> = command_of(s.get("command"))
+                    .into_iter()
+                    .filter(|a| a.starts_with('-'))
+                    .collect();
+                lines.push(format!(
+                    "info: provider flags taken from service `{n}`'s command"
+                ));
+                cmd
+            }
+            None => Vec::new(),
+        }
+    } else {
+        flags.to_vec()
+    };
+    let loaded = crate::config::load(&flags, &[])?;
+    for w in &loaded.warnings {
+        lines.push(format!("warning: {w}"));
+    }
+    let cfg: StaticConfig = loaded.config;
+    let (provider, pcfg) = match (&cfg.providers.swarm, &cfg.providers.docker) {
+        (Some(s), _) => ("swarm", s.clone()),
+        (None, Some(d)) => ("docker", d.clone()),
+        (None, None) => {
+            let swarmy = services
+                .iter()
+                .any(|(_, s)| s.get("deploy").and_then(|d| d.get("labels")).is_some());
+            lines.push(format!("warning: no Docker provider in the flags; checking as `--providers.{}` with defaults", if swarmy { "swarm" } else { "docker" }));
+            (if swarmy { "swarm" } else { "docker" }, Default::default())
+        }
+    };
+    let (mode, settings) = settings(provider, &pcfg, &cfg)?;
+    let mut workloads = Vec::new();
+    for (svc_name, svc) in services {
+        let lab = match mode {
+            Mode::Swarm => labels_of(svc.get("deploy").and_then(|d| d.get("labels"))),
+            Mode::Containers => labels_of(svc.get("labels")),
+        };
+        if mode == Mode::Swarm
+            && !svc
+                .get("labels")
+                .map(|l| labels_of(Some(l)))
+                .unwrap_or_default()
+                .keys()
+                .all(|k| !k.starts_with("traefik."))
+        {
+            lines.push(format!("warning: service `{svc_name}`: traefik labels under `labels:` are container labels and are ignored in Swarm mode; use `deploy.labels`"));
+        }
+        let full = match mode {
+            Mode::Swarm => format!("{name}_{svc_name}"),
+            Mode::Containers => format!("{svc_name}_{name}"),
+        };
+        let mut w = Workload {
+            name: full.clone(),
+            container_name: full,
+            labels: lab,
+            exposed_ports: if mode == Mode::Containers {
+                ports_of(svc)
+            } else {
+                Vec::new()
+            },
+            addresses: vec![svc_name.clone()],
+        };
+        match labels::options(&w, &settings) {
+            Ok(o) if o.enable => workloads.push(std::mem::take(&mut w)),
+            Ok(o) => {
+                if w.labels.keys().any(|k| k.starts_with("traefik.")) {
+                    lines.push(format!(
+                        "info: service `{svc_name}` skipped: {}",
+                        o.skipped.unwrap_or_default()
+                    ));
+                }
+            }
+            Err(e) => lines.push(format!("error: {e}")),
+        }
+    }
+    let assembled = assemble(&workloads, &settings);
+    let mut ok = !lines.iter().any(|l| l.starts_with("error:"));
+    for n in &assembled.notes {
+        lines.push(format!("warning: deprecated: {n}"));
+    }
+    for e in &assembled.errors {
+        ok = false;
+        lines.push(format!("error: {e}"));
+    }
+    let (rawdata, more, all_ok) = rawdata(&assembled.config, provider, &cfg);
+    ok &= all_ok;
+    lines.extend(more);
+    Ok(Report { rawdata, lines, ok })
+}
+
+/// Reads and checks a file; `env` is the process environment in the binary.
+pub fn check_file(
+    path: &Path,
+    flags: &[String],
+    name: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Report, CheckError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CheckError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let default_name = path
+        .canonicalize()
+        .ok()
+        .and_then(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .map(|d| d.to_string_lossy().to_string())
+        })
+        .unwrap_or_else(|| "stack".into());
+    check_text(
+        &text,
+        &path.display().to_string(),
+        flags,
+        name.unwrap_or(&default_name),
+        env,
+    )
+}
+
+/// Builds the rawdata JSON and validates references: services, middlewares and entrypoints of each router.
+fn rawdata(
+    c: &crate::dynamic::Configuration,
+    provider: &str,
+    stat: &StaticConfig,
+) -> (Value, Vec<String>, bool) {
+    let q = |n: &str| crate::dynamic::qualify(n, provider);
+    let mut lines = Vec::new();
+    let mut ok = true;
+    let eps: Vec<String> = stat.entry_points.keys().cloned().collect();
+    let defaults: Vec<String> = {
+        let d: Vec<String> = stat
+            .entry_points
+            .iter()
+            .filter(|(_, e)| e.as_default)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if d.is_empty() {
+            eps.clone()
+        } else {
+            d
+        }
+    };
+    let mut used_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut routers = Map::new();
+    for (name, r) in &c.http.routers {
+        let qn = q(name);
+        let mut errs = Vec::new();
+        let svc = q(&r.service);
+        if svc.ends_with(&format!("@{provider}")) && !c.http.services.contains_key(&r.service) {
+            errs.push(format!("the service `{svc}` does not exist"));
+        }
+        for m in &r.middlewares {
+            let qm = q(m);
+            if qm.ends_with(&format!("@{provider}")) && !c.http.middlewares.contains_key(m) {
+                errs.push(format!("the middleware `{qm}` does not exist"));
+            }
+        }
+        let entry_points = if r.entry_points.is_empty() {
+            defaults.clone()
+        } else {
+            r.entry_points.clone()
+        };
+        if !eps.is_empty() {
+            for ep in &entry_points {
+                if !eps.contains(ep) {
+                    errs.push(format!(
+                        "entrypoint `{ep}` does not exist (static configuration has: {})",
+                        eps.join(", ")
+                    ));
+                }
+            }
+        }
+        used_by.entry(svc.clone()).or_default().push(qn.clone());
+        for m in &r.middlewares {
+            used_by.entry(q(m)).or_default().push(qn.clone());
+        }
+        let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+        if let Value::Object(o) = &mut v {
+            o.insert("entryPoints".into(), json!(entry_points));
+            o.insert("service".into(), json!(svc));
+            o.insert(
+                "middlewares".into(),
+                json!(r.middlewares.iter().map(|m| q(m)).collect::<Vec<_>>()),
+            );
+            if r.middlewares.is_empty() {
+                o.remove("middlewares");
+            }
+            o.insert(
+                "status".into(),
+                json!(if errs.is_empty() {
+                    "enabled"
+                } else {
+                    "disabled"
+                }),
+            );
+            if !errs.is_empty() {
+                o.insert("error".into(), json!(errs));
+            }
+            o.insert("provider".into(), json!(provider));
+        }
+        for e in &errs {
+            ok = false;
+            lines.push(format!("error: router `{qn}`: {e}"));
+        }
+        routers.insert(qn, v);
+    }
+    let with_status = |v: Value, name: &str| -> Value {
+        let mut v = v;
+        if let Value::Object(o) = &mut v {
+            o.insert("status".into(), json!("enabled"));
+            o.insert("provider".into(), json!(provider));
+            if let Some(u) = used_by.get(name) {
+                o.insert("usedBy".into(), json!(u));
+            }
+        }
+        v
+    };
+    let services: Map<String, Value> = c
+        .http
+        .services
+        .iter()
+        .map(|(n, s)| {
+            (
+                q(n),
+                with_status(serde_json::to_value(s).unwrap_or(Value::Null), &q(n)),
+            )
+        })
+        .collect();
+    let middlewares: Map<String, Value> = c
+        .http
+        .middlewares
+        .iter()
+        .map(|(n, m)| {
+            (
+                q(n),
+                with_status(serde_json::to_value(m).unwrap_or(Value::Null), &q(n)),
+            )
+        })
+        .collect();
+    let mut out = Map::new();
+    out.insert("routers".into(), Value::Object(routers));
+    out.insert("middlewares".into(), Value::Object(middlewares));
+    out.insert("services".into(), Value::Object(services));
+    if !c.tcp.routers.is_empty() || !c.tcp.services.is_empty() {
+        let tr: Map<String, Value> = c
+            .tcp
+            .routers
+            .iter()
+            .map(|(n, r)| {
+                let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+                if let Value::Object(o) = &mut v {
+                    o.insert("service".into(), json!(q(&r.service)));
+                    o.insert("status".into(), json!("enabled"));
+                    o.insert("provider".into(), json!(provider));
+                }
+                (q(n), v)
+            })
+            .collect();
+        let ts: Map<String, Value> = c
+            .tcp
+            .services
+            .iter()
+            .map(|(n, s)| {
+                (
+                    q(n),
+                    with_status(serde_json::to_value(s).unwrap_or(Value::Null), &q(n)),
+                )
+            })
+            .collect();
+        out.insert("tcpRouters".into(), Value::Object(tr));
+        out.insert("tcpServices".into(), Value::Object(ts));
+    }
+    (Value::Object(out), lines, ok)
+}
+
+/// Runs the subcommand: prints rawdata on stdout and the lines on stderr; returns the exit code.
+pub fn run(path: &Path, flags: &[String], name: Option<&str>) -> i32 {
+    let env = |k: &str| std::env::var(k).ok();
+    match check_file(path, flags, name, &env) {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report.rawdata).unwrap_or_default()
+            );
+            for l in &report.lines {
+                eprintln!("{l}");
+            }
+            i32::from(!report.ok)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation() {
+        let env = |k: &str| match k {
+            "A" => Some("a".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let rows = [
+            ("x${A}y", "xay"),
+            ("$A-$B.", "a-."),
+            ("${B:-def}", "def"),
+            ("${EMPTY:-def}", "def"),
+            ("${EMPTY-def}", ""),
+            ("${A:+alt}", "alt"),
+            ("$$apr1$$x", "$apr1$x"),
+            ("cost $", "cost $"),
+            ("${A?required}", "a"),
+        ];
+        for (i, o) in rows {
+            assert_eq!(interpolate(i, &env, "f").expect(i), o, "{i}");
+        }
+        let e = interpolate("${B?Variable not set}", &env, "f.yml").expect_err("unset");
+        assert!(e.to_string().contains("`B`") && e.to_string().contains("Variable not set"));
+    }
+
+    #[test]
+    fn commands_and_ports() {
+        assert_eq!(
+            shell_words("--a --entryPoints='Name:http Address::80' \"x y\""),
+            ["--a", "--entryPoints=Name:http Address::80", "x y"]
+        );
+        let n = crate::config::sources::from_yaml(
+            "ports: ['8080:80', '127.0.0.1:443:8443/tcp', {target: 9000}]\nexpose: ['3000']\n",
+            "f",
+        )
+        .expect("yaml");
+        assert_eq!(ports_of(&n), [80, 3000, 8443, 9000]);
+    }
+}

@@ -35,6 +35,18 @@ struct Cli {
 enum Command {
     /// Start the demo: two whoami backends on 127.0.0.1:9001/9002 and swarmgate on :8080 with config/demo.yml.
     Demo,
+    /// Lint a compose/stack file: print the routers swarmgate (and Traefik) would build from its labels, as
+    /// JSON shaped like Traefik's /api/rawdata; errors and warnings on stderr. Exit 0 if every router builds.
+    Check {
+        /// The compose or stack file.
+        file: std::path::PathBuf,
+        /// Stack (or compose project) name used in service names; default: the file's directory name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Provider flags (`--providers.swarm …`); default: the `command:` of the file's Traefik service.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        flags: Vec<String>,
+    },
     /// Run the whoami test backend.
     Whoami {
         /// Address to listen on.
@@ -90,6 +102,9 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Some(Command::Demo) => rt.block_on(demo()),
+        Some(Command::Check { file, name, flags }) => {
+            std::process::exit(swarmgate::check::run(&file, &flags, name.as_deref()))
+        }
         None => rt.block_on(run_flags(cli.flags)),
     }
 }
