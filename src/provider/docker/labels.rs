@@ -1039,16 +1039,19 @@ pub fn merge(parts: &[(String, Configuration)]) -> (Configuration, Vec<LabelErro
     let mut out = Configuration::default();
     let mut owners: BTreeMap<(Rank, String), Vec<String>> = BTreeMap::new();
     let mut conflicts: BTreeSet<(Rank, String)> = BTreeSet::new();
+    struct Seen<'a> {
+        owners: &'a mut BTreeMap<(Rank, String), Vec<String>>,
+        conflicts: &'a mut BTreeSet<(Rank, String)>,
+    }
     fn add<T: PartialEq + Clone>(
         map: &mut BTreeMap<String, T>,
-        name: &str,
-        item: &T,
+        (name, item): (&str, &T),
         kind: ItemKind,
         owner: &str,
-        owners: &mut BTreeMap<(Rank, String), Vec<String>>,
-        conflicts: &mut BTreeSet<(Rank, String)>,
+        seen: &mut Seen<'_>,
         mergeable: &dyn Fn(&mut T, &T) -> bool,
     ) {
+        let Seen { owners, conflicts } = seen;
         let key = (Rank(kind), name.to_string());
         let list = owners.entry(key.clone()).or_default();
         if !list.iter().any(|o| o == owner) {
@@ -1066,100 +1069,88 @@ pub fn merge(parts: &[(String, Configuration)]) -> (Configuration, Vec<LabelErro
         }
     }
     let no_merge_mw = |_: &mut crate::dynamic::Middleware, _: &crate::dynamic::Middleware| false;
+    let mut seen = Seen {
+        owners: &mut owners,
+        conflicts: &mut conflicts,
+    };
     for (owner, cfg) in parts {
         for (n, r) in &cfg.http.routers {
             add(
                 &mut out.http.routers,
-                n,
-                r,
+                (n, r),
                 ItemKind::Router,
                 owner,
-                &mut owners,
-                &mut conflicts,
+                &mut seen,
                 &|_, _| false,
             );
         }
         for (n, sv) in &cfg.http.services {
             add(
                 &mut out.http.services,
-                n,
-                sv,
+                (n, sv),
                 ItemKind::Service,
                 owner,
-                &mut owners,
-                &mut conflicts,
+                &mut seen,
                 &merge_http_service,
             );
         }
         for (n, m) in &cfg.http.middlewares {
             add(
                 &mut out.http.middlewares,
-                n,
-                m,
+                (n, m),
                 ItemKind::Middleware,
                 owner,
-                &mut owners,
-                &mut conflicts,
+                &mut seen,
                 &no_merge_mw,
             );
         }
         for (n, t) in &cfg.http.servers_transports {
             add(
                 &mut out.http.servers_transports,
-                n,
-                t,
+                (n, t),
                 ItemKind::ServersTransport,
                 owner,
-                &mut owners,
-                &mut conflicts,
+                &mut seen,
                 &|_, _| false,
             );
         }
         for (n, r) in &cfg.tcp.routers {
             add(
                 &mut out.tcp.routers,
-                n,
-                r,
+                (n, r),
                 ItemKind::TcpRouter,
                 owner,
-                &mut owners,
-                &mut conflicts,
+                &mut seen,
                 &|_, _| false,
             );
         }
         for (n, sv) in &cfg.tcp.services {
             add(
                 &mut out.tcp.services,
-                n,
-                sv,
+                (n, sv),
                 ItemKind::TcpService,
                 owner,
-                &mut owners,
-                &mut conflicts,
+                &mut seen,
                 &merge_tcp_service,
             );
         }
         for (n, m) in &cfg.tcp.middlewares {
             add(
                 &mut out.tcp.middlewares,
-                n,
-                m,
+                (n, m),
                 ItemKind::Middleware,
                 owner,
-                &mut owners,
-                &mut conflicts,
+                &mut seen,
                 &no_merge_mw,
             );
         }
         for (n, st) in &cfg.tls.stores {
             add(
                 &mut out.tls.stores,
-                n,
-                st,
+                (n, st),
                 ItemKind::Tls,
                 owner,
-                &mut owners,
-                &mut conflicts,
+                &mut seen,
                 &|_, _| false,
             );
         }
