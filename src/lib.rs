@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accesslog;
 pub mod admin;
 pub mod app;
 pub mod backoff;
