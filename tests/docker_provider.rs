@@ -75,20 +75,17 @@ impl Net {
         .map(String::from)
         .collect();
         args.push(self.img.gate.clone());
-        args.extend(
-            [
-                "--entrypoints.web.address=:80".to_string(),
-                "--providers.docker=true".into(),
-                "--providers.docker.exposedByDefault=false".into(),
-                format!("--providers.docker.network={}", self.net),
-                format!(
-                    "--providers.docker.constraints=Label(`sgt.run`, `{}`)",
-                    self.p
-                ),
-                "--providers.providersThrottleDuration=50ms".into(),
-            ]
-            .into_iter(),
-        );
+        args.extend([
+            "--entrypoints.web.address=:80".to_string(),
+            "--providers.docker=true".into(),
+            "--providers.docker.exposedByDefault=false".into(),
+            format!("--providers.docker.network={}", self.net),
+            format!(
+                "--providers.docker.constraints=Label(`sgt.run`, `{}`)",
+                self.p
+            ),
+            "--providers.providersThrottleDuration=50ms".into(),
+        ]);
         args.extend(extra.iter().map(|s| s.to_string()));
         self.clean.container(&name);
         docker_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
