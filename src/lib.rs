@@ -8,6 +8,7 @@
 //! provider/  sources of dynamic configuration, each publishing whole snapshots (file.rs)
 //! rule/      rule language (v2 and v3) → matcher trees; pure
 //! table/     compile(snapshots) → RoutingTable; builder task; the one ArcSwap store
+//! middleware/ Traefik's HTTP middlewares: built per table, run per request as a chain around the service
 //! balance/   weighted round robin, sticky cookies, health state and active checks
 //! proxy/     hot path: listener → handler (route, pick) → forward; one error → status mapping
 //! app.rs     wiring and lifecycle (bind, start, drain)
@@ -30,6 +31,7 @@ pub mod check;
 pub mod config;
 pub mod dynamic;
 pub mod metrics;
+pub mod middleware;
 pub mod provider;
 pub mod proxy;
 pub mod rule;

@@ -1,7 +1,11 @@
 //! Body types of the hot path, as enums rather than boxed trait objects so that no request allocates for
 //! its body.
 //!
-//! - [`ProxyBody`] is what clients receive: a streamed upstream body, or a small static one we generate.
+//! - [`ProxyBody`] is what clients receive: a streamed upstream body, or a small static one we generate; routes
+//!   with middlewares may also produce a compressed stream or a body that holds an in-flight slot until it is
+//!   done (boxed: only those routes pay for the box).
+//! - [`ClientBody`] is what the middleware chain hands to the forwarder: the client's streamed body as hyper
+//!   gave it, or a body that a `buffering` middleware read completely (so it can be sent again on retry).
 //! - [`UpstreamBody`] is what backends receive: the client's streamed body, handed back to the handler if the
 //!   connection to the first backend failed before any byte of it was read, so the request can be retried on
 //!   another server.
@@ -14,6 +18,9 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
+/// Error type of [`ProxyBody`]: hyper's errors for streamed bodies, encoder errors for compressed ones.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A response body sent to clients.
 #[derive(Debug)]
 pub enum ProxyBody {
@@ -21,6 +28,11 @@ pub enum ProxyBody {
     Upstream(Incoming),
     /// A complete body we generated (errors, redirects, internal endpoints).
     Full(Option<Bytes>),
+    /// Compressed on the fly by the `compress` middleware (streamed, never buffered whole).
+    Compressed(Box<crate::middleware::compress::CompressBody>),
+    /// A body with something attached that must live until the body is done or dropped (an `inFlightReq`
+    /// slot, frames read ahead by `compress`).
+    Wrapped(Box<crate::middleware::WrappedBody>),
 }
 
 impl ProxyBody {
@@ -38,15 +50,19 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ProxyBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            ProxyBody::Upstream(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|o| o.map(|r| r.map_err(BoxError::from))),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            ProxyBody::Compressed(b) => Pin::new(b.as_mut()).poll_frame(cx),
+            ProxyBody::Wrapped(b) => Pin::new(&mut b.body).poll_frame(cx),
         }
     }
 
@@ -54,6 +70,8 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Upstream(b) => b.is_end_stream(),
             ProxyBody::Full(b) => b.is_none(),
+            ProxyBody::Compressed(b) => b.is_end_stream(),
+            ProxyBody::Wrapped(b) => b.body.is_end_stream(),
         }
     }
 
@@ -62,6 +80,27 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(b) => b.size_hint(),
             ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
+            ProxyBody::Compressed(_) => SizeHint::default(),
+            ProxyBody::Wrapped(b) => b.body.size_hint(),
+        }
+    }
+}
+
+/// The request body the middleware chain passes to the forwarder.
+#[derive(Debug)]
+pub enum ClientBody {
+    /// The client's body, streamed (the only kind on routes without middlewares).
+    Incoming(Incoming),
+    /// Read completely by a middleware (`buffering`); can be sent again.
+    Buffered(Bytes),
+}
+
+impl ClientBody {
+    /// True when there is no body to send.
+    pub fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Incoming(b) => b.is_end_stream(),
+            ClientBody::Buffered(b) => b.is_empty(),
         }
     }
 }
@@ -71,6 +110,8 @@ impl Body for ProxyBody {
 pub enum UpstreamBody {
     /// No body (most requests): nothing to recover on retry.
     Empty,
+    /// A body read completely beforehand (`buffering`); cloned cheaply for retries.
+    Full(Option<Bytes>),
     /// The client's body. If dropped before its first poll, it is sent back through `recover`.
     Client {
         /// The body, `None` once handed back.
@@ -131,6 +172,7 @@ impl Body for UpstreamBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             UpstreamBody::Empty => Poll::Ready(None),
+            UpstreamBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             UpstreamBody::Client { body, polled, .. } => {
                 *polled = true;
                 match body {
@@ -144,6 +186,7 @@ impl Body for UpstreamBody {
     fn is_end_stream(&self) -> bool {
         match self {
             UpstreamBody::Empty => true,
+            UpstreamBody::Full(b) => b.is_none(),
             UpstreamBody::Client { body, .. } => body.as_ref().is_none_or(|b| b.is_end_stream()),
         }
     }
@@ -151,6 +194,9 @@ impl Body for UpstreamBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             UpstreamBody::Empty => SizeHint::with_exact(0),
+            UpstreamBody::Full(b) => {
+                SizeHint::with_exact(b.as_ref().map(|b| b.len() as u64).unwrap_or(0))
+            }
             UpstreamBody::Client { body, .. } => body
                 .as_ref()
                 .map(|b| b.size_hint())

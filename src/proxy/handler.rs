@@ -21,7 +21,7 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::body::{ProxyBody, UpstreamBody};
+use super::body::{ClientBody, ProxyBody, UpstreamBody};
 use super::error::{error_response, ProxyError};
 use super::forward::{set_forwarded, strip_hop_by_hop, upgrade_requested, ForwardInfo, Upstreams};
 use crate::balance::health::now_ms;
@@ -50,6 +50,8 @@ pub struct Shared {
     pub response_header_timeout: Option<Duration>,
     /// Tracks upgraded (WebSocket) tunnels so shutdown can wait for them.
     pub tunnels: tokio_util::task::TaskTracker,
+    /// State of the internal services (ping, API, dashboard, metrics).
+    pub admin: Arc<crate::admin::AdminState>,
 }
 
 /// Facts about one client connection, computed once at accept.
@@ -122,7 +124,7 @@ async fn route_and_forward(
         return Err(ProxyError::BadRequest("invalid path encoding"));
     }
     let host = normalize_host(raw_host);
-    let service = {
+    let route = {
         let view = RequestView {
             host: &host,
             path: req.uri().path(),
@@ -132,10 +134,49 @@ async fn route_and_forward(
             client_ip: ctx.client_ip,
         };
         let set = if ctx.tls { &ep.https } else { &ep.http };
-        set.find(&view).ok_or(ProxyError::NoRoute)?.service
+        set.find(&view).ok_or(ProxyError::NoRoute)?
     };
     drop(host);
-    forward(req, &table, service, ctx).await
+    let service = route.service;
+    // Routes with middlewares run their chain around the service; the others pay one branch.
+    if let Some(chain) = &route.middlewares {
+        let cx = crate::middleware::Cx {
+            conn: ctx,
+            table: &table,
+            service,
+        };
+        return chain.run(req.map(ClientBody::Incoming), &cx).await;
+    }
+    if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
+        return Ok(crate::admin::serve(*kind, &req, &table, &ctx.shared.admin));
+    }
+    forward(req.map(ClientBody::Incoming), &table, service, ctx).await
+}
+
+/// Serves a request with service `service`: an internal service answers itself, any other is forwarded.
+/// The end of every middleware chain (and the `errors` middleware's page service) calls this.
+pub(crate) async fn serve_service(
+    req: Request<ClientBody>,
+    table: &RoutingTable,
+    service: usize,
+    ctx: &ConnCtx,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
+        let (parts, body) = req.into_parts();
+        return match body {
+            ClientBody::Incoming(b) => Ok(crate::admin::serve(
+                *kind,
+                &Request::from_parts(parts, b),
+                table,
+                &ctx.shared.admin,
+            )),
+            // Internal services take no request body; one buffered by a middleware cannot be handed back.
+            ClientBody::Buffered(_) => Err(ProxyError::BadRequest(
+                "internal services cannot follow a buffering middleware",
+            )),
+        };
+    }
+    forward(req, table, service, ctx).await
 }
 
 /// Set-Cookie values chosen while picking (a weighted service and its child may each set one).
@@ -165,7 +206,7 @@ fn service_up(table: &RoutingTable, svc: usize, now: u64, depth: usize) -> bool 
             .children
             .iter()
             .any(|&c| service_up(table, c, now, depth + 1)),
-        None => false,
+        Some(ServiceKind::Internal(_)) | None => false,
     }
 }
 
@@ -231,12 +272,13 @@ fn pick<'t>(
             }
             pick(table, w.children[i], headers, now, cookies, depth + 1)
         }
-        None => Err(ProxyError::NoHealthyServer),
+        // Internal services are not balanced (a weighted service cannot point at one).
+        Some(ServiceKind::Internal(_)) | None => Err(ProxyError::NoHealthyServer),
     }
 }
 
 async fn forward(
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     table: &RoutingTable,
     service: usize,
     ctx: &ConnCtx,
@@ -275,13 +317,23 @@ async fn forward(
 
     // A retry is possible only with another server to go to.
     let can_retry = lb.servers.len() > 1;
-    let (mut upstream_body, mut recover) = if http_body::Body::is_end_stream(&body) {
-        (UpstreamBody::Empty, None)
-    } else if can_retry && !upgrade {
-        let (b, rx) = UpstreamBody::recoverable(body);
-        (b, Some(rx))
-    } else {
-        (UpstreamBody::streaming(body), None)
+    let mut buffered = None;
+    let (mut upstream_body, mut recover) = match body {
+        ClientBody::Buffered(b) => {
+            let first = UpstreamBody::Full((!b.is_empty()).then(|| b.clone()));
+            buffered = Some(b);
+            (first, None)
+        }
+        ClientBody::Incoming(body) => {
+            if http_body::Body::is_end_stream(&body) {
+                (UpstreamBody::Empty, None)
+            } else if can_retry && !upgrade {
+                let (b, rx) = UpstreamBody::recoverable(body);
+                (b, Some(rx))
+            } else {
+                (UpstreamBody::streaming(body), None)
+            }
+        }
     };
     let retry_parts = can_retry.then(|| clone_parts(&parts));
 
@@ -325,6 +377,9 @@ async fn forward(
                 };
                 // The body comes back only if it was never read.
                 upstream_body = match recover.take() {
+                    None if buffered.is_some() => {
+                        UpstreamBody::Full(buffered.clone().filter(|b| !b.is_empty()))
+                    }
                     None => UpstreamBody::Empty,
                     Some(mut rx) => match rx.try_recv() {
                         Ok(b) => UpstreamBody::streaming(b),

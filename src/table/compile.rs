@@ -16,6 +16,7 @@ use crate::balance::health::{CheckTarget, HealthCheckSettings, ServerHealth};
 use crate::balance::sticky::{cookie_name, cookie_value, CookieSpec, SameSite, StickyTable};
 use crate::balance::WeightedRoundRobin;
 use crate::dynamic::{self, Configuration, HealthCheck, Service, StickyCookie};
+use crate::middleware;
 use crate::rule::{self, Syntax};
 
 /// Every provider's latest snapshot, by provider name (`file`, `docker`, `swarm`, `internal`).
@@ -204,30 +205,66 @@ pub fn compile(
         status.services.insert(name.clone(), st);
     }
 
-    // 3. Middlewares: modelled, implementations are added type by type. An unsupported one disables the
-    // routers that use it, rather than silently serving them without it (it could be an auth middleware).
-    let middleware_error = |qualified: &str| -> Option<String> {
-        match middlewares.get(qualified) {
-            None => Some(format!("middleware `{qualified}` does not exist")),
-            Some((_, m)) => {
-                let kind = m.0.keys().next().map(String::as_str).unwrap_or("<empty>");
-                Some(format!(
-                    "middleware `{qualified}` of type `{kind}` is not supported by this version of swarmgate"
-                ))
+    // 3. Middlewares: each built once for this table and shared by `Arc` across the routes using it. A
+    // middleware with an invalid option is dropped (one line naming it and the option); the routers that
+    // use it are disabled rather than served without it (it could be an auth middleware), as in Traefik.
+    let mut mw_states: HashMap<String, MwState> = HashMap::new();
+    {
+        let service_index = |q: &str| -> Option<usize> {
+            index
+                .get(q)
+                .copied()
+                .filter(|&i| built.get(i).is_some_and(|b| b.is_some()))
+                .or_else(|| internal_index.get(q).copied())
+        };
+        for (name, (provider, m)) in &middlewares {
+            let cx = middleware::BuildCx {
+                name,
+                provider,
+                service_index: &service_index,
+            };
+            let (state, st) = match middleware::build(m, &cx) {
+                Ok(middleware::Built::Ready(mw, warnings)) => {
+                    for w in &warnings {
+                        issues.push(format!("middleware `{name}`: {w}"));
+                    }
+                    let st = if warnings.is_empty() {
+                        "enabled"
+                    } else {
+                        "warning"
+                    };
+                    (MwState::Ready(Arc::new(mw)), (st, warnings))
+                }
+                Ok(middleware::Built::Chain(names)) => {
+                    (MwState::Chain(names), ("enabled", Vec::new()))
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    issues.push(format!("middleware `{name}` disabled: {msg}"));
+                    (MwState::Broken(msg.clone()), ("disabled", vec![msg]))
+                }
+            };
+            mw_states.insert(name.clone(), state);
+            status.middlewares.insert(
+                name.clone(),
+                ItemStatus {
+                    status: st.0,
+                    errors: st.1,
+                    provider: provider.to_string(),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    // Chains are valid when every member (recursively) is.
+    for (name, st) in status.middlewares.iter_mut() {
+        if matches!(mw_states.get(name), Some(MwState::Chain(_))) {
+            if let Err(e) = expand_middleware(name, &mw_states, &mut Vec::new(), &mut Vec::new()) {
+                issues.push(format!("middleware `{name}` disabled: {e}"));
+                st.status = "disabled";
+                st.errors = vec![e];
             }
         }
-    };
-    for (name, (provider, m)) in &middlewares {
-        let kind = m.0.keys().next().cloned().unwrap_or_default();
-        status.middlewares.insert(
-            name.clone(),
-            ItemStatus {
-                status: "disabled",
-                errors: vec![format!("type `{kind}` is not supported yet")],
-                provider: provider.to_string(),
-                ..Default::default()
-            },
-        );
     }
 
     // 4. Routers.
@@ -297,8 +334,10 @@ pub fn compile(
             }
             _ => {}
         }
+        let mut router_steps = Vec::new();
         for m in &r.middlewares {
-            if let Some(e) = middleware_error(&dynamic::qualify(m, provider)) {
+            let q = dynamic::qualify(m.trim(), provider);
+            if let Err(e) = expand_middleware(&q, &mw_states, &mut Vec::new(), &mut router_steps) {
                 errors.push(e);
             }
         }
@@ -316,12 +355,18 @@ pub fn compile(
                 None => warnings.push(format!("entryPoint `{ep}` does not exist")),
             }
         }
+        // Entrypoint middlewares come first; like Traefik, unqualified names resolve in the router's provider.
+        let mut chains: Vec<Option<Arc<middleware::Chain>>> = Vec::with_capacity(eps.len());
         for &i in &eps {
+            let mut steps = Vec::new();
             for m in &ctx.entry_points[i].middlewares {
-                if let Some(e) = middleware_error(&dynamic::qualify(m, "file")) {
+                let q = dynamic::qualify(m.trim(), provider);
+                if let Err(e) = expand_middleware(&q, &mw_states, &mut Vec::new(), &mut steps) {
                     errors.push(format!("entryPoint `{}`: {e}", ctx.entry_points[i].name));
                 }
             }
+            steps.extend(router_steps.iter().cloned());
+            chains.push((!steps.is_empty()).then(|| Arc::new(middleware::Chain::new(steps))));
         }
         if eps.is_empty() {
             errors.push("no valid entryPoint for this router".into());
@@ -332,13 +377,14 @@ pub fn compile(
         };
         let serve = errors.is_empty();
         if let (true, Some(rule), Some(service)) = (serve, &parsed, service_idx) {
-            for &i in &eps {
+            for (k, &i) in eps.iter().enumerate() {
                 let route = Route {
                     name: Arc::from(name.as_str()),
                     rule: rule.clone(),
                     priority,
                     service,
                     stats: None,
+                    middlewares: chains.get(k).cloned().flatten(),
                 };
                 // A router is a TLS router by its own `tls` or by its entrypoint's `http.tls`.
                 let ep_tls = ctx.entry_points[i].tls.as_ref();
@@ -464,8 +510,17 @@ pub fn compile(
     // Metrics handles, resolved once here so a request only adds to atomics.
     if let Some(m) = &ctx.metrics {
         let ep_names: Vec<String> = entry_points.iter().map(|e| e.name.clone()).collect();
-        let router_names: Vec<String> = status.routers.iter().filter(|(_, st)| st.status != "disabled").map(|(n, _)| n.clone()).collect();
-        let service_names: Vec<String> = services_rt.iter().filter(|s| !matches!(s.kind, ServiceKind::Internal(_))).map(|s| s.name.to_string()).collect();
+        let router_names: Vec<String> = status
+            .routers
+            .iter()
+            .filter(|(_, st)| st.status != "disabled")
+            .map(|(n, _)| n.clone())
+            .collect();
+        let service_names: Vec<String> = services_rt
+            .iter()
+            .filter(|s| !matches!(s.kind, ServiceKind::Internal(_)))
+            .map(|s| s.name.to_string())
+            .collect();
         let r = m.resolve(&ep_names, &router_names, &service_names);
         for ep in &mut entry_points {
             ep.stats = r.entry_points.get(&ep.name).cloned();
@@ -503,6 +558,50 @@ pub fn compile(
         issues,
         health_targets,
         cert_requests,
+    }
+}
+
+/// What building a middleware gave, for expanding router chains.
+enum MwState {
+    Ready(Arc<middleware::Middleware>),
+    Chain(Vec<String>),
+    Broken(String),
+}
+
+/// Deepest `chain` nesting followed (cycles are reported before this matters).
+const MAX_CHAIN_DEPTH: usize = 16;
+
+/// Appends the steps of middleware `name` (qualified) to `out`, expanding chains; Err names what is wrong.
+fn expand_middleware(
+    name: &str,
+    states: &HashMap<String, MwState>,
+    stack: &mut Vec<String>,
+    out: &mut Vec<Arc<middleware::Middleware>>,
+) -> Result<(), String> {
+    match states.get(name) {
+        None => Err(format!("middleware `{name}` does not exist")),
+        Some(MwState::Broken(e)) => Err(format!("middleware `{name}` is disabled: {e}")),
+        Some(MwState::Ready(m)) => {
+            out.push(m.clone());
+            Ok(())
+        }
+        Some(MwState::Chain(members)) => {
+            if stack.iter().any(|s| s == name) || stack.len() > MAX_CHAIN_DEPTH {
+                return Err(format!(
+                    "chain `{name}` refers to itself ({} → {name})",
+                    stack.join(" → ")
+                ));
+            }
+            stack.push(name.to_string());
+            for m in members {
+                if let Err(e) = expand_middleware(m, states, stack, out) {
+                    stack.pop();
+                    return Err(format!("chain `{name}`: {e}"));
+                }
+            }
+            stack.pop();
+            Ok(())
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! Invariants enforced here:
 //! - a router appears in a [`RouterSet`] only if its rule parsed, its service exists and every middleware it
-//!   references exists and is supported; otherwise it is listed in [`RoutingTable::status`] with the reason;
+//!   references exists and was built (once per table, shared by `Arc`); otherwise it is listed in
+//!   [`RoutingTable::status`] with the reason;
 //! - candidates are ordered by (priority desc, name asc), so ties are deterministic;
 //! - per-server health state ([`ServerHealth`]) is shared with the previous table by server identity.
 
@@ -197,6 +198,9 @@ pub struct Route {
     pub priority: i64,
     /// Index into [`RoutingTable::services`].
     pub service: usize,
+    /// Middlewares run around the service (entrypoint ones first); `None` when there are none, so such
+    /// routes pay nothing for middlewares.
+    pub middlewares: Option<Arc<crate::middleware::Chain>>,
     /// Request metrics of this router (with `addRoutersLabels`).
     pub stats: Option<Arc<crate::metrics::RequestStats>>,
 }

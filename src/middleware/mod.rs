@@ -1,0 +1,624 @@
+//! Traefik's HTTP middlewares: built once per table build from the raw options, run per request as a chain.
+//!
+//! Control plane: [`build`] turns one `dynamic::Middleware` (a type key and its raw options) into a
+//! [`Middleware`] value, validating every option and naming the bad one in a [`MiddlewareError`]; the table
+//! compiler shares each built middleware by `Arc` across the routes that use it and flattens `chain`
+//! middlewares. A route without middlewares has no [`Chain`] at all, so its requests pay nothing here.
+//!
+//! Hot path: [`Chain::run`] walks the steps in order. Most steps act on the request only (rewrite it, or
+//! answer it: redirects, auth, limits) and need no allocation or boxing; `headers` and `inFlightReq` also leave
+//! a small note to act on the response. Steps that must surround the rest of the chain (compress, retry,
+//! buffering, circuitBreaker, errors) run the remainder as one boxed future, paid only on routes that use them.
+//!
+//! This module never logs per request and holds no locks on the request path except the circuit breaker's
+//! short window update.
+
+pub mod add_prefix;
+pub mod basic_auth;
+pub mod buffering;
+pub mod circuit_breaker;
+pub mod compress;
+pub mod digest_auth;
+pub mod errors;
+pub mod forward_auth;
+pub mod headers;
+pub mod in_flight;
+pub mod ip_allow_list;
+pub mod ip_strategy;
+pub mod opts;
+pub mod rate_limit;
+pub mod redirect;
+pub mod replace_path;
+pub mod retry;
+pub mod source_criterion;
+pub mod strip_prefix;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::uri::PathAndQuery;
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use serde_json::Value;
+
+use crate::dynamic;
+use crate::proxy::body::{ClientBody, ProxyBody};
+use crate::proxy::error::{error_response, ProxyError};
+use crate::proxy::handler::ConnCtx;
+use crate::table::RoutingTable;
+
+use opts::Opts;
+
+/// A request as the chain sees it.
+pub type Req = Request<ClientBody>;
+/// What the chain returns: a response, or a failure the edge maps to a status.
+pub type Res = Result<Response<ProxyBody>, ProxyError>;
+/// A boxed future of the rest of a chain (only wrapping middlewares create one).
+pub type BoxRes<'a> = Pin<Box<dyn Future<Output = Res> + Send + 'a>>;
+
+/// An invalid middleware option: the full option path (`basicAuth.users[1]`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("option `{option}`: {message}")]
+pub struct MiddlewareError {
+    /// Option path in Traefik's names.
+    pub option: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl MiddlewareError {
+    /// A new error about `option`.
+    pub fn new(option: &str, message: String) -> MiddlewareError {
+        MiddlewareError {
+            option: option.to_string(),
+            message,
+        }
+    }
+}
+
+/// Per-request context handed to every step: the connection, the table the request was routed with, and the
+/// route's service (the end of the chain).
+pub struct Cx<'a> {
+    /// The client connection.
+    pub conn: &'a ConnCtx,
+    /// The table that routed the request (services for `errors`).
+    pub table: &'a RoutingTable,
+    /// Index of the route's service.
+    pub service: usize,
+}
+
+/// Build-time context: who the middleware is, and how to find services (`errors.service`).
+pub struct BuildCx<'a> {
+    /// Qualified middleware name (`auth@file`).
+    pub name: &'a str,
+    /// Provider of the middleware, for qualifying names it references.
+    pub provider: &'a str,
+    /// Qualified service name → index in the table being built (None when missing or disabled).
+    pub service_index: &'a dyn Fn(&str) -> Option<usize>,
+}
+
+/// What [`build`] produced.
+pub enum Built {
+    /// A middleware ready to run, with warnings (e.g. legacy options that have no effect).
+    Ready(Middleware, Vec<String>),
+    /// A `chain`: the qualified names of its members, expanded by the table compiler.
+    Chain(Vec<String>),
+}
+
+/// One compiled middleware.
+#[derive(Debug)]
+pub enum Middleware {
+    /// `redirectScheme` / `redirectRegex`.
+    Redirect(redirect::Redirect),
+    /// `stripPrefix` / `stripPrefixRegex`.
+    StripPrefix(strip_prefix::StripPrefix),
+    /// `addPrefix`.
+    AddPrefix(add_prefix::AddPrefix),
+    /// `replacePath` / `replacePathRegex`.
+    ReplacePath(replace_path::ReplacePath),
+    /// `headers`.
+    Headers(Box<headers::Headers>),
+    /// `basicAuth`.
+    BasicAuth(basic_auth::BasicAuth),
+    /// `digestAuth`.
+    DigestAuth(digest_auth::DigestAuth),
+    /// `forwardAuth`.
+    ForwardAuth(Box<forward_auth::ForwardAuth>),
+    /// `rateLimit`.
+    RateLimit(rate_limit::RateLimit),
+    /// `inFlightReq`.
+    InFlight(in_flight::InFlight),
+    /// `ipAllowList` / `ipWhiteList`.
+    IpAllowList(ip_allow_list::IpAllowList),
+    /// `compress`.
+    Compress(compress::Compress),
+    /// `retry`.
+    Retry(retry::Retry),
+    /// `buffering`.
+    Buffering(buffering::Buffering),
+    /// `circuitBreaker`.
+    CircuitBreaker(circuit_breaker::CircuitBreaker),
+    /// `errors`.
+    Errors(errors::Errors),
+}
+
+/// Canonical Traefik type names, for case-insensitive lookup of the type key.
+const TYPES: &[&str] = &[
+    "addPrefix",
+    "basicAuth",
+    "buffering",
+    "chain",
+    "circuitBreaker",
+    "compress",
+    "digestAuth",
+    "errors",
+    "forwardAuth",
+    "grpcWeb",
+    "headers",
+    "ipAllowList",
+    "ipWhiteList",
+    "inFlightReq",
+    "passTLSClientCert",
+    "plugin",
+    "rateLimit",
+    "redirectRegex",
+    "redirectScheme",
+    "replacePath",
+    "replacePathRegex",
+    "retry",
+    "stripPrefix",
+    "stripPrefixRegex",
+    "contentType",
+];
+
+/// The middleware's type as written, canonicalised (`redirectscheme` → `redirectScheme`), if known.
+pub fn kind_of(m: &dynamic::Middleware) -> Result<(&'static str, &Value), MiddlewareError> {
+    let mut it = m.0.iter();
+    let (key, value) = match (it.next(), it.next()) {
+        (Some(kv), None) => kv,
+        (None, _) => return Err(MiddlewareError::new("", "no middleware type is set".into())),
+        (Some((a, _)), Some((b, _))) => {
+            return Err(MiddlewareError::new(
+                "",
+                format!("more than one middleware type is set (`{a}`, `{b}`)"),
+            ))
+        }
+    };
+    match TYPES.iter().find(|t| t.eq_ignore_ascii_case(key)) {
+        Some(t) => Ok((t, value)),
+        None => {
+            let mut message = format!("unknown middleware type `{key}`");
+            if let Some(near) = crate::config::node::nearest(key, TYPES) {
+                message.push_str(&format!("; did you mean `{near}`?"));
+            }
+            Err(MiddlewareError::new(key, message))
+        }
+    }
+}
+
+/// Builds one middleware from its configuration. Pure apart from reading `usersFile` files; never panics on
+/// input. An error names the option (`redirectRegex.regex`) and the reason; the caller drops the middleware
+/// and disables the routers that use it.
+pub fn build(m: &dynamic::Middleware, cx: &BuildCx<'_>) -> Result<Built, MiddlewareError> {
+    let (kind, value) = kind_of(m)?;
+    let mut warnings = Vec::new();
+    let mw = match kind {
+        "redirectScheme" => {
+            Middleware::Redirect(redirect::Redirect::scheme(Opts::new(kind, value)?)?)
+        }
+        "redirectRegex" => {
+            Middleware::Redirect(redirect::Redirect::regex(Opts::new(kind, value)?)?)
+        }
+        "stripPrefix" => Middleware::StripPrefix(strip_prefix::StripPrefix::prefixes(Opts::new(
+            kind, value,
+        )?)?),
+        "stripPrefixRegex" => {
+            Middleware::StripPrefix(strip_prefix::StripPrefix::regex(Opts::new(kind, value)?)?)
+        }
+        "addPrefix" => {
+            Middleware::AddPrefix(add_prefix::AddPrefix::build(Opts::new(kind, value)?)?)
+        }
+        "replacePath" => {
+            Middleware::ReplacePath(replace_path::ReplacePath::path(Opts::new(kind, value)?)?)
+        }
+        "replacePathRegex" => {
+            Middleware::ReplacePath(replace_path::ReplacePath::regex(Opts::new(kind, value)?)?)
+        }
+        "headers" => Middleware::Headers(Box::new(headers::Headers::build(
+            Opts::new(kind, value)?,
+            &mut warnings,
+        )?)),
+        "basicAuth" => {
+            Middleware::BasicAuth(basic_auth::BasicAuth::build(Opts::new(kind, value)?)?)
+        }
+        "digestAuth" => {
+            Middleware::DigestAuth(digest_auth::DigestAuth::build(Opts::new(kind, value)?)?)
+        }
+        "forwardAuth" => Middleware::ForwardAuth(Box::new(forward_auth::ForwardAuth::build(
+            Opts::new(kind, value)?,
+        )?)),
+        "rateLimit" => {
+            Middleware::RateLimit(rate_limit::RateLimit::build(Opts::new(kind, value)?)?)
+        }
+        "inFlightReq" => Middleware::InFlight(in_flight::InFlight::build(Opts::new(kind, value)?)?),
+        "ipAllowList" | "ipWhiteList" => {
+            Middleware::IpAllowList(ip_allow_list::IpAllowList::build(Opts::new(kind, value)?)?)
+        }
+        "compress" => Middleware::Compress(compress::Compress::build(Opts::new(kind, value)?)?),
+        "retry" => Middleware::Retry(retry::Retry::build(Opts::new(kind, value)?)?),
+        "buffering" => Middleware::Buffering(buffering::Buffering::build(Opts::new(kind, value)?)?),
+        "circuitBreaker" => Middleware::CircuitBreaker(circuit_breaker::CircuitBreaker::build(
+            Opts::new(kind, value)?,
+        )?),
+        "errors" => Middleware::Errors(errors::Errors::build(Opts::new(kind, value)?, cx)?),
+        "chain" => {
+            let mut o = Opts::new(kind, value)?;
+            let names = o.strings("middlewares")?;
+            o.finish()?;
+            if names.is_empty() {
+                return Err(MiddlewareError::new(
+                    "chain.middlewares",
+                    "a chain needs at least one middleware".into(),
+                ));
+            }
+            return Ok(Built::Chain(
+                names
+                    .iter()
+                    .map(|n| dynamic::qualify(n.trim(), cx.provider))
+                    .collect(),
+            ));
+        }
+        "plugin" => {
+            let names: Vec<&str> = match value {
+                Value::Object(m) => m.keys().map(String::as_str).collect(),
+                _ => Vec::new(),
+            };
+            return Err(MiddlewareError::new(
+                "plugin",
+                format!(
+                    "plugin `{}` cannot run: Traefik plugins (Yaegi/WASM) are not supported by swarmgate",
+                    names.join(", ")
+                ),
+            ));
+        }
+        "passTLSClientCert" => {
+            return Err(MiddlewareError::new(
+                "passTLSClientCert",
+                "not supported yet: needs the client certificate from TLS termination".into(),
+            ))
+        }
+        other => {
+            return Err(MiddlewareError::new(
+                other,
+                format!("middleware type `{other}` is not supported by this version of swarmgate"),
+            ))
+        }
+    };
+    Ok(Built::Ready(mw, warnings))
+}
+
+/// What a request step decided.
+pub enum Flow {
+    /// Go on with the next step.
+    Next,
+    /// Answer now; later steps and the service are skipped.
+    Respond(Response<ProxyBody>),
+}
+
+/// A note a request step leaves for the response (applied in reverse order).
+pub enum After<'m> {
+    /// `headers`: response headers, with the request facts they depend on.
+    Headers(&'m headers::Headers, headers::ResponseFacts),
+    /// `inFlightReq`: the slot is released when the response body is done.
+    Slot(in_flight::Slot),
+}
+
+/// A body that keeps an `inFlightReq` slot until it is done or dropped.
+#[derive(Debug)]
+pub struct WrappedBody {
+    /// The body.
+    pub body: ProxyBody,
+    /// Released on drop.
+    pub slot: Option<in_flight::Slot>,
+}
+
+/// A compiled chain: the steps of a route, entrypoint middlewares first, `chain` middlewares flattened.
+#[derive(Debug)]
+pub struct Chain {
+    steps: Box<[Arc<Middleware>]>,
+}
+
+impl Chain {
+    /// A chain of `steps`; the table compiler builds these.
+    pub fn new(steps: Vec<Arc<Middleware>>) -> Chain {
+        Chain {
+            steps: steps.into_boxed_slice(),
+        }
+    }
+
+    /// Number of steps.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// True when the chain has no step (the compiler stores `None` instead).
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Runs the chain around the route's service. Hot path.
+    pub async fn run(&self, req: Req, cx: &Cx<'_>) -> Res {
+        run_steps(&self.steps, req, cx).await
+    }
+}
+
+/// Runs `steps` then the service; wrapping steps take the rest of the chain as a boxed future.
+pub(crate) async fn run_steps(steps: &[Arc<Middleware>], mut req: Req, cx: &Cx<'_>) -> Res {
+    let mut after: Vec<After<'_>> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let rest = &steps[i + 1..];
+        let flow = match step.as_ref() {
+            Middleware::Redirect(m) => m.on_request(&req, cx),
+            Middleware::StripPrefix(m) => m.on_request(&mut req),
+            Middleware::AddPrefix(m) => m.on_request(&mut req),
+            Middleware::ReplacePath(m) => m.on_request(&mut req),
+            Middleware::Headers(m) => {
+                let (flow, facts) = m.on_request(&mut req, cx);
+                if let Some(facts) = facts {
+                    after.push(After::Headers(m, facts));
+                }
+                flow
+            }
+            Middleware::BasicAuth(m) => m.on_request(&mut req).await,
+            Middleware::DigestAuth(m) => m.on_request(&mut req),
+            Middleware::ForwardAuth(m) => m.on_request(&mut req, cx).await?,
+            Middleware::RateLimit(m) => m.on_request(&req, cx).await,
+            Middleware::InFlight(m) => match m.acquire(&req, cx) {
+                Some(slot) => {
+                    after.push(After::Slot(slot));
+                    Flow::Next
+                }
+                None => Flow::Respond(in_flight::InFlight::rejection()),
+            },
+            Middleware::IpAllowList(m) => m.on_request(&req, cx),
+            Middleware::Compress(m) => {
+                let resp = m.wrap(req, cx, rest).await;
+                return finish(after, resp);
+            }
+            Middleware::Retry(m) => {
+                let resp = m.wrap(req, cx, rest).await;
+                return finish(after, resp);
+            }
+            Middleware::Buffering(m) => {
+                let resp = m.wrap(req, cx, rest).await;
+                return finish(after, resp);
+            }
+            Middleware::CircuitBreaker(m) => {
+                let resp = m.wrap(req, cx, rest).await;
+                return finish(after, resp);
+            }
+            Middleware::Errors(m) => {
+                let resp = m.wrap(req, cx, rest).await;
+                return finish(after, resp);
+            }
+        };
+        if let Flow::Respond(resp) = flow {
+            return finish(after, Ok(resp));
+        }
+    }
+    let resp = crate::proxy::handler::serve_service(req, cx.table, cx.service, cx.conn).await;
+    finish(after, resp)
+}
+
+/// The rest of a chain as one boxed future (for wrapping middlewares).
+pub(crate) fn next<'a>(rest: &'a [Arc<Middleware>], req: Req, cx: &'a Cx<'a>) -> BoxRes<'a> {
+    Box::pin(run_steps(rest, req, cx))
+}
+
+/// Marks a response that stands for a forwarding failure, so that outer `retry` / `circuitBreaker` steps
+/// still see the failure after inner steps turned it into a response.
+#[derive(Clone, Copy, Debug)]
+pub struct NetworkFailure {
+    /// Nothing reached the backend (another attempt is safe).
+    pub retryable: bool,
+}
+
+/// Applies response notes in reverse order. Failures become responses first (response headers apply to
+/// error pages too, as in Traefik), marked with [`NetworkFailure`].
+fn finish(mut after: Vec<After<'_>>, resp: Res) -> Res {
+    if after.is_empty() {
+        return resp;
+    }
+    let mut resp = match resp {
+        Ok(r) => r,
+        Err(e) => failure_response(&e),
+    };
+    while let Some(a) = after.pop() {
+        match a {
+            After::Headers(h, facts) => h.on_response(&mut resp, &facts),
+            After::Slot(slot) => {
+                let (parts, body) = resp.into_parts();
+                resp = Response::from_parts(
+                    parts,
+                    ProxyBody::Wrapped(Box::new(WrappedBody {
+                        body,
+                        slot: Some(slot),
+                    })),
+                );
+            }
+        }
+    }
+    Ok(resp)
+}
+
+/// The response for a failure, marked as a network failure when it is one.
+pub fn failure_response(e: &ProxyError) -> Response<ProxyBody> {
+    let mut r = error_response(e);
+    if matches!(
+        e,
+        ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamTimeout { .. }
+    ) {
+        r.extensions_mut().insert(NetworkFailure {
+            retryable: e.is_retryable() || matches!(e, ProxyError::Upstream { .. }),
+        });
+    }
+    r
+}
+
+/// A short plain-text answer (`401 Unauthorized\n` style bodies, as Traefik writes them).
+pub fn text_response(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Replaces the path (raw, already percent-encoded) of a request, keeping its query.
+pub(crate) fn set_path(req: &mut Req, path: &str) -> bool {
+    let uri = req.uri();
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let Ok(pq) = PathAndQuery::try_from(pq) else {
+        return false;
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq);
+    match Uri::from_parts(parts) {
+        Ok(u) => {
+            *req.uri_mut() = u;
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// `/` prepended unless empty or already there (Traefik's `ensureLeadingSlash`).
+pub(crate) fn ensure_leading_slash(s: &str) -> String {
+    if s.is_empty() || s.starts_with('/') {
+        s.to_string()
+    } else {
+        format!("/{s}")
+    }
+}
+
+/// The request's scheme as the client used it: `https` over TLS, else a trusted `X-Forwarded-Proto`, else
+/// `http` (Traefik's redirect middlewares look at the same facts).
+pub(crate) fn request_scheme(req: &Req, conn: &ConnCtx) -> &'static str {
+    if conn.tls {
+        return "https";
+    }
+    if conn.trusted {
+        if let Some(p) = req.headers().get("x-forwarded-proto") {
+            let p = p.as_bytes();
+            if p.eq_ignore_ascii_case(b"https") || p.eq_ignore_ascii_case(b"wss") {
+                return "https";
+            }
+        }
+    }
+    "http"
+}
+
+/// The host the client asked for (authority or Host header), port included.
+pub(crate) fn request_host(req: &Req) -> &str {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("")
+}
+
+/// A copy of a request whose body can be sent again (no body, or a buffered one).
+pub(crate) fn clone_request(req: &Req) -> Option<Req> {
+    let body = match req.body() {
+        ClientBody::Buffered(b) => ClientBody::Buffered(b.clone()),
+        ClientBody::Incoming(b) if http_body::Body::is_end_stream(b) => {
+            ClientBody::Buffered(bytes::Bytes::new())
+        }
+        ClientBody::Incoming(_) => return None,
+    };
+    let mut r = Request::new(body);
+    *r.method_mut() = req.method().clone();
+    *r.uri_mut() = req.uri().clone();
+    *r.version_mut() = req.version();
+    *r.headers_mut() = req.headers().clone();
+    Some(r)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for unit tests of request steps.
+
+    use super::*;
+
+    /// A request with an empty buffered body.
+    pub fn req(method: &str, uri: &str, headers: &[(&str, &str)]) -> Req {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(ClientBody::Buffered(bytes::Bytes::new()))
+            .unwrap_or_else(|_| Request::new(ClientBody::Buffered(bytes::Bytes::new())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_keys_are_case_insensitive_and_unknown_ones_suggest() {
+        let m = |k: &str| {
+            dynamic::Middleware(
+                [(k.to_string(), serde_json::json!({}))]
+                    .into_iter()
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            kind_of(&m("redirectscheme")).expect("k").0,
+            "redirectScheme"
+        );
+        assert_eq!(kind_of(&m("IPWHITELIST")).expect("k").0, "ipWhiteList");
+        let e = kind_of(&m("stripPrefx")).expect_err("unknown");
+        assert!(e.message.contains("stripPrefix"), "{e}");
+    }
+
+    #[test]
+    fn plugins_and_missing_tls_are_named() {
+        let svc = |_: &str| None;
+        let cx = BuildCx {
+            name: "p@docker",
+            provider: "docker",
+            service_index: &svc,
+        };
+        let m = dynamic::Middleware(
+            [(
+                "plugin".to_string(),
+                serde_json::json!({"sablier": {"group": "x"}}),
+            )]
+            .into_iter()
+            .collect(),
+        );
+        let e = build(&m, &cx).err().expect("error");
+        assert!(e.message.contains("sablier"), "{e}");
+        assert!(e.message.contains("not supported"), "{e}");
+    }
+
+    #[test]
+    fn leading_slash() {
+        assert_eq!(ensure_leading_slash(""), "");
+        assert_eq!(ensure_leading_slash("a"), "/a");
+        assert_eq!(ensure_leading_slash("/a"), "/a");
+    }
+}
