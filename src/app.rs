@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{api::EntryPointView, AdminState};
 use crate::config::{self, types::StaticConfig, Protocol};
+use crate::metrics::{Labels, Metrics};
 use crate::provider::file::{self, FileSource};
 use crate::proxy::forward::{load_root_cas, PoolSettings, TrustedPeers, Upstreams};
 use crate::proxy::handler::Shared;
@@ -24,8 +26,6 @@ use crate::table::{
 };
 use crate::tls::challenge::{MemoryChallenges, SharedChallenges};
 use crate::tls::TlsShared;
-use crate::admin::{api::EntryPointView, AdminState};
-use crate::metrics::{Labels, Metrics};
 
 /// Why the application could not start. Each variant names the input at fault.
 #[derive(Debug, thiserror::Error)]
@@ -251,6 +251,15 @@ pub async fn run(
         None => None,
     };
     ctx.metrics = metrics.clone();
+    // Access log (issue 9): its writer task stops with the rest of the background work.
+    let access_log_token = CancellationToken::new(); // cancelled after draining, so late requests are logged
+    let access_logger = match &cfg.access_log {
+        Some(c) => Some(
+            crate::accesslog::AccessLogger::start(c, access_log_token.clone())
+                .map_err(|e| AppError::Invalid(e.to_string()))?,
+        ),
+        None => None,
+    };
     let admin = Arc::new(AdminState {
         terminating: std::sync::atomic::AtomicBool::new(false),
         terminating_status: cfg
@@ -261,14 +270,17 @@ pub async fn run(
             .unwrap_or(http::StatusCode::SERVICE_UNAVAILABLE),
         entry_points: eps
             .iter()
-            .map(|(n, a)| EntryPointView {
-                name: n.clone(),
-                address: cfg.entry_points.get(n).map(|e| e.address.clone()).unwrap_or_else(|| a.to_string()),
-                bound_address: a.to_string(),
-            })
+            .map(|(n, a)| EntryPointView::new(n, cfg.entry_points.get(n), *a))
             .collect(),
         metrics,
-        dashboard: cfg.api.as_ref().is_some_and(|a| a.dashboard.unwrap_or(true)),
+        dashboard: cfg
+            .api
+            .as_ref()
+            .is_some_and(|a| a.dashboard.unwrap_or(true)),
+        access_log: access_logger.is_some(),
+        access_logger,
+        started: std::time::SystemTime::now(),
+        changes: Default::default(),
     });
     // ACME wiring: the ACME manager (when configured) replaces these in-memory challenge answers.
     let challenges: SharedChallenges = Arc::new(MemoryChallenges::default());
@@ -283,10 +295,15 @@ pub async fn run(
     let mut reload_rx = Some(reload_rx);
     // Internal routers (api, dashboard, ping, prometheus) are a provider of their own that never changes.
     let (internal_cfg, _, _) = internal_config(&cfg);
-    initial.providers.insert("internal".into(), internal_cfg.clone());
+    initial
+        .providers
+        .insert("internal".into(), internal_cfg.clone());
     let (_internal_tx, mut internal_rx) = watch::channel(Some(Arc::new(internal_cfg)));
     internal_rx.mark_unchanged();
-    feeds.push(ProviderFeed { name: "internal".into(), rx: internal_rx });
+    feeds.push(ProviderFeed {
+        name: "internal".into(),
+        rx: internal_rx,
+    });
     if let Some(fp) = &cfg.providers.file {
         let source = FileSource::from_config(fp)?;
         let first: Snapshot = match file::read(&source) {
@@ -325,7 +342,9 @@ pub async fn run(
     feeds.extend(crate::provider::docker::spawn(&cfg, background.clone()));
     // End of Docker / Swarm providers.
     let mut builder = TableBuilder::new(store.clone(), ctx, background.clone());
+    builder.set_change_log(admin.changes.clone());
     builder.apply(initial);
+    startup_summary(&cfg, &eps, &store.load());
     let throttle = cfg.providers.providers_throttle_duration.0;
     let builder_task = tokio::spawn(builder.run(feeds, throttle));
 
@@ -421,8 +440,46 @@ pub async fn run(
         Err(_) => tracing::warn!("graceTimeOut reached; closing the remaining connections"),
     }
     background.cancel();
+    access_log_token.cancel();
     let _ = builder_task.await;
     Ok(())
+}
+
+/// One line saying what runs: entrypoints, providers, routers served and certificates (issue 9).
+fn startup_summary(cfg: &StaticConfig, eps: &[(String, SocketAddr)], table: &table::RoutingTable) {
+    let entry_points: Vec<String> = eps.iter().map(|(n, a)| format!("{n}={a}")).collect();
+    let mut providers: Vec<&str> = Vec::new();
+    if cfg.providers.file.is_some() {
+        providers.push("file");
+    }
+    if cfg.providers.docker.is_some() {
+        providers.push("docker");
+    }
+    if cfg.providers.swarm.is_some() {
+        providers.push("swarm");
+    }
+    let routers = table.status.routers.len();
+    let enabled = table
+        .status
+        .routers
+        .values()
+        .filter(|s| s.status != "disabled")
+        .count();
+    let certificates = table
+        .tls
+        .as_ref()
+        .map(|t| t.certs.certificates().len())
+        .unwrap_or(0);
+    tracing::info!(
+        entrypoints = %entry_points.join(","),
+        providers = %providers.join(","),
+        routers,
+        routers_enabled = enabled,
+        certificates,
+        access_log = cfg.access_log.is_some(),
+        metrics = cfg.metrics.as_ref().is_some_and(|m| m.prometheus.is_some()),
+        "swarmgate started"
+    );
 }
 
 /// This host's name for `X-Forwarded-Server` (the container ID in Docker).

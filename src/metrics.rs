@@ -373,6 +373,72 @@ impl Metrics {
     }
 }
 
+/// Totals of one [`RequestStats`], for the dashboard's JSON (`/api/x/stats`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Totals {
+    /// All requests.
+    pub requests: u64,
+    /// Requests by status class: `1xx` … `5xx`.
+    pub classes: [u64; 5],
+    /// Sum of durations, seconds.
+    #[serde(rename = "durationSeconds")]
+    pub duration_seconds: f64,
+    /// Retries.
+    pub retries: u64,
+    /// Request bytes.
+    #[serde(rename = "bytesIn")]
+    pub bytes_in: u64,
+    /// Response bytes.
+    #[serde(rename = "bytesOut")]
+    pub bytes_out: u64,
+}
+
+impl RequestStats {
+    /// Sums the counters (control plane: reads every slot).
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for (i, c) in self.counts.iter().enumerate() {
+            let n = c.load(Ordering::Relaxed);
+            if n == 0 {
+                continue;
+            }
+            t.requests += n;
+            let slot = i % SLOTS;
+            let class = match CODES.get(slot) {
+                Some(code) => usize::from(code / 100).saturating_sub(1),
+                None => slot - CODES.len(),
+            };
+            if let Some(x) = t.classes.get_mut(class.min(4)) {
+                *x += n;
+            }
+        }
+        t.duration_seconds = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        t.retries = self.retries.load(Ordering::Relaxed);
+        t.bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        t.bytes_out = self.bytes_out.load(Ordering::Relaxed);
+        t
+    }
+}
+
+impl Metrics {
+    /// Current totals by family (`entrypoint`, `router`, `service`) and name. Control plane only.
+    pub fn totals(&self) -> Vec<(&'static str, String, Totals)> {
+        let cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::new();
+        for (family, map) in [
+            ("entrypoint", &cur.entry_points),
+            ("router", &cur.routers),
+            ("service", &cur.services),
+        ] {
+            for (n, s) in map {
+                out.push((family, n.clone(), s.totals()));
+            }
+        }
+        out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        out
+    }
+}
+
 /// Stats handles for one table.
 #[derive(Debug, Default)]
 pub struct Resolved {

@@ -11,16 +11,102 @@ use crate::dynamic::{self, Configuration};
 use crate::proxy::body::ProxyBody;
 use crate::table::{ItemStatus, RoutingTable, ServiceKind};
 
-/// An entrypoint as `/api/entrypoints` shows it.
+/// An entrypoint as `/api/entrypoints` shows it: Traefik's static `EntryPoint` fields (`address`,
+/// `transport`, `forwardedHeaders`, `http`, …) and `name`, plus the swarmgate extension `boundAddress`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EntryPointView {
     /// Name.
     pub name: String,
     /// Address as configured.
     pub address: String,
-    /// Address actually bound (port 0 resolved).
+    /// Address actually bound (port 0 resolved). swarmgate extension.
     #[serde(rename = "boundAddress")]
     pub bound_address: String,
+    /// The other fields of Traefik's representation.
+    #[serde(flatten)]
+    pub traefik: Map<String, Value>,
+}
+
+impl EntryPointView {
+    /// Builds the view of a configured entrypoint (`ep` = `None` for the implicit `traefik`/`http` ones).
+    pub fn new(
+        name: &str,
+        ep: Option<&crate::config::types::EntryPoint>,
+        bound: std::net::SocketAddr,
+    ) -> EntryPointView {
+        let default = crate::config::types::EntryPoint::default();
+        let e = ep.unwrap_or(&default);
+        let t = &e.transport;
+        let mut traefik = Map::new();
+        traefik.insert(
+            "transport".into(),
+            json!({
+                "lifeCycle": {
+                    "requestAcceptGraceTimeout": go_duration(t.life_cycle.request_accept_grace_timeout.0),
+                    "graceTimeOut": go_duration(t.life_cycle.grace_time_out.0),
+                },
+                "respondingTimeouts": {
+                    "readTimeout": go_duration(t.responding_timeouts.read_timeout.0),
+                    "writeTimeout": go_duration(t.responding_timeouts.write_timeout.0),
+                    "idleTimeout": go_duration(t.responding_timeouts.idle_timeout.0),
+                },
+            }),
+        );
+        let mut fh = Map::new();
+        if e.forwarded_headers.insecure {
+            fh.insert("insecure".into(), json!(true));
+        }
+        if !e.forwarded_headers.trusted_ips.is_empty() {
+            fh.insert("trustedIPs".into(), json!(e.forwarded_headers.trusted_ips));
+        }
+        traefik.insert("forwardedHeaders".into(), Value::Object(fh));
+        traefik.insert("http".into(), json!({}));
+        EntryPointView {
+            name: name.to_string(),
+            address: ep
+                .map(|e| e.address.clone())
+                .unwrap_or_else(|| format!(":{}", bound.port())),
+            bound_address: bound.to_string(),
+            traefik,
+        }
+    }
+}
+
+/// Go's `time.Duration.String()` (`0s`, `10s`, `3m0s`, `1.5s`, `100ms`), as Traefik's API prints durations.
+pub fn go_duration(d: std::time::Duration) -> String {
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0s".into();
+    }
+    let trim = |whole: u128, frac: u128, digits: usize, unit: &str| {
+        let f = format!("{frac:0digits$}");
+        let f = f.trim_end_matches('0');
+        if f.is_empty() {
+            format!("{whole}{unit}")
+        } else {
+            format!("{whole}.{f}{unit}")
+        }
+    };
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    if ns < 1_000_000 {
+        return trim(ns / 1_000, ns % 1_000, 3, "µs");
+    }
+    if ns < 1_000_000_000 {
+        return trim(ns / 1_000_000, ns % 1_000_000, 6, "ms");
+    }
+    let secs = ns / 1_000_000_000;
+    let sub = ns % 1_000_000_000;
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let sec = trim(s, sub, 9, "s");
+    if h > 0 {
+        format!("{h}h{m}m{sec}")
+    } else if m > 0 {
+        format!("{m}m{sec}")
+    } else {
+        sec
+    }
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<ProxyBody> {
@@ -68,9 +154,6 @@ fn with_status(mut obj: Value, name: &str, provider: &str, st: Option<&ItemStatu
                 if !st.entry_points.is_empty() {
                     m.insert("using".into(), json!(st.entry_points));
                 }
-                if let Some(p) = st.priority {
-                    m.insert("priority".into(), json!(p));
-                }
             }
             None => {
                 m.insert("status".into(), json!("enabled"));
@@ -80,7 +163,20 @@ fn with_status(mut obj: Value, name: &str, provider: &str, st: Option<&ItemStatu
     obj
 }
 
-/// Routers as Traefik's API lists them.
+/// Go's `omitempty` for the top level of a serialized item: empty strings and arrays are left out.
+fn omit_empty(v: &mut Value) {
+    if let Value::Object(m) = v {
+        m.retain(|_, x| match x {
+            Value::String(s) => !s.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            Value::Null => false,
+            _ => true,
+        });
+    }
+}
+
+/// Routers as Traefik's API lists them: the dynamic router with default entrypoints and observability filled
+/// in (as Traefik's aggregator does), `priorityStr`, `using`, `status`, `error`, `name`, `provider`.
 pub fn routers(table: &RoutingTable) -> Vec<Value> {
     raw_items(&table.input.providers, |c| {
         c.http
@@ -90,18 +186,32 @@ pub fn routers(table: &RoutingTable) -> Vec<Value> {
             .collect()
     })
     .into_iter()
-    .map(|(name, provider, v)| {
+    .map(|(name, provider, mut v)| {
+        omit_empty(&mut v);
         let st = table.status.routers.get(&name);
-        let mut v = with_status(v, &name, &provider, st);
-        if let (Value::Object(m), Some(svc)) = (&mut v, st.and_then(|s| s.service.as_ref())) {
-            // Traefik shows the service as referenced; qualified when it is in another provider.
-            let shown = match svc.strip_suffix(&format!("@{provider}")) {
-                Some(local) => local.to_string(),
-                None => svc.clone(),
-            };
-            m.insert("service".into(), json!(shown));
+        if let Value::Object(m) = &mut v {
+            if !m.contains_key("entryPoints") {
+                if let Some(st) = st.filter(|s| !s.entry_points.is_empty()) {
+                    m.insert("entryPoints".into(), json!(st.entry_points));
+                }
+            }
+            let priority = m.get("priority").and_then(Value::as_i64).unwrap_or(0);
+            if priority == 0 {
+                m.remove("priority");
+            }
+            m.insert("priorityStr".into(), json!(priority.to_string()));
+            let obs = m.entry("observability").or_insert_with(|| json!({}));
+            if let Value::Object(o) = obs {
+                for k in ["accessLogs", "metrics", "tracing"] {
+                    o.entry(k).or_insert(json!(true));
+                }
+                o.entry("traceVerbosity").or_insert(json!("minimal"));
+            }
+            if let Some(Value::Object(tls)) = m.get_mut("tls") {
+                tls.entry("options").or_insert(json!("default"));
+            }
         }
-        v
+        with_status(v, &name, &provider, st)
     })
     .collect()
 }
@@ -131,6 +241,13 @@ pub fn services(table: &RoutingTable) -> Vec<Value> {
             Value::Object(m) if m.contains_key("failover") => "failover",
             _ => "",
         };
+        let mut v = v;
+        if let Some(Value::Object(lb)) = v.get_mut("loadBalancer") {
+            lb.entry("passHostHeader").or_insert(json!(true));
+            lb.entry("strategy").or_insert(json!("wrr"));
+            lb.entry("responseForwarding")
+                .or_insert(json!({ "flushInterval": "100ms" }));
+        }
         let mut v = with_status(v, &name, &provider, table.status.services.get(&name));
         if let Value::Object(m) = &mut v {
             m.insert("type".into(), json!(kind));
@@ -175,14 +292,15 @@ pub fn middlewares(table: &RoutingTable) -> Vec<Value> {
             .and_then(|m| m.keys().next().cloned())
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let users: Vec<&String> = table
+        let mut users: Vec<String> = table
             .input
             .providers
             .iter()
             .flat_map(|(p, c)| c.http.routers.iter().map(move |(rn, r)| (p, rn, r)))
             .filter(|(p, _, r)| r.middlewares.iter().any(|m| dynamic::qualify(m, p) == name))
-            .map(|(_, rn, _)| rn)
+            .map(|(p, rn, _)| dynamic::qualify(rn, p))
             .collect();
+        users.sort();
         let mut v = with_status(v, &name, &provider, table.status.middlewares.get(&name));
         if let Value::Object(m) = &mut v {
             m.insert("type".into(), json!(kind));
@@ -278,32 +396,52 @@ pub fn serve(
     match path {
         "/api/version" => json_response(
             StatusCode::OK,
-            &json!({ "Version": env!("CARGO_PKG_VERSION"), "Codename": "swarmgate" }),
+            &json!({
+                "Version": env!("CARGO_PKG_VERSION"),
+                "Codename": "swarmgate",
+                "startDate": crate::accesslog::rfc3339_nano(state.started),
+            }),
         ),
         "/api/overview" => {
             let providers: Vec<String> = table
                 .input
                 .providers
                 .keys()
+                .filter(|p| p.as_str() != "internal")
                 .map(|p| capitalize(p))
                 .collect();
-            json_response(
-                StatusCode::OK,
-                &json!({
-                    "http": { "routers": counts(&routers(table)), "services": counts(&services(table)), "middlewares": counts(&middlewares(table)) },
-                    "tcp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0}, "middlewares": {"total": 0, "warnings": 0, "errors": 0} },
-                    "udp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0} },
-                    "features": { "tracing": "", "metrics": if state.metrics.is_some() { "Prometheus" } else { "" }, "accessLog": false },
-                    "providers": providers,
-                }),
-            )
+            let certs = certificates(table);
+            let mut v = json!({
+                "http": { "routers": counts(&routers(table)), "services": counts(&services(table)), "middlewares": counts(&middlewares(table)) },
+                "tcp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0}, "middlewares": {"total": 0, "warnings": 0, "errors": 0} },
+                "udp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0} },
+                "certificates": {
+                    "total": certs.len(),
+                    "warnings": certs.iter().filter(|c| c["status"] == "warning").count(),
+                    "errors": certs.iter().filter(|c| c["status"] == "expired").count(),
+                },
+                "features": { "tracing": "", "metrics": if state.metrics.is_some() { "Prometheus" } else { "" }, "accessLog": state.access_log },
+            });
+            if !providers.is_empty() {
+                v["providers"] = json!(providers);
+            }
+            json_response(StatusCode::OK, &v)
         }
         "/api/rawdata" => {
+            // Traefik's runtime representation: the items without the list-only fields.
             let to_map = |items: Vec<Value>| -> Value {
                 Value::Object(
                     items
                         .into_iter()
-                        .filter_map(|v| Some((v.get("name")?.as_str()?.to_string(), v)))
+                        .filter_map(|mut v| {
+                            let name = v.get("name")?.as_str()?.to_string();
+                            if let Value::Object(m) = &mut v {
+                                for k in ["name", "provider", "type", "priorityStr"] {
+                                    m.remove(k);
+                                }
+                            }
+                            Some((name, v))
+                        })
                         .collect(),
                 )
             };
@@ -311,6 +449,17 @@ pub fn serve(
                 StatusCode::OK,
                 &json!({ "routers": to_map(routers(table)), "services": to_map(services(table)), "middlewares": to_map(middlewares(table)) }),
             )
+        }
+        "/api/certificates" => list(certificates(table)),
+        "/api/x/stats" => json_response(StatusCode::OK, &stats(state)),
+        "/api/x/changes" => {
+            let ring = state.changes.lock().unwrap_or_else(|e| e.into_inner());
+            let v: Vec<Value> = ring
+                .iter()
+                .rev()
+                .map(|c| serde_json::to_value(c).unwrap_or_default())
+                .collect();
+            json_response(StatusCode::OK, &Value::Array(v))
         }
         "/api/entrypoints" => list(
             state
@@ -334,6 +483,8 @@ pub fn serve(
                 one(services(table), &percent_decode(n), "service")
             } else if let Some(n) = p.strip_prefix("/api/http/middlewares/") {
                 one(middlewares(table), &percent_decode(n), "middleware")
+            } else if let Some(n) = p.strip_prefix("/api/certificates/") {
+                one(certificates(table), &percent_decode(n), "certificate")
             } else if let Some(n) = p.strip_prefix("/api/entrypoints/") {
                 match state.entry_points.iter().find(|e| e.name == n) {
                     Some(e) => {
@@ -346,6 +497,86 @@ pub fn serve(
             }
         }
     }
+}
+
+/// Certificates as Traefik's `/api/certificates` shows them (a subset of its fields: names, validity,
+/// issuer, fingerprints, status `enabled`/`warning` (< 30 days left)/`expired`).
+pub fn certificates(table: &RoutingTable) -> Vec<Value> {
+    use sha2::Digest as _;
+    let Some(tls) = &table.tls else {
+        return Vec::new();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let at = |secs: i64| {
+        crate::accesslog::rfc3339_nano(
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0)),
+        )
+    };
+    let mut out = Vec::new();
+    for ck in tls.certs.certificates() {
+        let Some(leaf) = ck.cert.first() else {
+            continue;
+        };
+        let Ok((_, x)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+            continue;
+        };
+        let fp = hex::encode(sha2::Sha256::digest(leaf.as_ref()));
+        let pk = hex::encode(sha2::Sha256::digest(x.public_key().raw));
+        let not_after = x.validity().not_after.timestamp();
+        let status = if not_after < now {
+            "expired"
+        } else if not_after - now < 30 * 24 * 3600 {
+            "warning"
+        } else {
+            "enabled"
+        };
+        let first =
+            |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
+                it.next()
+                    .and_then(|a| a.as_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+        let mut v = json!({
+            "name": fp,
+            "sans": crate::tls::certs::names(leaf),
+            "notAfter": at(not_after),
+            "notBefore": at(x.validity().not_before.timestamp()),
+            "serialNumber": x.tbs_certificate.raw_serial_as_string(),
+            "commonName": first(&mut x.subject().iter_common_name()),
+            "version": format!("v{}", x.version().0 + 1),
+            "certFingerprint": fp,
+            "publicKeyFingerprint": pk,
+            "status": status,
+        });
+        for (k, val) in [
+            ("issuerOrg", first(&mut x.issuer().iter_organization())),
+            ("issuerCN", first(&mut x.issuer().iter_common_name())),
+        ] {
+            if !val.is_empty() {
+                v[k] = json!(val);
+            }
+        }
+        out.push(v);
+    }
+    out
+}
+
+/// `/api/x/stats` (swarmgate extension): request totals per entrypoint, router and service from the metrics
+/// counters, for the dashboard's rates. `{"enabled": false}` when `--metrics.prometheus` is off.
+fn stats(state: &AdminState) -> Value {
+    let Some(m) = &state.metrics else {
+        return json!({ "enabled": false });
+    };
+    let mut out = json!({ "enabled": true, "entrypoint": {}, "router": {}, "service": {} });
+    for (family, name, t) in m.totals() {
+        out[family][name] = serde_json::to_value(t).unwrap_or_default();
+    }
+    out
 }
 
 fn capitalize(s: &str) -> String {

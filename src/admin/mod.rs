@@ -30,6 +30,14 @@ pub struct AdminState {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// `api.dashboard` (default true when the API is on).
     pub dashboard: bool,
+    /// Whether the access log is on (`/api/overview` features).
+    pub access_log: bool,
+    /// When the process started (`/api/version` `startDate`).
+    pub started: std::time::SystemTime,
+    /// The access log, when `--accesslog` is on (the request path hands it records).
+    pub access_logger: Option<Arc<crate::accesslog::AccessLogger>>,
+    /// The last configuration changes, filled by the table builder (`/api/x/changes`).
+    pub changes: crate::table::builder::ChangeLog,
 }
 
 impl AdminState {

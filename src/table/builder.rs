@@ -38,6 +38,7 @@ pub struct TableBuilder {
     checks: Option<CancellationToken>,
     shutdown: CancellationToken,
     wanted: watch::Sender<Arc<Vec<crate::tls::CertRequest>>>,
+    changes: Option<ChangeLog>,
 }
 
 impl TableBuilder {
@@ -51,7 +52,13 @@ impl TableBuilder {
             checks: None,
             shutdown,
             wanted: watch::Sender::new(Arc::new(Vec::new())),
+            changes: None,
         }
+    }
+
+    /// Records every stored table's diff in `log` (the last [`CHANGE_LOG_LEN`]), for the dashboard.
+    pub fn set_change_log(&mut self, log: ChangeLog) {
+        self.changes = Some(log);
     }
 
     /// Certificates the current table's routers want from ACME resolvers; updated after every build
@@ -82,6 +89,16 @@ impl TableBuilder {
         }
         let old = self.store.load_full();
         log_diff(&old, &compiled.table);
+        if let Some(log) = &self.changes {
+            let mut change =
+                ConfigChange::between(&old.status, &compiled.table.status, self.generation);
+            change.add_server_changes(&old.input, &compiled.table.input);
+            let mut ring = log.lock().unwrap_or_else(|e| e.into_inner());
+            if ring.len() >= CHANGE_LOG_LEN {
+                ring.pop_front();
+            }
+            ring.push_back(change);
+        }
         self.store.store(Arc::new(compiled.table));
         let wanted = compiled.cert_requests;
         self.wanted.send_if_modified(|cur| {
@@ -195,6 +212,144 @@ pub fn diff(old: &TableStatus, new: &TableStatus) -> Diff {
     }
     for name in old.routers.keys() {
         if !new.routers.contains_key(name) {
+            d.removed.push(name.clone());
+        }
+    }
+    d
+}
+
+/// How many configuration changes [`ChangeLog`] keeps.
+pub const CHANGE_LOG_LEN: usize = 20;
+
+/// The last configuration changes, oldest first; written by the builder, read by the admin API.
+pub type ChangeLog = Arc<std::sync::Mutex<std::collections::VecDeque<ConfigChange>>>;
+
+/// One stored table's difference from the previous one, per kind of item.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConfigChange {
+    /// Generation of the new table.
+    pub generation: u64,
+    /// When it was stored (Unix milliseconds).
+    #[serde(rename = "atUnixMs")]
+    pub at_unix_ms: u64,
+    /// Routers.
+    pub routers: ItemDiff,
+    /// Services.
+    pub services: ItemDiff,
+    /// Middlewares.
+    pub middlewares: ItemDiff,
+}
+
+/// Items added, removed and changed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ItemDiff {
+    /// New items.
+    pub added: Vec<String>,
+    /// Items gone.
+    pub removed: Vec<String>,
+    /// Items that changed, each with what changed (`rule: a → b`).
+    pub changed: Vec<(String, Vec<String>)>,
+}
+
+impl ConfigChange {
+    /// Computes the change between two statuses.
+    pub fn between(old: &TableStatus, new: &TableStatus, generation: u64) -> ConfigChange {
+        ConfigChange {
+            generation,
+            at_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+            routers: item_diff(&old.routers, &new.routers),
+            services: item_diff(&old.services, &new.services),
+            middlewares: item_diff(&old.middlewares, &new.middlewares),
+        }
+    }
+
+    /// Adds services whose server list changed (their status alone does not show it).
+    pub fn add_server_changes(&mut self, old: &BuildInput, new: &BuildInput) {
+        let servers = |input: &BuildInput| -> BTreeMap<String, Vec<String>> {
+            let mut out = BTreeMap::new();
+            for (provider, cfg) in &input.providers {
+                for (name, svc) in &cfg.http.services {
+                    if let Some(lb) = &svc.load_balancer {
+                        out.insert(
+                            crate::dynamic::qualify(name, provider),
+                            lb.servers.iter().map(|s| s.url.clone()).collect(),
+                        );
+                    }
+                }
+            }
+            out
+        };
+        let (before, after) = (servers(old), servers(new));
+        for (name, now) in &after {
+            let Some(was) = before.get(name) else {
+                continue;
+            };
+            if was == now {
+                continue;
+            }
+            let line = format!("servers: {} → {}", was.join(", "), now.join(", "));
+            match self.services.changed.iter_mut().find(|(n, _)| n == name) {
+                Some((_, what)) => what.push(line),
+                None => self.services.changed.push((name.clone(), vec![line])),
+            }
+        }
+    }
+
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        [&self.routers, &self.services, &self.middlewares]
+            .iter()
+            .all(|d| d.added.is_empty() && d.removed.is_empty() && d.changed.is_empty())
+    }
+}
+
+fn item_diff(
+    old: &BTreeMap<String, super::ItemStatus>,
+    new: &BTreeMap<String, super::ItemStatus>,
+) -> ItemDiff {
+    let mut d = ItemDiff::default();
+    for (name, st) in new {
+        match old.get(name) {
+            None => d.added.push(name.clone()),
+            Some(o) if o != st => {
+                let mut what = Vec::new();
+                let mut field = |label: &str, a: String, b: String| {
+                    if a != b {
+                        what.push(format!("{label}: {a} → {b}"));
+                    }
+                };
+                field("status", o.status.to_string(), st.status.to_string());
+                field(
+                    "rule",
+                    format!("{:?}", o.rule.as_deref().unwrap_or("")),
+                    format!("{:?}", st.rule.as_deref().unwrap_or("")),
+                );
+                field(
+                    "service",
+                    o.service.clone().unwrap_or_default(),
+                    st.service.clone().unwrap_or_default(),
+                );
+                field(
+                    "entryPoints",
+                    o.entry_points.join(","),
+                    st.entry_points.join(","),
+                );
+                field(
+                    "priority",
+                    format!("{:?}", o.priority),
+                    format!("{:?}", st.priority),
+                );
+                field("error", o.errors.join("; "), st.errors.join("; "));
+                d.changed.push((name.clone(), what));
+            }
+            _ => {}
+        }
+    }
+    for name in old.keys() {
+        if !new.contains_key(name) {
             d.removed.push(name.clone());
         }
     }

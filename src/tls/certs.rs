@@ -177,6 +177,17 @@ impl CertSet {
         self.resolve(sni).is_some()
     }
 
+    /// Every distinct certificate in the set (for the API's `/api/certificates`). Read-only.
+    pub fn certificates(&self) -> Vec<Arc<CertifiedKey>> {
+        let mut out: Vec<Arc<CertifiedKey>> = Vec::new();
+        for ck in self.exact.values().chain(self.wildcard.values()) {
+            if !out.iter().any(|c| Arc::ptr_eq(c, ck)) {
+                out.push(ck.clone());
+            }
+        }
+        out
+    }
+
     /// Number of names.
     pub fn len(&self) -> usize {
         self.exact.len() + self.wildcard.len()
