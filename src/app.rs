@@ -46,6 +46,9 @@ pub enum AppError {
     /// The file provider could not start.
     #[error(transparent)]
     File(#[from] file::FileProviderError),
+    /// A certificate resolver cannot work (configuration or storage).
+    #[error(transparent)]
+    Acme(#[from] crate::tls::acme::AcmeError),
 }
 
 /// Control handles of a running application.
@@ -283,7 +286,11 @@ pub async fn run(
         changes: Default::default(),
     });
     // ACME wiring: the ACME manager (when configured) replaces these in-memory challenge answers.
-    let challenges: SharedChallenges = Arc::new(MemoryChallenges::default());
+    let acme = crate::tls::acme::prepare(&cfg.certificates_resolvers)?;
+    let challenges: SharedChallenges = match &acme {
+        Some(a) => a.challenges(),
+        None => Arc::new(MemoryChallenges::default()),
+    };
     ctx.tls = Some(TlsShared::new(challenges).map_err(|e| AppError::Invalid(format!("TLS: {e}")))?);
     let names: Vec<String> = eps.iter().map(|(n, _)| n.clone()).collect();
     let store = table::empty_store(&names);
@@ -343,7 +350,14 @@ pub async fn run(
     // End of Docker / Swarm providers.
     let mut builder = TableBuilder::new(store.clone(), ctx, background.clone());
     builder.set_change_log(admin.changes.clone());
+    // ACME: stored certificates are in the first table; the manager follows the routers' wishes.
+    if let Some(c) = acme.as_ref().and_then(|a| a.initial()) {
+        initial.providers.insert(crate::tls::acme::PROVIDER.into(), (*c).clone());
+    }
     builder.apply(initial);
+    if let Some(a) = acme {
+        feeds.push(a.start(builder.wanted_certificates(), background.clone()));
+    }
     startup_summary(&cfg, &eps, &store.load());
     let throttle = cfg.providers.providers_throttle_duration.0;
     let builder_task = tokio::spawn(builder.run(feeds, throttle));

@@ -690,6 +690,12 @@ pub struct Acme {
     pub tls_challenge: Option<serde_json::Value>,
     /// DNS-01 challenge: parsed, reported as not supported yet.
     pub dns_challenge: Option<serde_json::Value>,
+    /// Timeout of one HTTP exchange with the ACME server (Traefik default 2m; 0 = default).
+    pub client_timeout: GoDuration,
+    /// Timeout for the ACME server's response headers (Traefik default 30s; 0 = default).
+    pub client_response_header_timeout: GoDuration,
+    /// Timeout for validation and finalization of an order (Traefik default 30s; 0 = default).
+    pub certificate_timeout: GoDuration,
 }
 
 /// `acme.eab`.

@@ -6,6 +6,7 @@
 //! resumption survives rebuilds. ACME certificates arrive as a provider snapshot like any file certificate;
 //! ACME challenge answers come from [`challenge`].
 
+pub mod acme;
 pub mod certs;
 pub mod challenge;
 mod options;
