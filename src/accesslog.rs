@@ -259,12 +259,10 @@ pub struct Record {
     pub start: SystemTime,
     /// Until the response head was ready.
     pub duration: Duration,
-    /// Entrypoint name.
-    pub entry_point: Arc<str>,
     /// Client address.
     pub client_ip: IpAddr,
-    /// Client port.
-    pub client_port: u16,
+    /// Client port (not known to the request path yet: `None` leaves `ClientPort` out).
+    pub client_port: Option<u16>,
     /// `X-Forwarded-For` as received (Traefik logs it as `ClientHost` when present).
     pub forwarded_for: Option<String>,
     /// Method.
@@ -493,15 +491,17 @@ pub fn format_line(s: &Settings, r: &Record) -> String {
             put("StartLocal", json!(rfc3339_nano(r.start)));
             put("Duration", nanos(r.duration));
             put("Overhead", nanos(r.duration));
-            put(
-                "ClientAddr",
-                json!(format!(
-                    "{}",
-                    std::net::SocketAddr::new(r.client_ip, r.client_port)
-                )),
-            );
+            match r.client_port {
+                Some(port) => {
+                    put(
+                        "ClientAddr",
+                        json!(std::net::SocketAddr::new(r.client_ip, port).to_string()),
+                    );
+                    put("ClientPort", json!(port.to_string()));
+                }
+                None => put("ClientAddr", json!(r.client_ip.to_string())),
+            }
             put("ClientHost", json!(client_host));
-            put("ClientPort", json!(r.client_port.to_string()));
             put("ClientUsername", json!("-"));
             if !r.host.is_empty() {
                 put("RequestAddr", json!(r.host));
@@ -696,9 +696,8 @@ mod tests {
         Record {
             start: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             duration: Duration::from_millis(12),
-            entry_point: Arc::from("web"),
             client_ip: "10.0.0.7".parse().expect("ip"),
-            client_port: 40000,
+            client_port: Some(40000),
             forwarded_for: None,
             method: Method::GET,
             path: "/a?b=c".into(),

@@ -47,6 +47,14 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         flags: Vec<String>,
     },
+    /// Ask a running swarmgate whether it is healthy: requests `/ping` on ping's entrypoint, found from the
+    /// same static configuration (flags, `TRAEFIK_*` environment, file) the instance runs with. Exit 0 when
+    /// it answers 200, else 1 — for a Docker `HEALTHCHECK` (`traefik healthcheck` behaves the same way).
+    Healthcheck {
+        /// Traefik static-configuration flags, e.g. `--ping --entrypoints.traefik.address=:8080`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        flags: Vec<String>,
+    },
     /// Run the whoami test backend.
     Whoami {
         /// Address to listen on.
@@ -104,6 +112,33 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Demo) => rt.block_on(demo()),
         Some(Command::Check { file, name, flags }) => {
             std::process::exit(swarmgate::check::run(&file, &flags, name.as_deref()))
+        }
+        // issue 9: healthcheck subcommand.
+        Some(Command::Healthcheck { flags }) => {
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            let code = match config::load(&flags, &env) {
+                Err(e) => {
+                    eprintln!("swarmgate healthcheck: {e}");
+                    1
+                }
+                Ok(loaded) => match rt.block_on(swarmgate::admin::healthcheck::run(&loaded.config))
+                {
+                    Ok(()) => {
+                        println!(
+                            "OK: {}",
+                            swarmgate::admin::healthcheck::ping_address(&loaded.config)
+                                .map(|a| a.to_string())
+                                .unwrap_or_default()
+                        );
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("swarmgate healthcheck: {e}");
+                        1
+                    }
+                },
+            };
+            std::process::exit(code)
         }
         None => rt.block_on(run_flags(cli.flags)),
     }

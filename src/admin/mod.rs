@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod dashboard;
+pub mod healthcheck;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

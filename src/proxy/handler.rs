@@ -73,24 +73,182 @@ pub struct ConnCtx {
 }
 
 /// Serves one request; never fails (errors become responses).
+///
+/// Observability (issue 9): with metrics and the access log off this is one branch more than routing
+/// itself; with either on, what routing decided is noted in [`Seen`] and recorded once, at the end.
 pub async fn handle(
     req: Request<Incoming>,
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    Ok(match route_and_forward(req, &ctx).await {
+    let admin = &ctx.shared.admin;
+    if admin.metrics.is_none() && admin.access_logger.is_none() {
+        return Ok(match route_and_forward(req, &ctx, None).await {
+            Ok(resp) => resp,
+            Err(e) => error_response(&e),
+        });
+    }
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let bytes_in = content_length(req.headers());
+    let pre = admin
+        .access_logger
+        .as_ref()
+        .map(|l| observe::Pre::capture(&req, l));
+    let mut seen = Seen::default();
+    let resp = match route_and_forward(req, &ctx, Some(&mut seen)).await {
         Ok(resp) => resp,
         Err(e) => error_response(&e),
-    })
+    };
+    observe::record(&ctx, &seen, &method, bytes_in, pre, &resp, start.elapsed());
+    Ok(resp)
+}
+
+/// What routing decided for one request, noted only when metrics or the access log are on.
+#[derive(Default)]
+pub(crate) struct Seen {
+    entry_point: Option<Arc<crate::metrics::RequestStats>>,
+    router: Option<Arc<crate::metrics::RequestStats>>,
+    service: Option<Arc<crate::metrics::RequestStats>>,
+    router_name: Option<Arc<str>>,
+    service_name: Option<Arc<str>>,
+    internal: bool,
+}
+
+/// The server that answered, set on the response by [`forward`] when the access log is on.
+#[derive(Clone)]
+pub(crate) struct Upstream {
+    url: Arc<str>,
+    retries: u32,
+    status: u16,
+}
+
+fn content_length(h: &HeaderMap) -> u64 {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Recording metrics and access-log records at the end of [`handle`].
+mod observe {
+    use super::*;
+    use crate::accesslog::{AccessLogger, Record};
+
+    /// What the access log needs from the request, taken before the request is consumed.
+    pub(super) struct Pre {
+        start: std::time::SystemTime,
+        path: String,
+        version: Version,
+        host: String,
+        forwarded_for: Option<String>,
+        headers: Vec<(String, String)>,
+        count: u64,
+    }
+
+    impl Pre {
+        pub(super) fn capture(req: &Request<Incoming>, l: &AccessLogger) -> Pre {
+            let host = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| {
+                    req.headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            Pre {
+                start: std::time::SystemTime::now(),
+                path: req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into()),
+                version: req.version(),
+                host,
+                forwarded_for: req
+                    .headers()
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+                headers: Record::headers_from(&l.settings, req.headers()),
+                count: l.next_count(),
+            }
+        }
+    }
+
+    pub(super) fn record(
+        ctx: &ConnCtx,
+        seen: &Seen,
+        method: &http::Method,
+        bytes_in: u64,
+        pre: Option<Pre>,
+        resp: &Response<ProxyBody>,
+        elapsed: Duration,
+    ) {
+        let status = resp.status().as_u16();
+        let upstream = resp.extensions().get::<Upstream>();
+        if !seen.internal {
+            let bytes_out = content_length(resp.headers());
+            for s in [&seen.entry_point, &seen.router, &seen.service]
+                .into_iter()
+                .flatten()
+            {
+                s.record(method, status, elapsed);
+                s.bytes_in
+                    .fetch_add(bytes_in, std::sync::atomic::Ordering::Relaxed);
+                s.bytes_out
+                    .fetch_add(bytes_out, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let (Some(pre), Some(l)) = (pre, ctx.shared.admin.access_logger.as_ref()) else {
+            return;
+        };
+        if seen.internal && !l.settings.add_internals {
+            return;
+        }
+        let retries = upstream.map(|u| u.retries).unwrap_or(0);
+        if !l.settings.keep(status, retries, elapsed) {
+            return;
+        }
+        l.log(Record {
+            start: pre.start,
+            duration: elapsed,
+            client_ip: ctx.client_ip,
+            client_port: None,
+            forwarded_for: pre.forwarded_for,
+            method: method.clone(),
+            path: pre.path,
+            version: pre.version,
+            host: pre.host,
+            tls: ctx.tls,
+            request_size: bytes_in,
+            status,
+            response_size: content_length(resp.headers()),
+            router: seen.router_name.clone(),
+            service: seen.service_name.clone(),
+            server_url: upstream.map(|u| u.url.clone()),
+            origin_status: upstream.map(|u| u.status),
+            retries,
+            count: pre.count,
+            headers: pre.headers,
+        });
+    }
 }
 
 async fn route_and_forward(
     req: Request<Incoming>,
     ctx: &ConnCtx,
+    mut seen: Option<&mut Seen>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let table = ctx.shared.store.load_full();
     let ep = table
         .entry_point(ctx.entry_point)
         .ok_or(ProxyError::NoRoute)?;
+    if let Some(seen) = seen.as_deref_mut() {
+        seen.entry_point = ep.stats.clone();
+    }
     let raw_host = match req.uri().authority() {
         Some(a) => a.as_str(),
         None => match req.headers().get(header::HOST) {
@@ -138,6 +296,16 @@ async fn route_and_forward(
     };
     drop(host);
     let service = route.service;
+    if let Some(seen) = seen.as_deref_mut() {
+        let svc = table.services.get(service);
+        seen.internal = matches!(svc.map(|s| &s.kind), Some(ServiceKind::Internal(_)));
+        seen.router = route.stats.clone();
+        seen.service = svc.and_then(|s| s.stats.clone());
+        if ctx.shared.admin.access_logger.is_some() {
+            seen.router_name = Some(route.name.clone());
+            seen.service_name = svc.map(|s| s.name.clone());
+        }
+    }
     // Routes with middlewares run their chain around the service; the others pay one branch.
     if let Some(chain) = &route.middlewares {
         let cx = crate::middleware::Cx {
@@ -145,12 +313,16 @@ async fn route_and_forward(
             table: &table,
             service,
         };
-        return chain.run(req.map(ClientBody::Incoming), &cx).await;
+        let mut req = req.map(ClientBody::Incoming);
+        if !ctx.trusted {
+            crate::middleware::strip_forwarded(req.headers_mut());
+        }
+        return chain.run(req, &cx).await;
     }
     if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
         return Ok(crate::admin::serve(*kind, &req, &table, &ctx.shared.admin));
     }
-    forward(req.map(ClientBody::Incoming), &table, service, ctx).await
+    forward(req.map(ClientBody::Incoming), &table, service, ctx, false).await
 }
 
 /// Serves a request with service `service`: an internal service answers itself, any other is forwarded.
@@ -176,7 +348,9 @@ pub(crate) async fn serve_service(
             )),
         };
     }
-    forward(req, table, service, ctx).await
+    // The chain's entry removed untrusted `X-Forwarded-*` before any middleware ran (as Traefik's
+    // entrypoint does), so what is left — or what a middleware added — is kept.
+    forward(req, table, service, ctx, true).await
 }
 
 /// Set-Cookie values chosen while picking (a weighted service and its child may each set one).
@@ -282,6 +456,7 @@ async fn forward(
     table: &RoutingTable,
     service: usize,
     ctx: &ConnCtx,
+    sanitized: bool,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let now = now_ms();
     let mut cookies = Cookies::default();
@@ -307,7 +482,7 @@ async fn forward(
         &mut parts.headers,
         &ForwardInfo {
             client_ip: &ctx.client_ip_header,
-            trusted: ctx.trusted,
+            trusted: ctx.trusted || sanitized,
             proto,
             port: &ctx.port_header,
             server: &ctx.shared.server_name,
@@ -340,7 +515,7 @@ async fn forward(
     let mut attempt_lb = lb;
     let mut attempt_idx = idx;
     let mut attempt_parts = parts;
-    let mut attempts = 0;
+    let mut attempts: u32 = 0;
     let mut resp = loop {
         attempts += 1;
         let server = &attempt_lb.servers[attempt_idx];
@@ -398,6 +573,10 @@ async fn forward(
                 if std::ptr::eq(next_lb, attempt_lb) && next_idx == attempt_idx {
                     return Err(e);
                 }
+                if let Some(st) = table.services.get(service).and_then(|s| s.stats.as_ref()) {
+                    st.retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 cookies = retry_cookies;
                 attempt_lb = next_lb;
                 attempt_idx = next_idx;
@@ -407,6 +586,16 @@ async fn forward(
         }
     };
 
+    if ctx.shared.admin.access_logger.is_some() {
+        if let Some(server) = attempt_lb.servers.get(attempt_idx) {
+            let status = resp.status().as_u16();
+            resp.extensions_mut().insert(Upstream {
+                url: server.url.clone(),
+                retries: attempts.saturating_sub(1),
+                status,
+            });
+        }
+    }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
