@@ -342,7 +342,7 @@ measure() {
     local dur_s warm_s
     dur_s=$(python3 -c "import re,sys;s='$DURATION_RUN';m=re.fullmatch(r'([\d.]+)(ms|s|m)?',s);v=float(m[1]);print(v/1000 if m[2]=='ms' else v*60 if m[2]=='m' else v)")
     warm_s=$(python3 -c "import re;m=re.fullmatch(r'([\d.]+)(ms|s)?','$WARMUP');print(float(m[1])/(1000 if m[2]=='ms' else 1))")
-    echo "$LOAD $* --warmup $WARMUP -d $DURATION_RUN --json <file>" >>"$WORK/commands.txt"
+    { printf '%q ' "$LOAD" "$@"; echo "--warmup $WARMUP -d $DURATION_RUN --json <file>"; } >>"$WORK/commands.txt"
     timeout $((${dur_s%.*} + ${warm_s%.*} + 60)) "$LOAD" "$@" --warmup "$WARMUP" -d "$DURATION_RUN" --json "$json" \
         >"$WORK/run-$scenario-$proxy-$rep.txt" 2>&1 &
     local lp=$! c0="" c1 rss=0 r
@@ -352,11 +352,13 @@ measure() {
         if [ -n "$pid" ]; then r=$(rss_kib "$pid"); [ "$r" -gt "$rss" ] && rss=$r; fi
         sleep 0.5
     done
+    local load1
+    load1=$(cut -d' ' -f1 /proc/loadavg)
     wait "$lp" || log "load exited non-zero for $scenario/$proxy (see $WORK/run-$scenario-$proxy-$rep.txt)"
     [ -n "$pid" ] && c1=$(cpu_ticks "$pid") || c1=""
-    python3 - "$json" "$scenario" "$proxy" "$rep" "${c0:-}" "${c1:-}" "$rss" >>"$RAW" <<'EOF'
+    python3 - "$json" "$scenario" "$proxy" "$rep" "${c0:-}" "${c1:-}" "$rss" "$load1" >>"$RAW" <<'EOF'
 import json, sys
-path, scenario, proxy, rep, c0, c1, rss = sys.argv[1:]
+path, scenario, proxy, rep, c0, c1, rss, load1 = sys.argv[1:]
 r = json.load(open(path))
 cpu_us = None
 if c0 and c1 and r["requests"]:
@@ -368,6 +370,7 @@ print(json.dumps({
     "rss_mib": int(rss) / 1024 if int(rss) else None,
     "errors": e["connect"] + e["read"] + e["write"] + e["timeout"] + e["non_2xx"],
     "harness_cpu_share": r["harness_cpu"]["share_of_one_core"], "requests": r["requests"],
+    "loadavg": float(load1),
 }))
 EOF
     log "$scenario $proxy rep $rep: $(awk '/Requests\/sec/ {print $2}' "$WORK/run-$scenario-$proxy-$rep.txt") req/s"
@@ -497,7 +500,7 @@ scenario_scale() {
 report() {
     local machine versions
     machine="$(lscpu 2>/dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
-    versions="swarmgate $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src || echo '+dirty'), $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), Caddy $(caddy version | awk '{print $1}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}'), h2load $(h2load --version | awk '{print $2}')"
+    versions="swarmgate ${SWARMGATE_REV:-$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src || echo '+dirty')}, $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), Caddy $(caddy version | awk '{print $1}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}'), h2load $(h2load --version | awk '{print $2}')"
     python3 "$ROOT/benches/report.py" "$RAW" "$OUT" "$machine" "$versions" "$WORK" "$*"
     log "wrote $OUT (raw runs: $RAW)"
 }

@@ -115,6 +115,11 @@ with open(out, "w") as f:
     if share:
         f.write(f"- Load generator CPU: median {statistics.median(share) * 100:.0f} % of one core "
                 f"(max {max(share) * 100:.0f} %).\n")
+    loads = [r["loadavg"] for r in runs if r.get("loadavg") is not None]
+    if loads:
+        f.write(f"- Machine load (1-min load average during the runs, includes this benchmark's own ~4-5): median "
+                f"{statistics.median(loads):.1f}, max {max(loads):.1f}. Other work on the machine skews a run; "
+                "interleaving and medians reduce that.\n")
     f.write("\n")
     f.write("\n".join(lines) + "\n\n")
     f.write("Columns: req/s and latency from the load generator (p50/p99 of requests completed in the window); "
