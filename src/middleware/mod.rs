@@ -467,6 +467,26 @@ pub fn failure_response(e: &ProxyError) -> Response<ProxyBody> {
     r
 }
 
+/// `X-Forwarded-*` and `X-Real-Ip`, which only trusted peers may set.
+const FORWARDED: [&str; 8] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-real-ip",
+];
+
+/// Removes the forwarded headers an untrusted client sent, before the chain runs (Traefik's entrypoint
+/// does this before any middleware), so that middlewares such as `stripPrefix` can add their own.
+pub fn strip_forwarded(headers: &mut http::HeaderMap) {
+    for h in FORWARDED {
+        headers.remove(h);
+    }
+}
+
 /// A short plain-text answer (`401 Unauthorized\n` style bodies, as Traefik writes them).
 pub fn text_response(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::full(body));

@@ -296,7 +296,7 @@ async fn route_and_forward(
     };
     drop(host);
     let service = route.service;
-    if let Some(seen) = seen.as_deref_mut() {
+    if let Some(seen) = seen {
         let svc = table.services.get(service);
         seen.internal = matches!(svc.map(|s| &s.kind), Some(ServiceKind::Internal(_)));
         seen.router = route.stats.clone();
