@@ -338,11 +338,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// Sets `X-Forwarded-*` and `X-Real-Ip` as Traefik does: untrusted peers' values are removed first; then
 /// `X-Forwarded-For` gets the client IP appended, and the others are set when absent.
 pub fn set_forwarded(headers: &mut HeaderMap, f: &ForwardInfo<'_>) {
-    if !f.trusted {
+    // Untrusted peers' values go; scan the names once (no hashing) and remove only if one is present.
+    if !f.trusted && headers.keys().any(|n| X_FORWARDED.contains(n)) {
         for h in &X_FORWARDED {
             headers.remove(h);
         }
     }
+    // Up to six names are added below: grow the map once rather than on each insert.
+    headers.reserve(6);
     let xff = X_FORWARDED_FOR;
     let prev = if f.trusted { headers.get(&xff) } else { None };
     let joined = match prev {
