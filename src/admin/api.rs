@@ -225,7 +225,7 @@ pub fn services(table: &RoutingTable) -> Vec<Value> {
             used_by.entry(s.as_str()).or_default().push(router.as_str());
         }
     }
-    raw_items(&table.input.providers, |c| {
+    let mut out: Vec<Value> = raw_items(&table.input.providers, |c| {
         c.http
             .services
             .iter()
@@ -273,7 +273,28 @@ pub fn services(table: &RoutingTable) -> Vec<Value> {
         }
         v
     })
-    .collect()
+    .collect();
+    out.extend(internal_services(table, &used_by));
+    out
+}
+
+/// Internal services as Traefik lists them (`api@internal`, `noop@internal`, …): no type, status enabled.
+fn internal_services(
+    table: &RoutingTable,
+    used_by: &std::collections::BTreeMap<&str, Vec<&str>>,
+) -> Vec<Value> {
+    table
+        .services
+        .iter()
+        .filter(|s| matches!(s.kind, ServiceKind::Internal(_)))
+        .map(|s| {
+            let mut v = json!({ "name": &*s.name, "provider": "internal", "status": "enabled" });
+            if let Some(users) = used_by.get(&*s.name) {
+                v["usedBy"] = json!(users);
+            }
+            v
+        })
+        .collect()
 }
 
 /// Middlewares with their status and users.
