@@ -271,6 +271,8 @@ pub struct Acme {
     challenges: Arc<StoredChallenges>,
     files: BTreeMap<PathBuf, FileState>,
     timing: ManagerTiming,
+    /// This replica's id in lock files.
+    owner: String,
 }
 
 /// What the application wires: the `acme` provider feed and the challenge answers for the data plane.
@@ -339,6 +341,7 @@ pub fn prepare_with(
         challenges,
         files,
         timing,
+        owner: cluster::replica_id(),
     };
     acme.log_expiry();
     Ok(Some(acme))
@@ -598,14 +601,17 @@ impl Acme {
         tx: watch::Sender<Snapshot>,
         cancel: CancellationToken,
     ) {
-        let owner = cluster::replica_id();
+        let owner = self.owner.clone();
         let mut retries: HashMap<(String, Vec<String>), Retry> = HashMap::new();
         let mut accounts: HashMap<String, instant_acme::Account> = HashMap::new();
-        let ari: HashMap<String, SystemTime> = HashMap::new();
+        let mut ari: HashMap<String, SystemTime> = HashMap::new();
+        let mut ari_next: HashMap<String, tokio::time::Instant> = HashMap::new();
         loop {
             if self.refresh() {
                 self.publish(&tx);
             }
+            self.refresh_ari(&mut accounts, &mut ari, &mut ari_next)
+                .await;
             let want = wanted.borrow_and_update().clone();
             let now = SystemTime::now();
             let mut due: Option<Work> = None;
@@ -688,6 +694,128 @@ impl Acme {
         }
     }
 
+    /// ARI (RFC 9773): for each stored certificate of a resolver that has an account, fetches the CA's
+    /// suggested renewal window when the cached one is due (Retry-After, clamped to [1 min, 24 h]) and keeps
+    /// a uniformly random point of it. A CA without `renewalInfo` is asked once per resolver and run.
+    async fn refresh_ari(
+        &mut self,
+        accounts: &mut HashMap<String, instant_acme::Account>,
+        ari: &mut HashMap<String, SystemTime>,
+        ari_next: &mut HashMap<String, tokio::time::Instant>,
+    ) {
+        let now = tokio::time::Instant::now();
+        for r in self.resolvers.clone() {
+            if ari_next
+                .get(&format!("resolver:{}", r.name))
+                .is_some_and(|t| *t > now)
+            {
+                continue;
+            }
+            let ids: Vec<String> = self
+                .files
+                .get(&r.storage)
+                .and_then(|f| f.data.resolvers.get(&r.name))
+                .map(|d| {
+                    d.certificates
+                        .iter()
+                        .filter_map(|c| renewal::cert_info(&c.certificate.0).ok()?.ari_id)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let due: Vec<String> = ids
+                .into_iter()
+                .filter(|id| ari_next.get(id).is_none_or(|t| *t <= now))
+                .collect();
+            if due.is_empty() {
+                continue;
+            }
+            let account = match self.account_for(&r, accounts, false).await {
+                Ok(Some(a)) => a,
+                _ => continue,
+            };
+            for id in due {
+                let Some(cid) = parse_ari_id(&id) else {
+                    continue;
+                };
+                match account.renewal_info(&cid).await {
+                    Ok((info, retry)) => {
+                        let at =
+                            |t: i64| std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+                        let start = at(info.suggested_window.start.unix_timestamp());
+                        let end = at(info.suggested_window.end.unix_timestamp());
+                        let point = renewal::ari_point(start, end, fastrand::f64());
+                        tracing::debug!(resolver = %r.name, cert = %id, "ARI renewal point {}", renewal::rfc3339(point));
+                        ari.insert(id.clone(), point);
+                        let wait =
+                            retry.clamp(Duration::from_secs(60), Duration::from_secs(86_400));
+                        ari_next.insert(id, now + wait);
+                    }
+                    Err(instant_acme::Error::Unsupported(_)) => {
+                        tracing::debug!(resolver = %r.name, "the CA offers no ARI (renewalInfo); one-third rule only");
+                        ari_next.insert(
+                            format!("resolver:{}", r.name),
+                            now + Duration::from_secs(86_400),
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(resolver = %r.name, cert = %id, "ARI renewalInfo failed: {e}");
+                        ari_next.insert(id, now + Duration::from_secs(3600));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The resolver's account: cached, else restored from storage, else (when `create`) registered and
+    /// stored. `Ok(None)` when none is stored and `create` is false.
+    async fn account_for(
+        &mut self,
+        r: &ResolverSettings,
+        accounts: &mut HashMap<String, instant_acme::Account>,
+        create: bool,
+    ) -> Result<Option<instant_acme::Account>, order::OrderError> {
+        if let Some(a) = accounts.get(&r.name) {
+            return Ok(Some(a.clone()));
+        }
+        let stored = self
+            .files
+            .get(&r.storage)
+            .and_then(|f| f.data.resolvers.get(&r.name))
+            .and_then(|d| d.swarmgate_account.clone());
+        if stored.is_none() && !create {
+            return Ok(None);
+        }
+        let http = self.http(r)?;
+        let eab = r.eab.as_ref().map(|(k, h)| (k.as_str(), h.as_slice()));
+        let settings = order::AccountSettings {
+            directory: &r.directory,
+            email: &r.email,
+            eab,
+        };
+        if !create && stored.as_ref().is_some_and(|st| st.key_type != "P256") {
+            return Ok(None);
+        }
+        let (acct, new) = order::account(&http, stored.as_ref(), &settings).await?;
+        if let Some(new) = new {
+            self.update(r, &self.owner.clone(), &CancellationToken::new(), |d| {
+                d.swarmgate_account = Some(new.clone())
+            })
+            .await?;
+        }
+        accounts.insert(r.name.clone(), acct.clone());
+        Ok(Some(acct))
+    }
+
+    fn http(&self, r: &ResolverSettings) -> Result<AcmeHttp, order::OrderError> {
+        AcmeHttp::new(
+            order::root_store(&r.ca_files, r.ca_system).map_err(order::OrderError::Account)?,
+            r.ca_server_name.clone(),
+            r.client_timeout,
+        )
+        .map_err(order::OrderError::Account)
+    }
+
     async fn execute(
         &mut self,
         work: &Work,
@@ -728,32 +856,9 @@ impl Acme {
             tracing::info!(resolver = %r.name, domains = ?names, "certificate already obtained by another replica");
             return Ok(Outcome::Done);
         }
-        let http = AcmeHttp::new(
-            order::root_store(&r.ca_files, r.ca_system).map_err(order::OrderError::Account)?,
-            r.ca_server_name.clone(),
-            r.client_timeout,
-        )
-        .map_err(order::OrderError::Account)?;
-        let account = match accounts.get(&r.name) {
-            Some(a) => a.clone(),
-            None => {
-                let stored = data.and_then(|d| d.swarmgate_account.clone());
-                let eab = r.eab.as_ref().map(|(k, h)| (k.as_str(), h.as_slice()));
-                let settings = order::AccountSettings {
-                    directory: &r.directory,
-                    email: &r.email,
-                    eab,
-                };
-                let (acct, new) = order::account(&http, stored.as_ref(), &settings).await?;
-                if let Some(new) = new {
-                    self.update(&r, owner, cancel, |d| {
-                        d.swarmgate_account = Some(new.clone())
-                    })
-                    .await?;
-                }
-                accounts.insert(r.name.clone(), acct.clone());
-                acct
-            }
+        let account = match self.account_for(&r, accounts, true).await? {
+            Some(a) => a,
+            None => return Err(order::OrderError::Account("no account".into())),
         };
         let replaces = match work {
             Work::Renew { ari: Some(id), .. } => parse_ari_id(id),
