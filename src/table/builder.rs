@@ -339,8 +339,8 @@ fn item_diff(
                 );
                 field(
                     "priority",
-                    format!("{:?}", o.priority),
-                    format!("{:?}", st.priority),
+                    o.priority.map(|p| p.to_string()).unwrap_or_default(),
+                    st.priority.map(|p| p.to_string()).unwrap_or_default(),
                 );
                 field("error", o.errors.join("; "), st.errors.join("; "));
                 d.changed.push((name.clone(), what));
