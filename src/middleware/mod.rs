@@ -4,6 +4,8 @@
 //! [`Middleware`] value, validating every option and naming the bad one in a [`MiddlewareError`]; the table
 //! compiler shares each built middleware by `Arc` across the routes that use it and flattens `chain`
 //! middlewares. A route without middlewares has no [`Chain`] at all, so its requests pay nothing here.
+//! Stateful middlewares (rateLimit, inFlightReq, circuitBreaker) whose name and configuration did not change
+//! are carried into the next table, so an unrelated container event does not reset their state.
 //!
 //! Hot path: [`Chain::run`] walks the steps in order. Most steps act on the request only (rewrite it, or
 //! answer it: redirects, auth, limits) and need no allocation or boxing; `headers` and `inFlightReq` also leave
@@ -99,8 +101,9 @@ pub struct BuildCx<'a> {
 
 /// What [`build`] produced.
 pub enum Built {
-    /// A middleware ready to run, with warnings (e.g. legacy options that have no effect).
-    Ready(Middleware, Vec<String>),
+    /// A middleware ready to run (possibly the previous table's, see [`build`]), with warnings (e.g.
+    /// legacy options that have no effect).
+    Ready(Arc<Middleware>, Vec<String>),
     /// A `chain`: the qualified names of its members, expanded by the table compiler.
     Chain(Vec<String>),
 }
@@ -196,10 +199,49 @@ pub fn kind_of(m: &dynamic::Middleware) -> Result<(&'static str, &Value), Middle
     }
 }
 
-/// Builds one middleware from its configuration. Pure apart from reading `usersFile` files; never panics on
-/// input. An error names the option (`redirectRegex.regex`) and the reason; the caller drops the middleware
-/// and disables the routers that use it.
+/// Stateful middlewares of live tables, by name and configuration: a rebuild of the table (any container
+/// event) keeps their state — rate-limit buckets, in-flight counts, breaker window — when their own
+/// configuration did not change. Weak references: the entry dies with the last table using it.
+/// Control plane only (table builds); never touched per request.
+static STATEFUL: std::sync::Mutex<Vec<(String, std::sync::Weak<Middleware>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn stateful_key(kind: &str, cx: &BuildCx<'_>, m: &dynamic::Middleware) -> Option<String> {
+    matches!(kind, "rateLimit" | "inFlightReq" | "circuitBreaker").then(|| {
+        format!(
+            "{}\n{}",
+            cx.name,
+            serde_json::to_string(&m.0).unwrap_or_default()
+        )
+    })
+}
+
+/// Builds one middleware from its configuration. Pure apart from reading `usersFile` files and reusing a
+/// live stateful middleware with the same name and configuration; never panics on input. An error names
+/// the option (`redirectRegex.regex`) and the reason; the caller drops the middleware and disables the
+/// routers that use it.
 pub fn build(m: &dynamic::Middleware, cx: &BuildCx<'_>) -> Result<Built, MiddlewareError> {
+    let (kind, _) = kind_of(m)?;
+    let Some(key) = stateful_key(kind, cx, m) else {
+        return build_new(m, cx);
+    };
+    let mut cache = STATEFUL.lock().unwrap_or_else(|e| e.into_inner());
+    cache.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(live) = cache
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(Built::Ready(live, Vec::new()));
+    }
+    let built = build_new(m, cx)?;
+    if let Built::Ready(mw, _) = &built {
+        cache.push((key, Arc::downgrade(mw)));
+    }
+    Ok(built)
+}
+
+fn build_new(m: &dynamic::Middleware, cx: &BuildCx<'_>) -> Result<Built, MiddlewareError> {
     let (kind, value) = kind_of(m)?;
     let mut warnings = Vec::new();
     let mw = match kind {
@@ -294,7 +336,7 @@ pub fn build(m: &dynamic::Middleware, cx: &BuildCx<'_>) -> Result<Built, Middlew
             ))
         }
     };
-    Ok(Built::Ready(mw, warnings))
+    Ok(Built::Ready(Arc::new(mw), warnings))
 }
 
 /// What a request step decided.
@@ -633,6 +675,81 @@ mod tests {
         let e = build(&m, &cx).err().expect("error");
         assert!(e.message.contains("sablier"), "{e}");
         assert!(e.message.contains("not supported"), "{e}");
+    }
+
+    fn mw(kind: &str, v: serde_json::Value) -> dynamic::Middleware {
+        dynamic::Middleware([(kind.to_string(), v)].into_iter().collect())
+    }
+
+    #[test]
+    fn label_style_lowercase_keys_and_text_values_build() {
+        let svc = |_: &str| None;
+        let cx = BuildCx {
+            name: "x@docker",
+            provider: "docker",
+            service_index: &svc,
+        };
+        for (kind, v) in [
+            (
+                "redirectscheme",
+                serde_json::json!({"scheme": "https", "permanent": "true"}),
+            ),
+            (
+                "basicauth",
+                serde_json::json!({"users": "admin:$apr1$r31....$ngBPjzVkLtPf/sLj.RKiN/"}),
+            ),
+            (
+                "stripprefix",
+                serde_json::json!({"prefixes": "/a,/b", "forceslash": "false"}),
+            ),
+            (
+                "ratelimit",
+                serde_json::json!({"average": "100", "burst": "50", "sourcecriterion": {"ipstrategy": {"depth": "1"}}}),
+            ),
+            ("compress", serde_json::json!("true")),
+            (
+                "headers",
+                serde_json::json!({"stsseconds": "315360000", "customresponseheaders": {"X-A": ""}}),
+            ),
+        ] {
+            assert!(
+                matches!(build(&mw(kind, v), &cx), Ok(Built::Ready(..))),
+                "{kind}"
+            );
+        }
+        let chain = build(
+            &mw("chain", serde_json::json!({"middlewares": "a,b@file"})),
+            &cx,
+        );
+        match chain {
+            Ok(Built::Chain(names)) => assert_eq!(names, vec!["a@docker", "b@file"]),
+            _ => panic!("chain"),
+        }
+    }
+
+    #[test]
+    fn stateful_middlewares_survive_a_rebuild_with_the_same_config() {
+        let svc = |_: &str| None;
+        let cx = BuildCx {
+            name: "keep@file",
+            provider: "file",
+            service_index: &svc,
+        };
+        let m = mw("rateLimit", serde_json::json!({"average": 5}));
+        let first = match build(&m, &cx) {
+            Ok(Built::Ready(a, _)) => a,
+            _ => panic!("build"),
+        };
+        let again = match build(&m, &cx) {
+            Ok(Built::Ready(a, _)) => a,
+            _ => panic!("build"),
+        };
+        assert!(Arc::ptr_eq(&first, &again), "same config: state kept");
+        let changed = match build(&mw("rateLimit", serde_json::json!({"average": 6})), &cx) {
+            Ok(Built::Ready(a, _)) => a,
+            _ => panic!("build"),
+        };
+        assert!(!Arc::ptr_eq(&first, &changed), "new config: new state");
     }
 
     #[test]

@@ -233,7 +233,7 @@ pub fn compile(
                     } else {
                         "warning"
                     };
-                    (MwState::Ready(Arc::new(mw)), (st, warnings))
+                    (MwState::Ready(mw), (st, warnings))
                 }
                 Ok(middleware::Built::Chain(names)) => {
                     (MwState::Chain(names), ("enabled", Vec::new()))
