@@ -170,9 +170,14 @@ async fn session(
                     tracing::debug!(provider = name, kind = %kind, action = %action, id = %id, "docker event");
                     let now = tokio::time::Instant::now();
                     if kind == "container" && matches!(action.as_str(), "kill" | "stop" | "die") {
-                        state.stopping.insert(id.clone(), Instant::now());
-                        if let Some(task) = attrs.get("com.docker.swarm.task.id") {
-                            state.stopping.insert(task.clone(), Instant::now());
+                        // `docker kill -s HUP` (a reload) must not take a container out of rotation: only
+                        // terminating signals mark it. Swarm tasks being stopped are dropped anyway by the
+                        // immediate re-read, which sees their desired state `shutdown`.
+                        if action != "kill" || attrs.get("signal").is_some_and(|s| is_terminating(s)) {
+                            state.stopping.insert(id.clone(), Instant::now());
+                            if let Some(task) = attrs.get("com.docker.swarm.task.id") {
+                                state.stopping.insert(task.clone(), Instant::now());
+                            }
                         }
                         due = Some(now);
                     } else {
@@ -195,6 +200,15 @@ async fn session(
             }
         }
     }
+}
+
+/// Whether a `kill` event's signal (number or name) ends the process: TERM, KILL, INT or QUIT.
+fn is_terminating(signal: &str) -> bool {
+    let s = signal.trim().trim_start_matches("SIG").to_ascii_uppercase();
+    matches!(
+        s.as_str(),
+        "15" | "9" | "2" | "3" | "TERM" | "KILL" | "INT" | "QUIT"
+    )
 }
 
 /// Reads everything once and publishes the snapshot if it changed; logs new problems once.
@@ -294,5 +308,20 @@ async fn self_networks(client: &DockerClient) -> BTreeSet<String> {
             .flat_map(|(name, ep)| [Some(name), ep.network_id].into_iter().flatten())
             .collect(),
         Err(_) => BTreeSet::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_terminating_signals_mark_a_container_stopping() {
+        for s in ["15", "9", "SIGTERM", "TERM", "2", "3"] {
+            assert!(is_terminating(s), "{s}");
+        }
+        for s in ["1", "SIGHUP", "10", "USR1", "23", ""] {
+            assert!(!is_terminating(s), "{s}");
+        }
     }
 }
