@@ -104,7 +104,7 @@ impl RequestStats {
 
     fn render(&self, out: &mut String, prefix: &str, label: &str, value: &str) {
         let value = escape(value);
-        for m in 0..METHODS.len() {
+        for (m, method) in METHODS.iter().enumerate() {
             for c in 0..SLOTS {
                 let n = self.counts[m * SLOTS + c].load(Ordering::Relaxed);
                 if n > 0 {
@@ -112,7 +112,7 @@ impl RequestStats {
                         out,
                         "{prefix}_requests_total{{code=\"{}\",method=\"{}\",protocol=\"http\",{label}=\"{value}\"}} {n}",
                         code_label(c),
-                        METHODS[m]
+                        method
                     );
                 }
             }

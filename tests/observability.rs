@@ -274,3 +274,40 @@ async fn access_log_lines_in_common_and_json_formats() {
         }
     }
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_file_provider_without_watch() {
+    let a = Backend::start("a").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("dynamic.yml");
+    let cfg = |host: &str| {
+        format!(
+            "http:\n  routers:\n    app:\n      rule: Host(`{host}`)\n      service: app\n  services:\n    app:\n      loadBalancer:\n        servers:\n          - url: {}\n",
+            a.url
+        )
+    };
+    std::fs::write(&file, cfg("one.test")).expect("write");
+    let args = vec![
+        "--entrypoints.web.address=127.0.0.1:0".to_string(),
+        format!("--providers.file.filename={}", file.display()),
+        "--providers.providersThrottleDuration=10ms".to_string(),
+    ];
+    let gate = Gate::start_in(dir, &args, 1);
+    assert!(
+        gate.wait_log("swarmgate started", Duration::from_secs(5)),
+        "startup summary line\n{}",
+        gate.logs()
+    );
+    let web = gate.web();
+    assert_eq!(get(web, "one.test", "/").await.status, 200);
+    write_atomic(&gate.dir.path().join("dynamic.yml"), &cfg("two.test"));
+    // Without watch, nothing changes until SIGHUP.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(web, "two.test", "/").await.status, 404);
+    gate.signal("HUP");
+    let reloaded = poll_until(Duration::from_secs(5), || async {
+        get(web, "two.test", "/").await.status == 200
+    })
+    .await;
+    assert!(reloaded, "SIGHUP must re-read the file\n{}", gate.logs());
+}

@@ -254,7 +254,7 @@ pub fn services(table: &RoutingTable) -> Vec<Value> {
             if let Some(users) = used_by.get(name.as_str()) {
                 m.insert("usedBy".into(), json!(users));
             }
-            if let Some(rt) = table.services.iter().find(|s| &*s.name == name) {
+            if let Some(rt) = table.services.iter().find(|s| *s.name == *name) {
                 if let ServiceKind::LoadBalancer(lb) = &rt.kind {
                     let now = crate::balance::health::now_ms();
                     let servers: Map<String, Value> = lb
