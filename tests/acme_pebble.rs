@@ -76,14 +76,22 @@ fn gate(
             storage.display()
         ),
         format!("--certificatesresolvers.le.acme.caserver={ca_server}"),
-        format!(
-            "--certificatesresolvers.le.acme.cacertificates={}",
-            ca_file.display()
-        ),
         "--certificatesresolvers.le.acme.keytype=EC256".to_string(),
         challenge.to_string(),
     ];
-    Gate::start_in(dir, &args, 2)
+    // TLS-ALPN-01 runs trust Pebble's API the lego way (LEGO_CA_CERTIFICATES, as Traefik users do);
+    // the others through Traefik v3's `acme.caCertificates`.
+    if challenge == TLSALPN01 {
+        let ca = ca_file.display().to_string();
+        Gate::start_in_env(dir, &args, 2, &[("LEGO_CA_CERTIFICATES", &ca)])
+    } else {
+        let mut args = args;
+        args.push(format!(
+            "--certificatesresolvers.le.acme.cacertificates={}",
+            ca_file.display()
+        ));
+        Gate::start_in(dir, &args, 2)
+    }
 }
 
 const HTTP01: &str = "--certificatesresolvers.le.acme.httpchallenge.entrypoint=web";

@@ -138,9 +138,20 @@ impl Gate {
 
     /// Starts swarmgate with `args` in `dir`, waiting until `expect_eps` entrypoints are listening.
     pub fn start_in(dir: tempfile::TempDir, args: &[String], expect_eps: usize) -> Gate {
+        Gate::start_in_env(dir, args, expect_eps, &[])
+    }
+
+    /// [`Gate::start_in`] with extra environment variables (e.g. `LEGO_CA_CERTIFICATES`).
+    pub fn start_in_env(
+        dir: tempfile::TempDir,
+        args: &[String],
+        expect_eps: usize,
+        env: &[(&str, &str)],
+    ) -> Gate {
         let mut child = Command::new(bin())
             .args(args)
             .current_dir(dir.path())
+            .envs(env.iter().copied())
             .env("SWARMGATE_LOG", "info")
             .env_remove("TRAEFIK_LOG_LEVEL")
             .stdout(Stdio::piped())
