@@ -443,8 +443,9 @@ pub async fn run(
     shared.tunnels.close();
     let drained = tokio::time::timeout(drain_grace, async {
         // The accept loops have ended and dropped their handles, so this is the last one.
-        if let Ok(g) = Arc::try_unwrap(graceful) {
-            g.shutdown().await;
+        match Arc::try_unwrap(graceful) {
+            Ok(g) => g.shutdown().await,
+            Err(_) => tracing::warn!("shutdown handle still shared; not waiting for connections"),
         }
         shared.tunnels.wait().await;
     })

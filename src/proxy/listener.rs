@@ -11,7 +11,7 @@ use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -88,7 +88,9 @@ pub async fn serve(
         let conn = Conn {
             builder: builder.clone(),
             shared: shared.clone(),
-            graceful: graceful.clone(),
+            // A watcher, not the shutdown handle: only the accept loops may hold that, so that the
+            // app can take it back and wait for connections once accepting has stopped.
+            watcher: graceful.watcher(),
             index: ep.index,
             trusted: ep.trusted.trusts(canonical_ip(peer.ip())),
             handshake_timeout: ep
@@ -107,7 +109,7 @@ pub async fn serve(
 struct Conn {
     builder: auto::Builder<TokioExecutor>,
     shared: Arc<Shared>,
-    graceful: Arc<GracefulShutdown>,
+    watcher: Watcher,
     index: usize,
     trusted: bool,
     handshake_timeout: Duration,
@@ -174,6 +176,6 @@ impl Conn {
             .builder
             .serve_connection_with_upgrades(io, svc)
             .into_owned();
-        let _ = self.graceful.watch(conn).await;
+        let _ = self.watcher.watch(conn).await;
     }
 }
