@@ -602,6 +602,7 @@ impl Acme {
         cancel: CancellationToken,
     ) {
         let owner = self.owner.clone();
+        let mut builder_alive = true;
         let mut retries: HashMap<(String, Vec<String>), Retry> = HashMap::new();
         let mut accounts: HashMap<String, instant_acme::Account> = HashMap::new();
         let mut ari: HashMap<String, SystemTime> = HashMap::new();
@@ -683,10 +684,10 @@ impl Acme {
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = wanted.changed() => {
+                r = wanted.changed(), if builder_alive => {
                     if r.is_err() {
-                        // The builder is gone: keep renewing what is stored.
-                        wanted = watch::channel(want.clone()).1;
+                        // The builder is gone: keep renewing what is stored, woken by the timer only.
+                        builder_alive = false;
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => {}
