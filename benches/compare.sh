@@ -370,7 +370,7 @@ print(json.dumps({
     "rss_mib": int(rss) / 1024 if int(rss) else None,
     "errors": e["connect"] + e["read"] + e["write"] + e["timeout"] + e["non_2xx"],
     "harness_cpu_share": r["harness_cpu"]["share_of_one_core"], "requests": r["requests"],
-    "loadavg": float(load1),
+    "loadavg": float(load1), "tls_handshakes": r.get("tls_handshakes"),
 }))
 EOF
     log "$scenario $proxy rep $rep: $(awk '/Requests\/sec/ {print $2}' "$WORK/run-$scenario-$proxy-$rep.txt") req/s"

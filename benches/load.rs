@@ -280,6 +280,9 @@ struct Stats {
     read: u64,
     write: u64,
     timeout: u64,
+    /// TLS handshakes in the window: full and resumed (proof that `--no-resume` / resumption did what it says).
+    tls_full: u64,
+    tls_resumed: u64,
     hist: Histogram<u64>,
 }
 
@@ -293,6 +296,8 @@ impl Stats {
             read: 0,
             write: 0,
             timeout: 0,
+            tls_full: 0,
+            tls_resumed: 0,
             hist: Histogram::new_with_bounds(1, HIST_MAX_US, 3)
                 .expect("histogram bounds are valid"),
         }
@@ -308,6 +313,8 @@ impl Stats {
         self.read += o.read;
         self.write += o.write;
         self.timeout += o.timeout;
+        self.tls_full += o.tls_full;
+        self.tls_resumed += o.tls_resumed;
         self.hist.add(&o.hist).expect("same histogram bounds");
     }
 
@@ -355,6 +362,17 @@ impl Local {
         s.status[usize::from(status / 100).min(5)] += 1;
         let us = u64::try_from(done.saturating_duration_since(due).as_micros()).unwrap_or(u64::MAX);
         s.hist.saturating_record(us.clamp(1, HIST_MAX_US));
+    }
+
+    fn record_handshake(&self, kind: Option<rustls::HandshakeKind>) {
+        if !self.in_window(Instant::now()) {
+            return;
+        }
+        let mut s = self.stats.borrow_mut();
+        match kind {
+            Some(rustls::HandshakeKind::Resumed) => s.tls_resumed += 1,
+            _ => s.tls_full += 1,
+        }
     }
 
     fn record_err(&self, e: ReqError) {
@@ -680,6 +698,7 @@ async fn h1_slot(local: Rc<Local>, slot: usize) {
         if let Some((connector, name)) = &plan.tls {
             match tokio::time::timeout(timeout, connector.connect(name.clone(), tcp)).await {
                 Ok(Ok(tls)) => {
+                    local.record_handshake(tls.get_ref().1.handshake_kind());
                     if !run_h1(&local, &plan, &mut sched, H1::new(tls), due, slot).await {
                         return;
                     }
@@ -773,6 +792,7 @@ async fn h2_slot(local: Rc<Local>, slot: usize) {
                         .connect(name.clone(), tcp)
                         .await
                         .map_err(|_| ReqError::Connect)?;
+                    local.record_handshake(tls.get_ref().1.handshake_kind());
                     let (tx, conn) = builder
                         .handshake(TokioIo::new(tls))
                         .await
@@ -1206,6 +1226,13 @@ fn main() {
             total.connect, total.read, total.write, total.timeout
         );
     }
+    if total.tls_full + total.tls_resumed > 0 {
+        let _ = writeln!(
+            out,
+            "  TLS handshakes: {} full, {} resumed",
+            total.tls_full, total.tls_resumed
+        );
+    }
     if total.non_2xx() > 0 {
         let _ = writeln!(
             out,
@@ -1272,6 +1299,7 @@ fn main() {
                 "non_2xx": total.non_2xx(),
             },
             "status": { "1xx": total.status[1], "2xx": total.status[2], "3xx": total.status[3], "4xx": total.status[4], "5xx": total.status[5] },
+            "tls_handshakes": { "full": total.tls_full, "resumed": total.tls_resumed },
             "harness_cpu": { "user_s": u, "sys_s": s, "wall_s": wall, "share_of_one_core": (u + s) / wall, "cores": ncpu },
         });
         let text = serde_json::to_string_pretty(&json).expect("JSON of plain values");

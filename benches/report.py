@@ -127,6 +127,13 @@ with open(out, "w") as f:
             "(scale rows: against the same proxy with 1 replica); proxy CPU = utime+stime of the proxy's "
             "process tree over the measured window / requests; RSS = peak resident memory of the process tree "
             "sampled every 0.5 s; errors = connect+read+write+timeout+non-2xx over all repetitions.\n\n")
+    for s_ in ("tls-ka", "tls-resume", "tls-full"):
+        for p in PROXIES:
+            hs = [r["tls_handshakes"] for r in by.get((s_, p), []) if r.get("tls_handshakes")]
+            full = sum(h["full"] for h in hs)
+            resumed = sum(h["resumed"] for h in hs)
+            if full + resumed:
+                notes.append(f"{s_} {p}: {full:,} full and {resumed:,} resumed TLS handshakes (all repetitions)")
     if notes or h2load:
         f.write("Notes from the run:\n\n")
         for n in notes:
