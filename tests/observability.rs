@@ -311,3 +311,50 @@ async fn sighup_reloads_the_file_provider_without_watch() {
     .await;
     assert!(reloaded, "SIGHUP must re-read the file\n{}", gate.logs());
 }
+
+#[tokio::test]
+async fn certificates_in_the_api_and_their_expiry_in_metrics() {
+    let (cert, key) = support::self_signed(&["shop.example.com", "www.shop.example.com"]);
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("c.pem"), &cert).expect("write");
+    std::fs::write(dir.path().join("k.pem"), &key).expect("write");
+    let dynamic = format!(
+        "tls:\n  certificates:\n    - certFile: {}\n      keyFile: {}\nhttp: {{}}\n",
+        dir.path().join("c.pem").display(),
+        dir.path().join("k.pem").display()
+    );
+    let gate = Gate::with_dynamic(
+        &dynamic,
+        &[
+            "--api.insecure",
+            "--metrics.prometheus",
+            "--entrypoints.traefik.address=127.0.0.1:0",
+        ],
+    );
+    let admin = gate.ep("traefik");
+    let r = get(admin, "localhost", "/api/certificates").await;
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    let c = &v[0];
+    assert_eq!(
+        c["sans"],
+        serde_json::json!(["shop.example.com", "www.shop.example.com"]),
+        "{v}"
+    );
+    assert_eq!(c["status"], "enabled", "{v}");
+    for k in [
+        "name",
+        "notAfter",
+        "notBefore",
+        "serialNumber",
+        "certFingerprint",
+    ] {
+        assert!(c[k].as_str().is_some_and(|s| !s.is_empty()), "{k}: {v}");
+    }
+    let text = get(admin, "localhost", "/metrics").await.body;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("traefik_tls_certs_not_after{")
+                && l.contains("sans=\"shop.example.com,www.shop.example.com\"")),
+        "{text}"
+    );
+}

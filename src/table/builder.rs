@@ -87,6 +87,31 @@ impl TableBuilder {
         for issue in &compiled.issues {
             tracing::error!(generation = self.generation, "{issue}");
         }
+        if let (Some(m), Some(tls)) = (&self.ctx.metrics, &compiled.table.tls) {
+            // traefik_tls_certs_not_after{cn,serial,sans}: rebuilt per table, so removed certificates disappear.
+            m.tls_certs_not_after.reset();
+            for ck in tls.certs.certificates() {
+                let Some(leaf) = ck.cert.first() else {
+                    continue;
+                };
+                let Ok((_, x)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+                    continue;
+                };
+                let cn = x
+                    .subject()
+                    .iter_common_name()
+                    .next()
+                    .and_then(|a| a.as_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let serial = x.tbs_certificate.raw_serial_as_string();
+                let mut sans = crate::tls::certs::names(leaf);
+                sans.sort();
+                m.tls_certs_not_after
+                    .with_label_values(&[cn.as_str(), serial.as_str(), sans.join(",").as_str()])
+                    .set(x.validity().not_after.timestamp() as f64);
+            }
+        }
         let old = self.store.load_full();
         log_diff(&old, &compiled.table);
         if let Some(log) = &self.changes {
