@@ -550,13 +550,21 @@ async fn sigterm_lets_a_slow_request_finish() {
     let dynamic = format!("http:\n  routers:\n    r:\n      rule: Host(`slow.test`)\n      service: s\n  services:\n{}", lb("s", &[(&a.url, 1)]));
     let mut gate = Gate::with_dynamic(&dynamic, &[]);
     let addr = gate.web();
-    let slow = tokio::spawn(async move { get(addr, "slow.test", "/?wait=1500ms").await });
+    // One keep-alive connection: a fast request proves it is accepted and served, then the slow one.
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /fast HTTP/1.1\r\nHost: slow.test\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(read_response(&mut s).await.starts_with("HTTP/1.1 200"));
+    s.write_all(b"GET /?wait=1500ms HTTP/1.1\r\nHost: slow.test\r\n\r\n")
+        .await
+        .expect("write");
     // Let the request reach the backend, then ask for shutdown.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     gate.signal("TERM");
-    let r = slow.await.expect("join");
-    assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(r.backend(), Some("A"));
+    let slow = read_response(&mut s).await;
+    assert!(slow.starts_with("HTTP/1.1 200"), "{slow}");
+    assert!(slow.contains("Name: A"), "{slow}");
     let status = tokio::task::spawn_blocking(move || {
         let s = gate.wait_exit(Duration::from_secs(10));
         (s, gate.logs())
@@ -610,4 +618,36 @@ async fn https_backends_are_verified_against_root_cas() {
         get(insecure.web(), "tls.test", "/").await.status,
         StatusCode::OK
     );
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body from a raw stream (10 s per read).
+async fn read_response(s: &mut tokio::net::TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let len: usize = text[..head_end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if got.len() >= head_end + 4 + len {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("answer")
+            .expect("read");
+        assert!(
+            n > 0,
+            "connection closed before the response: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
 }
