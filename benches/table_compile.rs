@@ -68,6 +68,8 @@ fn ctx() -> CompileContext {
         }],
         default_syntax: Syntax::V3,
         tls: None,
+        internal: Vec::new(),
+        metrics: None,
     }
 }
 
@@ -78,6 +80,7 @@ fn bench(c: &mut Criterion) {
         let table = compiled.table;
         let host = format!("app{}.example.com", n - 1);
         let headers = HeaderMap::new();
+        let client_ip: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
                 let view = RequestView {
@@ -86,7 +89,7 @@ fn bench(c: &mut Criterion) {
                     query: None,
                     method: &Method::GET,
                     headers: &headers,
-                    client_ip: "127.0.0.1".parse().expect("ip"),
+                    client_ip,
                 };
                 let set = &table.entry_points[0].http;
                 black_box(set.find(&view).map(|r| r.service))
