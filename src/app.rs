@@ -352,7 +352,9 @@ pub async fn run(
     builder.set_change_log(admin.changes.clone());
     // ACME: stored certificates are in the first table; the manager follows the routers' wishes.
     if let Some(c) = acme.as_ref().and_then(|a| a.initial()) {
-        initial.providers.insert(crate::tls::acme::PROVIDER.into(), (*c).clone());
+        initial
+            .providers
+            .insert(crate::tls::acme::PROVIDER.into(), (*c).clone());
     }
     builder.apply(initial);
     if let Some(a) = acme {

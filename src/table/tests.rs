@@ -20,6 +20,8 @@ fn ctx(eps: &[(&str, bool)]) -> CompileContext {
             .collect(),
         default_syntax: Syntax::V3,
         tls: None,
+        internal: Vec::new(),
+        metrics: None,
     }
 }
 
