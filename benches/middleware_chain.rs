@@ -92,21 +92,37 @@ fn start_proxy(backend: SocketAddr) -> Proxy {
             format!("--providers.file.filename={}", file.display()),
         ])
         .env("SWARMGATE_LOG", "info")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn swarmgate");
-    let stderr = child.stderr.take().expect("stderr");
+    // The start-up line ("entrypoint web listening on …") may go to either stream.
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                if let Ok(a) = rest.trim().parse::<SocketAddr>() {
-                    let _ = tx.send(a);
+    let streams: Vec<Box<dyn std::io::Read + Send>> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for stream in streams {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    if let Ok(a) = rest.trim().parse::<SocketAddr>() {
+                        let _ = tx.send(a);
+                    }
                 }
             }
-        }
-    });
+        });
+    }
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("swarmgate did not start");
