@@ -8,12 +8,9 @@ use std::time::Duration;
 
 use support::{get, poll_until, write_atomic, Backend, Gate};
 
-/// A port that was free a moment ago (for flags that need a fixed address, like `healthcheck`'s).
+/// A port for flags that need a fixed address, like `healthcheck`'s (see `support::free_port`).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    support::free_port()
 }
 
 fn healthcheck(flags: &[String]) -> (i32, String) {

@@ -124,10 +124,9 @@ pub fn ensure_swarm() {
     );
 }
 
-/// A free TCP port on 127.0.0.1 (racy by nature; the caller publishes it right away).
+/// A free TCP port on 127.0.0.1, reserved for this test run (see [`super::free_port`]).
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    super::free_port()
 }
 
 /// The two test images.

@@ -540,3 +540,52 @@ pub fn self_signed(names: &[&str]) -> (String, String) {
             .expect("cert");
     (ck.cert.pem(), ck.signing_key.serialize_pem())
 }
+
+/// A loopback port for a test that must name its ports before the process that binds them starts
+/// (Pebble's validation ports, published container ports, `healthcheck`'s address).
+///
+/// Two races are avoided: ports are drawn below the kernel's ephemeral range (32768–60999 here), so no
+/// outgoing connection takes them meanwhile; and a port is reserved across every test process of the run
+/// by creating `$TMPDIR/swarmgate-test-ports/<port>` (atomic `mkdir`; reservations older than ten minutes
+/// are reused), so parallel tests never get the same one. The port is also checked to be bindable now.
+pub fn free_port() -> u16 {
+    let dir = std::env::temp_dir().join("swarmgate-test-ports");
+    let _ = std::fs::create_dir_all(&dir);
+    for _ in 0..10_000 {
+        let port = 20_000 + (fastrand_u16() % 12_000);
+        let mark = dir.join(port.to_string());
+        if std::fs::create_dir(&mark).is_err() {
+            let stale = std::fs::metadata(&mark)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|e| e > Duration::from_secs(600));
+            if !stale {
+                continue;
+            }
+            let _ = std::fs::remove_dir(&mark);
+            if std::fs::create_dir(&mark).is_err() {
+                continue;
+            }
+        }
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if tcp && udp {
+            return port;
+        }
+    }
+    panic!("no free loopback port found in 20000-31999");
+}
+
+fn fastrand_u16() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish() as u16
+}

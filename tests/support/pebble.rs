@@ -7,17 +7,14 @@
 //! signs issued certificates is fetched from the management API ([`Pebble::issuing_root`]). Ports are free
 //! loopback ports; both processes are killed on drop.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound then released).
+/// A free loopback port, reserved for this test run (see `support::free_port`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    crate::support::free_port()
 }
 
 /// Options of a Pebble run.
