@@ -282,15 +282,26 @@ impl BasicAuth {
                 .insert(header::WWW_AUTHENTICATE, self.challenge.clone());
             return Flow::Respond(r);
         };
-        if self.remove_header {
-            req.headers_mut().remove(header::AUTHORIZATION);
-        }
-        if let Some(h) = &self.header_field {
-            if let Ok(v) = HeaderValue::from_str(&user) {
-                req.headers_mut().insert(h.clone(), v);
-            }
-        }
+        authenticated(req, self.remove_header, self.header_field.as_ref(), &user);
         Flow::Next
+    }
+}
+
+/// What basicAuth and digestAuth do once a user is authenticated: drop `Authorization` when
+/// `removeHeader` is set, and pass the user name in `headerField` when one is configured.
+pub(crate) fn authenticated(
+    req: &mut Req,
+    remove_header: bool,
+    header_field: Option<&HeaderName>,
+    user: &str,
+) {
+    if remove_header {
+        req.headers_mut().remove(header::AUTHORIZATION);
+    }
+    if let Some(h) = header_field {
+        if let Ok(v) = HeaderValue::from_str(user) {
+            req.headers_mut().insert(h.clone(), v);
+        }
     }
 }
 

@@ -209,14 +209,12 @@ impl DigestAuth {
             }
             return Flow::Respond(r);
         };
-        if self.remove_header {
-            req.headers_mut().remove(header::AUTHORIZATION);
-        }
-        if let Some(h) = &self.header_field {
-            if let Ok(v) = HeaderValue::from_str(&user) {
-                req.headers_mut().insert(h.clone(), v);
-            }
-        }
+        super::basic_auth::authenticated(
+            req,
+            self.remove_header,
+            self.header_field.as_ref(),
+            &user,
+        );
         Flow::Next
     }
 }
