@@ -168,6 +168,9 @@ impl TableBuilder {
                 _ = shutdown.cancelled() => return,
             };
             if result.is_err() {
+                if shutdown.is_cancelled() {
+                    return; // providers stop with us; nothing to report
+                }
                 let idx = live[pos];
                 closed[idx] = true;
                 tracing::warn!(provider = %feeds[idx].name, "provider stopped; its last configuration is kept");
