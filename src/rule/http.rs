@@ -169,27 +169,8 @@ impl Matcher {
         match self {
             Matcher::Host(h) => Some(vec![&**h]),
             Matcher::Never => Some(Vec::new()),
-            Matcher::And(ms) => {
-                let mut acc: Option<Vec<&str>> = None;
-                for set in ms.iter().filter_map(Matcher::host_constraint) {
-                    acc = Some(match acc {
-                        None => set,
-                        Some(prev) => prev.into_iter().filter(|h| set.contains(h)).collect(),
-                    });
-                }
-                acc
-            }
-            Matcher::Or(ms) => {
-                let mut all: Vec<&str> = Vec::new();
-                for m in ms.iter() {
-                    for h in m.host_constraint()? {
-                        if !all.contains(&h) {
-                            all.push(h);
-                        }
-                    }
-                }
-                Some(all)
-            }
+            Matcher::And(ms) => super::and_constraint(ms.iter().map(Matcher::host_constraint)),
+            Matcher::Or(ms) => super::or_constraint(ms.iter().map(Matcher::host_constraint)),
             _ => None,
         }
     }

@@ -135,3 +135,29 @@ pub fn default_priority(rule: &str) -> usize {
 pub fn is_valid_routing_path(raw_path: &str) -> bool {
     encoding::routing_path_is_valid(raw_path)
 }
+
+/// Host (or SNI) sets a conjunction can only match: the intersection of its constrained operands
+/// (`None` when no operand constrains). Shared by HTTP `Host` and TCP `HostSNI` indexing.
+fn and_constraint<'a>(sets: impl Iterator<Item = Option<Vec<&'a str>>>) -> Option<Vec<&'a str>> {
+    let mut acc: Option<Vec<&str>> = None;
+    for set in sets.flatten() {
+        acc = Some(match acc {
+            None => set,
+            Some(prev) => prev.into_iter().filter(|h| set.contains(h)).collect(),
+        });
+    }
+    acc
+}
+
+/// Host (or SNI) sets a disjunction can only match: the union, or `None` when any operand is unconstrained.
+fn or_constraint<'a>(sets: impl Iterator<Item = Option<Vec<&'a str>>>) -> Option<Vec<&'a str>> {
+    let mut all: Vec<&str> = Vec::new();
+    for set in sets {
+        for h in set? {
+            if !all.contains(&h) {
+                all.push(h);
+            }
+        }
+    }
+    Some(all)
+}

@@ -54,27 +54,8 @@ impl TcpMatcher {
         match self {
             TcpMatcher::Sni(h) => Some(vec![&**h]),
             TcpMatcher::Never => Some(Vec::new()),
-            TcpMatcher::And(ms) => {
-                let mut acc: Option<Vec<&str>> = None;
-                for set in ms.iter().filter_map(TcpMatcher::sni_constraint) {
-                    acc = Some(match acc {
-                        None => set,
-                        Some(prev) => prev.into_iter().filter(|h| set.contains(h)).collect(),
-                    });
-                }
-                acc
-            }
-            TcpMatcher::Or(ms) => {
-                let mut all: Vec<&str> = Vec::new();
-                for m in ms.iter() {
-                    for h in m.sni_constraint()? {
-                        if !all.contains(&h) {
-                            all.push(h);
-                        }
-                    }
-                }
-                Some(all)
-            }
+            TcpMatcher::And(ms) => super::and_constraint(ms.iter().map(TcpMatcher::sni_constraint)),
+            TcpMatcher::Or(ms) => super::or_constraint(ms.iter().map(TcpMatcher::sni_constraint)),
             _ => None,
         }
     }
