@@ -23,15 +23,7 @@ impl Net {
         let p = docker::prefix(test);
         let img = docker::images();
         let clean = Cleanup::default();
-        let net = format!("{p}-net");
-        docker_ok(&[
-            "network",
-            "create",
-            "--label",
-            &format!("sgt.run={p}"),
-            &net,
-        ]);
-        clean.network(&net);
+        let net = docker::create_network(&p, false, &clean);
         Net { p, net, img, clean }
     }
 

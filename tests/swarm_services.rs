@@ -44,16 +44,7 @@ impl Swarm {
         let p = docker::prefix(test);
         let img = docker::images();
         let clean = Cleanup::default();
-        let net = format!("{p}-net");
-        docker_ok(&[
-            "network",
-            "create",
-            "--driver=overlay",
-            "--label",
-            &format!("sgt.run={p}"),
-            &net,
-        ]);
-        clean.network(&net);
+        let net = docker::create_network(&p, true, &clean);
         Swarm { p, net, img, clean }
     }
 

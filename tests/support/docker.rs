@@ -52,6 +52,21 @@ pub fn prefix(test: &str) -> String {
     format!("sgt{}{:04x}-{test}", std::process::id() % 100_000, n)
 }
 
+/// Creates the test run's network `<prefix>-net` (overlay for Swarm tests), labelled with the run so
+/// leftovers can be found, and registers it with `clean`.
+pub fn create_network(prefix: &str, overlay: bool, clean: &Cleanup) -> String {
+    let net = format!("{prefix}-net");
+    let label = format!("sgt.run={prefix}");
+    let mut args = vec!["network", "create"];
+    if overlay {
+        args.push("--driver=overlay");
+    }
+    args.extend(["--label", &label, &net]);
+    docker_ok(&args);
+    clean.network(&net);
+    net
+}
+
 /// Removes what a test created, in reverse order, on drop (also on panic).
 #[derive(Default)]
 pub struct Cleanup {
