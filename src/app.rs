@@ -19,7 +19,8 @@ use crate::metrics::{Labels, Metrics};
 use crate::provider::file::{self, FileSource};
 use crate::proxy::forward::{load_root_cas, PoolSettings, TrustedPeers, Upstreams};
 use crate::proxy::handler::Shared;
-use crate::proxy::listener::{self, ConnSettings, EntryPointListener};
+use crate::proxy::listener::ConnSettings;
+use crate::proxy::workers::{self, EntryPointSpec};
 use crate::table::builder::{ProviderFeed, Snapshot, TableBuilder};
 use crate::table::{
     self, BuildInput, CompileContext, EntryPointInfo, EntryPointRedirect, InternalService,
@@ -364,28 +365,43 @@ pub async fn run(
     let throttle = cfg.providers.providers_throttle_duration.0;
     let builder_task = tokio::spawn(builder.run(feeds, throttle));
 
-    // Listeners.
+    // Listeners: served by the worker threads (thread-per-core, see `proxy::workers`), each with its own
+    // upstream pools; the settings are checked here once so that a bad `rootCAs` fails start-up.
     let t = &cfg.servers_transport;
-    let shared = Arc::new(Shared {
-        store,
-        upstreams: Upstreams::new(&PoolSettings {
-            dial_timeout: t.forwarding_timeouts.dial_timeout.non_zero(),
-            idle_timeout: t.forwarding_timeouts.idle_conn_timeout.non_zero(),
-            max_idle_per_host: t.max_idle_conns_per_host,
-            insecure_skip_verify: t.insecure_skip_verify,
-            root_cas: load_root_cas(&t.root_cas)
-                .map_err(|e| AppError::Invalid(format!("serversTransport.{e}")))?,
-        })
-        .map_err(|e| AppError::Invalid(format!("serversTransport: {e}")))?,
-        server_name: HeaderValue::from_str(&hostname())
-            .unwrap_or_else(|_| HeaderValue::from_static("swarmgate")),
-        response_header_timeout: t.forwarding_timeouts.response_header_timeout.non_zero(),
-        tunnels: tokio_util::task::TaskTracker::new(),
-        admin: admin.clone(),
-    });
+    let pool_settings = PoolSettings {
+        dial_timeout: t.forwarding_timeouts.dial_timeout.non_zero(),
+        idle_timeout: t.forwarding_timeouts.idle_conn_timeout.non_zero(),
+        max_idle_per_host: t.max_idle_conns_per_host,
+        insecure_skip_verify: t.insecure_skip_verify,
+        root_cas: load_root_cas(&t.root_cas)
+            .map_err(|e| AppError::Invalid(format!("serversTransport.{e}")))?,
+    };
+    Upstreams::new(&pool_settings)
+        .map_err(|e| AppError::Invalid(format!("serversTransport: {e}")))?;
+    let tunnels = tokio_util::task::TaskTracker::new();
+    let make_shared = {
+        let store = store.clone();
+        let server_name = HeaderValue::from_str(&hostname())
+            .unwrap_or_else(|_| HeaderValue::from_static("swarmgate"));
+        let response_header_timeout = t.forwarding_timeouts.response_header_timeout.non_zero();
+        let tunnels = tunnels.clone();
+        let admin = admin.clone();
+        move || {
+            Upstreams::new(&pool_settings).map(|upstreams| {
+                Arc::new(Shared {
+                    store: store.clone(),
+                    upstreams,
+                    server_name: server_name.clone(),
+                    response_header_timeout,
+                    tunnels: tunnels.clone(),
+                    admin: admin.clone(),
+                })
+            })
+        }
+    };
     let graceful = Arc::new(GracefulShutdown::new());
     let stop_accepting = CancellationToken::new();
-    let mut accept_tasks = Vec::new();
+    let mut specs = Vec::new();
     let mut accept_grace = Duration::ZERO;
     let mut drain_grace = Duration::ZERO;
     for (index, (name, l)) in listeners.into_iter().enumerate() {
@@ -414,20 +430,27 @@ pub async fn run(
         if let Ok(addr) = l.local_addr() {
             tracing::info!("entrypoint {name} listening on {addr}");
         }
-        let epl = EntryPointListener {
+        let listener = l
+            .into_std()
+            .map_err(|e| AppError::Invalid(format!("entrypoint `{name}`: {e}")))?;
+        specs.push(EntryPointSpec {
             index,
             name,
-            listener: l,
+            listener,
             trusted,
             settings,
-        };
-        accept_tasks.push(tokio::spawn(listener::serve(
-            epl,
-            shared.clone(),
-            stop_accepting.clone(),
-            graceful.clone(),
-        )));
+        });
     }
+    let worker_count = workers::worker_count();
+    tracing::debug!("serving on {worker_count} worker threads");
+    let mut workers = workers::start(
+        worker_count,
+        specs,
+        make_shared,
+        stop_accepting.clone(),
+        graceful.clone(),
+    )
+    .map_err(|e| AppError::Invalid(e.to_string()))?;
     if cfg.entry_points.is_empty() {
         drain_grace = Duration::from_secs(10);
     }
@@ -439,23 +462,22 @@ pub async fn run(
         tokio::time::sleep(accept_grace).await;
     }
     stop_accepting.cancel();
-    for t in accept_tasks {
-        let _ = t.await;
-    }
-    shared.tunnels.close();
+    workers.accepting_stopped().await;
+    tunnels.close();
     let drained = tokio::time::timeout(drain_grace, async {
         // The accept loops have ended and dropped their handles, so this is the last one.
         match Arc::try_unwrap(graceful) {
             Ok(g) => g.shutdown().await,
             Err(_) => tracing::warn!("shutdown handle still shared; not waiting for connections"),
         }
-        shared.tunnels.wait().await;
+        tunnels.wait().await;
     })
     .await;
     match drained {
         Ok(()) => tracing::info!("all connections drained"),
         Err(_) => tracing::warn!("graceTimeOut reached; closing the remaining connections"),
     }
+    workers.finish().await;
     background.cancel();
     access_log_token.cancel();
     let _ = builder_task.await;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::forward::{canonical_ip, TrustedPeers};
 use super::handler::{handle, ConnCtx, Shared};
+use super::workers::{ConnLoad, HandedOff, Spread};
 use crate::tls::challenge::ACME_TLS_ALPN;
 
 /// Connection-level settings of an entrypoint.
@@ -60,16 +61,80 @@ fn conn_builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// What every connection of one entrypoint on one worker shares, built once per accept loop.
+#[derive(Clone)]
+pub struct EntryPointCtx {
+    builder: auto::Builder<TokioExecutor>,
+    shared: Arc<Shared>,
+    index: usize,
+    trusted: TrustedPeers,
+    handshake_timeout: Duration,
+    port_header: HeaderValue,
+}
+
+impl EntryPointCtx {
+    /// The context of entrypoint `ep` (whose socket listens on `port`) on a worker with state `shared`.
+    pub fn new(
+        index: usize,
+        trusted: TrustedPeers,
+        settings: &ConnSettings,
+        port: u16,
+        shared: Arc<Shared>,
+    ) -> EntryPointCtx {
+        EntryPointCtx {
+            builder: conn_builder(settings),
+            shared,
+            index,
+            trusted,
+            handshake_timeout: settings
+                .header_read_timeout
+                .unwrap_or(Duration::from_secs(60)),
+            port_header: HeaderValue::from(port),
+        }
+    }
+
+    /// Index of the entrypoint in the routing table.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Serves one accepted connection on the current worker, on a task of its own.
+    pub fn spawn(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        watcher: Watcher,
+        load: Option<ConnLoad>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            builder: self.builder.clone(),
+            shared: self.shared.clone(),
+            watcher,
+            index: self.index,
+            trusted: self.trusted.trusts(canonical_ip(peer.ip())),
+            handshake_timeout: self.handshake_timeout,
+            peer,
+            port_header: self.port_header.clone(),
+            _load: load,
+        };
+        tokio::spawn(conn.serve(stream));
+    }
+}
+
 /// Accepts until `stop` fires; each connection is served on its own task and watched by `graceful`.
+///
+/// With `spread` (several workers), a connection this worker should not take — it serves more than the
+/// least-loaded worker by more than one — is handed to that worker instead (see [`Spread`]).
 pub async fn serve(
     ep: EntryPointListener,
     shared: Arc<Shared>,
     stop: CancellationToken,
     graceful: Arc<GracefulShutdown>,
+    spread: Option<(Arc<Spread>, usize)>,
 ) {
-    let builder = conn_builder(&ep.settings);
     let port = ep.listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let port_header = HeaderValue::from(port);
+    let ctx = EntryPointCtx::new(ep.index, ep.trusted, &ep.settings, port, shared);
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -84,23 +149,32 @@ pub async fn serve(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let conn = Conn {
-            builder: builder.clone(),
-            shared: shared.clone(),
-            // A watcher, not the shutdown handle: only the accept loops may hold that, so that the
-            // app can take it back and wait for connections once accepting has stopped.
-            watcher: graceful.watcher(),
-            index: ep.index,
-            trusted: ep.trusted.trusts(canonical_ip(peer.ip())),
-            handshake_timeout: ep
-                .settings
-                .header_read_timeout
-                .unwrap_or(Duration::from_secs(60)),
-            peer,
-            port_header: port_header.clone(),
+        // A watcher, not the shutdown handle: only the accept loops may hold that, so that the app can
+        // take it back and wait for connections once accepting has stopped.
+        let watcher = graceful.watcher();
+        let Some((spread, me)) = &spread else {
+            ctx.spawn(stream, peer, watcher, None);
+            continue;
         };
-        tokio::spawn(conn.serve(stream));
+        let target = spread.choose(*me);
+        let load = spread.charge(target);
+        if target == *me {
+            ctx.spawn(stream, peer, watcher, Some(load));
+            continue;
+        }
+        match stream.into_std() {
+            Ok(stream) => spread.hand_off(
+                target,
+                HandedOff {
+                    stream,
+                    peer,
+                    entry_point: ep.index,
+                    watcher,
+                    load,
+                },
+            ),
+            Err(e) => tracing::debug!(peer = %peer, "handing off a connection failed: {e}"),
+        }
     }
     tracing::debug!(entrypoint = %ep.name, "stopped accepting");
 }
@@ -115,6 +189,8 @@ struct Conn {
     handshake_timeout: Duration,
     peer: SocketAddr,
     port_header: HeaderValue,
+    /// Counts this connection in its worker's load until it closes.
+    _load: Option<ConnLoad>,
 }
 
 /// First byte of a TLS record carrying a handshake.

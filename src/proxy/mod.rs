@@ -8,3 +8,4 @@ pub mod error;
 pub mod forward;
 pub mod handler;
 pub mod listener;
+pub mod workers;

@@ -1,0 +1,419 @@
+//! Thread-per-core serving: the accept loops and every connection run on `N` worker threads, each a
+//! current-thread Tokio runtime with its own copy of every entrypoint's listening socket and its own
+//! upstream pools — the shape of nginx's worker processes and of sōzu's workers.
+//!
+//! Why not one work-stealing runtime: a proxied request is four short socket operations whose futures
+//! wake each other. On a multi-thread runtime those wake-ups cross threads (atomics, futex, cache misses)
+//! and a connection migrates between cores; measured on the 2-core bench machine this costs ~20 % of the
+//! proxy's CPU per request (docs/benchmarks.md). Here a connection, its upstream connection and every task
+//! between them stay on one thread.
+//!
+//! All workers share the listening socket itself (one kernel accept queue, duplicated file descriptors),
+//! so nothing is lost between workers on shutdown and no `SO_REUSEPORT` group is left open to another
+//! process binding the same port. Whichever worker wakes first accepts; a worker already serving more
+//! connections than the least-loaded one hands the new connection over ([`Spread`]), so a burst of
+//! long-lived keep-alive connections (a load balancer in front, a benchmark) ends up evenly spread rather
+//! than all on the thread that happened to be awake. What the workers share beyond that is read-only or
+//! atomic: the table store, the admin state, the shutdown signals.
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::forward::TrustedPeers;
+use super::handler::Shared;
+use super::listener::{self, ConnSettings, EntryPointCtx, EntryPointListener};
+
+/// Environment variable setting the number of worker threads (default: the CPUs this process may use).
+pub const WORKERS_ENV: &str = "SWARMGATE_WORKERS";
+
+/// How many worker threads to run: `SWARMGATE_WORKERS` if set to a positive number, else the available
+/// parallelism (which honours CPU affinity and cgroup quotas, so a container limited to 2 CPUs gets 2).
+pub fn worker_count() -> usize {
+    std::env::var(WORKERS_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// One entrypoint as handed to the workers: the bound socket plus its connection settings.
+pub struct EntryPointSpec {
+    /// Index of the entrypoint in the routing table.
+    pub index: usize,
+    /// Its name (logs).
+    pub name: String,
+    /// The bound socket (non-blocking).
+    pub listener: StdListener,
+    /// Who may set forwarded headers.
+    pub trusted: TrustedPeers,
+    /// Connection settings.
+    pub settings: ConnSettings,
+}
+
+/// Open connections per worker, and the way to hand a connection to another worker.
+///
+/// Only touched when a connection is accepted or closed, never per request.
+pub struct Spread {
+    load: Box<[AtomicUsize]>,
+    inbox: Box<[mpsc::UnboundedSender<HandedOff>]>,
+}
+
+/// A connection accepted by one worker and served by another.
+pub struct HandedOff {
+    /// The socket, deregistered from the accepting worker.
+    pub stream: StdStream,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Index of the entrypoint it came in on.
+    pub entry_point: usize,
+    /// Registration with the graceful shutdown.
+    pub watcher: Watcher,
+    /// The connection's place in the target worker's load.
+    pub load: ConnLoad,
+}
+
+/// One open connection counted in a worker's load; uncounted when dropped.
+pub struct ConnLoad {
+    spread: Arc<Spread>,
+    worker: usize,
+}
+
+impl Drop for ConnLoad {
+    fn drop(&mut self) {
+        if let Some(l) = self.spread.load.get(self.worker) {
+            l.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Spread {
+    /// Which worker should serve a connection accepted by `me`: `me` unless it has more than one
+    /// connection more than the least-loaded worker (the slack avoids handing off on every accept).
+    pub fn choose(&self, me: usize) -> usize {
+        let mine = self.load.get(me).map_or(0, |l| l.load(Ordering::Relaxed));
+        let (least, least_load) = self
+            .load
+            .iter()
+            .map(|l| l.load(Ordering::Relaxed))
+            .enumerate()
+            .min_by_key(|&(_, l)| l)
+            .unwrap_or((me, mine));
+        if mine > least_load + 1 {
+            least
+        } else {
+            me
+        }
+    }
+
+    /// Counts a new connection on `worker` (before it is handed over, so the next choice sees it).
+    pub fn charge(self: &Arc<Self>, worker: usize) -> ConnLoad {
+        if let Some(l) = self.load.get(worker) {
+            l.fetch_add(1, Ordering::Relaxed);
+        }
+        ConnLoad {
+            spread: self.clone(),
+            worker,
+        }
+    }
+
+    /// Takes a worker that could not start out of the choice (it looks fully loaded).
+    fn retire(&self, worker: usize) {
+        if let Some(l) = self.load.get(worker) {
+            l.store(usize::MAX / 2, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a connection to `worker`. If that worker has stopped, the connection is closed (shutdown).
+    pub fn hand_off(&self, worker: usize, conn: HandedOff) {
+        if let Some(tx) = self.inbox.get(worker) {
+            let _ = tx.send(conn);
+        }
+    }
+}
+
+/// Serves the connections other workers hand to this one, until `done` fires (every accept loop has
+/// stopped, so nothing more can arrive); those already sent by then are still served.
+async fn serve_handed_off(
+    mut rx: mpsc::UnboundedReceiver<HandedOff>,
+    eps: Vec<EntryPointCtx>,
+    done: CancellationToken,
+) {
+    let serve = |h: HandedOff| {
+        let Some(ep) = eps.iter().find(|e| e.index() == h.entry_point) else {
+            return;
+        };
+        match tokio::net::TcpStream::from_std(h.stream) {
+            Ok(stream) => ep.spawn(stream, h.peer, h.watcher, Some(h.load)),
+            Err(e) => tracing::debug!(peer = %h.peer, "taking over a connection failed: {e}"),
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => break,
+            h = rx.recv() => match h {
+                Some(h) => serve(h),
+                None => return,
+            },
+        }
+    }
+    rx.close();
+    while let Ok(h) = rx.try_recv() {
+        serve(h);
+    }
+}
+
+/// Why the workers could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A listening socket could not be duplicated or registered.
+    #[error("entrypoint `{name}`: {source}")]
+    Listener {
+        /// Entrypoint name.
+        name: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The OS refused a thread or a runtime.
+    #[error("starting worker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The running workers.
+pub struct Workers {
+    threads: Vec<std::thread::JoinHandle<()>>,
+    accepting: Vec<oneshot::Receiver<()>>,
+    /// Cancelled once every worker stopped accepting: no more hand-offs can be sent.
+    handoffs_done: CancellationToken,
+    finish: CancellationToken,
+}
+
+/// Starts `count` workers serving `entry_points`.
+///
+/// `make_shared` builds each worker's process state (called on the worker thread, inside its runtime, so
+/// its upstream pools spawn their connection tasks there); the caller has already built one successfully,
+/// so an error here is logged and leaves that worker idle rather than failing the others. Accepting stops when `stop_accepting` fires;
+/// each connection is registered with `graceful` so the caller can wait for in-flight requests.
+pub fn start<F, E>(
+    count: usize,
+    entry_points: Vec<EntryPointSpec>,
+    make_shared: F,
+    stop_accepting: CancellationToken,
+    graceful: Arc<GracefulShutdown>,
+) -> Result<Workers, WorkerError>
+where
+    F: Fn() -> Result<Arc<Shared>, E> + Send + Sync + 'static,
+    E: std::fmt::Display,
+{
+    let count = count.max(1);
+    let make_shared = Arc::new(make_shared);
+    let finish = CancellationToken::new();
+    let handoffs_done = CancellationToken::new();
+    let (senders, mut receivers): (Vec<_>, Vec<_>) =
+        (0..count).map(|_| mpsc::unbounded_channel()).unzip();
+    let spread = (count > 1).then(|| {
+        Arc::new(Spread {
+            load: (0..count).map(|_| AtomicUsize::new(0)).collect(),
+            inbox: senders.into_boxed_slice(),
+        })
+    });
+    // Each worker gets its own descriptor of every listening socket.
+    let mut per_worker: Vec<Vec<EntryPointSpec>> = (0..count).map(|_| Vec::new()).collect();
+    for ep in entry_points {
+        for slot in per_worker.iter_mut().skip(1) {
+            let dup = ep
+                .listener
+                .try_clone()
+                .map_err(|source| WorkerError::Listener {
+                    name: ep.name.clone(),
+                    source,
+                })?;
+            slot.push(EntryPointSpec {
+                index: ep.index,
+                name: ep.name.clone(),
+                listener: dup,
+                trusted: ep.trusted.clone(),
+                settings: ep.settings.clone(),
+            });
+        }
+        if let Some(first) = per_worker.first_mut() {
+            first.push(ep);
+        }
+    }
+    let mut threads = Vec::with_capacity(count);
+    let mut accepting = Vec::with_capacity(count);
+    for (i, eps) in per_worker.into_iter().enumerate() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(WorkerError::Thread)?;
+        // Register the sockets with this worker's reactor before the thread starts, so that an error is
+        // reported to the caller rather than logged from a thread.
+        let listeners = {
+            let _guard = rt.enter();
+            eps.into_iter()
+                .map(|ep| {
+                    let l = tokio::net::TcpListener::from_std(ep.listener).map_err(|source| {
+                        WorkerError::Listener {
+                            name: ep.name.clone(),
+                            source,
+                        }
+                    })?;
+                    Ok(EntryPointListener {
+                        index: ep.index,
+                        name: ep.name,
+                        listener: l,
+                        trusted: ep.trusted,
+                        settings: ep.settings,
+                    })
+                })
+                .collect::<Result<Vec<_>, WorkerError>>()?
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        accepting.push(done_rx);
+        let make_shared = make_shared.clone();
+        let stop = stop_accepting.clone();
+        let graceful = graceful.clone();
+        let finish = finish.clone();
+        let handoffs_done = handoffs_done.clone();
+        let spread = spread.clone().map(|s| (s, i));
+        let inbox = std::mem::replace(&mut receivers[i], mpsc::unbounded_channel().1);
+        let thread = std::thread::Builder::new()
+            .name(format!("swarmgate-w{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    let shared = match make_shared() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(worker = i, "worker not started: {e}");
+                            if let Some((s, me)) = &spread {
+                                s.retire(*me);
+                            }
+                            let _ = done_tx.send(());
+                            return;
+                        }
+                    };
+                    let contexts: Vec<EntryPointCtx> = listeners
+                        .iter()
+                        .map(|l| {
+                            let port = l.listener.local_addr().map_or(0, |a| a.port());
+                            EntryPointCtx::new(
+                                l.index,
+                                l.trusted.clone(),
+                                &l.settings,
+                                port,
+                                shared.clone(),
+                            )
+                        })
+                        .collect();
+                    let handed = tokio::spawn(serve_handed_off(inbox, contexts, handoffs_done));
+                    let loops: Vec<_> = listeners
+                        .into_iter()
+                        .map(|l| {
+                            tokio::spawn(listener::serve(
+                                l,
+                                shared.clone(),
+                                stop.clone(),
+                                graceful.clone(),
+                                spread.clone(),
+                            ))
+                        })
+                        .collect();
+                    // Only the accept loops may hold the shutdown handle (see `listener::serve`).
+                    drop(graceful);
+                    for l in loops {
+                        let _ = l.await;
+                    }
+                    let _ = done_tx.send(());
+                    let _ = handed.await;
+                    // Keep serving open connections until the caller has drained them (or given up).
+                    finish.cancelled().await;
+                });
+                // Dropping the runtime closes whatever connections are still open.
+                drop(rt);
+            })
+            .map_err(WorkerError::Thread)?;
+        threads.push(thread);
+    }
+    Ok(Workers {
+        threads,
+        accepting,
+        handoffs_done,
+        finish,
+    })
+}
+
+impl Workers {
+    /// Waits until every worker has stopped accepting (after `stop_accepting` fired).
+    pub async fn accepting_stopped(&mut self) {
+        for rx in self.accepting.drain(..) {
+            let _ = rx.await;
+        }
+        self.handoffs_done.cancel();
+    }
+
+    /// Stops the workers, closing any connection still open, and waits for their threads.
+    pub async fn finish(self) {
+        self.finish.cancel();
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spread(n: usize) -> (Arc<Spread>, Vec<mpsc::UnboundedReceiver<HandedOff>>) {
+        let (tx, rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
+        let s = Arc::new(Spread {
+            load: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            inbox: tx.into_boxed_slice(),
+        });
+        (s, rx)
+    }
+
+    fn loads(s: &Spread) -> Vec<usize> {
+        s.load.iter().map(|l| l.load(Ordering::Relaxed)).collect()
+    }
+
+    #[test]
+    fn a_burst_accepted_by_one_worker_ends_evenly_spread() {
+        let (s, _rx) = spread(3);
+        // Worker 0 accepts all 30 connections, as happens when it is the only one awake.
+        let held: Vec<ConnLoad> = (0..30).map(|_| s.charge(s.choose(0))).collect();
+        let l = loads(&s);
+        assert_eq!(l.iter().sum::<usize>(), 30);
+        assert!(l.iter().all(|&n| (9..=11).contains(&n)), "{l:?}");
+        drop(held);
+        assert_eq!(loads(&s), vec![0, 0, 0], "closing uncounts");
+    }
+
+    #[test]
+    fn a_worker_within_one_of_the_least_keeps_its_connection() {
+        let (s, _rx) = spread(2);
+        let _a = s.charge(0);
+        assert_eq!(s.choose(0), 0, "one more than the other is tolerated");
+        let _b = s.charge(0);
+        assert_eq!(s.choose(0), 1, "two more is handed off");
+        assert_eq!(s.choose(1), 1);
+    }
+
+    #[test]
+    fn a_retired_worker_is_never_chosen() {
+        let (s, _rx) = spread(2);
+        s.retire(1);
+        let held: Vec<ConnLoad> = (0..10).map(|_| s.charge(s.choose(0))).collect();
+        assert_eq!(loads(&s)[0], 10);
+        drop(held);
+    }
+}
