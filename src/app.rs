@@ -17,9 +17,10 @@ use crate::admin::{api::EntryPointView, AdminState};
 use crate::config::{self, types::StaticConfig, Protocol};
 use crate::metrics::{Labels, Metrics};
 use crate::provider::file::{self, FileSource};
-use crate::proxy::forward::{load_root_cas, PoolSettings, TrustedPeers, Upstreams};
+use crate::proxy::forward::{load_root_cas, PoolSettings, TrustedPeers};
 use crate::proxy::handler::Shared;
 use crate::proxy::listener::ConnSettings;
+use crate::proxy::pool::Upstreams;
 use crate::proxy::workers::{self, EntryPointSpec};
 use crate::table::builder::{ProviderFeed, Snapshot, TableBuilder};
 use crate::table::{

@@ -651,3 +651,112 @@ async fn read_response(s: &mut tokio::net::TcpStream) -> String {
         got.extend_from_slice(&buf[..n]);
     }
 }
+
+/// The `RemoteAddr:` line of a whoami answer: which upstream connection carried the request.
+fn upstream_conn(body: &str) -> String {
+    body.lines()
+        .find_map(|l| l.strip_prefix("RemoteAddr: "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_kept_alive_and_h2c_is_multiplexed() {
+    let a = Backend::start("A").await;
+    let h2c = format!("h2c://{}", a.addr);
+    let dynamic = format!(
+        "http:\n  routers:\n    h1:\n      rule: Host(`h1.test`)\n      service: h1\n    h2:\n      rule: Host(`h2.test`)\n      service: h2\n  services:\n{}{}",
+        lb("h1", &[(&a.url, 1)]),
+        lb("h2", &[(&h2c, 1)])
+    );
+    let gate = Gate::with_dynamic(&dynamic, &[]);
+    // One client connection is served by one worker, which reuses one upstream connection.
+    let c = client();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let r = get_with(&c, gate.web(), "h1.test", &format!("/k{i}"), &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(
+            r.body.contains(&format!("GET /k{i} HTTP/1.1")),
+            "{}",
+            r.body
+        );
+        seen.insert(upstream_conn(&r.body));
+    }
+    assert_eq!(
+        seen.len(),
+        1,
+        "one keep-alive upstream connection: {seen:?}"
+    );
+
+    // h2c backends: HTTP/2 prior knowledge, concurrent requests share the connection.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let c = c.clone();
+        let addr = gate.web();
+        tasks.push(tokio::spawn(async move {
+            get_with(&c, addr, "h2.test", &format!("/m{i}"), &[]).await
+        }));
+    }
+    let mut h2_conns = std::collections::BTreeSet::new();
+    for t in tasks {
+        let r = t.await.expect("task");
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        assert!(r.body.contains("HTTP/2.0"), "{}", r.body);
+        h2_conns.insert(upstream_conn(&r.body));
+    }
+    // Client connections may land on both workers; each has at most one h2c connection.
+    assert!(h2_conns.len() <= 2, "{h2_conns:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_closing_idle_connections_is_invisible_to_clients() {
+    // A backend that answers one request per connection, then closes it, without saying so
+    // (`Connection: close` absent): every pooled connection is dead by the next request.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let dynamic = format!(
+        "http:\n  routers:\n    r:\n      rule: Host(`close.test`)\n      service: s\n  services:\n{}",
+        lb("s", &[(&format!("http://{addr}"), 1)])
+    );
+    let gate = Gate::with_dynamic(&dynamic, &[]);
+    let c = client();
+    for i in 0..10 {
+        let r = get_with(&c, gate.web(), "close.test", "/", &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.body);
+        assert_eq!(r.body, "ok");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        10,
+        "a new connection per request, none reused after the backend closed it"
+    );
+    server.abort();
+}

@@ -8,7 +8,7 @@
 //! The shared upstream pools are used; `tls.insecureSkipVerify` / `tls.ca` get a dedicated pool, created on
 //! first use.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,9 +19,12 @@ use regex::Regex;
 
 use super::opts::Opts;
 use super::{request_host, request_scheme, text_response, Cx, Flow, MiddlewareError, Req};
+use crate::balance::health::ServerHealth;
 use crate::proxy::body::{ProxyBody, UpstreamBody};
 use crate::proxy::error::ProxyError;
-use crate::proxy::forward::{PoolSettings, Upstreams};
+use crate::proxy::forward::PoolSettings;
+use crate::proxy::pool::{Target, Upstreams};
+use crate::table::UpstreamScheme;
 
 /// Largest auth-server answer body relayed to the client.
 const MAX_AUTH_BODY: usize = 1 << 20;
@@ -53,6 +56,9 @@ pub struct ForwardAuth {
     request_headers: Vec<HeaderName>,
     own_tls: Option<PoolSettings>,
     own_pool: OnceLock<Option<Upstreams>>,
+    /// Pool identity of the auth server: its keep-alive connections are shared by this middleware's
+    /// requests only.
+    identity: Arc<ServerHealth>,
 }
 
 fn names(o: &Opts<'_>, opt: &str, list: Vec<String>) -> Result<Vec<HeaderName>, MiddlewareError> {
@@ -151,13 +157,20 @@ impl ForwardAuth {
             request_headers,
             own_tls,
             own_pool: OnceLock::new(),
+            identity: Arc::new(ServerHealth::new()),
         })
     }
 
     /// The auth request for `req` (pure: headers and target only).
     pub fn auth_request(&self, req: &Req, cx: &Cx<'_>) -> Request<UpstreamBody> {
         let mut out = Request::new(UpstreamBody::Empty);
-        *out.uri_mut() = self.address.clone();
+        // Origin form: the pool connects to the address's authority.
+        *out.uri_mut() = self
+            .address
+            .path_and_query()
+            .cloned()
+            .map(Uri::from)
+            .unwrap_or_else(|| Uri::from_static("/"));
         let h = out.headers_mut();
         let trust = self.trust_forward_header && cx.conn.trusted;
         for (n, v) in req.headers() {
@@ -224,11 +237,21 @@ impl ForwardAuth {
             },
             None => &cx.conn.shared.upstreams,
         };
-        let fut = if self.https {
-            pool.https.request(auth_req)
-        } else {
-            pool.http1.request(auth_req)
+        let Some(authority) = self.address.authority() else {
+            return Ok(Flow::Respond(internal_error()));
         };
+        let fut = pool.send(
+            Target {
+                scheme: if self.https {
+                    UpstreamScheme::Https
+                } else {
+                    UpstreamScheme::Http
+                },
+                authority,
+                identity: &self.identity,
+            },
+            auth_req,
+        );
         let resp = match tokio::time::timeout(AUTH_TIMEOUT, fut).await {
             Ok(Ok(r)) => r,
             _ => return Ok(Flow::Respond(internal_error())),

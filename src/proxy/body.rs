@@ -24,8 +24,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A response body sent to clients.
 #[derive(Debug)]
 pub enum ProxyBody {
-    /// Streamed from a backend, frame by frame (SSE and long polls stay open; nothing is buffered).
-    Upstream(Incoming),
+    /// Streamed from a backend, frame by frame (SSE and long polls stay open; nothing is buffered); its
+    /// connection returns to the pool at the end.
+    Upstream(super::pool::PooledBody),
     /// A complete body we generated (errors, redirects, internal endpoints).
     Full(Option<Bytes>),
     /// Compressed on the fly by the `compress` middleware (streamed, never buffered whole).

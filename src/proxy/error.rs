@@ -63,8 +63,8 @@ pub enum ProxyError {
     Upstream {
         /// Server URL.
         server: std::sync::Arc<str>,
-        /// The client error.
-        source: hyper_util::client::legacy::Error,
+        /// The HTTP error.
+        source: hyper::Error,
     },
 }
 
@@ -106,18 +106,14 @@ impl ProxyError {
         }
     }
 
-    /// Classifies a client error from the upstream pool.
-    pub fn from_client(
-        server: std::sync::Arc<str>,
-        e: hyper_util::client::legacy::Error,
-    ) -> ProxyError {
-        if e.is_connect() {
-            return ProxyError::Connect {
-                server,
-                cause: connect_cause(&e),
-            };
+    /// Classifies an error from the upstream pool.
+    pub fn from_client(server: std::sync::Arc<str>, e: super::pool::UpstreamError) -> ProxyError {
+        match e {
+            super::pool::UpstreamError::Connect { cause, .. } => {
+                ProxyError::Connect { server, cause }
+            }
+            super::pool::UpstreamError::Http(source) => ProxyError::Upstream { server, source },
         }
-        ProxyError::Upstream { server, source: e }
     }
 
     /// True when nothing reached the backend, so another server may be tried.

@@ -1,7 +1,5 @@
-//! Forwarding to backends: the shared upstream pools and the header rewriting every proxied request gets.
-//!
-//! One pool per upstream protocol (HTTP/1.1, h2c) is shared by all connections and worker threads, so
-//! keep-alive connections to backends are reused across clients. Header rewriting is a pure function over a
+//! Forwarding to backends: the upstream transport settings and the header rewriting every proxied request
+//! gets (the pools themselves are in [`super::pool`]). Header rewriting is a pure function over a
 //! `HeaderMap`, tested on its own: hop-by-hop headers removed (RFC 9110 §7.6.1, plus any header the
 //! `Connection` header names), `X-Forwarded-*` and `X-Real-Ip` set as Traefik sets them, and incoming
 //! forwarded headers trusted only from `forwardedHeaders.trustedIPs`.
@@ -10,12 +8,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ipnet::IpNet;
-
-use super::body::UpstreamBody;
 
 /// Settings of the upstream pools (from `serversTransport`).
 #[derive(Clone, Debug, Default)]
@@ -82,7 +75,7 @@ pub fn load_root_cas(
 }
 
 /// Client TLS configuration for HTTPS backends: webpki roots plus `rootCAs`.
-fn upstream_tls(s: &PoolSettings) -> Result<rustls::ClientConfig, TransportError> {
+pub(super) fn upstream_tls(s: &PoolSettings) -> Result<rustls::ClientConfig, TransportError> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
@@ -99,7 +92,7 @@ fn upstream_tls(s: &PoolSettings) -> Result<rustls::ClientConfig, TransportError
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    // ALPN (h2, http/1.1) is set by the connector builder from `enable_http1/2`.
+    // ALPN (h2, http/1.1) is set by the pool, which decides the protocol from it.
     Ok(cfg)
 }
 
@@ -149,50 +142,6 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The pooled clients to backends, shared by every request.
-#[derive(Clone, Debug)]
-pub struct Upstreams {
-    /// HTTP/1.1 backends.
-    pub http1: Client<HttpConnector, UpstreamBody>,
-    /// HTTP/2 prior-knowledge backends (`h2c://`).
-    pub h2c: Client<HttpConnector, UpstreamBody>,
-    /// HTTPS backends (ALPN chooses h2 or HTTP/1.1).
-    pub https: Client<hyper_rustls::HttpsConnector<HttpConnector>, UpstreamBody>,
-}
-
-impl Upstreams {
-    /// Builds the pools. Must be called inside a Tokio runtime.
-    pub fn new(s: &PoolSettings) -> Result<Upstreams, TransportError> {
-        let mut conn = HttpConnector::new();
-        conn.set_nodelay(true);
-        conn.set_connect_timeout(s.dial_timeout);
-        conn.set_keepalive(Some(Duration::from_secs(30)));
-        let builder = |h2: bool| {
-            let mut b = Client::builder(TokioExecutor::new());
-            b.pool_idle_timeout(s.idle_timeout)
-                .pool_max_idle_per_host(s.max_idle_per_host)
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .set_host(false)
-                .http2_only(h2);
-            b
-        };
-        let mut tls_conn = conn.clone();
-        tls_conn.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(upstream_tls(s)?)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(tls_conn);
-        Ok(Upstreams {
-            http1: builder(false).build(conn.clone()),
-            h2c: builder(true).build(conn),
-            https: builder(false).build(https),
-        })
     }
 }
 

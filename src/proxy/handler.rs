@@ -23,7 +23,8 @@ use hyper_util::rt::TokioIo;
 
 use super::body::{ClientBody, ProxyBody, UpstreamBody};
 use super::error::{error_response, ProxyError};
-use super::forward::{set_forwarded, strip_hop_by_hop, upgrade_requested, ForwardInfo, Upstreams};
+use super::forward::{set_forwarded, strip_hop_by_hop, upgrade_requested, ForwardInfo};
+use super::pool::{Target, Upstreams};
 use crate::balance::health::now_ms;
 use crate::balance::sticky::find_cookie;
 use crate::rule::{is_valid_routing_path, normalize_host, RequestView};
@@ -42,7 +43,7 @@ const MAX_SERVICE_DEPTH: usize = 8;
 pub struct Shared {
     /// The current routing table.
     pub store: Store,
-    /// Pools to backends.
+    /// Pools to backends (this worker's).
     pub upstreams: Upstreams,
     /// `X-Forwarded-Server` value.
     pub server_name: HeaderValue,
@@ -526,12 +527,7 @@ async fn forward(
             attempt_idx,
             original_host.as_ref(),
         )?;
-        let up = &ctx.shared.upstreams;
-        let fut = match server.scheme {
-            UpstreamScheme::Http => up.http1.request(upstream_req),
-            UpstreamScheme::H2c => up.h2c.request(upstream_req),
-            UpstreamScheme::Https => up.https.request(upstream_req),
-        };
+        let fut = ctx.shared.upstreams.send(Target::of(server), upstream_req);
         let result = match ctx.shared.response_header_timeout {
             Some(t) => match tokio::time::timeout(t, fut).await {
                 Ok(r) => r.map_err(|e| ProxyError::from_client(server.url.clone(), e)),
@@ -649,12 +645,8 @@ fn build_upstream_request(
             PathAndQuery::try_from(joined).map_err(|_| ProxyError::BadRequest("invalid path"))?
         }
     };
-    parts.uri = Uri::builder()
-        .scheme(server.uri_scheme.clone())
-        .authority(server.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+    // Origin form; the pool adds scheme and authority for HTTP/2.
+    parts.uri = Uri::from(pq);
     let host = if lb.pass_host_header {
         original_host
             .cloned()

@@ -8,4 +8,5 @@ pub mod error;
 pub mod forward;
 pub mod handler;
 pub mod listener;
+pub mod pool;
 pub mod workers;

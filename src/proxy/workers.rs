@@ -41,6 +41,9 @@ pub fn worker_count() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// How often each worker closes its expired idle upstream connections.
+const SWEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One entrypoint as handed to the workers: the bound socket plus its connection settings.
 pub struct EntryPointSpec {
     /// Index of the entrypoint in the routing table.
@@ -311,6 +314,12 @@ where
                         })
                         .collect();
                     let handed = tokio::spawn(serve_handed_off(inbox, contexts, handoffs_done));
+                    tokio::spawn(
+                        shared
+                            .upstreams
+                            .clone()
+                            .sweep_every(SWEEP_PERIOD, finish.clone()),
+                    );
                     let loops: Vec<_> = listeners
                         .into_iter()
                         .map(|l| {
