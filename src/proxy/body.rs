@@ -6,7 +6,7 @@
 //!   done (boxed: only those routes pay for the box).
 //! - [`ClientBody`] is what the middleware chain hands to the forwarder: the client's streamed body as hyper
 //!   gave it, or a body that a `buffering` middleware read completely (so it can be sent again on retry).
-//! - [`UpstreamBody`] is what backends receive: the client's streamed body, handed back to the handler if the
+//! - [`UpstreamBody`] is what backends receive: the client's streamed body, handed back by the pool with its request if the
 //!   connection to the first backend failed before any byte of it was read, so the request can be retried on
 //!   another server.
 
@@ -16,7 +16,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::sync::oneshot;
 
 /// Error type of [`ProxyBody`]: hyper's errors for streamed bodies, encoder errors for compressed ones.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -109,58 +108,13 @@ impl ClientBody {
 /// A request body sent to a backend.
 #[derive(Debug)]
 pub enum UpstreamBody {
-    /// No body (most requests): nothing to recover on retry.
+    /// No body (most requests).
     Empty,
-    /// A body read completely beforehand (`buffering`); cloned cheaply for retries.
+    /// A body read completely beforehand (`buffering`).
     Full(Option<Bytes>),
-    /// The client's body. If dropped before its first poll, it is sent back through `recover`.
-    Client {
-        /// The body, `None` once handed back.
-        body: Option<Incoming>,
-        /// Set once the body was polled: from then on a retry is impossible.
-        polled: bool,
-        /// Where an unread body goes when the request is dropped (connect failure).
-        recover: Option<oneshot::Sender<Incoming>>,
-    },
-}
-
-impl UpstreamBody {
-    /// Wraps a client body; the receiver gets it back if it is dropped unread.
-    pub fn recoverable(body: Incoming) -> (UpstreamBody, oneshot::Receiver<Incoming>) {
-        let (tx, rx) = oneshot::channel();
-        (
-            UpstreamBody::Client {
-                body: Some(body),
-                polled: false,
-                recover: Some(tx),
-            },
-            rx,
-        )
-    }
-
-    /// Wraps a client body that will not be retried.
-    pub fn streaming(body: Incoming) -> UpstreamBody {
-        UpstreamBody::Client {
-            body: Some(body),
-            polled: false,
-            recover: None,
-        }
-    }
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        if let UpstreamBody::Client {
-            body,
-            polled: false,
-            recover,
-        } = self
-        {
-            if let (Some(b), Some(tx)) = (body.take(), recover.take()) {
-                let _ = tx.send(b);
-            }
-        }
-    }
+    /// The client's body, streamed. A request whose connection failed is handed back whole by the pool,
+    /// body unread, so it can still be retried on another server.
+    Client(Incoming),
 }
 
 impl Body for UpstreamBody {
@@ -174,13 +128,7 @@ impl Body for UpstreamBody {
         match self.get_mut() {
             UpstreamBody::Empty => Poll::Ready(None),
             UpstreamBody::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
-            UpstreamBody::Client { body, polled, .. } => {
-                *polled = true;
-                match body {
-                    Some(b) => Pin::new(b).poll_frame(cx),
-                    None => Poll::Ready(None),
-                }
-            }
+            UpstreamBody::Client(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -188,7 +136,7 @@ impl Body for UpstreamBody {
         match self {
             UpstreamBody::Empty => true,
             UpstreamBody::Full(b) => b.is_none(),
-            UpstreamBody::Client { body, .. } => body.as_ref().is_none_or(|b| b.is_end_stream()),
+            UpstreamBody::Client(b) => b.is_end_stream(),
         }
     }
 
@@ -198,10 +146,7 @@ impl Body for UpstreamBody {
             UpstreamBody::Full(b) => {
                 SizeHint::with_exact(b.as_ref().map(|b| b.len() as u64).unwrap_or(0))
             }
-            UpstreamBody::Client { body, .. } => body
-                .as_ref()
-                .map(|b| b.size_hint())
-                .unwrap_or_else(|| SizeHint::with_exact(0)),
+            UpstreamBody::Client(b) => b.size_hint(),
         }
     }
 }

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
-use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -491,95 +490,80 @@ async fn forward(
         },
     );
 
-    // A retry is possible only with another server to go to.
+    // A retry is possible only with another server to go to. A failed connect hands the request back
+    // untouched (nothing was written), so it is retried as it is: no copy is made up front.
     let can_retry = lb.servers.len() > 1;
-    let mut buffered = None;
-    let (mut upstream_body, mut recover) = match body {
-        ClientBody::Buffered(b) => {
-            let first = UpstreamBody::Full((!b.is_empty()).then(|| b.clone()));
-            buffered = Some(b);
-            (first, None)
-        }
-        ClientBody::Incoming(body) => {
-            if http_body::Body::is_end_stream(&body) {
-                (UpstreamBody::Empty, None)
-            } else if can_retry && !upgrade {
-                let (b, rx) = UpstreamBody::recoverable(body);
-                (b, Some(rx))
-            } else {
-                (UpstreamBody::streaming(body), None)
-            }
-        }
+    let upstream_body = match body {
+        ClientBody::Buffered(b) => UpstreamBody::Full((!b.is_empty()).then_some(b)),
+        ClientBody::Incoming(body) if http_body::Body::is_end_stream(&body) => UpstreamBody::Empty,
+        ClientBody::Incoming(body) => UpstreamBody::Client(body),
     };
-    let retry_parts = can_retry.then(|| clone_parts(&parts));
+    // The client's path, before a server's `preservePath` prefix is joined to it.
+    let client_pq = parts.uri.path_and_query().cloned();
 
     let mut attempt_lb = lb;
     let mut attempt_idx = idx;
-    let mut attempt_parts = parts;
     let mut attempts: u32 = 0;
+    let mut upstream_req = build_upstream_request(
+        Request::from_parts(parts, upstream_body),
+        attempt_lb,
+        attempt_idx,
+        original_host.as_ref(),
+        client_pq.as_ref(),
+    )?;
     let mut resp = loop {
         attempts += 1;
         let server = &attempt_lb.servers[attempt_idx];
-        let upstream_req = build_upstream_request(
-            attempt_parts,
-            upstream_body,
-            attempt_lb,
-            attempt_idx,
-            original_host.as_ref(),
-        )?;
         let fut = ctx.shared.upstreams.send(Target::of(server), upstream_req);
         let result = match ctx.shared.response_header_timeout {
             Some(t) => match tokio::time::timeout(t, fut).await {
-                Ok(r) => r.map_err(|e| ProxyError::from_client(server.url.clone(), e)),
-                Err(_) => Err(ProxyError::UpstreamTimeout {
-                    server: server.url.clone(),
-                }),
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(ProxyError::UpstreamTimeout {
+                        server: server.url.clone(),
+                    })
+                }
             },
-            None => fut
-                .await
-                .map_err(|e| ProxyError::from_client(server.url.clone(), e)),
+            None => fut.await,
         };
-        match result {
+        let failed = match result {
             Ok(r) => break r,
-            Err(e) if e.is_retryable() => {
-                server.health.mark_failed(now_ms(), PASSIVE_DOWN_WINDOW_MS);
-                let Some(base) = retry_parts.as_ref().filter(|_| attempts < 2) else {
-                    return Err(e);
-                };
-                // The body comes back only if it was never read.
-                upstream_body = match recover.take() {
-                    None if buffered.is_some() => {
-                        UpstreamBody::Full(buffered.clone().filter(|b| !b.is_empty()))
-                    }
-                    None => UpstreamBody::Empty,
-                    Some(mut rx) => match rx.try_recv() {
-                        Ok(b) => UpstreamBody::streaming(b),
-                        Err(_) => return Err(e),
-                    },
-                };
-                let mut retry_cookies = Cookies::default();
-                let (next_lb, next_idx) = pick(
-                    table,
-                    service,
-                    &base.headers,
-                    now_ms(),
-                    &mut retry_cookies,
-                    0,
-                )?;
-                if std::ptr::eq(next_lb, attempt_lb) && next_idx == attempt_idx {
-                    return Err(e);
-                }
-                if let Some(st) = table.services.get(service).and_then(|s| s.stats.as_ref()) {
-                    st.retries
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                cookies = retry_cookies;
-                attempt_lb = next_lb;
-                attempt_idx = next_idx;
-                attempt_parts = clone_parts(base);
-            }
-            Err(e) => return Err(e),
+            Err(f) => f,
+        };
+        let e = ProxyError::from_client(server.url.clone(), failed.error);
+        let Some(req) = failed.request.filter(|_| e.is_retryable()) else {
+            return Err(e);
+        };
+        server.health.mark_failed(now_ms(), PASSIVE_DOWN_WINDOW_MS);
+        if !can_retry || attempts >= 2 {
+            return Err(e);
         }
+        let mut retry_cookies = Cookies::default();
+        let (next_lb, next_idx) = pick(
+            table,
+            service,
+            req.headers(),
+            now_ms(),
+            &mut retry_cookies,
+            0,
+        )?;
+        if std::ptr::eq(next_lb, attempt_lb) && next_idx == attempt_idx {
+            return Err(e);
+        }
+        if let Some(st) = table.services.get(service).and_then(|s| s.stats.as_ref()) {
+            st.retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        cookies = retry_cookies;
+        attempt_lb = next_lb;
+        attempt_idx = next_idx;
+        upstream_req = build_upstream_request(
+            req,
+            attempt_lb,
+            attempt_idx,
+            original_host.as_ref(),
+            client_pq.as_ref(),
+        )?;
     };
 
     if ctx.shared.admin.access_logger.is_some() {
@@ -615,27 +599,17 @@ async fn forward(
     Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
 }
 
-/// A copy of what is needed to send the request again (method, URI, version, headers).
-fn clone_parts(p: &Parts) -> Parts {
-    let mut req = Request::new(());
-    *req.method_mut() = p.method.clone();
-    *req.uri_mut() = p.uri.clone();
-    *req.version_mut() = p.version;
-    *req.headers_mut() = p.headers.clone();
-    req.into_parts().0
-}
-
+/// Points a request at server `idx` of `lb`: origin-form URI (with the server's `preservePath` prefix
+/// joined to the client's path), `Host`, HTTP version. Called again for a retry on another server.
 fn build_upstream_request(
-    mut parts: Parts,
-    body: UpstreamBody,
+    mut req: Request<UpstreamBody>,
     lb: &LoadBalancerRuntime,
     idx: usize,
     original_host: Option<&HeaderValue>,
+    client_pq: Option<&PathAndQuery>,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
     let server = &lb.servers[idx];
-    let pq = parts
-        .uri
-        .path_and_query()
+    let pq = client_pq
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
     let pq = match &server.base_path {
@@ -646,7 +620,7 @@ fn build_upstream_request(
         }
     };
     // Origin form; the pool adds scheme and authority for HTTP/2.
-    parts.uri = Uri::from(pq);
+    *req.uri_mut() = Uri::from(pq);
     let host = if lb.pass_host_header {
         original_host
             .cloned()
@@ -654,12 +628,12 @@ fn build_upstream_request(
     } else {
         server.host_header.clone()
     };
-    parts.headers.insert(header::HOST, host);
-    parts.version = match server.scheme {
+    req.headers_mut().insert(header::HOST, host);
+    *req.version_mut() = match server.scheme {
         UpstreamScheme::H2c => Version::HTTP_2,
         _ => Version::HTTP_11,
     };
-    Ok(Request::from_parts(parts, body))
+    Ok(req)
 }
 
 /// `http.redirections.entryPoint`: 301/308 when permanent (GET/HEAD vs others), else 302/307.

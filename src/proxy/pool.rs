@@ -84,6 +84,25 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
+/// A request that failed, with the request itself when nothing of it was written (connect failures), so
+/// the caller can send it to another server without having copied it beforehand.
+#[derive(Debug)]
+pub struct SendFailure {
+    /// What went wrong.
+    pub error: UpstreamError,
+    /// The request, untouched, if it was never sent.
+    pub request: Option<Request<UpstreamBody>>,
+}
+
+impl SendFailure {
+    fn lost(error: impl Into<UpstreamError>) -> SendFailure {
+        SendFailure {
+            error: error.into(),
+            request: None,
+        }
+    }
+}
+
 /// The pooled clients of one worker: connection settings and TLS configuration. The idle connections
 /// themselves are thread-local (see the module docs).
 #[derive(Clone)]
@@ -152,7 +171,7 @@ impl Upstreams {
         &self,
         target: Target<'_>,
         mut req: Request<UpstreamBody>,
-    ) -> Result<Response<PooledBody>, UpstreamError> {
+    ) -> Result<Response<PooledBody>, SendFailure> {
         let key = Arc::as_ptr(target.identity) as usize;
         let max_idle = self.settings.max_idle;
         // Idle connections first; one that died while idle gives the request back and the next is tried.
@@ -168,7 +187,7 @@ impl Upstreams {
                         conn.evict(key);
                         req = r;
                     }
-                    None => return Err(UpstreamError::Http(e.into_error())),
+                    None => return Err(SendFailure::lost(e.into_error())),
                 },
             }
         }
@@ -186,7 +205,7 @@ impl Upstreams {
                     if conn.ready().await.is_ok() {
                         return match conn.send(req, target).await {
                             Ok(resp) => Ok(conn.attach(resp, key, target.identity, max_idle)),
-                            Err(e) => Err(UpstreamError::Http(e.into_error())),
+                            Err(e) => Err(SendFailure::lost(e.into_error())),
                         };
                     }
                 }
@@ -195,13 +214,21 @@ impl Upstreams {
         let opening = (target.scheme == UpstreamScheme::H2c).then(|| Opening::start(key));
         let conn = self.connect(target).await;
         drop(opening);
-        let mut conn = conn?;
+        let mut conn = match conn {
+            Ok(c) => c,
+            Err(error) => {
+                return Err(SendFailure {
+                    error,
+                    request: Some(req),
+                })
+            }
+        };
         if let Conn::H2(s) = &conn {
             give_back(key, target.identity, Conn::H2(s.clone()), max_idle);
         }
         match conn.send(req, target).await {
             Ok(resp) => Ok(conn.attach(resp, key, target.identity, max_idle)),
-            Err(e) => Err(UpstreamError::Http(e.into_error())),
+            Err(e) => Err(SendFailure::lost(e.into_error())),
         }
     }
 
