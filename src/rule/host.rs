@@ -17,6 +17,29 @@ use std::borrow::Cow;
 /// Returns a borrow of `raw` when nothing needs to change (the common case: no allocation).
 /// Called once per request on the hot path.
 pub fn normalize_host(raw: &str) -> Cow<'_, str> {
+    // Fast path, one pass: lowercase ASCII letters, digits, `-`, `.`, `_` and at most one `:` (the port)
+    // — what nearly every client sends — needs only the port and one trailing dot cut off. Anything else
+    // (upper case, user info, brackets, spaces, non-ASCII) takes the general path below.
+    let mut colon = None;
+    let mut plain = true;
+    for (i, b) in raw.bytes().enumerate() {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {}
+            b':' if colon.is_none() => colon = Some(i),
+            _ => {
+                plain = false;
+                break;
+            }
+        }
+    }
+    if plain {
+        let host = &raw[..colon.unwrap_or(raw.len())];
+        return Cow::Borrowed(host.strip_suffix('.').unwrap_or(host));
+    }
+    normalize_host_general(raw)
+}
+
+fn normalize_host_general(raw: &str) -> Cow<'_, str> {
     // An absolute-form request target's authority may carry `user:password@`.
     let addr = raw.rsplit_once('@').map_or(raw, |(_, host)| host);
     let host = strip_port(addr).trim();
@@ -61,5 +84,41 @@ pub(crate) fn wildcard_matches(host: &str, suffix: &str) -> bool {
     match host.find('.') {
         Some(i) => host[i..].eq_ignore_ascii_case(suffix),
         None => suffix.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        /// The one-pass fast path answers exactly as the general path for any input.
+        #[test]
+        fn fast_path_agrees_with_the_general_path(
+            raw in proptest::collection::vec(
+                proptest::sample::select(vec!['a', 'Z', 'q', '0', '9', '.', ':', '-', '_', '@', '[', ']', ' ', '\t', 'é', 'İ']),
+                0..12,
+            ).prop_map(|v| v.into_iter().collect::<String>())
+        ) {
+            prop_assert_eq!(normalize_host(&raw), normalize_host_general(&raw));
+        }
+    }
+
+    #[test]
+    fn common_hosts_are_borrowed_without_port_and_trailing_dot() {
+        for (raw, want) in [
+            ("example.com", "example.com"),
+            ("example.com:8080", "example.com"),
+            ("example.com.", "example.com"),
+            ("example.com.:443", "example.com"),
+            ("127.0.0.1:8091", "127.0.0.1"),
+            ("", ""),
+        ] {
+            let got = normalize_host(raw);
+            assert!(matches!(got, Cow::Borrowed(_)), "{raw}");
+            assert_eq!(got, want, "{raw}");
+        }
     }
 }
