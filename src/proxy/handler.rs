@@ -2,12 +2,13 @@
 //!
 //! Per request this loads the current table once (one atomic increment), normalizes the host without
 //! allocating when it is already lowercase, finds the router through the table's host index, picks a server
-//! with atomics only, rewrites headers in place and forwards over the shared pool. No lock, no logging, and
-//! no allocation beyond what hyper needs and the `X-Forwarded-For` join for trusted peers.
+//! with atomics only, rewrites headers in place and forwards over this worker's pool ([`super::pool`]). No
+//! lock, no logging, and no allocation beyond what hyper needs and the `X-Forwarded-For` join for trusted
+//! peers.
 //!
 //! Retries: when connecting to the picked server fails (nothing was sent), the server is marked down for a
-//! short window and the request is retried once on another server. A request body is recovered for the
-//! retry because the pool drops it unread when the connection fails (see [`UpstreamBody`]).
+//! short window and the request is retried once on another server. The pool hands the failed request back
+//! whole, body unread ([`super::pool::SendFailure`]), so nothing is copied in advance.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
