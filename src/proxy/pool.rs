@@ -503,12 +503,14 @@ fn checkout(key: usize, idle_timeout_ms: u64) -> Option<Conn> {
     let now = now_ms();
     IDLE.with_borrow_mut(|m| {
         let list = m.get_mut(&key)?;
-        while let Some(idle) = list.pop() {
+        while let Some(mut idle) = list.pop() {
             if idle.conn.is_closed() || now.saturating_sub(idle.since_ms) > idle_timeout_ms {
                 continue;
             }
             if let Conn::H2(s) = &idle.conn {
                 let shared = Conn::H2(s.clone());
+                // In use from now: its idle time restarts (it is never "given back").
+                idle.since_ms = now;
                 list.push(idle);
                 return Some(shared);
             }
