@@ -73,7 +73,7 @@ pub struct EntryPointCtx {
 }
 
 impl EntryPointCtx {
-    /// The context of entrypoint `ep` (whose socket listens on `port`) on a worker with state `shared`.
+    /// The context of entrypoint `index` (whose socket listens on `port`) on a worker with state `shared`.
     pub fn new(
         index: usize,
         trusted: TrustedPeers,
