@@ -7,7 +7,9 @@
 //! Stateful middlewares (rateLimit, inFlightReq, circuitBreaker) whose name and configuration did not change
 //! are carried into the next table, so an unrelated container event does not reset their state.
 //!
-//! Hot path: [`Chain::run`] walks the steps in order. Most steps act on the request only (rewrite it, or
+//! Hot path: [`Chain::run`] walks the steps in order. The request it gets has already been through the
+//! entrypoint's header cleaning ([`crate::proxy::forward::sanitize_at_entry`]: untrusted forwarded
+//! headers and `Connection`-named headers removed), so what a step adds is never removed by the client. Most steps act on the request only (rewrite it, or
 //! answer it: redirects, auth, limits) and need no allocation or boxing; `headers` and `inFlightReq` also leave
 //! a small note to act on the response. Steps that must surround the rest of the chain (compress, retry,
 //! buffering, circuitBreaker, errors) run the remainder as one boxed future, paid only on routes that use them.
@@ -507,26 +509,6 @@ pub fn failure_response(e: &ProxyError) -> Response<ProxyBody> {
         });
     }
     r
-}
-
-/// `X-Forwarded-*` and `X-Real-Ip`, which only trusted peers may set.
-const FORWARDED: [&str; 8] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-server",
-    "x-forwarded-prefix",
-    "x-forwarded-uri",
-    "x-real-ip",
-];
-
-/// Removes the forwarded headers an untrusted client sent, before the chain runs (Traefik's entrypoint
-/// does this before any middleware), so that middlewares such as `stripPrefix` can add their own.
-pub fn strip_forwarded(headers: &mut http::HeaderMap) {
-    for h in FORWARDED {
-        headers.remove(h);
-    }
 }
 
 /// A short plain-text answer (`401 Unauthorized\n` style bodies, as Traefik writes them).

@@ -58,6 +58,13 @@ pub enum ProxyError {
         /// Server URL.
         server: std::sync::Arc<str>,
     },
+    /// The backend switched protocols (`101`) although the client asked for no upgrade, or to another
+    /// protocol than the one asked for; the switch is refused (502), as Go's reverse proxy does.
+    #[error("{server} switched to a protocol the client did not ask for")]
+    BadUpgrade {
+        /// Server URL.
+        server: std::sync::Arc<str>,
+    },
     /// The backend closed, reset or sent an invalid response.
     #[error("bad response from {server}: {source}")]
     Upstream {
@@ -84,7 +91,7 @@ impl ProxyError {
             } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::Connect { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ProxyError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::Upstream { .. } | ProxyError::BadUpgrade { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -102,7 +109,9 @@ impl ProxyError {
                 ..
             }
             | ProxyError::UpstreamTimeout { .. } => "Gateway Timeout\n",
-            ProxyError::Connect { .. } | ProxyError::Upstream { .. } => "Bad Gateway\n",
+            ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::BadUpgrade { .. } => "Bad Gateway\n",
         }
     }
 
@@ -196,6 +205,7 @@ mod tests {
                 504,
             ),
             (ProxyError::UpstreamTimeout { server: server() }, 504),
+            (ProxyError::BadUpgrade { server: server() }, 502),
         ];
         for (e, code) in cases {
             assert_eq!(e.status().as_u16(), code, "{e}");

@@ -1,8 +1,14 @@
 //! Forwarding to backends: the upstream transport settings and the header rewriting every proxied request
-//! gets (the pools themselves are in [`super::pool`]). Header rewriting is a pure function over a
-//! `HeaderMap`, tested on its own: hop-by-hop headers removed (RFC 9110 §7.6.1, plus any header the
-//! `Connection` header names), `X-Forwarded-*` and `X-Real-Ip` set as Traefik sets them, and incoming
-//! forwarded headers trusted only from `forwardedHeaders.trustedIPs`.
+//! gets (the pools themselves are in [`super::pool`]). Header rewriting is pure functions over a
+//! `HeaderMap`, tested on their own, in two steps as in Traefik:
+//!
+//! - at the entrypoint, before routing and before any middleware ([`sanitize_at_entry`]): the forwarded
+//!   headers ([`FORWARDED_HEADERS`]) are removed unless the peer is in `forwardedHeaders.trustedIPs`, and
+//!   hop-by-hop headers are removed (RFC 9110 §7.6.1, plus any header the `Connection` header names,
+//!   except forwarded headers and `Host`). Headers a middleware adds afterwards are therefore never removed
+//!   by a client's `Connection` header;
+//! - when forwarding ([`set_forwarded`]): `X-Forwarded-*` and `X-Real-Ip` set as Traefik sets them, and
+//!   hop-by-hop headers removed again (a middleware may have added some).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -192,8 +198,6 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 pub struct ForwardInfo<'a> {
     /// Client IP as a header value.
     pub client_ip: &'a HeaderValue,
-    /// Whether the peer is trusted to have set forwarded headers.
-    pub trusted: bool,
     /// `http`, `https`, `ws` or `wss`.
     pub proto: &'static str,
     /// The port the client connected to, as a header value.
@@ -224,7 +228,12 @@ const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port")
 const X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-static X_FORWARDED: [HeaderName; 8] = [
+/// The forwarded headers: what only a trusted peer may send and what a `Connection` token may never
+/// remove. Traefik's managed set (`forwardedheaders.XHeadersSet`: the client-certificate headers of
+/// `passTLSClientCert`, `X-Forwarded-Method` of `forwardAuth`, the scheme headers of
+/// `addXForwardedSchemeHeaders`, ...) plus RFC 7239 `Forwarded`, which Traefik passes through from anyone;
+/// we remove it from untrusted peers as well, since a backend reading it would believe the client.
+pub static FORWARDED_HEADERS: [HeaderName; 14] = [
     X_FORWARDED_FOR,
     X_FORWARDED_PROTO,
     X_FORWARDED_HOST,
@@ -232,11 +241,71 @@ static X_FORWARDED: [HeaderName; 8] = [
     X_FORWARDED_SERVER,
     HeaderName::from_static("x-forwarded-prefix"),
     HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-forwarded-method"),
+    HeaderName::from_static("x-forwarded-tls-client-cert"),
+    HeaderName::from_static("x-forwarded-tls-client-cert-info"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-scheme"),
     X_REAL_IP,
+    header::FORWARDED,
 ];
 
-/// Removes hop-by-hop headers, including those named by `Connection`. For an upgrade, `Connection: Upgrade`
-/// and `Upgrade` are kept (they must reach the backend). `TE: trailers` is kept for gRPC.
+/// Whether `name` is one of [`FORWARDED_HEADERS`], also when spelled with `_` for `-`
+/// (`x_forwarded_for`): hyper keeps such names, and backends that map both spellings to one variable
+/// (CGI, PHP, WSGI) would read them as ours. Traefik removes them too. No allocation.
+pub fn is_forwarded_header(name: &str) -> bool {
+    let b = name.as_bytes();
+    if !matches!(b.first(), Some(b'x' | b'X' | b'f' | b'F')) {
+        return false;
+    }
+    FORWARDED_HEADERS.iter().any(|h| {
+        let h = h.as_str().as_bytes();
+        h.len() == b.len()
+            && h.iter().zip(b).all(|(&h, &c)| {
+                h == c.to_ascii_lowercase() || (h == b'-' && c == b'_')
+            })
+    })
+}
+
+/// Removes every forwarded header ([`is_forwarded_header`]). Allocates only when one is present.
+pub fn remove_forwarded(headers: &mut HeaderMap) {
+    if !headers.keys().any(|n| is_forwarded_header(n.as_str())) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_forwarded_header(n.as_str()))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
+}
+
+/// What the entrypoint does to every request before routing and before any middleware, as Traefik's
+/// entrypoint handler does: an untrusted peer's forwarded headers are removed, then the `Connection`
+/// tokens are applied and the hop-by-hop headers removed (keeping `Connection: Upgrade` and `Upgrade` for
+/// an upgrade). Doing it here, once, means a client's `Connection: X-Routed` can only remove the client's
+/// own `X-Routed`, never one a middleware (`headers`, `forwardAuth`'s `authResponseHeaders`,
+/// `stripPrefix`) adds later. Hot path; allocates only when there is something to remove.
+pub fn sanitize_at_entry(headers: &mut HeaderMap, trusted: bool) {
+    if !trusted {
+        remove_forwarded(headers);
+    }
+    let upgrade = upgrade_requested(headers);
+    strip_hop_by_hop(headers, upgrade);
+}
+
+/// Whether a `Connection` token may remove the header it names: never a forwarded header (a client must
+/// not cut a trusted proxy's `X-Forwarded-For` chain, RFC 9110 §7.6.1 lets the proxy replace the
+/// connection options) nor `Host`.
+fn removable_by_token(name: &HeaderName) -> bool {
+    *name != header::HOST && !is_forwarded_header(name.as_str())
+}
+
+/// Removes hop-by-hop headers, including those named by `Connection` (every `Connection` line), except
+/// forwarded headers and `Host`. For an upgrade, `Connection: Upgrade` and `Upgrade` are kept (they must
+/// reach the backend). `TE: trailers` is kept for gRPC.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Fast path: most requests and responses carry none of these. One pass over the names (no hashing)
     // instead of ten hashed lookups; the outcome is the same as the full path below.
@@ -250,23 +319,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         return;
     }
     // Headers named in Connection (rare): only then allocate.
-    if let Some(conn) = headers.get(header::CONNECTION) {
-        if let Ok(list) = conn.to_str() {
-            let named: Vec<HeaderName> = list
-                .split(',')
-                .map(str::trim)
-                .filter(|t| {
-                    !t.is_empty()
-                        && !t.eq_ignore_ascii_case("upgrade")
-                        && !t.eq_ignore_ascii_case("keep-alive")
-                        && !t.eq_ignore_ascii_case("close")
-                })
-                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-                .collect();
-            for n in named {
-                headers.remove(n);
-            }
-        }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case("upgrade")
+                && !t.eq_ignore_ascii_case("keep-alive")
+                && !t.eq_ignore_ascii_case("close")
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(removable_by_token)
+        .collect();
+    for n in named {
+        headers.remove(n);
     }
     let te_trailers = headers
         .get(header::TE)
@@ -284,30 +353,34 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Sets `X-Forwarded-*` and `X-Real-Ip` as Traefik does: untrusted peers' values are removed first; then
-/// `X-Forwarded-For` gets the client IP appended, and the others are set when absent.
+/// Sets `X-Forwarded-*` and `X-Real-Ip` as Traefik does, on a request that went through
+/// [`sanitize_at_entry`] (so what is present came from a trusted peer or a middleware): the client IP is
+/// appended to `X-Forwarded-For` (all its lines joined, as Go's reverse proxy does), `X-Forwarded-Server`
+/// is ours, and the others are set when absent.
 pub fn set_forwarded(headers: &mut HeaderMap, f: &ForwardInfo<'_>) {
-    // Untrusted peers' values go; scan the names once (no hashing) and remove only if one is present.
-    if !f.trusted && headers.keys().any(|n| X_FORWARDED.contains(n)) {
-        for h in &X_FORWARDED {
-            headers.remove(h);
-        }
-    }
     // Up to six names are added below: grow the map once rather than on each insert.
     headers.reserve(6);
-    let xff = X_FORWARDED_FOR;
-    let prev = if f.trusted { headers.get(&xff) } else { None };
-    let joined = match prev {
-        Some(prev) if !prev.is_empty() => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + f.client_ip.len());
-            v.extend_from_slice(prev.as_bytes());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(f.client_ip.as_bytes());
-            HeaderValue::from_bytes(&v).ok()
+    let joined = {
+        let mut prior = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .filter(|v| !v.is_empty());
+        match prior.next() {
+            None => None,
+            Some(first) => {
+                let mut v = Vec::with_capacity(first.len() + 2 + f.client_ip.len());
+                v.extend_from_slice(first.as_bytes());
+                for more in prior {
+                    v.extend_from_slice(b", ");
+                    v.extend_from_slice(more.as_bytes());
+                }
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(f.client_ip.as_bytes());
+                HeaderValue::from_bytes(&v).ok()
+            }
         }
-        _ => None,
     };
-    headers.insert(xff, joined.unwrap_or_else(|| f.client_ip.clone()));
+    headers.insert(X_FORWARDED_FOR, joined.unwrap_or_else(|| f.client_ip.clone()));
     set_if_absent(headers, X_FORWARDED_PROTO, || {
         HeaderValue::from_static(f.proto)
     });
@@ -381,11 +454,9 @@ mod tests {
         port: &'a HeaderValue,
         server: &'a HeaderValue,
         host: &'a HeaderValue,
-        trusted: bool,
     ) -> ForwardInfo<'a> {
         ForwardInfo {
             client_ip: ip,
-            trusted,
             proto: "http",
             port,
             server,
@@ -393,14 +464,19 @@ mod tests {
         }
     }
 
+    fn forwarded(h: &mut HeaderMap, trusted: bool) {
+        let (ip, port, server, host) = (hv("10.1.2.3"), hv("80"), hv("gw"), hv("example.com"));
+        sanitize_at_entry(h, trusted);
+        set_forwarded(h, &info(&ip, &port, &server, &host));
+    }
+
     #[test]
     fn untrusted_forwarded_headers_are_replaced() {
-        let (ip, port, server, host) = (hv("10.1.2.3"), hv("80"), hv("gw"), hv("example.com"));
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", hv("6.6.6.6"));
         h.insert("x-forwarded-proto", hv("https"));
         h.insert("x-real-ip", hv("6.6.6.6"));
-        set_forwarded(&mut h, &info(&ip, &port, &server, &host, false));
+        forwarded(&mut h, false);
         assert_eq!(h.get("x-forwarded-for"), Some(&hv("10.1.2.3")));
         assert_eq!(h.get("x-forwarded-proto"), Some(&hv("http")));
         assert_eq!(h.get("x-forwarded-host"), Some(&hv("example.com")));
@@ -410,14 +486,120 @@ mod tests {
     }
 
     #[test]
+    fn every_forwarded_header_and_its_underscore_spelling_goes_for_untrusted_peers() {
+        let mut h = HeaderMap::new();
+        for n in &FORWARDED_HEADERS {
+            h.insert(n.clone(), hv("spoofed"));
+            let under = n.as_str().replace('-', "_");
+            h.insert(
+                HeaderName::from_bytes(under.as_bytes()).expect("name"),
+                hv("spoofed"),
+            );
+        }
+        h.insert("x-forwarded-tls-client-cert", hv("a"));
+        h.append("x-forwarded-tls-client-cert", hv("b"));
+        h.insert("x-forwarded-other", hv("kept"));
+        h.insert("x_other", hv("kept"));
+        h.insert("accept", hv("kept"));
+        forwarded(&mut h, false);
+        for (n, v) in &h {
+            assert_ne!(v, "spoofed", "{n} reached the backend");
+        }
+        assert!(h.get("x-forwarded-tls-client-cert").is_none());
+        assert!(h.get("forwarded").is_none());
+        assert_eq!(h.get("x-forwarded-other"), Some(&hv("kept")));
+        assert_eq!(h.get("x_other"), Some(&hv("kept")));
+        assert_eq!(h.get("accept"), Some(&hv("kept")));
+    }
+
+    #[test]
+    fn forwarded_names_are_recognised_in_any_case_and_spelling() {
+        for n in [
+            "x-forwarded-for",
+            "X-Forwarded-Tls-Client-Cert-Info",
+            "x_forwarded_method",
+            "X-Forwarded_Prefix",
+            "x-scheme",
+            "Forwarded",
+        ] {
+            assert!(is_forwarded_header(n), "{n}");
+        }
+        for n in [
+            "x-forwarded",
+            "x-forwarded-forx",
+            "x-forwarded-fo",
+            "forwarded-for",
+            "x.forwarded.for",
+            "",
+            "accept",
+        ] {
+            assert!(!is_forwarded_header(n), "{n}");
+        }
+    }
+
+    #[test]
     fn trusted_forwarded_headers_are_kept_and_appended() {
-        let (ip, port, server, host) = (hv("10.1.2.3"), hv("80"), hv("gw"), hv("example.com"));
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", hv("1.1.1.1"));
+        h.append("x-forwarded-for", hv("2.2.2.2"));
         h.insert("x-forwarded-proto", hv("https"));
-        set_forwarded(&mut h, &info(&ip, &port, &server, &host, true));
-        assert_eq!(h.get("x-forwarded-for"), Some(&hv("1.1.1.1, 10.1.2.3")));
+        h.insert("x-forwarded-tls-client-cert", hv("pem"));
+        forwarded(&mut h, true);
+        assert_eq!(
+            h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+            vec![&hv("1.1.1.1, 2.2.2.2, 10.1.2.3")]
+        );
         assert_eq!(h.get("x-forwarded-proto"), Some(&hv("https")));
+        assert_eq!(h.get("x-forwarded-tls-client-cert"), Some(&hv("pem")));
+    }
+
+    #[test]
+    fn connection_tokens_never_name_forwarded_headers_or_host_away() {
+        for trusted in [false, true] {
+            let mut h = HeaderMap::new();
+            h.insert("host", hv("example.com"));
+            h.insert("connection", hv("keep-alive"));
+            h.append(
+                "connection",
+                hv("X-Forwarded-For, x-real-ip, X_Forwarded_Host, Host, X-Mine"),
+            );
+            h.insert("x-forwarded-for", hv("1.1.1.1"));
+            h.insert("x-mine", hv("1"));
+            forwarded(&mut h, trusted);
+            assert_eq!(h.get("host"), Some(&hv("example.com")));
+            assert!(h.get("x-mine").is_none(), "the second Connection line applies");
+            assert!(h.get("connection").is_none());
+            let xff = if trusted { "1.1.1.1, 10.1.2.3" } else { "10.1.2.3" };
+            assert_eq!(h.get("x-forwarded-for"), Some(&hv(xff)));
+            assert_eq!(h.get("x-real-ip"), Some(&hv("10.1.2.3")));
+        }
+    }
+
+    #[test]
+    fn headers_added_after_the_entry_survive_the_clients_connection_header() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", hv("x-routed"));
+        h.insert("x-routed", hv("from-client"));
+        sanitize_at_entry(&mut h, false);
+        assert!(h.get("x-routed").is_none());
+        // A middleware adds it; the forwarding step removes hop-by-hop headers again.
+        h.insert("x-routed", hv("by-gateway"));
+        let upgrade = upgrade_requested(&h);
+        strip_hop_by_hop(&mut h, upgrade);
+        assert_eq!(h.get("x-routed"), Some(&hv("by-gateway")));
+    }
+
+    #[test]
+    fn upgrades_keep_their_headers_through_the_entry() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", hv("Upgrade, X-Routed"));
+        h.insert("upgrade", hv("websocket"));
+        h.insert("x-routed", hv("from-client"));
+        sanitize_at_entry(&mut h, false);
+        assert!(h.get("x-routed").is_none());
+        assert!(upgrade_requested(&h));
+        assert_eq!(h.get("connection"), Some(&hv("Upgrade")));
+        assert_eq!(h.get("upgrade"), Some(&hv("websocket")));
     }
 
     #[test]

@@ -23,7 +23,9 @@ use hyper_util::rt::TokioIo;
 
 use super::body::{ClientBody, ProxyBody, UpstreamBody};
 use super::error::{error_response, ProxyError};
-use super::forward::{set_forwarded, strip_hop_by_hop, upgrade_requested, ForwardInfo};
+use super::forward::{
+    sanitize_at_entry, set_forwarded, strip_hop_by_hop, upgrade_requested, ForwardInfo,
+};
 use super::pool::{Target, Upstreams};
 use crate::balance::health::now_ms;
 use crate::balance::sticky::find_cookie;
@@ -78,9 +80,11 @@ pub struct ConnCtx {
 /// Observability (issue 9): with metrics and the access log off this is one branch more than routing
 /// itself; with either on, what routing decided is noted in [`Seen`] and recorded once, at the end.
 pub async fn handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    // The entrypoint's header cleaning, before routing and any middleware (as Traefik's entrypoint).
+    sanitize_at_entry(req.headers_mut(), ctx.trusted);
     let admin = &ctx.shared.admin;
     if admin.metrics.is_none() && admin.access_logger.is_none() {
         return Ok(match route_and_forward(req, &ctx, None).await {
@@ -314,16 +318,12 @@ async fn route_and_forward(
             table: &table,
             service,
         };
-        let mut req = req.map(ClientBody::Incoming);
-        if !ctx.trusted {
-            crate::middleware::strip_forwarded(req.headers_mut());
-        }
-        return chain.run(req, &cx).await;
+        return chain.run(req.map(ClientBody::Incoming), &cx).await;
     }
     if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
         return Ok(crate::admin::serve(*kind, &req, &table, &ctx.shared.admin));
     }
-    forward(req.map(ClientBody::Incoming), &table, service, ctx, false).await
+    forward(req.map(ClientBody::Incoming), &table, service, ctx).await
 }
 
 /// Serves a request with service `service`: an internal service answers itself, any other is forwarded.
@@ -349,9 +349,7 @@ pub(crate) async fn serve_service(
             )),
         };
     }
-    // The chain's entry removed untrusted `X-Forwarded-*` before any middleware ran (as Traefik's
-    // entrypoint does), so what is left — or what a middleware added — is kept.
-    forward(req, table, service, ctx, true).await
+    forward(req, table, service, ctx).await
 }
 
 /// Set-Cookie values chosen while picking (a weighted service and its child may each set one).
@@ -457,13 +455,17 @@ async fn forward(
     table: &RoutingTable,
     service: usize,
     ctx: &ConnCtx,
-    sanitized: bool,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let now = now_ms();
     let mut cookies = Cookies::default();
     let (lb, idx) = pick(table, service, req.headers(), now, &mut cookies, 0)?;
     let upgrade = upgrade_requested(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // What the response must match: the protocol asked for, and the client's HTTP version.
+    let requested_protocol = upgrade
+        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten();
+    let client_version = req.version();
     let (mut parts, body) = req.into_parts();
 
     let proto = match (ctx.tls, upgrade) {
@@ -483,7 +485,6 @@ async fn forward(
         &mut parts.headers,
         &ForwardInfo {
             client_ip: &ctx.client_ip_header,
-            trusted: ctx.trusted || sanitized,
             proto,
             port: &ctx.port_header,
             server: &ctx.shared.server_name,
@@ -578,21 +579,37 @@ async fn forward(
         }
     }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            ctx.shared.tunnels.spawn(async move {
-                if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
-                    let mut client = TokioIo::new(client);
-                    let mut upstream = TokioIo::new(upstream);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                }
+        // Only the protocol the client asked for (Go's reverse proxy: "backend tried to switch
+        // protocol"); an unsolicited 101 would leave the client on a connection nobody speaks.
+        let switched_to = resp.headers().get(header::UPGRADE);
+        let (Some(client_upgrade), Some(asked), Some(got)) =
+            (client_upgrade, requested_protocol.as_ref(), switched_to)
+        else {
+            return Err(ProxyError::BadUpgrade {
+                server: attempt_lb.servers[attempt_idx].url.clone(),
+            });
+        };
+        if !asked.as_bytes().eq_ignore_ascii_case(got.as_bytes()) {
+            return Err(ProxyError::BadUpgrade {
+                server: attempt_lb.servers[attempt_idx].url.clone(),
             });
         }
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        ctx.shared.tunnels.spawn(async move {
+            if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+        });
         let (parts, body) = resp.into_parts();
         return Ok(Response::from_parts(parts, ProxyBody::Upstream(body)));
     }
 
     let (mut parts, body) = resp.into_parts();
+    // Our own HTTP version towards the client (RFC 9110 §6.2), not the backend's: an `HTTP/1.0` answer
+    // relayed as such makes an HTTP/1.1 client treat its keep-alive connection as closing.
+    parts.version = client_version;
     strip_hop_by_hop(&mut parts.headers, false);
     for v in cookies.values.iter().take(cookies.len).flatten() {
         parts.headers.append(header::SET_COOKIE, (*v).clone());
