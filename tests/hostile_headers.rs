@@ -214,10 +214,26 @@ async fn untrusted_peers_cannot_set_any_forwarded_header() {
 async fn connection_tokens_cannot_remove_headers_added_by_the_proxy() {
     let a = Backend::start("A").await;
     let dynamic = format!(
-        "http:\n  routers:\n    h:\n      rule: Host(`h.test`)\n      service: s\n      middlewares: [routed]\n    p:\n      rule: Host(`p.test`)\n      service: s\n      middlewares: [strip]\n    plain:\n      rule: Host(`x.test`)\n      service: s\n  middlewares:\n    routed:\n      headers:\n        customRequestHeaders:\n          X-Routed: by-gateway\n    strip:\n      stripPrefix:\n        prefixes: [\"/api\"]\n  services:\n{}",
+        "http:\n  routers:\n    h:\n      rule: Host(`h.test`)\n      service: s\n      middlewares: [routed]\n    p:\n      rule: Host(`p.test`)\n      service: s\n      middlewares: [strip]\n    plain:\n      rule: Host(`x.test`)\n      service: s\n    fa:\n      rule: Host(`fa.test`)\n      service: s\n      middlewares: [auth]\n  middlewares:\n    auth:\n      forwardAuth:\n        address: \"{}/auth\"\n        authResponseHeaders: [Content-Type]\n    routed:\n      headers:\n        customRequestHeaders:\n          X-Routed: by-gateway\n    strip:\n      stripPrefix:\n        prefixes: [\"/api\"]\n  services:\n{}",
+        a.url,
         lb("s", &a.url)
     );
     let gate = Gate::with_dynamic(&dynamic, &[]);
+
+    // forwardAuth's `authResponseHeaders` take the same path: the auth server's (whoami's) Content-Type
+    // is copied into the request and survives the client's Connection token naming it.
+    let r = exchange(
+        gate.web(),
+        "GET / HTTP/1.1\r\nHost: fa.test\r\nConnection: Content-Type\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{r:?}");
+    assert!(r.body.contains("GET / HTTP/1.1"), "{}", r.body);
+    assert!(
+        r.body.contains("Content-Type: text/plain; charset=utf-8\n"),
+        "{}",
+        r.body
+    );
 
     // A header a `headers` middleware adds survives a client's Connection token naming it; the client's
     // own hop-by-hop header named there is still removed.
@@ -333,9 +349,10 @@ async fn a_backend_103_reaches_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsolicited_or_mismatched_101_is_a_bad_gateway() {
-    let backend =
-        raw_backend(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
-            .await;
+    let backend = raw_backend(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+    )
+    .await;
     let dynamic = format!(
         "http:\n  routers:\n    r:\n      rule: Host(`u.test`)\n      service: s\n  services:\n{}",
         lb("s", &format!("http://{backend}"))

@@ -261,9 +261,9 @@ pub fn is_forwarded_header(name: &str) -> bool {
     FORWARDED_HEADERS.iter().any(|h| {
         let h = h.as_str().as_bytes();
         h.len() == b.len()
-            && h.iter().zip(b).all(|(&h, &c)| {
-                h == c.to_ascii_lowercase() || (h == b'-' && c == b'_')
-            })
+            && h.iter()
+                .zip(b)
+                .all(|(&h, &c)| h == c.to_ascii_lowercase() || (h == b'-' && c == b'_'))
     })
 }
 
@@ -380,7 +380,10 @@ pub fn set_forwarded(headers: &mut HeaderMap, f: &ForwardInfo<'_>) {
             }
         }
     };
-    headers.insert(X_FORWARDED_FOR, joined.unwrap_or_else(|| f.client_ip.clone()));
+    headers.insert(
+        X_FORWARDED_FOR,
+        joined.unwrap_or_else(|| f.client_ip.clone()),
+    );
     set_if_absent(headers, X_FORWARDED_PROTO, || {
         HeaderValue::from_static(f.proto)
     });
@@ -567,9 +570,16 @@ mod tests {
             h.insert("x-mine", hv("1"));
             forwarded(&mut h, trusted);
             assert_eq!(h.get("host"), Some(&hv("example.com")));
-            assert!(h.get("x-mine").is_none(), "the second Connection line applies");
+            assert!(
+                h.get("x-mine").is_none(),
+                "the second Connection line applies"
+            );
             assert!(h.get("connection").is_none());
-            let xff = if trusted { "1.1.1.1, 10.1.2.3" } else { "10.1.2.3" };
+            let xff = if trusted {
+                "1.1.1.1, 10.1.2.3"
+            } else {
+                "10.1.2.3"
+            };
             assert_eq!(h.get("x-forwarded-for"), Some(&hv(xff)));
             assert_eq!(h.get("x-real-ip"), Some(&hv("10.1.2.3")));
         }
