@@ -9,10 +9,11 @@
 //!
 //! Hot path: [`Chain::run`] walks the steps in order. The request it gets has already been through the
 //! entrypoint's header cleaning ([`crate::proxy::forward::sanitize_at_entry`]: untrusted forwarded
-//! headers and `Connection`-named headers removed), so what a step adds is never removed by the client. Most steps act on the request only (rewrite it, or
-//! answer it: redirects, auth, limits) and need no allocation or boxing; `headers` and `inFlightReq` also leave
-//! a small note to act on the response. Steps that must surround the rest of the chain (compress, retry,
-//! buffering, circuitBreaker, errors) run the remainder as one boxed future, paid only on routes that use them.
+//! headers and `Connection`-named headers removed), so what a step adds is never removed by the client.
+//! Most steps act on the request only (rewrite it, or answer it: redirects, auth, limits) and need no
+//! allocation or boxing; `headers` and `inFlightReq` also leave a small note to act on the response. Steps
+//! that must surround the rest of the chain (compress, retry, buffering, circuitBreaker, errors) run the
+//! remainder as one boxed future, paid only on routes that use them.
 //!
 //! This module never logs per request and holds no locks on the request path except the circuit breaker's
 //! short window update.
