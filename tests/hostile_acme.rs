@@ -494,9 +494,11 @@ async fn rate_limit_by_header_stays_bounded_under_200k_distinct_values() {
         }
         (limited, ok)
     };
-    let Ok((limited, ok)) = tokio::time::timeout(Duration::from_secs(180), all).await else {
+    // About 80-100 s for a debug build on two busy cores. With per-request work that grows with the table
+    // (an O(n) pass per new source once 65,536 are tracked) it takes hours.
+    let Ok((limited, ok)) = tokio::time::timeout(Duration::from_secs(300), all).await else {
         panic!(
-            "200,000 requests not answered within 180 s (per-request work grows with the table?); RSS {rss_before} → {:?} KiB",
+            "200,000 requests not answered within 300 s (per-request work grows with the table?); RSS {rss_before} → {:?} KiB",
             rss_kib(&marker)
         );
     };
