@@ -2,6 +2,8 @@
 //! header's value (`requestHeaderName`) or the request's host (`requestHost`). Exactly one may be set;
 //! none means the connection's peer address, as Traefik.
 
+use std::hash::{BuildHasher, RandomState};
+
 use super::ip_strategy::IpStrategy;
 use super::opts::Opts;
 use super::{request_host, Cx, MiddlewareError, Req};
@@ -64,6 +66,26 @@ impl SourceCriterion {
                 .unwrap_or("")
                 .to_string(),
             SourceCriterion::Host => request_host(req).to_string(),
+        }
+    }
+}
+
+impl SourceCriterion {
+    /// The grouping key of a request, hashed with `state`: the same grouping as [`SourceCriterion::key`]
+    /// without copying the key (header and host keys are hashed in place).
+    pub fn key_hash(&self, req: &Req, cx: &Cx<'_>, state: &RandomState) -> u64 {
+        match self {
+            SourceCriterion::Ip(s) => state.hash_one(
+                s.client_ip(trusted_xff(req, cx), cx.conn.client_ip)
+                    .as_str(),
+            ),
+            SourceCriterion::Header(h) => state.hash_one(
+                req.headers()
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            ),
+            SourceCriterion::Host => state.hash_one(request_host(req)),
         }
     }
 }

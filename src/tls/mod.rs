@@ -36,7 +36,7 @@ pub struct CertRequest {
 }
 
 /// TLS state that outlives table rebuilds: resumption caches, ticket keys, the generated default
-/// certificate and the ACME challenge answers.
+/// certificate, the ACME challenge answers and the one server configuration that answers TLS-ALPN-01.
 #[derive(Debug, Clone)]
 pub struct TlsShared {
     /// Session-ID resumption cache shared by every server configuration.
@@ -47,6 +47,10 @@ pub struct TlsShared {
     pub generated_default: Arc<CertifiedKey>,
     /// ACME challenge answers.
     pub challenges: SharedChallenges,
+    /// The `acme-tls/1` responder, built once: its resolver reads the current challenge answers, so a
+    /// challenge-set change needs no new configuration and a hostile stream of `acme-tls/1` hellos costs
+    /// one lookup each.
+    pub challenge_config: Arc<ServerConfig>,
 }
 
 impl TlsShared {
@@ -58,6 +62,7 @@ impl TlsShared {
             sessions: ServerSessionMemoryCache::new(10_240),
             ticketer,
             generated_default: Arc::new(certs::generate_default()?),
+            challenge_config: challenge_config(challenges.clone()),
             challenges,
         })
     }
@@ -75,22 +80,26 @@ pub struct TlsRuntime {
     /// Certificates by name.
     pub certs: Arc<CertSet>,
     challenges: SharedChallenges,
+    challenge_config: Arc<ServerConfig>,
 }
 
 impl TlsRuntime {
-    /// The key authorization for a pending HTTP-01 challenge token (answered before routing).
+    /// Hot path: the key authorization for a pending HTTP-01 challenge token (answered before routing). A
+    /// lookup in memory only; a token that is not an RFC 8555 token is refused without one.
     pub fn http01(&self, token: &str) -> Option<String> {
         self.challenges.http01(token)
     }
 
-    /// The server configuration for a ClientHello: the ACME challenge responder for `acme-tls/1`, else the
-    /// TLS options the routers chose for this host, else `default`.
+    /// Hot path: the server configuration for a ClientHello: the ACME challenge responder (built once) for
+    /// `acme-tls/1`, else the TLS options the routers chose for this host, else `default`. A hello offering
+    /// `acme-tls/1` for a name without a pending challenge fails its handshake (no certificate), as in
+    /// Traefik, at the cost of one lookup.
     pub fn config_for(&self, hello: &ClientHello<'_>) -> Arc<ServerConfig> {
         let acme = hello
             .alpn()
             .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
         if acme {
-            return challenge_config(self.challenges.clone());
+            return self.challenge_config.clone();
         }
         hello
             .server_name()
@@ -127,8 +136,7 @@ struct ChallengeResolver(SharedChallenges);
 
 impl ResolvesServerCert for ChallengeResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let sni = hello.server_name()?.to_ascii_lowercase();
-        self.0.tls_alpn01(&sni)
+        self.0.tls_alpn01(hello.server_name()?)
     }
 }
 
@@ -281,6 +289,7 @@ pub fn compile(
             default,
             certs,
             challenges: shared.challenges.clone(),
+            challenge_config: shared.challenge_config.clone(),
         },
         issues,
     )

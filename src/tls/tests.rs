@@ -118,3 +118,62 @@ fn cert_requests_prefer_explicit_domains() {
     assert_eq!(r[0].sans, vec!["b.test"]);
     assert!(cert_requests("le", &[], vec![]).is_empty());
 }
+
+/// The bytes of a real ClientHello for `sni` offering `alpn`.
+fn client_hello(sni: &str, alpn: &[&[u8]]) -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).expect("name");
+    let mut c = rustls::ClientConnection::new(Arc::new(cfg), name).expect("client");
+    let mut out = Vec::new();
+    c.write_tls(&mut out).expect("hello");
+    out
+}
+
+/// Runs `f` on the parsed ClientHello in `bytes`, as the listener's acceptor sees it.
+fn with_hello<R>(bytes: &[u8], f: impl FnOnce(ClientHello<'_>) -> R) -> R {
+    let mut acceptor = rustls::server::Acceptor::default();
+    acceptor.read_tls(&mut &bytes[..]).expect("read");
+    match acceptor.accept() {
+        Ok(Some(accepted)) => f(accepted.client_hello()),
+        _ => panic!("no ClientHello"),
+    }
+}
+
+#[test]
+fn acme_tls_hellos_share_one_configuration_across_challenge_changes() {
+    let sh = shared();
+    let (rt, _) = compile(&[], &TlsUsage::default(), &sh);
+    let acme = client_hello("alpn.test", &[ACME_TLS_ALPN]);
+    let first = with_hello(&acme, |h| rt.config_for(&h));
+    let resolve =
+        |cfg: &Arc<ServerConfig>, bytes: &[u8]| with_hello(bytes, |h| cfg.cert_resolver.resolve(h));
+    // No pending challenge: no certificate, so the handshake fails (as Traefik's "unrecognized name").
+    assert!(resolve(&first, &acme).is_none());
+    // A challenge appears: the same configuration answers it, for the SNI in any case.
+    let ck = Arc::new(
+        acme::challenge_store::tls_alpn01_certificate("alpn.test", "t.thumb").expect("cert"),
+    );
+    let mut answers = challenge::Answers::default();
+    answers.tls_alpn01.insert("alpn.test".into(), ck.clone());
+    sh.challenges.publish(answers);
+    let second = with_hello(&client_hello("ALPN.test", &[ACME_TLS_ALPN]), |h| {
+        rt.config_for(&h)
+    });
+    assert!(Arc::ptr_eq(&first, &second), "a configuration per hello");
+    let got = resolve(&second, &client_hello("ALPN.test", &[ACME_TLS_ALPN])).expect("answered");
+    assert!(Arc::ptr_eq(&got, &ck));
+    assert!(resolve(&second, &client_hello("other.test", &[ACME_TLS_ALPN])).is_none());
+    // A table rebuild keeps the one configuration; an ordinary hello gets the default options.
+    let (rt2, _) = compile(&[], &TlsUsage::default(), &sh);
+    let third = with_hello(&acme, |h| rt2.config_for(&h));
+    assert!(Arc::ptr_eq(&first, &third));
+    let normal = with_hello(&client_hello("alpn.test", &[b"h2"]), |h| rt2.config_for(&h));
+    assert!(!Arc::ptr_eq(&first, &normal));
+    assert!(Arc::ptr_eq(&normal, &rt2.default));
+}

@@ -252,6 +252,9 @@ pub struct ManagerTiming {
     pub retry_max: Duration,
     /// Lock files.
     pub locks: LockSettings,
+    /// How often the shared challenge directories are read for other replicas' answers; the manager
+    /// waits [`challenge_store::propagation_delay`] of it before a CA validates.
+    pub challenge_poll: Duration,
 }
 
 impl Default for ManagerTiming {
@@ -261,6 +264,7 @@ impl Default for ManagerTiming {
             retry_initial: Duration::from_secs(10),
             retry_max: Duration::from_secs(3600),
             locks: LockSettings::default(),
+            challenge_poll: challenge_store::CHALLENGE_POLL,
         }
     }
 }
@@ -336,6 +340,8 @@ pub fn prepare_with(
     let challenges = Arc::new(StoredChallenges::new(
         resolvers.iter().map(|r| r.storage_dir.clone()).collect(),
     ));
+    // Answers other replicas published before we started are served from the first request.
+    challenges.refresh();
     let acme = Acme {
         resolvers,
         challenges,
@@ -470,9 +476,10 @@ struct Retry {
 }
 
 impl Acme {
-    /// The challenge answers the data plane must use (memory + shared storage).
+    /// The challenge answers the data plane must use: one in-memory snapshot of ours and the other
+    /// replicas' (refreshed by the watcher [`Acme::start`] runs).
     pub fn challenges(&self) -> SharedChallenges {
-        self.challenges.clone()
+        self.challenges.data_plane()
     }
 
     /// The certificates in storage now, as the `acme` provider's first snapshot.
@@ -544,7 +551,8 @@ impl Acme {
         cfg
     }
 
-    /// Starts the manager; it runs until `cancel`. `wanted` comes from the table builder.
+    /// Starts the manager and the watcher of the shared challenge directories; both run until `cancel`.
+    /// `wanted` comes from the table builder.
     pub fn start(
         self,
         wanted: watch::Receiver<Arc<Vec<CertRequest>>>,
@@ -552,6 +560,11 @@ impl Acme {
     ) -> ProviderFeed {
         let (tx, mut rx) = watch::channel(self.initial());
         rx.mark_unchanged();
+        tokio::spawn(
+            self.challenges
+                .clone()
+                .watch(self.timing.challenge_poll, cancel.clone()),
+        );
         tokio::spawn(self.run(wanted, tx, cancel));
         ProviderFeed {
             name: PROVIDER.into(),
@@ -876,6 +889,7 @@ impl Acme {
             kind: &r.kind,
             key_type: r.key_type,
             challenges: &self.challenges,
+            propagation: challenge_store::propagation_delay(self.timing.challenge_poll),
             storage_dir: &r.storage_dir,
             replaces,
             disable_common_name: r.disable_common_name,

@@ -2,7 +2,8 @@
 //! offers it), challenge answers published for every replica, readiness, CSR, certificate.
 //!
 //! Lifecycle of [`obtain`]: `newOrder` → for each pending authorization, publish the answer
-//! ([`StoredChallenges`]) and mark the challenge ready → poll the order until `ready` (or `invalid`: the
+//! ([`StoredChallenges`]), wait until every replica can have loaded it (`propagation`), and mark the
+//! challenge ready → poll the order until `ready` (or `invalid`: the
 //! challenges' errors are collected into [`OrderError::Invalid`]) → generate the certificate key, send the CSR →
 //! poll until `valid` → download the chain. Answers are withdrawn on every exit path. badNonce answers are
 //! retried inside instant-acme; everything else is returned, classified by [`OrderError::retry_floor`], for the
@@ -332,6 +333,8 @@ pub struct OrderRequest<'a> {
     pub key_type: KeyType,
     /// Where answers are published.
     pub challenges: &'a StoredChallenges,
+    /// How long other replicas may take to load a published answer: waited before the CA validates.
+    pub propagation: Duration,
     /// The storage directory (answers for the other replicas).
     pub storage_dir: &'a Path,
     /// ARI: the certificate this order replaces.
@@ -440,6 +443,9 @@ pub async fn obtain(account: &Account, req: &OrderRequest<'_>) -> Result<Issued,
                     })
                 }
             }
+            // Other replicas load the answer at their next poll of the shared directory; the CA may
+            // reach any of them as soon as it is told.
+            tokio::time::sleep(req.propagation).await;
             ch.set_ready().await?;
         }
     }
