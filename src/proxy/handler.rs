@@ -71,6 +71,8 @@ pub struct ConnCtx {
     pub trusted: bool,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The bounds on reading a request body (`readTimeout`, `bodyIdleTimeout`).
+    pub body_clock: super::body::BodyClock,
 }
 
 /// Serves one request; never fails (errors become responses).
@@ -314,7 +316,7 @@ async fn route_and_forward(
             table: &table,
             service,
         };
-        let mut req = req.map(ClientBody::Incoming);
+        let mut req = req.map(|b| ClientBody::Incoming(ctx.body_clock.body(b)));
         if !ctx.trusted {
             crate::middleware::strip_forwarded(req.headers_mut());
         }
@@ -323,7 +325,7 @@ async fn route_and_forward(
     if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
         return Ok(crate::admin::serve(*kind, &req, &table, &ctx.shared.admin));
     }
-    forward(req.map(ClientBody::Incoming), &table, service, ctx, false).await
+    forward(req.map(|b| ClientBody::Incoming(ctx.body_clock.body(b))), &table, service, ctx, false).await
 }
 
 /// Serves a request with service `service`: an internal service answers itself, any other is forwarded.
@@ -339,7 +341,7 @@ pub(crate) async fn serve_service(
         return match body {
             ClientBody::Incoming(b) => Ok(crate::admin::serve(
                 *kind,
-                &Request::from_parts(parts, b),
+                &Request::from_parts(parts, b.into_inner()),
                 table,
                 &ctx.shared.admin,
             )),
