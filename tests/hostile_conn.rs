@@ -77,12 +77,12 @@ async fn read_until(s: &mut TcpStream, needle: &str, max: Duration) -> String {
 
 /// One GET over a fresh connection; whatever came back within 2 s (empty when refused or closed).
 async fn raw_get(addr: SocketAddr) -> String {
-    let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await
+    let Ok(Ok(mut s)) =
+        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await
     else {
         return String::new();
     };
-    if s
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .is_err()
     {
@@ -93,7 +93,10 @@ async fn raw_get(addr: SocketAddr) -> String {
 
 fn assert_bound(took: Option<Duration>, min: Duration, max_what: &str) {
     let took = took.unwrap_or_else(|| panic!("still open: {max_what}"));
-    assert!(took >= min, "closed after {took:?}, before the bound {min:?}");
+    assert!(
+        took >= min,
+        "closed after {took:?}, before the bound {min:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +166,11 @@ async fn zero_byte_partial_handshake_and_silent_tls_clients_are_closed_at_the_he
         matches!(read, Ok(Ok(0)) | Ok(Err(_))),
         "silent TLS client still open: {read:?}"
     );
-    assert!(t0.elapsed() >= Duration::from_millis(800), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(800),
+        "{:?}",
+        t0.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +178,9 @@ async fn slowloris_headers_are_closed_at_the_header_bound_though_bytes_keep_comi
     let b = Backend::start("a").await;
     let gate = start(&b.url, &[flag("readHeaderTimeout", "1s")]);
     let mut s = TcpStream::connect(gate.web()).await.expect("connect");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.expect("w");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("w");
     let t0 = Instant::now();
     let mut closed = None;
     // One header byte every 100 ms, for up to 5 s.
@@ -194,7 +203,10 @@ async fn slowloris_headers_are_closed_at_the_header_bound_though_bytes_keep_comi
         }
     }
     assert_bound(closed, Duration::from_millis(800), "slowloris");
-    assert!(closed.is_some_and(|c| c < Duration::from_secs(3)), "{closed:?}");
+    assert!(
+        closed.is_some_and(|c| c < Duration::from_secs(3)),
+        "{closed:?}"
+    );
 }
 
 /// A backend that reads request heads and never answers, noting when each of its connections is closed
@@ -251,7 +263,11 @@ async fn a_stalled_body_gets_408_and_its_backend_connection_is_released() {
         "after {:?}: {answer:?}",
         t0.elapsed()
     );
-    assert!(t0.elapsed() >= Duration::from_millis(900), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
     assert_eq!(backend.accepted.load(Ordering::SeqCst), 1);
     assert!(
         poll_until(Duration::from_secs(2), || async {
@@ -267,7 +283,10 @@ async fn read_timeout_bounds_a_whole_body_that_keeps_trickling() {
     let backend = sink().await;
     let gate = start(
         &backend.url,
-        &[flag("bodyIdleTimeout", "10s"), flag("readTimeout", "1500ms")],
+        &[
+            flag("bodyIdleTimeout", "10s"),
+            flag("readTimeout", "1500ms"),
+        ],
     );
     let mut s = TcpStream::connect(gate.web()).await.expect("connect");
     s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
@@ -376,7 +395,7 @@ async fn an_idle_http2_connection_answering_pings_gets_goaway_after_idle_timeout
     let mut s = TcpStream::connect(gate.web()).await.expect("connect");
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
-    // GET / with :authority x: static-table indexes 2 (GET), 6 (http), 4 (/), literal authority.
+                                       // GET / with :authority x: static-table indexes 2 (GET), 6 (http), 4 (/), literal authority.
     out.extend(frame(0x1, 0x5, 1, &[0x82, 0x86, 0x84, 0x41, 0x01, b'x']));
     s.write_all(&out).await.expect("w");
     let t0 = Instant::now();
@@ -399,7 +418,8 @@ async fn an_idle_http2_connection_answering_pings_gets_goaway_after_idle_timeout
             Err(_) => continue,
         }
         while buf.len() >= 9 {
-            let len = (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            let len =
+                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
             if buf.len() < 9 + len {
                 break;
             }
@@ -438,7 +458,10 @@ impl Limited {
             .arg(format!("--nofile={nofile}"))
             .arg(support::bin())
             .arg("--entrypoints.web.address=127.0.0.1:0")
-            .arg(format!("--providers.file.filename={}", dynamic_file.display()))
+            .arg(format!(
+                "--providers.file.filename={}",
+                dynamic_file.display()
+            ))
             .env("SWARMGATE_LOG", "info")
             .env("SWARMGATE_WORKERS", "1")
             .stdout(Stdio::piped())
@@ -447,8 +470,14 @@ impl Limited {
             .expect("spawn prlimit (util-linux)");
         let logs = Arc::new(Mutex::new(String::new()));
         for out in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -517,7 +546,11 @@ async fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
     let web = gate.web().await;
     // prlimit execs the binary: same pid.
     assert_eq!(max_open_files(gate.child.id()), "4096 4096");
-    assert!(gate.logs().contains("open files limit 4096 (was 256"), "{}", gate.logs());
+    assert!(
+        gate.logs().contains("open files limit 4096 (was 256"),
+        "{}",
+        gate.logs()
+    );
     assert_eq!(get(web, "x", "/").await.status, 200);
 }
 

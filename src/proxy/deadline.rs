@@ -372,7 +372,8 @@ fn step(
     }
 }
 
-impl<I, S, E, B> Graceful for hyper_util::server::conn::auto::UpgradeableConnection<'static, I, S, E>
+impl<I, S, E, B> Graceful
+    for hyper_util::server::conn::auto::UpgradeableConnection<'static, I, S, E>
 where
     S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
     S::Future: 'static,
@@ -419,7 +420,12 @@ mod tests {
     async fn the_driver_moves_through_head_active_idle_and_back_to_head_on_a_byte() {
         let a = Activity::new();
         let t = Timeouts::resolve(s(10), None, None, s(3), s(100));
-        let (p, d) = step(&a, Phase::Head, Some(Instant::now() + Duration::from_secs(10)), t);
+        let (p, d) = step(
+            &a,
+            Phase::Head,
+            Some(Instant::now() + Duration::from_secs(10)),
+            t,
+        );
         assert_eq!(p, Phase::Head);
         assert!(d.is_some());
         let guard = a.begin(http::Version::HTTP_11, t.write);

@@ -325,7 +325,14 @@ async fn route_and_forward(
     if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
         return Ok(crate::admin::serve(*kind, &req, &table, &ctx.shared.admin));
     }
-    forward(req.map(|b| ClientBody::Incoming(ctx.body_clock.body(b))), &table, service, ctx, false).await
+    forward(
+        req.map(|b| ClientBody::Incoming(ctx.body_clock.body(b))),
+        &table,
+        service,
+        ctx,
+        false,
+    )
+    .await
 }
 
 /// Serves a request with service `service`: an internal service answers itself, any other is forwarded.
