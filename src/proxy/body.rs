@@ -181,6 +181,11 @@ pub struct BodyClock {
 }
 
 impl BodyClock {
+    /// The request being served, its body bounded (what the handler hands to middlewares or forwards).
+    pub fn request(&self, req: http::Request<Incoming>) -> http::Request<ClientBody> {
+        req.map(|b| ClientBody::Incoming(self.body(b)))
+    }
+
     /// The client's body of the request being served, with its bounds. No timer is allocated unless the
     /// body has to be waited for.
     pub fn body(&self, inner: Incoming) -> TimedBody {

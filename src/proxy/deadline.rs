@@ -277,17 +277,18 @@ pub trait Graceful: Future {
 }
 
 /// Serves `conn` until it ends, a bound of `t` is reached, or `stop` fires (then gracefully: in-flight
-/// requests finish, HTTP/2 clients get GOAWAY).
+/// requests finish, HTTP/2 clients get GOAWAY). The first request head is bounded from `start` (the
+/// accept for plain connections, the end of the handshake for TLS ones).
 pub async fn drive<C: Graceful>(
     conn: C,
     activity: &Activity,
     t: Timeouts,
+    start: Instant,
     stop: &tokio_util::sync::CancellationToken,
 ) {
     let mut conn = std::pin::pin!(conn);
     let stopped = stop.cancelled();
     let mut stopped = std::pin::pin!(stopped);
-    let start = Instant::now();
     activity
         .head_start_ms
         .store(activity.ms(start), Ordering::Relaxed);

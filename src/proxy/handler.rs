@@ -316,7 +316,7 @@ async fn route_and_forward(
             table: &table,
             service,
         };
-        let mut req = req.map(|b| ClientBody::Incoming(ctx.body_clock.body(b)));
+        let mut req = ctx.body_clock.request(req);
         if !ctx.trusted {
             crate::middleware::strip_forwarded(req.headers_mut());
         }
@@ -325,14 +325,7 @@ async fn route_and_forward(
     if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
         return Ok(crate::admin::serve(*kind, &req, &table, &ctx.shared.admin));
     }
-    forward(
-        req.map(|b| ClientBody::Incoming(ctx.body_clock.body(b))),
-        &table,
-        service,
-        ctx,
-        false,
-    )
-    .await
+    forward(ctx.body_clock.request(req), &table, service, ctx, false).await
 }
 
 /// Serves a request with service `service`: an internal service answers itself, any other is forwarded.

@@ -256,7 +256,9 @@ impl Conn {
     /// Peeks at the first byte: a TLS handshake is terminated with the current table's TLS settings
     /// (chosen by SNI and ALPN), anything else is served as plain HTTP — as Traefik's entrypoints do.
     /// The first byte and the handshake must come within the header bound, counted from the accept; a
-    /// client that sends nothing is closed, not handed to protocol detection.
+    /// client that sends nothing is closed, not handed to protocol detection. A plain request head must be
+    /// complete within the same bound from the accept (as nginx's `client_header_timeout`); after a TLS
+    /// handshake the head gets a bound of its own (as Go's server).
     async fn serve(self, stream: TcpStream) {
         let accepted = tokio::time::Instant::now();
         // Without a header bound (switched off) the handshake still gets one: rustls buffers it.
@@ -273,7 +275,7 @@ impl Conn {
             return; // closed or failed before a byte
         }
         if first[0] != TLS_HANDSHAKE {
-            self.http(stream, false).await;
+            self.http(stream, false, accepted).await;
             return;
         }
         let table = self.shared.store.load_full();
@@ -294,14 +296,16 @@ impl Conn {
                     // TLS-ALPN-01 validation: the handshake was the answer.
                     return;
                 }
-                self.http(tls_stream, true).await;
+                self.http(tls_stream, true, tokio::time::Instant::now())
+                    .await;
             }
             Ok(Err(e)) => tracing::debug!(peer = %self.peer, "TLS handshake failed: {e}"),
             Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
         }
     }
 
-    async fn http<I>(self, io: I, tls: bool)
+    /// Serves HTTP on `io`; the first request head is bounded from `head_start`.
+    async fn http<I>(self, io: I, tls: bool, head_start: tokio::time::Instant)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -337,7 +341,7 @@ impl Conn {
             .builder
             .serve_connection_with_upgrades(io, svc)
             .into_owned();
-        deadline::drive(conn, &activity, self.timeouts, &self.stop).await;
+        deadline::drive(conn, &activity, self.timeouts, head_start, &self.stop).await;
         // Held until the connection is done, so that shutdown waits for it.
         drop(self.watcher);
     }
