@@ -153,7 +153,7 @@ async def attack(name, opener, count, port, pid, window):
         peak = max(peak, rss_kib(pid))
         probes += 1
         ok += await served(port)
-        await asyncio.sleep(max(0.0, 1.0 - 0.0))
+        await asyncio.sleep(1)
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     times = sorted(t for k, t in closed if k == "closed")
@@ -183,9 +183,10 @@ async def main():
     ap.add_argument("--short", action="store_true", help="all timeouts 10 s instead of the defaults")
     ap.add_argument("--n", type=int, default=1000, help="connections per attack (slowloris, body, zero)")
     ap.add_argument("--idle", type=int, default=5000, help="idle keep-alive connections")
+    ap.add_argument("--bindir", default=os.path.join(ROOT, "target", "release"), help="where the binaries are")
     args = ap.parse_args()
 
-    bindir = os.path.join(ROOT, "target", "release")
+    bindir = args.bindir
     backend_port, web_port = free_port(), free_port()
     dyn = f"/tmp/resource-attack-{os.getpid()}.yml"
     with open(dyn, "w") as f:
