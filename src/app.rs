@@ -17,6 +17,7 @@ use crate::admin::{api::EntryPointView, AdminState};
 use crate::config::{self, types::StaticConfig, Protocol};
 use crate::metrics::{Labels, Metrics};
 use crate::provider::file::{self, FileSource};
+use crate::proxy::deadline::Timeouts;
 use crate::proxy::forward::{load_root_cas, PoolSettings, TrustedPeers};
 use crate::proxy::handler::Shared;
 use crate::proxy::listener::ConnSettings;
@@ -418,7 +419,13 @@ pub async fn run(
         })?;
         let rt = &ep.transport.responding_timeouts;
         let settings = ConnSettings {
-            header_read_timeout: rt.read_timeout.non_zero().or(rt.idle_timeout.non_zero()),
+            timeouts: Timeouts::resolve(
+                rt.read_header_timeout.non_zero(),
+                rt.read_timeout.non_zero(),
+                rt.body_idle_timeout.non_zero(),
+                rt.write_timeout.non_zero(),
+                rt.idle_timeout.non_zero(),
+            ),
             max_header_bytes: ep.http.max_header_bytes.unwrap_or(1 << 20),
             max_concurrent_streams: ep
                 .http2
@@ -519,6 +526,38 @@ fn startup_summary(cfg: &StaticConfig, eps: &[(String, SocketAddr)], table: &tab
         access_log = cfg.access_log.is_some(),
         metrics = cfg.metrics.as_ref().is_some_and(|m| m.prometheus.is_some()),
         "swarmgate started"
+    );
+}
+
+/// Raises the soft limit on open files to the hard limit, as Go's runtime does at start (Traefik runs
+/// with it), and logs the limit once: a shell or service manager leaving the soft limit at 256 or 1024
+/// would otherwise cap the connections served far below what the host allows. Failure is logged, not
+/// fatal: the process still runs with the limit it was given.
+pub fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    let (soft, hard) = (limit.current, limit.maximum);
+    if soft.is_some() && soft != hard {
+        let raised = rustix::process::Rlimit {
+            current: hard,
+            maximum: hard,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(
+                soft = ?soft,
+                hard = ?hard,
+                "open files limit could not be raised to the hard limit: {e}"
+            );
+            return;
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    let show = |l: Option<u64>| l.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    tracing::info!(
+        "open files limit {} (was {}, hard {})",
+        show(now),
+        show(soft),
+        show(hard)
     );
 }
 

@@ -167,6 +167,7 @@ async fn run_flags(flags: Vec<String>) -> anyhow::Result<()> {
 }
 
 async fn run_app(cfg: config::StaticConfig) -> anyhow::Result<()> {
+    app::raise_open_files_limit();
     let listeners = match app::bind(&cfg).await {
         Ok(l) => l,
         Err(e) => {

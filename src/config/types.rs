@@ -210,27 +210,37 @@ impl Default for LifeCycle {
     }
 }
 
-/// `transport.respondingTimeouts`.
+/// `transport.respondingTimeouts`: the bounds on every state of a client connection.
 ///
-/// Deliberate difference: `readTimeout` defaults to 0 (none) instead of Traefik v3's 60 s, which cut off slow
-/// uploads and long gRPC streams (traefik#10654, #10991). Set it explicitly to get Traefik's behaviour.
+/// Traefik's three (Go `http.Server` semantics, Traefik v3 defaults) plus two of swarmgate's own, so that a
+/// client can hold no state without a bound even when `readTimeout` is switched off. The defaults are
+/// tabled beside Traefik's and nginx's in `docs/differences.md` ("Timeouts").
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RespondingTimeouts {
-    /// Time to read the request headers (0 = none).
+    /// Time to read a whole request, headers and body, from its first byte (default 60 s, 0 = none).
     pub read_timeout: GoDuration,
-    /// Time to write the response (0 = none).
+    /// Time from the end of the request headers to the end of the response (default 0 = none).
     pub write_timeout: GoDuration,
-    /// Keep-alive idle timeout (default 180 s).
+    /// Time a connection may stay open with no request in progress, HTTP/1 keep-alive and HTTP/2 alike
+    /// (default 180 s; 0 = `readTimeout`, as Go does).
     pub idle_timeout: GoDuration,
+    /// swarmgate: time to receive the TLS handshake, the first bytes and the request headers (default 60 s,
+    /// nginx's `client_header_timeout`; 0 = none).
+    pub read_header_timeout: GoDuration,
+    /// swarmgate: longest silence between two reads of a request body (default 60 s, nginx's
+    /// `client_body_timeout`; a slow upload that makes progress is not cut; 0 = none).
+    pub body_idle_timeout: GoDuration,
 }
 
 impl Default for RespondingTimeouts {
     fn default() -> Self {
         RespondingTimeouts {
-            read_timeout: GoDuration::default(),
+            read_timeout: GoDuration::secs(60),
             write_timeout: GoDuration::default(),
             idle_timeout: GoDuration::secs(180),
+            read_header_timeout: GoDuration::secs(60),
+            body_idle_timeout: GoDuration::secs(60),
         }
     }
 }

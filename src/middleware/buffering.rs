@@ -69,8 +69,7 @@ impl Buffering {
                 }
                 let mut buf = BytesMut::new();
                 while let Some(frame) = b.frame().await {
-                    let frame =
-                        frame.map_err(|_| ProxyError::BadRequest("request body read failed"))?;
+                    let frame = frame.map_err(ProxyError::from_body)?;
                     if let Ok(d) = frame.into_data() {
                         buf.extend_from_slice(&d);
                         if self.max_request > 0 && buf.len() as u64 > self.max_request {

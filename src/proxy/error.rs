@@ -38,6 +38,9 @@ pub enum ProxyError {
     /// The request body exceeds a configured limit.
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The client stopped sending its request body (`bodyIdleTimeout`) or took longer than `readTimeout`.
+    #[error("request body timed out")]
+    ClientTimeout,
     /// A rate or concurrency limit rejected the request.
     #[error("too many requests")]
     TooManyRequests,
@@ -83,6 +86,7 @@ impl ProxyError {
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::NoHealthyServer => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Connect {
@@ -103,6 +107,7 @@ impl ProxyError {
             ProxyError::BadRequest(_) => "400 Bad Request\n",
             ProxyError::HeadersTooLarge => "431 Request Header Fields Too Large\n",
             ProxyError::PayloadTooLarge => "request body too large\n",
+            ProxyError::ClientTimeout => "Request Timeout\n",
             ProxyError::TooManyRequests => "Too Many Requests\n",
             ProxyError::Connect {
                 cause: ConnectCause::Timeout,
@@ -121,7 +126,18 @@ impl ProxyError {
             super::pool::UpstreamError::Connect { cause, .. } => {
                 ProxyError::Connect { server, cause }
             }
+            super::pool::UpstreamError::Http(source) if client_body_timed_out(&source) => {
+                ProxyError::ClientTimeout
+            }
             super::pool::UpstreamError::Http(source) => ProxyError::Upstream { server, source },
+        }
+    }
+
+    /// Classifies a failed read of the client's body by a middleware (`buffering`).
+    pub fn from_body(e: super::body::BodyError) -> ProxyError {
+        match e {
+            super::body::BodyError::Timeout => ProxyError::ClientTimeout,
+            super::body::BodyError::Read(_) => ProxyError::BadRequest("request body read failed"),
         }
     }
 
@@ -129,6 +145,22 @@ impl ProxyError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, ProxyError::Connect { .. })
     }
+}
+
+/// Whether a backend exchange failed because the client's body timed out (the body's error is the
+/// cause hyper reports for the aborted request).
+fn client_body_timed_out(e: &hyper::Error) -> bool {
+    let mut cur: Option<&(dyn StdError + 'static)> = StdError::source(e);
+    while let Some(err) = cur {
+        if matches!(
+            err.downcast_ref::<super::body::BodyError>(),
+            Some(super::body::BodyError::Timeout)
+        ) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Walks the error chain for the I/O error that says why a connect failed.
@@ -180,6 +212,7 @@ mod tests {
             (ProxyError::BadRequest("no host"), 400),
             (ProxyError::NoRoute, 404),
             (ProxyError::PayloadTooLarge, 413),
+            (ProxyError::ClientTimeout, 408),
             (ProxyError::TooManyRequests, 429),
             (ProxyError::HeadersTooLarge, 431),
             (

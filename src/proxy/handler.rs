@@ -73,6 +73,8 @@ pub struct ConnCtx {
     pub trusted: bool,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The bounds on reading a request body (`readTimeout`, `bodyIdleTimeout`).
+    pub body_clock: super::body::BodyClock,
 }
 
 /// Serves one request; never fails (errors become responses).
@@ -318,12 +320,12 @@ async fn route_and_forward(
             table: &table,
             service,
         };
-        return chain.run(req.map(ClientBody::Incoming), &cx).await;
+        return chain.run(ctx.body_clock.request(req), &cx).await;
     }
     if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
         return Ok(crate::admin::serve(*kind, &req, &table, &ctx.shared.admin));
     }
-    forward(req.map(ClientBody::Incoming), &table, service, ctx).await
+    forward(ctx.body_clock.request(req), &table, service, ctx).await
 }
 
 /// Serves a request with service `service`: an internal service answers itself, any other is forwarded.
@@ -339,7 +341,7 @@ pub(crate) async fn serve_service(
         return match body {
             ClientBody::Incoming(b) => Ok(crate::admin::serve(
                 *kind,
-                &Request::from_parts(parts, b),
+                &Request::from_parts(parts, b.into_inner()),
                 table,
                 &ctx.shared.admin,
             )),

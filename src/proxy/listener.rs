@@ -2,20 +2,28 @@
 //!
 //! Listeners are bound by the caller and passed in, so tests bind port 0. Connections are registered with a
 //! graceful-shutdown watcher: when accepting stops, open connections finish their in-flight requests.
+//! Every state of a connection has a bound (`respondingTimeouts`), kept by [`super::deadline`]: from the
+//! accept, the first byte and the TLS handshake share the header bound with the request head.
+//!
+//! Accept errors (EMFILE when the descriptor limit is reached) back off for 50 ms and are logged at most
+//! once per [`ACCEPT_WARN_EVERY`], with the number of failures in between.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{HeaderValue, Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::body::{BodyClock, ServedBody};
+use super::deadline::{self, Activity, StreamExec, Timeouts, TrackedIo};
 use super::forward::{canonical_ip, TrustedPeers};
 use super::handler::{handle, ConnCtx, Shared};
 use super::workers::{ConnLoad, HandedOff, Spread};
@@ -24,8 +32,8 @@ use crate::tls::challenge::ACME_TLS_ALPN;
 /// Connection-level settings of an entrypoint.
 #[derive(Clone, Debug)]
 pub struct ConnSettings {
-    /// Time allowed to receive request headers, and idle time between keep-alive requests.
-    pub header_read_timeout: Option<Duration>,
+    /// The bounds on each state of a connection (`respondingTimeouts`).
+    pub timeouts: Timeouts,
     /// Largest request head accepted (larger → 431).
     pub max_header_bytes: usize,
     /// HTTP/2 streams per connection.
@@ -47,11 +55,15 @@ pub struct EntryPointListener {
 }
 
 /// Builds hyper's connection builder for an entrypoint.
-fn conn_builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
+fn conn_builder(s: &ConnSettings) -> auto::Builder<StreamExec> {
+    let mut b = auto::Builder::new(StreamExec {
+        write: s.timeouts.write,
+    });
+    // hyper's header timer also runs through the keep-alive gap (one value for two bounds): off, the
+    // connection driver keeps both (`deadline`).
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(s.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(s.max_header_bytes.max(8192))
         .keep_alive(true);
     b.http2()
@@ -64,31 +76,33 @@ fn conn_builder(s: &ConnSettings) -> auto::Builder<TokioExecutor> {
 /// What every connection of one entrypoint on one worker shares, built once per accept loop.
 #[derive(Clone)]
 pub struct EntryPointCtx {
-    builder: auto::Builder<TokioExecutor>,
+    builder: auto::Builder<StreamExec>,
     shared: Arc<Shared>,
     index: usize,
     trusted: TrustedPeers,
-    handshake_timeout: Duration,
+    timeouts: Timeouts,
+    stop: CancellationToken,
     port_header: HeaderValue,
 }
 
 impl EntryPointCtx {
-    /// The context of entrypoint `index` (whose socket listens on `port`) on a worker with state `shared`.
+    /// The context of entrypoint `index` (whose socket listens on `port`) on a worker with state `shared`;
+    /// its connections finish gracefully once `stop` fires.
     pub fn new(
         index: usize,
         trusted: TrustedPeers,
         settings: &ConnSettings,
         port: u16,
         shared: Arc<Shared>,
+        stop: CancellationToken,
     ) -> EntryPointCtx {
         EntryPointCtx {
             builder: conn_builder(settings),
             shared,
             index,
             trusted,
-            handshake_timeout: settings
-                .header_read_timeout
-                .unwrap_or(Duration::from_secs(60)),
+            timeouts: settings.timeouts,
+            stop,
             port_header: HeaderValue::from(port),
         }
     }
@@ -113,7 +127,8 @@ impl EntryPointCtx {
             watcher,
             index: self.index,
             trusted: self.trusted.trusts(canonical_ip(peer.ip())),
-            handshake_timeout: self.handshake_timeout,
+            timeouts: self.timeouts,
+            stop: self.stop.clone(),
             peer,
             port_header: self.port_header.clone(),
             _load: load,
@@ -134,7 +149,15 @@ pub async fn serve(
     spread: Option<(Arc<Spread>, usize)>,
 ) {
     let port = ep.listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let ctx = EntryPointCtx::new(ep.index, ep.trusted, &ep.settings, port, shared);
+    let ctx = EntryPointCtx::new(
+        ep.index,
+        ep.trusted,
+        &ep.settings,
+        port,
+        shared,
+        stop.clone(),
+    );
+    let mut accept_errors = AcceptErrors::default();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -144,7 +167,7 @@ pub async fn serve(
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(entrypoint = %ep.name, "accept failed: {e}");
+                accept_errors.note(&ep.name, &e, tokio::time::Instant::now());
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -179,14 +202,47 @@ pub async fn serve(
     tracing::debug!(entrypoint = %ep.name, "stopped accepting");
 }
 
+/// At most one accept-failure warning per this period (per entrypoint and worker).
+pub const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(5);
+
+/// Rate limit of the accept-failure warning: under EMFILE an accept loop fails 20 times a second.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    last_warn: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    /// Logs `e` unless a warning was logged less than [`ACCEPT_WARN_EVERY`] ago; returns whether it did.
+    fn note(&mut self, entry_point: &str, e: &std::io::Error, now: tokio::time::Instant) -> bool {
+        if self
+            .last_warn
+            .is_some_and(|t| now.saturating_duration_since(t) < ACCEPT_WARN_EVERY)
+        {
+            self.suppressed += 1;
+            return false;
+        }
+        let suppressed = std::mem::take(&mut self.suppressed);
+        tracing::warn!(
+            entrypoint = %entry_point,
+            suppressed,
+            "accept failed: {e} (backing off; at most one warning per {}s)",
+            ACCEPT_WARN_EVERY.as_secs()
+        );
+        self.last_warn = Some(now);
+        true
+    }
+}
+
 /// One accepted connection, before we know whether it speaks TLS.
 struct Conn {
-    builder: auto::Builder<TokioExecutor>,
+    builder: auto::Builder<StreamExec>,
     shared: Arc<Shared>,
     watcher: Watcher,
     index: usize,
     trusted: bool,
-    handshake_timeout: Duration,
+    timeouts: Timeouts,
+    stop: CancellationToken,
     peer: SocketAddr,
     port_header: HeaderValue,
     /// Counts this connection in its worker's load until it closes.
@@ -199,12 +255,27 @@ const TLS_HANDSHAKE: u8 = 0x16;
 impl Conn {
     /// Peeks at the first byte: a TLS handshake is terminated with the current table's TLS settings
     /// (chosen by SNI and ALPN), anything else is served as plain HTTP — as Traefik's entrypoints do.
+    /// The first byte and the handshake must come within the header bound, counted from the accept; a
+    /// client that sends nothing is closed, not handed to protocol detection. A plain request head must be
+    /// complete within the same bound from the accept (as nginx's `client_header_timeout`); after a TLS
+    /// handshake the head gets a bound of its own (as Go's server).
     async fn serve(self, stream: TcpStream) {
+        let accepted = tokio::time::Instant::now();
+        // Without a header bound (switched off) the handshake still gets one: rustls buffers it.
+        let limit = accepted + self.timeouts.header.unwrap_or(Duration::from_secs(60));
         let mut first = [0u8; 1];
-        let peeked = tokio::time::timeout(self.handshake_timeout, stream.peek(&mut first)).await;
-        let is_tls = matches!(peeked, Ok(Ok(1))) && first[0] == TLS_HANDSHAKE;
-        if !is_tls {
-            self.http(TokioIo::new(stream), false).await;
+        let peeked = match self.timeouts.header {
+            Some(_) => match tokio::time::timeout_at(limit, stream.peek(&mut first)).await {
+                Ok(r) => r,
+                Err(_) => return, // nothing within the bound: close
+            },
+            None => stream.peek(&mut first).await,
+        };
+        if !matches!(peeked, Ok(1)) {
+            return; // closed or failed before a byte
+        }
+        if first[0] != TLS_HANDSHAKE {
+            self.http(stream, false, accepted).await;
             return;
         }
         let table = self.shared.store.load_full();
@@ -218,25 +289,28 @@ impl Conn {
             let config = tls.config_for(&start.client_hello());
             start.into_stream(config).await
         };
-        match tokio::time::timeout(self.handshake_timeout, handshake).await {
+        match tokio::time::timeout_at(limit, handshake).await {
             Ok(Ok(tls_stream)) => {
                 let acme = tls_stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN);
                 if acme {
                     // TLS-ALPN-01 validation: the handshake was the answer.
                     return;
                 }
-                self.http(TokioIo::new(tls_stream), true).await;
+                self.http(tls_stream, true, tokio::time::Instant::now())
+                    .await;
             }
             Ok(Err(e)) => tracing::debug!(peer = %self.peer, "TLS handshake failed: {e}"),
             Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
         }
     }
 
-    async fn http<I>(self, io: I, tls: bool)
+    /// Serves HTTP on `io`; the first request head is bounded from `head_start`.
+    async fn http<I>(self, io: I, tls: bool, head_start: tokio::time::Instant)
     where
-        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let ip = canonical_ip(self.peer.ip());
+        let activity = Activity::new();
         let ctx = Arc::new(ConnCtx {
             shared: self.shared.clone(),
             entry_point: self.index,
@@ -246,12 +320,49 @@ impl Conn {
             port_header: self.port_header,
             trusted: self.trusted,
             tls,
+            body_clock: BodyClock {
+                activity: activity.clone(),
+                read: self.timeouts.read,
+                idle: self.timeouts.body_idle,
+            },
         });
-        let svc = service_fn(move |req| handle(req, ctx.clone()));
+        let write = self.timeouts.write;
+        let svc_activity = activity.clone();
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let open = svc_activity.begin(req.version(), write);
+            let served = handle(req, ctx.clone());
+            async move {
+                let resp: Response<_> = served.await?;
+                Ok::<_, std::convert::Infallible>(resp.map(|body| ServedBody { body, open }))
+            }
+        });
+        let io = TokioIo::new(TrackedIo::new(io, activity.clone()));
         let conn = self
             .builder
             .serve_connection_with_upgrades(io, svc)
             .into_owned();
-        let _ = self.watcher.watch(conn).await;
+        deadline::drive(conn, &activity, self.timeouts, head_start, &self.stop).await;
+        // Held until the connection is done, so that shutdown waits for it.
+        drop(self.watcher);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_failures_are_logged_once_per_period_with_a_count() {
+        let mut errs = AcceptErrors::default();
+        let e = std::io::Error::from_raw_os_error(24);
+        let t0 = tokio::time::Instant::now();
+        assert!(errs.note("web", &e, t0));
+        let logged = (1..=100)
+            .filter(|i| errs.note("web", &e, t0 + Duration::from_millis(i * 40)))
+            .count();
+        // 4 s of failures every 40 ms after the first: all suppressed; then one line with the count.
+        assert_eq!(logged, 0);
+        assert!(errs.note("web", &e, t0 + ACCEPT_WARN_EVERY));
+        assert_eq!(errs.suppressed, 0, "the count restarts after a warning");
     }
 }

@@ -4,6 +4,7 @@
 //! [`crate::table::RoutingTable`], never changes it, takes no lock and does not log per request.
 
 pub mod body;
+pub mod deadline;
 pub mod error;
 pub mod forward;
 pub mod handler;

@@ -310,6 +310,7 @@ where
                                 &l.settings,
                                 port,
                                 shared.clone(),
+                                stop.clone(),
                             )
                         })
                         .collect();
