@@ -373,7 +373,7 @@ pub fn check_file(
     name: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Report, CheckError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CheckError::Read {
+    let text = crate::config::sources::read_text(path).map_err(|source| CheckError::Read {
         path: path.display().to_string(),
         source,
     })?;

@@ -105,7 +105,7 @@ pub fn read(source: &FileSource) -> Result<(Configuration, Vec<ItemError>), File
     let mut merged = Configuration::default();
     let mut errors = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| FileProviderError::Read {
+        let text = crate::config::sources::read_text(&f).map_err(|e| FileProviderError::Read {
             path: f.clone(),
             source: e,
         })?;
