@@ -8,8 +8,10 @@
 //! servers are listed by its name and port (`http://web:80`).
 //!
 //! Output ([`run`]): the dynamic configuration as JSON in the shape of Traefik's `/api/rawdata` (names
-//! qualified `@docker` / `@swarm`, routers with resolved entrypoints and a status), and one line per error
-//! or warning. The exit code is 0 when every router builds and 1 otherwise. Pure apart from reading the file.
+//! qualified `@docker` / `@swarm`, routers with resolved entrypoints and a status; items dropped for an
+//! invalid label listed `disabled` with their error), and one line per error or warning. The exit code is
+//! 0 when every router builds and 1 otherwise. Pure apart from reading the file (bounded in size, depth and
+//! alias expansion by [`crate::config::sources`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -515,6 +517,34 @@ fn rawdata(
             )
         })
         .collect();
+    let (mut routers, mut middlewares, mut services) = (routers, middlewares, services);
+    // Items the label function dropped: listed disabled with their error (as the API lists them), so
+    // that an invalid router is visible and never mistaken for one that serves.
+    for d in &c.dropped {
+        let map = match d.kind {
+            crate::dynamic::ItemKind::Router => &mut routers,
+            crate::dynamic::ItemKind::Service => &mut services,
+            crate::dynamic::ItemKind::Middleware => &mut middlewares,
+            _ => continue,
+        };
+        let present = match d.kind {
+            crate::dynamic::ItemKind::Router => c.http.routers.contains_key(&d.name),
+            crate::dynamic::ItemKind::Service => c.http.services.contains_key(&d.name),
+            _ => c.http.middlewares.contains_key(&d.name),
+        };
+        if present {
+            continue;
+        }
+        ok = false;
+        let entry = map
+            .entry(q(&d.name))
+            .or_insert_with(|| json!({ "status": "disabled", "provider": provider, "error": [] }));
+        if let Some(Value::Array(errors)) = entry.get_mut("error") {
+            if !errors.iter().any(|e| e.as_str() == Some(d.error.as_str())) {
+                errors.push(json!(d.error));
+            }
+        }
+    }
     let mut out = Map::new();
     out.insert("routers".into(), Value::Object(routers));
     out.insert("middlewares".into(), Value::Object(middlewares));
