@@ -284,7 +284,9 @@ impl YamlBuilder {
         if self.stack.len() >= MAX_DEPTH {
             self.fail(
                 mark,
-                format!("nesting is deeper than {MAX_DEPTH} levels, the most a configuration may have"),
+                format!(
+                    "nesting is deeper than {MAX_DEPTH} levels, the most a configuration may have"
+                ),
             );
             return;
         }
@@ -296,9 +298,7 @@ impl YamlBuilder {
     fn push_value(&mut self, value: Node, count: usize, mark: Marker) {
         match self.stack.last_mut() {
             None => self.root = Some(value),
-            Some(Frame::Seq {
-                node, count: c, ..
-            }) => {
+            Some(Frame::Seq { node, count: c, .. }) => {
                 *c += count;
                 if let NodeKind::List(items) = &mut node.kind {
                     items.push(value);
@@ -321,14 +321,17 @@ impl YamlBuilder {
                     if let NodeKind::Map(merged) = value.kind {
                         for (mk, mv) in merged {
                             let lower = mk.to_ascii_lowercase();
-                            if !m.index.contains_key(&lower) {
-                                m.index.insert(lower, (entries.len(), true));
+                            if let std::collections::hash_map::Entry::Vacant(slot) =
+                                m.index.entry(lower)
+                            {
+                                slot.insert((entries.len(), true));
                                 entries.push((mk, mv));
                             }
                         }
                     }
                 } else if !m.explicit.insert(k.clone()) {
-                    self.error.get_or_insert((mark, format!("duplicate key `{k}`")));
+                    self.error
+                        .get_or_insert((mark, format!("duplicate key `{k}`")));
                 } else {
                     match m.index.get_mut(&k.to_ascii_lowercase()) {
                         // An explicit key replaces what a merge brought in.
@@ -739,7 +742,9 @@ mod tests {
 
     /// The "billion laughs" document of the issue: 9 levels of 9 aliases each (9^9 leaves if expanded).
     fn alias_bomb() -> String {
-        let mut text = String::from("a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let mut text = String::from(
+            "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
         for i in 1..=9 {
             let refs = vec![format!("*a{}", i - 1); 9].join(",");
             text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
@@ -758,7 +763,8 @@ mod tests {
     #[test]
     fn yaml_moderate_aliasing_is_accepted() {
         // Compose-style reuse: one anchor merged into 200 services.
-        let mut text = String::from("x-common: &common\n  image: whoami\n  restart: always\nservices:\n");
+        let mut text =
+            String::from("x-common: &common\n  image: whoami\n  restart: always\nservices:\n");
         for i in 0..200 {
             text.push_str(&format!("  s{i}:\n    <<: *common\n    hostname: h{i}\n"));
         }

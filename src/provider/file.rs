@@ -136,9 +136,12 @@ fn is_config_file(path: &Path) -> bool {
         .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "yml" | "yaml" | "toml"))
 }
 
-/// See [`FileSource::fingerprint`].
+/// Size and modification time of a file (`None` when it cannot be read).
+type FileStamp = Option<(u64, Option<std::time::SystemTime>)>;
+
+/// See [`FileSource::fingerprint`]: each file's resolved path and stamp.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Fingerprint(Vec<(PathBuf, Option<(u64, Option<std::time::SystemTime>)>)>);
+struct Fingerprint(Vec<(PathBuf, FileStamp)>);
 
 /// Reads the whole configuration once. Items that fail are dropped and returned as errors (and listed in the
 /// configuration's `dropped`, so that the API shows them disabled); a file that does not parse — or is too
@@ -388,6 +391,78 @@ mod tests {
         assert!(cfg.http.routers.contains_key("t"));
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].name, "r");
+    }
+
+    #[test]
+    fn events_are_filtered_by_the_watched_names() {
+        let file = FileSource::File(PathBuf::from("/etc/gate/dynamic.yml"));
+        assert!(file.names(Path::new("/etc/gate/dynamic.yml")));
+        assert!(!file.names(Path::new("/etc/gate/access.log")));
+        assert!(!file.names(Path::new("/etc/gate/other.yml")));
+        assert!(!file.names(Path::new("/etc/gate/..data")));
+        let dir = FileSource::Directory(PathBuf::from("/etc/gate"));
+        assert!(dir.names(Path::new("/etc/gate/a.YAML")));
+        assert!(dir.names(Path::new("/etc/gate/b.toml")));
+        assert!(!dir.names(Path::new("/etc/gate/access.log")));
+        assert!(!dir.names(Path::new("/etc/gate/.a.yml.swp")));
+    }
+
+    #[test]
+    fn fingerprint_sees_symlink_swaps_and_ignores_other_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = dir.path();
+        for v in ["..v1", "..v2"] {
+            std::fs::create_dir(d.join(v)).expect("mkdir");
+            std::fs::write(d.join(v).join("c.yml"), "http: {}\n").expect("w");
+        }
+        std::os::unix::fs::symlink("..v1", d.join("..data")).expect("ln");
+        std::os::unix::fs::symlink("..data/c.yml", d.join("c.yml")).expect("ln");
+        for source in [
+            FileSource::File(d.join("c.yml")),
+            FileSource::Directory(d.to_path_buf()),
+        ] {
+            let before = source.fingerprint();
+            std::fs::write(d.join("access.log"), "x").expect("w");
+            assert_eq!(source.fingerprint(), before, "{source:?}");
+            std::os::unix::fs::symlink("..v2", d.join("..tmp")).expect("ln");
+            std::fs::rename(d.join("..tmp"), d.join("..data")).expect("mv");
+            assert_ne!(source.fingerprint(), before, "{source:?}");
+            std::os::unix::fs::symlink("..v1", d.join("..tmp")).expect("ln");
+            std::fs::rename(d.join("..tmp"), d.join("..data")).expect("mv");
+        }
+    }
+
+    #[test]
+    fn dropped_items_are_carried_in_the_snapshot() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("d.yml");
+        std::fs::write(
+            &f,
+            "http:\n  routers:\n    bad:\n      rule: Host(`a`)\n      servce: s\n",
+        )
+        .expect("w");
+        let (cfg, errors) = read(&FileSource::File(f)).expect("read");
+        assert_eq!(errors.len(), 1);
+        assert!(cfg.http.routers.is_empty());
+        assert_eq!(cfg.dropped.len(), 1);
+        assert_eq!(cfg.dropped[0].name, "bad");
+        assert!(cfg.dropped[0].error.contains("servce"), "{:?}", cfg.dropped);
+    }
+
+    #[test]
+    fn alias_bomb_fails_the_read() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("bomb.yml");
+        let mut text = String::from("a0: &a0 [x,x,x,x,x,x,x,x,x]\n");
+        for i in 1..=9 {
+            text.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 9].join(",")
+            ));
+        }
+        std::fs::write(&f, text).expect("w");
+        let e = read(&FileSource::File(f)).expect_err("refused");
+        assert!(e.to_string().contains("excessive aliasing"), "{e}");
     }
 
     #[test]

@@ -284,10 +284,10 @@ pub fn compile(
                 _ => continue,
             };
             let st = map.entry(qualified).or_insert_with(|| ItemStatus {
-                    status: "disabled",
-                    provider: provider.to_string(),
-                    ..Default::default()
-                });
+                status: "disabled",
+                provider: provider.to_string(),
+                ..Default::default()
+            });
             if st.status == "disabled" && !st.errors.contains(&d.error) {
                 st.errors.push(d.error.clone());
             }

@@ -30,8 +30,8 @@ use super::constraints::Constraint;
 use super::template::{normalize, Model, Template};
 use crate::config::node::{Node, NodeKind, Source};
 use crate::dynamic::{
-    decode_configuration, Configuration, DroppedItem, ItemError, ItemKind, LoadBalancer, Server, Service,
-    TcpLoadBalancer, TcpServer, TcpService,
+    decode_configuration, Configuration, DroppedItem, ItemError, ItemKind, LoadBalancer, Server,
+    Service, TcpLoadBalancer, TcpServer, TcpService,
 };
 use crate::rule::Syntax;
 
@@ -809,11 +809,7 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
     // gets no implicit router: a default `Host(...)` rule must never serve what the user meant to restrict.
     let explicit_router_failed =
         malformed_router || b.errors.iter().any(|e| e.kind == ItemKind::Router);
-    if http_routers.is_empty() && explicit_router_failed {
-        b.notes.push(format!(
-            "{owner}: no default router created: the workload's router configuration is invalid"
-        ));
-    } else if http_routers.is_empty() {
+    if http_routers.is_empty() && !explicit_router_failed {
         if http_services.len() > 1 {
             b.notes.push(format!(
                 "{owner}: no router created: several services ({}) and no router labels",

@@ -1045,13 +1045,20 @@ fn bad_port_label_serves_nothing_and_lists_the_service() {
         "traefik.http.services.web.loadbalancer.server.port",
         "traefik.port",
     ] {
-        let b = build(&w("stack_svc", &[(port_label, "eighty")], &["10.0.0.1"]), &swarm());
+        let b = build(
+            &w("stack_svc", &[(port_label, "eighty")], &["10.0.0.1"]),
+            &swarm(),
+        );
         assert!(
             router_names(&b.config).is_empty(),
             "{port_label}: {:?}",
             b.config.http.routers
         );
-        assert!(b.config.http.services.is_empty(), "{:?}", b.config.http.services);
+        assert!(
+            b.config.http.services.is_empty(),
+            "{:?}",
+            b.config.http.services
+        );
         assert_eq!(dropped_names(&b.config, ItemKind::Service).len(), 1);
     }
 }
