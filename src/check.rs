@@ -632,6 +632,20 @@ mod tests {
     }
 
     #[test]
+    fn alias_bomb_compose_file_is_refused() {
+        let mut text = String::from("x-a0: &a0 [l,l,l,l,l,l,l,l,l]\n");
+        for i in 1..=9 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(",");
+            text.push_str(&format!("x-a{i}: &a{i} [{refs}]\n"));
+        }
+        text.push_str("services:\n  web:\n    image: nginx\n");
+        let e = check_text(&text, "stack.yml", &[], "demo", &|_| None).expect_err("refused");
+        assert!(matches!(e, CheckError::Syntax(_)), "{e}");
+        assert!(e.to_string().contains("stack.yml:"), "{e}");
+        assert!(e.to_string().contains("excessive aliasing"), "{e}");
+    }
+
+    #[test]
     fn commands_and_ports() {
         assert_eq!(
             shell_words("--a --entryPoints='Name:http Address::80' \"x y\""),
