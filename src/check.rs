@@ -8,8 +8,10 @@
 //! servers are listed by its name and port (`http://web:80`).
 //!
 //! Output ([`run`]): the dynamic configuration as JSON in the shape of Traefik's `/api/rawdata` (names
-//! qualified `@docker` / `@swarm`, routers with resolved entrypoints and a status), and one line per error
-//! or warning. The exit code is 0 when every router builds and 1 otherwise. Pure apart from reading the file.
+//! qualified `@docker` / `@swarm`, routers with resolved entrypoints and a status; items dropped for an
+//! invalid label listed `disabled` with their error), and one line per error or warning. The exit code is
+//! 0 when every router builds and 1 otherwise. Pure apart from reading the file (bounded in size, depth and
+//! alias expansion by [`crate::config::sources`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -373,7 +375,7 @@ pub fn check_file(
     name: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Report, CheckError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CheckError::Read {
+    let text = crate::config::sources::read_text(path).map_err(|source| CheckError::Read {
         path: path.display().to_string(),
         source,
     })?;
@@ -515,6 +517,34 @@ fn rawdata(
             )
         })
         .collect();
+    let (mut routers, mut middlewares, mut services) = (routers, middlewares, services);
+    // Items the label function dropped: listed disabled with their error (as the API lists them), so
+    // that an invalid router is visible and never mistaken for one that serves.
+    for d in &c.dropped {
+        let map = match d.kind {
+            crate::dynamic::ItemKind::Router => &mut routers,
+            crate::dynamic::ItemKind::Service => &mut services,
+            crate::dynamic::ItemKind::Middleware => &mut middlewares,
+            _ => continue,
+        };
+        let present = match d.kind {
+            crate::dynamic::ItemKind::Router => c.http.routers.contains_key(&d.name),
+            crate::dynamic::ItemKind::Service => c.http.services.contains_key(&d.name),
+            _ => c.http.middlewares.contains_key(&d.name),
+        };
+        if present {
+            continue;
+        }
+        ok = false;
+        let entry = map
+            .entry(q(&d.name))
+            .or_insert_with(|| json!({ "status": "disabled", "provider": provider, "error": [] }));
+        if let Some(Value::Array(errors)) = entry.get_mut("error") {
+            if !errors.iter().any(|e| e.as_str() == Some(d.error.as_str())) {
+                errors.push(json!(d.error));
+            }
+        }
+    }
     let mut out = Map::new();
     out.insert("routers".into(), Value::Object(routers));
     out.insert("middlewares".into(), Value::Object(middlewares));
@@ -599,6 +629,20 @@ mod tests {
         }
         let e = interpolate("${B?Variable not set}", &env, "f.yml").expect_err("unset");
         assert!(e.to_string().contains("`B`") && e.to_string().contains("Variable not set"));
+    }
+
+    #[test]
+    fn alias_bomb_compose_file_is_refused() {
+        let mut text = String::from("x-a0: &a0 [l,l,l,l,l,l,l,l,l]\n");
+        for i in 1..=9 {
+            let refs = vec![format!("*a{}", i - 1); 9].join(",");
+            text.push_str(&format!("x-a{i}: &a{i} [{refs}]\n"));
+        }
+        text.push_str("services:\n  web:\n    image: nginx\n");
+        let e = check_text(&text, "stack.yml", &[], "demo", &|_| None).expect_err("refused");
+        assert!(matches!(e, CheckError::Syntax(_)), "{e}");
+        assert!(e.to_string().contains("stack.yml:"), "{e}");
+        assert!(e.to_string().contains("excessive aliasing"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Traefik's read-only API (`/api/...`) over the current routing table: the same paths, the same JSON
 //! field names, each object with its `status` (`enabled`, `warning`, `disabled`) and `error` list — which
-//! is where per-router isolation becomes visible.
+//! is where per-router isolation becomes visible. Items a provider dropped for an invalid configuration
+//! (a bad label, a router that does not decode) are listed too, `disabled` with their error, and counted in
+//! `/api/overview`.
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -141,6 +143,32 @@ fn raw_items<'c>(
     out
 }
 
+/// Items of `kind` that a provider dropped (invalid configuration) and that no valid item of the same name
+/// replaces, as the API lists them: name, provider, status `disabled` and the error. They have no
+/// configuration to show.
+fn dropped(
+    table: &RoutingTable,
+    kind: dynamic::ItemKind,
+    statuses: &std::collections::BTreeMap<String, ItemStatus>,
+    present: impl Fn(&Configuration, &str) -> bool,
+) -> Vec<Value> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for (provider, c) in &table.input.providers {
+        for d in c.dropped.iter().filter(|d| d.kind == kind) {
+            if present(c, &d.name) {
+                continue;
+            }
+            let name = dynamic::qualify(&d.name, provider);
+            if seen.insert(name.clone()) {
+                let st = statuses.get(&name);
+                out.push(with_status(json!({}), &name, provider, st));
+            }
+        }
+    }
+    out
+}
+
 fn with_status(mut obj: Value, name: &str, provider: &str, st: Option<&ItemStatus>) -> Value {
     if let Value::Object(m) = &mut obj {
         m.insert("name".into(), json!(name));
@@ -213,6 +241,12 @@ pub fn routers(table: &RoutingTable) -> Vec<Value> {
         }
         with_status(v, &name, &provider, st)
     })
+    .chain(dropped(
+        table,
+        dynamic::ItemKind::Router,
+        &table.status.routers,
+        |c, n| c.http.routers.contains_key(n),
+    ))
     .collect()
 }
 
@@ -274,6 +308,12 @@ pub fn services(table: &RoutingTable) -> Vec<Value> {
         v
     })
     .collect();
+    out.extend(dropped(
+        table,
+        dynamic::ItemKind::Service,
+        &table.status.services,
+        |c, n| c.http.services.contains_key(n),
+    ));
     out.extend(internal_services(table, &used_by));
     out
 }
@@ -331,6 +371,12 @@ pub fn middlewares(table: &RoutingTable) -> Vec<Value> {
         }
         v
     })
+    .chain(dropped(
+        table,
+        dynamic::ItemKind::Middleware,
+        &table.status.middlewares,
+        |c, n| c.http.middlewares.contains_key(n),
+    ))
     .collect()
 }
 

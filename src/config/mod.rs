@@ -76,7 +76,7 @@ pub fn load(flags: &[String], env: &[(String, String)]) -> Result<Loaded, Config
         None => default_file(&env_lookup),
     };
     let (tree, origin) = if let Some(path) = file {
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        let text = sources::read_text(&path).map_err(|source| ConfigError::Read {
             path: path.clone(),
             source,
         })?;

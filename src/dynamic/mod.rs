@@ -26,6 +26,33 @@ pub struct Configuration {
     pub udp: Option<serde_json::Value>,
     /// Certificates, TLS options and stores.
     pub tls: TlsConfiguration,
+    /// Items the provider left out because their explicit configuration is invalid. They are never served
+    /// (and never replaced by a default item); the table lists them as `disabled` with their error so the API
+    /// shows them and counts them, as Traefik does for every item it cannot build. Not part of the
+    /// configuration's serialized form.
+    #[serde(skip)]
+    pub dropped: Vec<DroppedItem>,
+}
+
+/// An item a provider could not build from its configuration, and why (one line, naming the source).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedItem {
+    /// What kind of item.
+    pub kind: ItemKind,
+    /// Its name, unqualified (as the provider's other items).
+    pub name: String,
+    /// Why it was dropped: the key or label, where it came from, and the reason.
+    pub error: String,
+}
+
+impl From<&ItemError> for DroppedItem {
+    fn from(e: &ItemError) -> DroppedItem {
+        DroppedItem {
+            kind: e.kind,
+            name: e.name.clone(),
+            error: e.error.to_string(),
+        }
+    }
 }
 
 /// `http` section.

@@ -267,6 +267,33 @@ pub fn compile(
         }
     }
 
+    // Items their provider dropped (invalid explicit configuration): listed as disabled with the provider's
+    // error, never served. A valid item of the same name (another workload's) wins.
+    for (provider, cfg) in &input.providers {
+        for d in &cfg.dropped {
+            let qualified = dynamic::qualify(&d.name, provider);
+            if d.kind == dynamic::ItemKind::Middleware {
+                mw_states
+                    .entry(qualified.clone())
+                    .or_insert_with(|| MwState::Broken(d.error.clone()));
+            }
+            let map = match d.kind {
+                dynamic::ItemKind::Router => &mut status.routers,
+                dynamic::ItemKind::Service => &mut status.services,
+                dynamic::ItemKind::Middleware => &mut status.middlewares,
+                _ => continue,
+            };
+            let st = map.entry(qualified).or_insert_with(|| ItemStatus {
+                status: "disabled",
+                provider: provider.to_string(),
+                ..Default::default()
+            });
+            if st.status == "disabled" && !st.errors.contains(&d.error) {
+                st.errors.push(d.error.clone());
+            }
+        }
+    }
+
     // 4. Routers.
     let default_eps: Vec<&str> = {
         let marked: Vec<&str> = ctx
@@ -326,6 +353,13 @@ pub fn compile(
             None if service_name.ends_with("@internal") => errors.push(format!(
                 "service `{service_name}` is not enabled (see --api, --ping, --metrics.prometheus)"
             )),
+            None if status
+                .services
+                .get(&service_name)
+                .is_some_and(|s| s.status == "disabled") =>
+            {
+                errors.push(format!("service `{service_name}` is disabled"))
+            }
             None if !service_name.is_empty() => {
                 errors.push(format!("service `{service_name}` does not exist"))
             }

@@ -215,3 +215,55 @@ fn diff_lists_added_removed_changed() {
     assert_eq!(d.removed, vec!["gone@file"]);
     assert_eq!(d.changed, vec!["edit@file"]);
 }
+
+#[test]
+fn dropped_items_are_listed_disabled_and_their_users_say_so() {
+    let yaml = r#"
+http:
+  routers:
+    uses-bad-service:
+      rule: Host(`a`)
+      service: bad
+    uses-bad-mw:
+      rule: Host(`b`)
+      service: s
+      middlewares: [auth]
+  services:
+    s:
+      loadBalancer:
+        servers:
+          - url: http://127.0.0.1:1
+"#;
+    let (mut cfg, _) = decode_configuration(&from_yaml(yaml, "t.yml").expect("yaml"));
+    for (kind, name) in [
+        (crate::dynamic::ItemKind::Router, "typo"),
+        (crate::dynamic::ItemKind::Service, "bad"),
+        (crate::dynamic::ItemKind::Middleware, "auth"),
+    ] {
+        cfg.dropped.push(crate::dynamic::DroppedItem {
+            kind,
+            name: name.into(),
+            error: format!("{name}: invalid"),
+        });
+    }
+    let mut providers = BTreeMap::new();
+    providers.insert("docker".to_string(), cfg);
+    let c = compile(
+        &BuildInput { providers },
+        &ctx(&[("web", false)]),
+        &mut HealthRegistry::default(),
+        1,
+    );
+    let st = &c.table.status;
+    assert_eq!(st.routers["typo@docker"].status, "disabled");
+    assert_eq!(st.routers["typo@docker"].errors, ["typo: invalid"]);
+    assert_eq!(st.services["bad@docker"].status, "disabled");
+    assert_eq!(st.middlewares["auth@docker"].status, "disabled");
+    let r = &st.routers["uses-bad-service@docker"];
+    assert_eq!(r.status, "disabled");
+    assert!(r.errors[0].contains("is disabled"), "{:?}", r.errors);
+    let r = &st.routers["uses-bad-mw@docker"];
+    assert_eq!(r.status, "disabled");
+    assert!(r.errors[0].contains("auth: invalid"), "{:?}", r.errors);
+    assert!(c.table.entry_points[0].http.is_empty());
+}

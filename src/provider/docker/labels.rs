@@ -30,8 +30,8 @@ use super::constraints::Constraint;
 use super::template::{normalize, Model, Template};
 use crate::config::node::{Node, NodeKind, Source};
 use crate::dynamic::{
-    decode_configuration, Configuration, ItemError, ItemKind, LoadBalancer, Server, Service,
-    TcpLoadBalancer, TcpServer, TcpService,
+    decode_configuration, Configuration, DroppedItem, ItemError, ItemKind, LoadBalancer, Server,
+    Service, TcpLoadBalancer, TcpServer, TcpService,
 };
 use crate::rule::Syntax;
 
@@ -313,6 +313,7 @@ fn translate_v1(
         });
     };
     let mut middlewares: Vec<String> = Vec::new();
+    let mut rule_failed = false;
     for (lk, (written, value)) in &v1 {
         let value = value.clone();
         match lk.as_str() {
@@ -364,13 +365,16 @@ fn translate_v1(
                         middlewares.push(format!("{backend}-addprefix"));
                     }
                 }
-                Err(reason) => errors.push(LabelError {
-                    owner: owner.to_string(),
-                    kind: ItemKind::Router,
-                    item: backend.clone(),
-                    label: written.clone(),
-                    reason,
-                }),
+                Err(reason) => {
+                    rule_failed = true;
+                    errors.push(LabelError {
+                        owner: owner.to_string(),
+                        kind: ItemKind::Router,
+                        item: backend.clone(),
+                        label: written.clone(),
+                        reason,
+                    })
+                }
             },
             "traefik.frontend.entrypoints" => push(format!("{rtr}.entryPoints"), value, written, notes),
             "traefik.frontend.priority" => push(format!("{rtr}.priority"), value, written, notes),
@@ -402,6 +406,11 @@ fn translate_v1(
             });
         }
     }
+    if rule_failed {
+        // The frontend the user wrote is invalid: it is dropped (reported above), and neither its middlewares
+        // nor an implicit router take its place.
+        middlewares.clear();
+    }
     if !middlewares.is_empty() {
         out.push(Entry {
             key: format!("{rtr}.middlewares"),
@@ -415,6 +424,7 @@ fn translate_v1(
             backend.to_ascii_lowercase()
         ))
     }) && !v1.is_empty()
+        && !rule_failed
     {
         // A v1 workload always had a frontend; make the implicit router explicit so that it is named after
         // the backend, as v1 named frontends after backends.
@@ -539,6 +549,7 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
     let mut bad: BTreeMap<ItemKey, (String, String)> = BTreeMap::new();
     let mut shorthand: BTreeMap<(String, String), Shorthand> = BTreeMap::new();
     let mut present: BTreeSet<ItemKey> = BTreeSet::new();
+    let mut malformed_router = false;
     for e in &entries {
         let lower = e.key.to_ascii_lowercase();
         let Some(rest) = lower.strip_prefix("traefik.") else {
@@ -555,6 +566,12 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
             key: e.written.clone(),
         };
         if segs_orig.len() < 3 && !tls_store {
+            if segs_orig
+                .get(1)
+                .is_some_and(|x| x.eq_ignore_ascii_case("routers"))
+            {
+                malformed_router = true;
+            }
             b.errors.push(LabelError {
                 owner: owner.to_string(),
                 kind: ItemKind::Configuration,
@@ -750,6 +767,7 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
         && http_middlewares.is_empty()
     {
         b.config = cfg;
+        b.config.dropped = b.errors.iter().map(dropped_item).collect();
         return b;
     }
 
@@ -786,8 +804,12 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
             });
         }
     }
-    // HTTP routers: implicit router, default rule, binding, rule check.
-    if http_routers.is_empty() {
+    // HTTP routers: implicit router, default rule, binding, rule check. A workload whose explicit router
+    // configuration is invalid (a v1 frontend rule that does not translate, a router label that cannot be read)
+    // gets no implicit router: a default `Host(...)` rule must never serve what the user meant to restrict.
+    let explicit_router_failed =
+        malformed_router || b.errors.iter().any(|e| e.kind == ItemKind::Router);
+    if http_routers.is_empty() && !explicit_router_failed {
         if http_services.len() > 1 {
             b.notes.push(format!(
                 "{owner}: no router created: several services ({}) and no router labels",
@@ -880,7 +902,22 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
         }
     }
     b.config = cfg;
+    b.config.dropped = b.errors.iter().map(dropped_item).collect();
     b
+}
+
+/// A label error as the dropped item the API lists (`disabled`, with this error).
+fn dropped_item(e: &LabelError) -> DroppedItem {
+    let error = if e.label.is_empty() {
+        format!("{}: {}", e.owner, e.reason)
+    } else {
+        format!("{}: label `{}`: {}", e.owner, e.label, e.reason)
+    };
+    DroppedItem {
+        kind: e.kind,
+        name: e.item.clone(),
+        error,
+    }
 }
 
 fn default_name_for_template(w: &Workload) -> String {
@@ -1074,6 +1111,7 @@ pub fn merge(parts: &[(String, Configuration)]) -> (Configuration, Vec<LabelErro
         conflicts: &mut conflicts,
     };
     for (owner, cfg) in parts {
+        out.dropped.extend(cfg.dropped.iter().cloned());
         for (n, r) in &cfg.http.routers {
             add(
                 &mut out.http.routers,
@@ -1176,13 +1214,15 @@ pub fn merge(parts: &[(String, Configuration)]) -> (Configuration, Vec<LabelErro
             .get(&(Rank(kind), name.clone()))
             .map(|o| o.join(", "))
             .unwrap_or_default();
-        errors.push(LabelError {
+        let e = LabelError {
             owner: who.clone(),
             kind,
             item: name,
             label: String::new(),
             reason: format!("defined with different configurations by {who}"),
-        });
+        };
+        out.dropped.push(dropped_item(&e));
+        errors.push(e);
     }
     (out, errors)
 }

@@ -955,3 +955,144 @@ fn no_addresses_means_no_servers() {
     );
     assert!(urls(&b.config, "a").is_empty());
 }
+
+/// Router names of a configuration (what would serve).
+fn router_names(c: &Configuration) -> Vec<String> {
+    c.http.routers.keys().cloned().collect()
+}
+
+fn dropped_names(c: &Configuration, kind: ItemKind) -> Vec<String> {
+    c.dropped
+        .iter()
+        .filter(|d| d.kind == kind)
+        .map(|d| d.name.clone())
+        .collect()
+}
+
+#[test]
+fn v1_rule_typo_is_dropped_and_never_replaced_by_a_default_router() {
+    for domain in [None, Some("example.com".to_string())] {
+        let mut s = swarm();
+        s.v1_domain = domain.clone();
+        let b = build(
+            &w(
+                "stack_svc",
+                &[
+                    ("traefik.port", "80"),
+                    ("traefik.frontend.rule", "Hostt:x"),
+                    ("traefik.frontend.auth.basic.users", "u:$apr1$x$y"),
+                ],
+                &["10.0.0.1"],
+            ),
+            &s,
+        );
+        assert!(
+            router_names(&b.config).is_empty(),
+            "domain {domain:?}: a router serves: {:#?}",
+            b.config.http.routers
+        );
+        assert_eq!(
+            dropped_names(&b.config, ItemKind::Router),
+            ["stack-svc"],
+            "{:?}",
+            b.config.dropped
+        );
+        let d = &b.config.dropped[0];
+        assert!(
+            d.error.contains("traefik.frontend.rule") && d.error.contains("hostt"),
+            "{}",
+            d.error
+        );
+        assert!(b.errors.iter().any(|e| e.kind == ItemKind::Router));
+    }
+}
+
+#[test]
+fn v2_invalid_rule_label_gets_no_default_router() {
+    let b = build(
+        &w(
+            "stack_svc",
+            &[
+                ("traefik.http.routers.web.rule", "Hostt(`x`)"),
+                ("traefik.http.services.web.loadbalancer.server.port", "80"),
+            ],
+            &["10.0.0.1"],
+        ),
+        &swarm(),
+    );
+    assert!(router_names(&b.config).is_empty(), "{:?}", b.config.http);
+    assert_eq!(dropped_names(&b.config, ItemKind::Router), ["web"]);
+    // A router label that does not decode, or is not even a router key, is explicit configuration too.
+    for labels in [
+        &[("traefik.http.routers.web.priority", "high")][..],
+        &[("traefik.http.routers", "x")][..],
+    ] {
+        let mut l = labels.to_vec();
+        l.push(("traefik.http.services.web.loadbalancer.server.port", "80"));
+        let b = build(&w("stack_svc", &l, &["10.0.0.1"]), &swarm());
+        assert!(
+            router_names(&b.config).is_empty(),
+            "{labels:?}: {:?}",
+            b.config.http.routers
+        );
+        assert!(!b.errors.is_empty());
+    }
+}
+
+#[test]
+fn bad_port_label_serves_nothing_and_lists_the_service() {
+    for port_label in [
+        "traefik.http.services.web.loadbalancer.server.port",
+        "traefik.port",
+    ] {
+        let b = build(
+            &w("stack_svc", &[(port_label, "eighty")], &["10.0.0.1"]),
+            &swarm(),
+        );
+        assert!(
+            router_names(&b.config).is_empty(),
+            "{port_label}: {:?}",
+            b.config.http.routers
+        );
+        assert!(
+            b.config.http.services.is_empty(),
+            "{:?}",
+            b.config.http.services
+        );
+        assert_eq!(dropped_names(&b.config, ItemKind::Service).len(), 1);
+    }
+}
+
+#[test]
+fn merge_carries_dropped_items_and_conflicts() {
+    let port = ("traefik.http.services.s.loadbalancer.server.port", "80");
+    let a = build(
+        &w(
+            "a",
+            &[
+                ("traefik.http.routers.r.rule", "Host(`a`)"),
+                ("traefik.http.routers.r.service", "s"),
+                ("traefik.http.routers.bad.rule", "Nope(`x`)"),
+                ("traefik.http.routers.bad.service", "s"),
+                port,
+            ],
+            &["10.0.0.1"],
+        ),
+        &swarm(),
+    );
+    let b = build(
+        &w(
+            "b",
+            &[("traefik.http.routers.r.rule", "Host(`b`)"), port],
+            &["10.0.0.2"],
+        ),
+        &swarm(),
+    );
+    let (c, errors) = merge(&[("a".into(), a.config), ("b".into(), b.config)]);
+    let mut dropped = dropped_names(&c, ItemKind::Router);
+    dropped.sort();
+    assert_eq!(dropped, ["bad", "r"], "{:?}", c.dropped);
+    assert!(!c.http.routers.contains_key("r"));
+    assert_eq!(urls(&c, "s").len(), 2);
+    assert_eq!(errors.len(), 1);
+}
