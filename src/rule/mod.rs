@@ -132,10 +132,12 @@ pub fn default_priority(rule: &str) -> usize {
 /// True when every `%` in a raw request path starts a valid `%XX` escape.
 ///
 /// Traefik answers 400 Bad Request before routing when the path cannot be turned into its
-/// routing path (`pkg/muxer/http/mux.go`, `withRoutingPath`); the proxy handler calls this to
-/// do the same. Matchers given such a path treat the stray `%` as a literal character.
+/// routing path (`pkg/muxer/http/mux.go`, `withRoutingPath`; Go's request parser refuses it even
+/// earlier). The proxy handler gets this answer from [`normalize_path`], which it runs on every
+/// request; this is the same check for callers that only need the verdict. Matchers given such a
+/// path treat the stray `%` as a literal character.
 pub fn is_valid_routing_path(raw_path: &str) -> bool {
-    encoding::routing_path_is_valid(raw_path)
+    path::normalize_escapes(raw_path).is_ok()
 }
 
 /// Host (or SNI) sets a conjunction can only match: the intersection of its constrained operands
