@@ -46,7 +46,14 @@ async fn setup(extra: &[&str]) -> Setup {
     public:
       rule: PathPrefix(`/`)
       service: public
+    redir:
+      rule: Host(`redir.test`)
+      service: public
+      middlewares: [to-https]
   middlewares:
+    to-https:
+      redirectScheme:
+        scheme: https
     auth:
       basicAuth:
         users:
@@ -152,9 +159,18 @@ async fn h2_get(addr: SocketAddr, uri: &str, headers: &[(&str, &str)]) -> Answer
         .expect("body in time")
         .expect("body")
         .to_bytes();
+    let mut text = String::new();
+    for (k, v) in &parts.headers {
+        text.push_str(&format!(
+            "\r\n{k}: {}",
+            String::from_utf8_lossy(v.as_bytes())
+        ));
+    }
+    text.push_str("\r\n\r\n");
+    text.push_str(&String::from_utf8_lossy(&body));
     Answer {
         status: parts.status.as_u16(),
-        text: format!("\r\n\r\n{}", String::from_utf8_lossy(&body)),
+        text,
     }
 }
 
@@ -492,6 +508,34 @@ async fn ordinary_requests_still_route() {
     assert_eq!(
         a.echo("X-Forwarded-Host"),
         Some("public.test:8080"),
+        "{}",
+        a.text
+    );
+}
+
+#[tokio::test]
+async fn middlewares_see_the_same_authority_and_path_as_routing() {
+    let s = setup(&[]).await;
+    let addr = s.gate.web();
+    // redirectScheme builds its Location from the request's host and path: the authority that routed
+    // the request and the cleaned path, not the Host header beside it nor the raw path.
+    let a = raw(
+        addr,
+        "GET http://redir.test/x/../a//b?q=1 HTTP/1.1\r\nHost: admin.test\r\n",
+    )
+    .await;
+    assert_eq!(a.status, 302, "{}", a.text);
+    assert!(
+        a.text
+            .to_ascii_lowercase()
+            .contains("\r\nlocation: https://redir.test/a/b?q=1\r\n"),
+        "{}",
+        a.text
+    );
+    let a = h2_get(addr, "http://redir.test/%2e/c", &[("host", "admin.test")]).await;
+    assert_eq!(a.status, 302, "{}", a.text);
+    assert!(
+        a.text.contains("\r\nlocation: https://redir.test/c\r\n"),
         "{}",
         a.text
     );
