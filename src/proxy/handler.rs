@@ -332,41 +332,42 @@ async fn route_and_forward(
 /// `Host` header. This is what Go's `net/http` does, hence Traefik: `req.Host` is set from the target and
 /// used for routing, `X-Forwarded-Host` and, with `passHostHeader`, the upstream `Host`. A `Host` header
 /// that disagrees is therefore replaced, not refused. Refused with 400, as Go does: more than one `Host`
-/// field (even identical ones), an HTTP/1.1 request without `Host` (even in absolute-form). A target
-/// authority is validated here with [`parse_host`] (user info included: RFC 9110 §4.2.4 says to treat it
-/// as an error); a `Host` header that the authority replaces is validated too, as Go does.
+/// field (even identical ones), an HTTP/1.1 request without `Host` (even in absolute-form; `CONNECT`
+/// excepted), and a `Host` header that the authority replaces but that is not a valid host itself. The
+/// resulting `Host` — the authority, user info included, which RFC 9110 §4.2.4 says to treat as an
+/// error — is validated once, by the caller's [`parse_host`].
 ///
 /// Path: [`normalize_path`] with the entrypoint's `sanitizePath` (Traefik's `normalizePath` and
 /// `sanitizePath` entrypoint handlers); a bad `%`-escape is a 400.
 ///
-/// Costs nothing for the common origin-form request with a clean path and one `Host` header; an HTTP/2
-/// request has its URI rebuilt from the shared path bytes (no copy) and, without a `host` field, its
-/// authority copied into one — the copy `forward` used to make for `X-Forwarded-Host`.
+/// No allocation for the common origin-form request with a clean path and one `Host` header (one scan
+/// of the path); an HTTP/2 request has its URI rebuilt from the shared path bytes (no copy) and, without
+/// a `host` field, its authority copied into one — the copy `forward` used to make for `X-Forwarded-Host`.
 fn normalize_request(req: &mut Request<Incoming>, sanitize: bool) -> Result<(), ProxyError> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host_header = hosts.next();
     if hosts.next().is_some() {
         return Err(ProxyError::BadRequest("too many Host headers"));
     }
-    if host_header.is_none() && req.version() == Version::HTTP_11 {
+    if host_header.is_none()
+        && req.version() == Version::HTTP_11
+        && req.method() != http::Method::CONNECT
+    {
         return Err(ProxyError::BadRequest("missing Host header"));
     }
     let authority = match req.uri().authority() {
         None => None,
-        Some(a) => {
-            parse_host(a.as_str()).map_err(|e| ProxyError::BadRequest(e.reason()))?;
-            match host_header {
-                Some(h) if h.as_bytes() == a.as_str().as_bytes() => None,
-                Some(h) => {
-                    let h = h
-                        .to_str()
-                        .map_err(|_| ProxyError::BadRequest("invalid Host header"))?;
-                    parse_host(h).map_err(|e| ProxyError::BadRequest(e.reason()))?;
-                    Some(a.as_str())
-                }
-                None => Some(a.as_str()),
+        Some(a) => match host_header {
+            Some(h) if h.as_bytes() == a.as_str().as_bytes() => None,
+            Some(h) => {
+                let h = h
+                    .to_str()
+                    .map_err(|_| ProxyError::BadRequest("invalid Host header"))?;
+                parse_host(h).map_err(|e| ProxyError::BadRequest(e.reason()))?;
+                Some(a.as_str())
             }
-        }
+            None => Some(a.as_str()),
+        },
     };
     let authority = authority
         .map(HeaderValue::from_str)

@@ -2,7 +2,8 @@
 //! into immutable matcher trees and evaluated against requests and connections.
 //!
 //! Owns: the grammar (v2 and v3 `ruleSyntax`, HTTP and TCP matchers), Traefik's matching
-//! semantics for each matcher, host normalization for the hot path, and the facts about a rule
+//! semantics for each matcher, host validation and normalization for the hot path, request-path
+//! normalization as a Traefik entrypoint does it (`sanitizePath`), and the facts about a rule
 //! that other modules index by ([`Rule::exact_hosts`], [`Rule::domains`],
 //! [`TcpRule::sni_names`], [`default_priority`]).
 //!
@@ -16,7 +17,8 @@
 //! Layout: `parser` turns text into an expression tree and checks names and argument counts;
 //! `http` and `tcp` lower it into flat matcher enums (regexes compiled once, hosts lower-cased)
 //! and evaluate them; `goregex` rewrites Go regex syntax for the `regex` crate; `template`
-//! compiles v2 `{name:regexp}` templates; `encoding` decodes paths and queries lazily.
+//! compiles v2 `{name:regexp}` templates; `encoding` decodes paths and queries lazily; `host`
+//! validates and normalizes `Host` values; `path` normalizes escapes and resolves dot segments.
 #![forbid(unsafe_code)]
 
 mod encoding;
