@@ -1,5 +1,5 @@
 //! Single-rule evaluation: the cost of `Rule::matches` for rules typical of real stacks, plus
-//! `normalize_host`, which runs once per request before any rule.
+//! `normalize_host` / `parse_host` and `normalize_path`, which run once per request before any rule.
 //!
 //! Why: the hot path evaluates the rules of every candidate router for a request's host until
 //! one matches, so this is the per-router cost the routing table multiplies. The rules are the
@@ -14,7 +14,9 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Method};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use swarmgate::rule::{normalize_host, parse, RequestView, Rule, Syntax};
+use swarmgate::rule::{
+    normalize_host, normalize_path, parse, parse_host, RequestView, Rule, Syntax,
+};
 
 struct Request {
     host: &'static str,
@@ -138,6 +140,23 @@ fn bench_normalize_host(c: &mut Criterion) {
         ("bracketed IPv6 with port", "[2001:db8::1]:443"),
     ] {
         group.bench_function(name, |b| b.iter(|| normalize_host(black_box(raw))));
+        // The hot path's validating form: the same normalization plus the syntax checks.
+        group.bench_function(format!("parse_host: {name}"), |b| {
+            b.iter(|| parse_host(black_box(raw)))
+        });
+    }
+    group.finish();
+}
+
+fn bench_normalize_path(c: &mut Criterion) {
+    let mut group = c.benchmark_group("normalize_path");
+    for (name, raw) in [
+        ("clean (borrowed)", "/api/v1/users/42/profile"),
+        ("clean with escapes (borrowed)", "/files/a%2Fb/%E2%82%AC"),
+        ("dot segments (allocates)", "/api/./v1//users/../users/42"),
+        ("encoded dots (allocates)", "/x/%2e%2e/admin/%2e/panel"),
+    ] {
+        group.bench_function(name, |b| b.iter(|| normalize_path(black_box(raw), true)));
     }
     group.finish();
 }
@@ -161,5 +180,11 @@ fn bench_parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_matches, bench_normalize_host, bench_parse);
+criterion_group!(
+    benches,
+    bench_matches,
+    bench_normalize_host,
+    bench_normalize_path,
+    bench_parse
+);
 criterion_main!(benches);

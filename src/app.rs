@@ -194,6 +194,7 @@ fn compile_context(
             redirect,
             middlewares: ep.http.middlewares.clone(),
             tls: ep.http.tls.clone(),
+            sanitize_path: ep.http.sanitize_path.unwrap_or(true),
         });
     }
     Ok(CompileContext {

@@ -270,7 +270,8 @@ pub struct EntryPointHttp {
     pub tls: Option<EntryPointTls>,
     /// Keep `;` in queries (parsed).
     pub encode_query_semicolons: bool,
-    /// Clean `..` and `//` from paths (parsed; always on).
+    /// Resolve `.`/`..` segments and duplicate slashes before routing and forward the result
+    /// (default true, as Traefik; `false` keeps them).
     pub sanitize_path: Option<bool>,
     /// Largest request header block, bytes (default 1 MiB as Go's http.Server).
     pub max_header_bytes: Option<usize>,

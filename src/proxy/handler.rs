@@ -1,7 +1,10 @@
 //! The per-request path: route → pick → forward.
 //!
-//! Per request this loads the current table once (one atomic increment), normalizes the host without
-//! allocating when it is already lowercase, finds the router through the table's host index, picks a server
+//! Per request this loads the current table once (one atomic increment), makes the request consistent
+//! before anyone reads it (`normalize_request`: one authority in `Host`, an origin-form URI, the path
+//! normalized and sanitized as Traefik's entrypoint does — no allocation for an ordinary request),
+//! validates and normalizes the host without allocating when it is already lowercase, finds the router
+//! through the table's host index, picks a server
 //! with atomics only, rewrites headers in place and forwards over this worker's pool ([`super::pool`]). No
 //! lock, no logging, and no allocation beyond what hyper needs and the `X-Forwarded-For` join for trusted
 //! peers.
@@ -10,6 +13,7 @@
 //! short window and the request is retried once on another server. The pool hands the failed request back
 //! whole, body unread ([`super::pool::SendFailure`]), so nothing is copied in advance.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,7 +33,7 @@ use super::forward::{
 use super::pool::{Target, Upstreams};
 use crate::balance::health::now_ms;
 use crate::balance::sticky::find_cookie;
-use crate::rule::{is_valid_routing_path, normalize_host, RequestView};
+use crate::rule::{normalize_path, parse_host, RequestView};
 use crate::table::{
     EntryPointRedirect, LoadBalancerRuntime, RoutingTable, ServiceKind, Store, UpstreamScheme,
 };
@@ -245,7 +249,7 @@ mod observe {
 }
 
 async fn route_and_forward(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     ctx: &ConnCtx,
     mut seen: Option<&mut Seen>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -256,18 +260,16 @@ async fn route_and_forward(
     if let Some(seen) = seen.as_deref_mut() {
         seen.entry_point = ep.stats.clone();
     }
-    let raw_host = match req.uri().authority() {
-        Some(a) => a.as_str(),
-        None => match req.headers().get(header::HOST) {
-            Some(h) => h
-                .to_str()
-                .map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
-            None if req.version() == Version::HTTP_11 => {
-                return Err(ProxyError::BadRequest("missing Host header"))
-            }
-            None => "",
-        },
+    normalize_request(&mut req, ep.sanitize_path)?;
+    // After `normalize_request` the Host header is the one authority (the URI is origin-form); it was
+    // validated there only when it came from the URI, so the routing host is parsed (and checked) here.
+    let raw_host = match req.headers().get(header::HOST) {
+        Some(h) => h
+            .to_str()
+            .map_err(|_| ProxyError::BadRequest("invalid Host header"))?,
+        None => "",
     };
+    let host = parse_host(raw_host).map_err(|e| ProxyError::BadRequest(e.reason()))?;
     // ACME HTTP-01 validation is answered on every entrypoint, before redirections and routing.
     if let Some(token) = req.uri().path().strip_prefix(HTTP01_PREFIX) {
         if let Some(key_auth) = table.tls.as_ref().and_then(|t| t.http01(token)) {
@@ -285,10 +287,6 @@ async fn route_and_forward(
             req.method(),
         ));
     }
-    if !is_valid_routing_path(req.uri().path()) {
-        return Err(ProxyError::BadRequest("invalid path encoding"));
-    }
-    let host = normalize_host(raw_host);
     let route = {
         let view = RequestView {
             host: &host,
@@ -326,6 +324,83 @@ async fn route_and_forward(
         return Ok(crate::admin::serve(*kind, &req, &table, &ctx.shared.admin));
     }
     forward(ctx.body_clock.request(req), &table, service, ctx).await
+}
+
+/// Makes the request say one thing to every later reader (routing, middlewares, forwarding, access log):
+/// one authority in the `Host` header and an origin-form URI with the normalized path.
+///
+/// Authority: the request target's authority when there is one — HTTP/1 absolute-form (RFC 9112 §3.2.2:
+/// it replaces `Host`) or HTTP/2 `:authority` (RFC 9113 §8.3.1: it wins over a `host` field) — else the
+/// `Host` header. This is what Go's `net/http` does, hence Traefik: `req.Host` is set from the target and
+/// used for routing, `X-Forwarded-Host` and, with `passHostHeader`, the upstream `Host`. A `Host` header
+/// that disagrees is therefore replaced, not refused. Refused with 400, as Go does: more than one `Host`
+/// field (even identical ones), an HTTP/1.1 request without `Host` (even in absolute-form; `CONNECT`
+/// excepted), and a `Host` header that the authority replaces but that is not a valid host itself. The
+/// resulting `Host` — the authority, user info included, which RFC 9110 §4.2.4 says to treat as an
+/// error — is validated once, by the caller's [`parse_host`].
+///
+/// Path: [`normalize_path`] with the entrypoint's `sanitizePath` (Traefik's `normalizePath` and
+/// `sanitizePath` entrypoint handlers); a bad `%`-escape is a 400.
+///
+/// No allocation for the common origin-form request with a clean path and one `Host` header (one scan
+/// of the path); an HTTP/2 request has its URI rebuilt from the shared path bytes (no copy) and, without
+/// a `host` field, its authority copied into one — the copy `forward` used to make for `X-Forwarded-Host`.
+fn normalize_request(req: &mut Request<Incoming>, sanitize: bool) -> Result<(), ProxyError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host_header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(ProxyError::BadRequest("too many Host headers"));
+    }
+    if host_header.is_none()
+        && req.version() == Version::HTTP_11
+        && req.method() != http::Method::CONNECT
+    {
+        return Err(ProxyError::BadRequest("missing Host header"));
+    }
+    let authority = match req.uri().authority() {
+        None => None,
+        Some(a) => match host_header {
+            Some(h) if h.as_bytes() == a.as_str().as_bytes() => None,
+            Some(h) => {
+                let h = h
+                    .to_str()
+                    .map_err(|_| ProxyError::BadRequest("invalid Host header"))?;
+                parse_host(h).map_err(|e| ProxyError::BadRequest(e.reason()))?;
+                Some(a.as_str())
+            }
+            None => Some(a.as_str()),
+        },
+    };
+    let authority = authority
+        .map(HeaderValue::from_str)
+        .transpose()
+        .map_err(|_| ProxyError::BadRequest("invalid authority"))?;
+    let absolute = req.uri().scheme().is_some() || req.uri().authority().is_some();
+    let path = req.uri().path();
+    let clean = normalize_path(path, sanitize).map_err(|e| ProxyError::BadRequest(e.reason()))?;
+    let new_pq = match clean {
+        Cow::Owned(p) => {
+            let pq = match req.uri().query() {
+                Some(q) => format!("{p}?{q}"),
+                None => p,
+            };
+            Some(PathAndQuery::try_from(pq).map_err(|_| ProxyError::BadRequest("invalid path"))?)
+        }
+        Cow::Borrowed(_) if absolute => Some(
+            req.uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        ),
+        Cow::Borrowed(_) => None,
+    };
+    if let Some(pq) = new_pq {
+        *req.uri_mut() = Uri::from(pq);
+    }
+    if let Some(a) = authority {
+        req.headers_mut().insert(header::HOST, a);
+    }
+    Ok(())
 }
 
 /// Serves a request with service `service`: an internal service answers itself, any other is forwarded.
@@ -476,6 +551,9 @@ async fn forward(
         (false, true) => "ws",
         (true, true) => "wss",
     };
+    // The entrypoint put the one authority into `Host` (`normalize_request`); a middleware may have set
+    // another since (`headers` customRequestHeaders), which Traefik forwards too. The URI's authority is
+    // only a fallback for requests built without `Host`.
     let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
         parts
             .uri

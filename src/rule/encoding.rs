@@ -6,7 +6,9 @@
 //!   encoded so decoding cannot change the meaning of the path. So `PathPrefix(`/foo bar`)`
 //!   matches `/foo%20bar`, while `/a%2Fb` stays `/a%2Fb`. Traefik's reserved table is keyed by
 //!   the upper-case spelling only (`%2F`), so a lower-case `%2f` *is* decoded to `/`; that quirk
-//!   is reproduced.
+//!   is reproduced. It is not reachable through the proxy: the handler first upper-cases every
+//!   escape (`super::path::normalize_escapes`, Traefik's entrypoint `normalizePath`), as Traefik
+//!   does before its muxer runs.
 //! * Query strings: Go's `url.ParseQuery` (used by `req.URL.Query()`): pairs split on `&`,
 //!   pairs containing `;` dropped, key and value split on the first `=`, `+` decoded as space,
 //!   `%XX` decoded, and a pair with an invalid escape dropped.
@@ -81,23 +83,6 @@ impl Iterator for RoutingBytes<'_> {
             _ => Some(b'%'),
         }
     }
-}
-
-/// True when every `%` in `raw` starts a valid `%XX` escape (Traefik `withRoutingPath`).
-pub(crate) fn routing_path_is_valid(raw: &str) -> bool {
-    let b = raw.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            match (b.get(i + 1).copied(), b.get(i + 2).copied()) {
-                (Some(h1), Some(h2)) if hex_val(h1).is_some() && hex_val(h2).is_some() => i += 3,
-                _ => return false,
-            }
-        } else {
-            i += 1;
-        }
-    }
-    true
 }
 
 /// The routing path of a raw request path; borrowed when it has no `%`.

@@ -2,7 +2,8 @@
 //! into immutable matcher trees and evaluated against requests and connections.
 //!
 //! Owns: the grammar (v2 and v3 `ruleSyntax`, HTTP and TCP matchers), Traefik's matching
-//! semantics for each matcher, host normalization for the hot path, and the facts about a rule
+//! semantics for each matcher, host validation and normalization for the hot path, request-path
+//! normalization as a Traefik entrypoint does it (`sanitizePath`), and the facts about a rule
 //! that other modules index by ([`Rule::exact_hosts`], [`Rule::domains`],
 //! [`TcpRule::sni_names`], [`default_priority`]).
 //!
@@ -16,7 +17,8 @@
 //! Layout: `parser` turns text into an expression tree and checks names and argument counts;
 //! `http` and `tcp` lower it into flat matcher enums (regexes compiled once, hosts lower-cased)
 //! and evaluate them; `goregex` rewrites Go regex syntax for the `regex` crate; `template`
-//! compiles v2 `{name:regexp}` templates; `encoding` decodes paths and queries lazily.
+//! compiles v2 `{name:regexp}` templates; `encoding` decodes paths and queries lazily; `host`
+//! validates and normalizes `Host` values; `path` normalizes escapes and resolves dot segments.
 #![forbid(unsafe_code)]
 
 mod encoding;
@@ -26,14 +28,16 @@ mod http;
 mod ip;
 mod names;
 mod parser;
+mod path;
 mod tcp;
 mod template;
 
 #[cfg(test)]
 mod tests;
 
-pub use self::host::normalize_host;
+pub use self::host::{normalize_host, parse_host, InvalidHost};
 pub use self::http::{RequestView, Rule};
+pub use self::path::{normalize_path, sanitize_path, InvalidPath};
 pub use self::tcp::TcpRule;
 
 use std::fmt;
@@ -130,10 +134,12 @@ pub fn default_priority(rule: &str) -> usize {
 /// True when every `%` in a raw request path starts a valid `%XX` escape.
 ///
 /// Traefik answers 400 Bad Request before routing when the path cannot be turned into its
-/// routing path (`pkg/muxer/http/mux.go`, `withRoutingPath`); the proxy handler calls this to
-/// do the same. Matchers given such a path treat the stray `%` as a literal character.
+/// routing path (`pkg/muxer/http/mux.go`, `withRoutingPath`; Go's request parser refuses it even
+/// earlier). The proxy handler gets this answer from [`normalize_path`], which it runs on every
+/// request; this is the same check for callers that only need the verdict. Matchers given such a
+/// path treat the stray `%` as a literal character.
 pub fn is_valid_routing_path(raw_path: &str) -> bool {
-    encoding::routing_path_is_valid(raw_path)
+    path::normalize_escapes(raw_path).is_ok()
 }
 
 /// Host (or SNI) sets a conjunction can only match: the intersection of its constrained operands

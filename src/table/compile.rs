@@ -44,7 +44,7 @@ pub struct CompileContext {
 }
 
 /// One entrypoint's routing-relevant settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EntryPointInfo {
     /// Name.
     pub name: String,
@@ -56,6 +56,22 @@ pub struct EntryPointInfo {
     pub middlewares: Vec<String>,
     /// `http.tls`: every router on this entrypoint is a TLS router with these defaults.
     pub tls: Option<crate::config::types::EntryPointTls>,
+    /// `http.sanitizePath`: resolve dot segments and duplicate slashes before routing (Traefik's default).
+    pub sanitize_path: bool,
+}
+
+impl Default for EntryPointInfo {
+    /// No redirect, no middlewares, no TLS defaults, and `sanitizePath` on as in Traefik.
+    fn default() -> Self {
+        EntryPointInfo {
+            name: String::new(),
+            as_default: false,
+            redirect: None,
+            middlewares: Vec::new(),
+            tls: None,
+            sanitize_path: true,
+        }
+    }
 }
 
 /// Per-server health state, kept across builds by (service, server URL).
@@ -505,6 +521,7 @@ pub fn compile(
                 http: RouterSet::new(http),
                 https: RouterSet::new(https),
                 redirect: info.redirect.clone(),
+                sanitize_path: info.sanitize_path,
                 stats: None,
             }
         })

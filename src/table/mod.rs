@@ -80,7 +80,7 @@ impl RoutingTable {
 }
 
 /// Routes of one entrypoint.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct EntryPointRoutes {
     /// The entrypoint's name.
     pub name: String,
@@ -90,8 +90,25 @@ pub struct EntryPointRoutes {
     pub https: RouterSet,
     /// `http.redirections.entryPoint`: every request is redirected.
     pub redirect: Option<EntryPointRedirect>,
+    /// `http.sanitizePath`: the handler resolves dot segments and duplicate slashes of the request path
+    /// before redirection, routing and middlewares, and forwards the result (Traefik's default, true).
+    pub sanitize_path: bool,
     /// Request metrics of this entrypoint (when metrics are on).
     pub stats: Option<Arc<crate::metrics::RequestStats>>,
+}
+
+impl Default for EntryPointRoutes {
+    /// No routes, no redirect, and `sanitizePath` on as in Traefik.
+    fn default() -> Self {
+        EntryPointRoutes {
+            name: String::new(),
+            http: RouterSet::default(),
+            https: RouterSet::default(),
+            redirect: None,
+            sanitize_path: true,
+            stats: None,
+        }
+    }
 }
 
 /// A compiled entrypoint redirection (`http.redirections.entryPoint`).
