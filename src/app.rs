@@ -426,7 +426,8 @@ pub async fn run(
                 rt.body_idle_timeout.non_zero(),
                 rt.write_timeout.non_zero(),
                 rt.idle_timeout.non_zero(),
-            ),
+            )
+            .with_send(rt.send_timeout.non_zero()),
             max_header_bytes: ep.http.max_header_bytes.unwrap_or(1 << 20),
             max_concurrent_streams: ep
                 .http2

@@ -340,22 +340,77 @@ async fn write_timeout_closes_a_client_that_does_not_read_its_response() {
         .await
         .expect("w");
     // Do not read for 2.5 s, then drain: the connection must have been closed part way.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (closed, got) =
+        drain_after(&mut s, Duration::from_millis(2500), Duration::from_secs(10)).await;
+    assert!(closed, "still open after draining {got} bytes");
+    assert!(got < size, "the whole response was written ({got} bytes)");
+}
+
+/// Reads `s` after `pause` until it closes (or `limit`): whether it closed, and how many bytes came.
+async fn drain_after(s: &mut TcpStream, pause: Duration, limit: Duration) -> (bool, usize) {
+    tokio::time::sleep(pause).await;
     let mut got = 0usize;
     let mut buf = vec![0u8; 1 << 20];
     let t0 = Instant::now();
-    let closed = loop {
+    loop {
         match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(0)) | Ok(Err(_)) => return (true, got),
             Ok(Ok(n)) => got += n,
-            Err(_) => break false,
+            Err(_) => return (false, got),
         }
-        if t0.elapsed() > Duration::from_secs(10) {
-            break false;
+        if t0.elapsed() > limit {
+            return (false, got);
         }
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_timeout_closes_a_client_that_stops_reading_even_without_write_timeout() {
+    let b = Backend::start("a").await;
+    // writeTimeout stays 0 (Traefik's default): only the stalled-write bound can close this client.
+    let gate = start(&b.url, &[flag("sendTimeout", "1s")]);
+    let mut s = TcpStream::connect(gate.web()).await.expect("connect");
+    let size = 64usize << 20;
+    s.write_all(format!("GET /data?size={size} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("w");
+    let (closed, got) =
+        drain_after(&mut s, Duration::from_millis(2500), Duration::from_secs(10)).await;
     assert!(closed, "still open after draining {got} bytes");
     assert!(got < size, "the whole response was written ({got} bytes)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_timeout_does_not_cut_a_slow_download_that_makes_progress() {
+    let b = Backend::start("a").await;
+    let gate = start(&b.url, &[flag("sendTimeout", "2s")]);
+    let mut s = TcpStream::connect(gate.web()).await.expect("connect");
+    let size = 16usize << 20;
+    s.write_all(
+        format!("GET /data?size={size} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .expect("w");
+    // Read up to 1 MiB every 250 ms: slower than the proxy writes. The kernel wakes a blocked writer only
+    // when half of its queued bytes have drained (a few MiB on loopback), so each stall lasts about half a
+    // second here: under the 2 s bound, and a reader that makes progress is never cut.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let t0 = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => got += n,
+            other => panic!("read failed after {got} bytes: {other:?}"),
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "download took too long"
+        );
+    }
+    assert!(got > size, "closed after {got} of {size} body bytes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -231,6 +231,10 @@ pub struct RespondingTimeouts {
     /// swarmgate: longest silence between two reads of a request body (default 60 s, nginx's
     /// `client_body_timeout`; a slow upload that makes progress is not cut; 0 = none).
     pub body_idle_timeout: GoDuration,
+    /// swarmgate: longest wait for the client to take response bytes while a write to it is pending
+    /// (default 60 s, nginx's `send_timeout`: a client that stops reading is closed even with
+    /// `writeTimeout` 0; a slow download that makes progress is not cut; 0 = none).
+    pub send_timeout: GoDuration,
 }
 
 impl Default for RespondingTimeouts {
@@ -241,6 +245,7 @@ impl Default for RespondingTimeouts {
             idle_timeout: GoDuration::secs(180),
             read_header_timeout: GoDuration::secs(60),
             body_idle_timeout: GoDuration::secs(60),
+            send_timeout: GoDuration::secs(60),
         }
     }
 }

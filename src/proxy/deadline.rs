@@ -47,6 +47,9 @@ pub struct Timeouts {
     pub write: Option<Duration>,
     /// No request in progress (`idleTimeout`, else `readTimeout` as Go does).
     pub idle: Option<Duration>,
+    /// Longest wait for the client to take bytes while a write to it is pending (`sendTimeout`, nginx's
+    /// `send_timeout`): a client that stops reading its response is closed even when `writeTimeout` is 0.
+    pub send: Option<Duration>,
 }
 
 impl Timeouts {
@@ -70,7 +73,13 @@ impl Timeouts {
             body_idle,
             write,
             idle: idle.or(read),
+            send: None,
         }
+    }
+
+    /// The same bounds with `sendTimeout` set (`None` = a stalled write waits forever).
+    pub fn with_send(self, send: Option<Duration>) -> Timeouts {
+        Timeouts { send, ..self }
     }
 }
 
@@ -169,16 +178,62 @@ impl Drop for OpenRequest {
     }
 }
 
-/// The client socket (plain or TLS), noting in [`Activity`] when bytes arrive.
+/// The client socket (plain or TLS), noting in [`Activity`] when bytes arrive and bounding how long a
+/// write may wait for the client to read (`sendTimeout`).
 pub struct TrackedIo<I> {
     inner: I,
     activity: Arc<Activity>,
+    send: SendStall,
 }
 
 impl<I> TrackedIo<I> {
-    /// Wraps `inner`.
-    pub fn new(inner: I, activity: Arc<Activity>) -> TrackedIo<I> {
-        TrackedIo { inner, activity }
+    /// Wraps `inner`; a write that makes no progress for `send` fails with `TimedOut`, which ends the
+    /// connection.
+    pub fn new(inner: I, activity: Arc<Activity>, send: Option<Duration>) -> TrackedIo<I> {
+        TrackedIo {
+            inner,
+            activity,
+            send: SendStall {
+                limit: send,
+                timer: None,
+                armed: false,
+            },
+        }
+    }
+}
+
+/// nginx's `send_timeout` for one connection: the timer starts when a write to the client first returns
+/// `Pending` and is disarmed by any write that makes progress. Its `Sleep` is allocated on the first stall
+/// only, so connections whose writes never block pay nothing.
+struct SendStall {
+    limit: Option<Duration>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
+impl SendStall {
+    /// Passes a write's outcome through, turning a stall longer than the limit into `TimedOut`.
+    fn check<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        let Some(limit) = self.limit else { return r };
+        if r.is_ready() {
+            self.armed = false;
+            return r;
+        }
+        let deadline = Instant::now() + limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !self.armed {
+            timer.as_mut().reset(deadline);
+            self.armed = true;
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no bytes within sendTimeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -204,15 +259,21 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for TrackedIo<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.send.check(cx, r)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        this.send.check(cx, r)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.send.check(cx, r)
     }
 
     fn poll_write_vectored(
@@ -220,7 +281,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for TrackedIo<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.send.check(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {

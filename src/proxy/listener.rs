@@ -336,7 +336,7 @@ impl Conn {
                 Ok::<_, std::convert::Infallible>(resp.map(|body| ServedBody { body, open }))
             }
         });
-        let io = TokioIo::new(TrackedIo::new(io, activity.clone()));
+        let io = TokioIo::new(TrackedIo::new(io, activity.clone(), self.timeouts.send));
         let conn = self
             .builder
             .serve_connection_with_upgrades(io, svc)
