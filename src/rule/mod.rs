@@ -26,14 +26,16 @@ mod http;
 mod ip;
 mod names;
 mod parser;
+mod path;
 mod tcp;
 mod template;
 
 #[cfg(test)]
 mod tests;
 
-pub use self::host::normalize_host;
+pub use self::host::{normalize_host, parse_host, InvalidHost};
 pub use self::http::{RequestView, Rule};
+pub use self::path::{normalize_path, sanitize_path, InvalidPath};
 pub use self::tcp::TcpRule;
 
 use std::fmt;
