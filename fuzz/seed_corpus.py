@@ -156,6 +156,10 @@ for _, s in literals("src/rule/tests.rs"):
         add("routing_path", s)
 for p in ["//admin", "/./admin", "/x/../admin", "/%2e/admin", "/.%2e/admin", "/%2", "/a%zz", "/%41%2F%2f", "*"]:
     add("routing_path", p)
+for p in list(seeds.get("routing_path", ())):
+    add("sanitize_path", p)
+for p in ["/a/b//c/./../d/", "/%2E%2e/x", "a/../../b", "/..", "/.", "//", "/%2F..%2F", "/a/%2e%2E/b"]:
+    add("sanitize_path", p)
 
 # Header maps for hop-by-hop and forwarded-header rewriting.
 FWD = [
@@ -195,3 +199,67 @@ for target, items in sorted(seeds.items()):
     print(f"{target}: {len(items)} seeds")
     total += len(items)
 print(f"total {total}", file=sys.stderr)
+
+
+# TOML seeds: the YAML seeds converted (when PyYAML is installed), so TOML gets the same shapes.
+def toml_key(k):
+    k = str(k)
+    return k if re.match(r"^[A-Za-z0-9_-]+$", k) else json.dumps(k)
+
+
+def toml_scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_scalar(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_scalar(x)}" for k, x in v.items()) + "}"
+    return json.dumps("" if v is None else str(v))
+
+
+def to_toml(d, path=()):
+    out, tables = [], []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            tables.append((k, v))
+        else:
+            out.append(f"{toml_key(k)} = {toml_scalar(v)}")
+    for k, v in tables:
+        p = path + (toml_key(k),)
+        if isinstance(v, dict):
+            out.append(f"\n[{'.'.join(p)}]")
+            out.append(to_toml(v, p))
+        else:
+            for x in v:
+                out.append(f"\n[[{'.'.join(p)}]]")
+                out.append(to_toml(x, p))
+    return "\n".join(out)
+
+
+try:
+    import json
+
+    import yaml
+
+    for data in sorted(seeds.get("dynamic_yaml", ())):
+        try:
+            doc = yaml.safe_load(data.decode("utf-8"))
+        except Exception:
+            continue
+        if isinstance(doc, dict):
+            try:
+                add("dynamic_toml", to_toml(doc) + "\n")
+            except Exception:
+                continue
+    d = os.path.join(OUT, "dynamic_toml")
+    os.makedirs(d, exist_ok=True)
+    for data in seeds.get("dynamic_toml", ()):
+        with open(os.path.join(d, hashlib.sha1(data).hexdigest()), "wb") as f:
+            f.write(data)
+    print(f"dynamic_toml (with converted YAML): {len(seeds.get('dynamic_toml', ()))} seeds")
+except ImportError:
+    pass

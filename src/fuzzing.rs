@@ -22,7 +22,10 @@ use crate::dynamic::decode_configuration;
 use crate::provider::docker::labels::{self, Mode, Settings, Workload};
 use crate::provider::docker::template::{normalize, Model, Template};
 use crate::proxy::forward::{set_forwarded, strip_hop_by_hop, ForwardInfo};
-use crate::rule::{self, normalize_host, RequestView, Syntax};
+use crate::rule::{
+    self, normalize_host, normalize_path, parse_host, sanitize_path as sanitize, RequestView,
+    Syntax,
+};
 
 /// Every fuzz target by name with its check function, for the corpus replay test.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
@@ -32,6 +35,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("dynamic_toml", dynamic_toml),
     ("host", host),
     ("routing_path", routing_path),
+    ("sanitize_path", sanitize_path),
     ("forwarded", forwarded),
     ("sticky", sticky),
     ("default_rule", default_rule),
@@ -146,7 +150,11 @@ pub fn rule(data: &[u8]) {
                     assert!(!h.is_empty(), "empty exact host in {src:?}");
                     assert!(!h.bytes().any(|b| b.is_ascii_uppercase()), "{h:?}");
                     if plain_host(h) && !h.ends_with('.') {
-                        assert_eq!(normalize_host(h), h.as_str(), "exact host {h:?} not normalized");
+                        assert_eq!(
+                            normalize_host(h),
+                            h.as_str(),
+                            "exact host {h:?} not normalized"
+                        );
                     }
                 }
                 let domains = r.domains();
@@ -233,7 +241,11 @@ pub fn docker_labels(data: &[u8]) {
             continue;
         }
         let built = labels::build(&w, &settings);
-        assert_eq!(built, labels::build(&w, &settings), "label decoding is not deterministic");
+        assert_eq!(
+            built,
+            labels::build(&w, &settings),
+            "label decoding is not deterministic"
+        );
         for (n, r) in &built.config.http.routers {
             let syntax = match r.rule_syntax.as_deref() {
                 None | Some("") => settings.default_syntax,
@@ -254,14 +266,20 @@ pub fn docker_labels(data: &[u8]) {
             }
         }
         for e in &built.errors {
-            assert!(!e.owner.is_empty() || name.is_empty(), "error without owner: {e}");
+            assert!(
+                !e.owner.is_empty() || name.is_empty(),
+                "error without owner: {e}"
+            );
         }
         let parts = [
             ("a".to_owned(), built.config.clone()),
             ("b".to_owned(), built.config.clone()),
         ];
         let (merged, conflicts) = labels::merge(&parts);
-        assert!(conflicts.is_empty(), "identical workloads conflict: {conflicts:?}");
+        assert!(
+            conflicts.is_empty(),
+            "identical workloads conflict: {conflicts:?}"
+        );
         assert_eq!(
             merged.http.routers.keys().collect::<Vec<_>>(),
             built.config.http.routers.keys().collect::<Vec<_>>()
@@ -294,7 +312,10 @@ fn dynamic(data: &[u8], path: &str) {
     };
     let (back, errs) = decode_configuration(&node);
     assert!(errs.is_empty(), "reread with errors {errs:?}\n{json}");
-    assert_eq!(back, cfg, "decoded configuration rereads differently\n{json}");
+    assert_eq!(
+        back, cfg,
+        "decoded configuration rereads differently\n{json}"
+    );
 }
 
 /// The file provider's decoder on a YAML file. Input: the file text.
@@ -324,9 +345,31 @@ fn plain_host(h: &str) -> bool {
 pub fn host(data: &[u8]) {
     let Some(raw) = text(data) else { return };
     let n = normalize_host(raw);
-    assert!(!n.bytes().any(|b| b.is_ascii_uppercase()), "{raw:?} → {n:?}");
+    assert!(
+        !n.bytes().any(|b| b.is_ascii_uppercase()),
+        "{raw:?} → {n:?}"
+    );
     if plain_host(&n) && !n.ends_with('.') {
         assert_eq!(normalize_host(&n), n, "not idempotent on {raw:?}");
+    }
+    // What the proxy accepts (everything else is answered 400) normalizes as `normalize_host` does, and
+    // carries nothing a backend could read as another host.
+    if let Ok(h) = parse_host(raw) {
+        assert_eq!(h, n, "parse_host and normalize_host differ on {raw:?}");
+        assert!(
+            !h.bytes().any(|b| b.is_ascii_uppercase()
+                || b <= b' '
+                || b >= 0x7f
+                || b"@%/\\?#,;".contains(&b)),
+            "{raw:?} accepted as {h:?}"
+        );
+        if !h.contains(':') && !h.ends_with('.') {
+            assert_eq!(
+                parse_host(&h).ok(),
+                Some(h.clone()),
+                "parse_host not idempotent on {raw:?}"
+            );
+        }
     }
     if plain_host(raw) {
         if let Ok(r) = rule::parse(&format!("Host(`{raw}`)"), Syntax::V3) {
@@ -377,11 +420,74 @@ pub fn routing_path(data: &[u8]) {
     let root = rule::parse("PathPrefix(`/`)", Syntax::V3).expect("static rule");
     assert_eq!(root.matches(&view), path.starts_with('/'), "{path:?}");
     for r in ["PathRegexp(`^/a`)", "Path(`/a/b`)", "PathPrefix(`/a b`)"] {
-        let _ = rule::parse(r, Syntax::V3).expect("static rule").matches(&view);
+        let _ = rule::parse(r, Syntax::V3)
+            .expect("static rule")
+            .matches(&view);
     }
     for r in ["Path(`/{x:[a-z]+}`)", "PathPrefix(`/{x}`)"] {
-        let _ = rule::parse(r, Syntax::V2).expect("static rule").matches(&view);
+        let _ = rule::parse(r, Syntax::V2)
+            .expect("static rule")
+            .matches(&view);
     }
+}
+
+/// The request path as routing and the backend see it: escapes normalized, then sanitized
+/// (`http.sanitizePath`, default on). Input: the raw path.
+///
+/// Invariants: refused exactly when the routing-path check refuses it; the result has no `.` or `..`
+/// segment and no `//`, also not after decoding (no escaped unreserved character is left); a rooted path
+/// stays rooted; normalizing again changes nothing; `sanitize_path` alone is idempotent.
+pub fn sanitize_path(data: &[u8]) {
+    let Some(raw) = text(data) else { return };
+    let once = sanitize(raw);
+    assert_eq!(
+        sanitize(&once),
+        once,
+        "sanitize_path not idempotent on {raw:?}"
+    );
+    let out = match normalize_path(raw, true) {
+        Err(_) => {
+            assert!(
+                !rule::is_valid_routing_path(raw),
+                "{raw:?} refused but routable"
+            );
+            return;
+        }
+        Ok(out) => out,
+    };
+    assert!(
+        rule::is_valid_routing_path(raw),
+        "{raw:?} accepted but not routable"
+    );
+    assert_eq!(
+        normalize_path(&out, true).ok().as_deref(),
+        Some(&*out),
+        "not idempotent on {raw:?}"
+    );
+    if raw.starts_with('/') {
+        assert!(out.starts_with('/'), "{raw:?} → {out:?} lost its root");
+    }
+    assert!(!out.contains("//"), "{raw:?} → {out:?}");
+    let body = out.strip_prefix('/').unwrap_or(&out);
+    for seg in body.split('/') {
+        assert!(
+            seg != "." && seg != "..",
+            "{raw:?} → {out:?} keeps a dot segment"
+        );
+    }
+    let b = out.as_bytes();
+    for (i, _) in out.match_indices('%') {
+        let v = std::str::from_utf8(&b[i + 1..i + 3])
+            .ok()
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .expect("a valid escape");
+        assert!(
+            !(v.is_ascii_alphanumeric() || b"-._~".contains(&v)),
+            "{raw:?} → {out:?} keeps an escaped unreserved character"
+        );
+    }
+    let unsanitized = normalize_path(raw, false).expect("valid");
+    assert_eq!(sanitize(&unsanitized), out, "{raw:?}");
 }
 
 /// The forwarded-header names the proxy sets or clears for an untrusted peer.
@@ -546,7 +652,9 @@ pub fn sticky(data: &[u8]) {
         assert_eq!(table.value(j), Some(v));
     }
     if let Some(v) = find_cookie(&cookies, &name) {
-        assert!(v.bytes().all(|b| (0x20..0x7f).contains(&b) && !b"\";\\".contains(&b)));
+        assert!(v
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && !b"\";\\".contains(&b)));
         if let Some((i, _)) = table.lookup(v) {
             assert!(i < servers.len());
         }
@@ -599,9 +707,14 @@ pub fn default_rule(data: &[u8]) {
         let _ = t.render(&model);
     }
     let n = normalize(name);
-    assert!(!n.starts_with('-') && !n.ends_with('-') && !n.contains("--"), "{n:?}");
+    assert!(
+        !n.starts_with('-') && !n.ends_with('-') && !n.contains("--"),
+        "{n:?}"
+    );
     assert!(n.chars().all(|c| c.is_alphanumeric() || c == '-'), "{n:?}");
     assert_eq!(normalize(&n), n, "normalize is not idempotent on {name:?}");
-    let rendered = Template::traefik_default().render(&model).expect("default template renders");
+    let rendered = Template::traefik_default()
+        .render(&model)
+        .expect("default template renders");
     assert_eq!(rendered, format!("Host(`{n}`)"));
 }
