@@ -27,8 +27,11 @@ use crate::rule::{
     Syntax,
 };
 
+/// A check function: takes the raw fuzzer input, panics only when an invariant is broken.
+pub type Check = fn(&[u8]);
+
 /// Every fuzz target by name with its check function, for the corpus replay test.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("rule", rule),
     ("labels", docker_labels),
     ("dynamic_yaml", dynamic_yaml),
@@ -169,7 +172,7 @@ pub fn rule(data: &[u8]) {
                     if r.matches(&view) {
                         if let Some(hs) = &hosts {
                             assert!(
-                                hs.iter().any(|h| *h == req.host),
+                                hs.contains(&req.host),
                                 "{src:?} matches host {:?} outside its exact hosts {hs:?}",
                                 req.host
                             );
