@@ -15,6 +15,7 @@
 //! backoff.rs jittered exponential backoff (Docker reconnects)
 //! check.rs   `swarmgate check stack.yml`: the Docker label function run offline on a compose file
 //! whoami.rs  the test backend used by the demo, tests and benches
+//! fuzzing.rs invariant checks over untrusted input, run by the fuzz targets and the corpus replay test
 //! ```
 //!
 //! Data flows one way: providers → builder → table → hot path. Nothing on the hot path writes back except
@@ -30,6 +31,8 @@ pub mod balance;
 pub mod check;
 pub mod config;
 pub mod dynamic;
+/// Check functions shared by the cargo-fuzz targets in `fuzz/` and the corpus replay test; public for them only.
+pub mod fuzzing;
 pub mod metrics;
 pub mod middleware;
 pub mod provider;

@@ -318,20 +318,21 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
         return;
     }
-    // Headers named in Connection (rare): only then allocate.
+    // Headers named in any Connection header (rare): only then allocate. Every Connection line counts, and
+    // its raw bytes are split, as Go's `removeConnectionHeaders` does: a second line or an obs-text byte
+    // elsewhere in the list must not keep a named header.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|list| list.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
         .filter(|t| {
             !t.is_empty()
-                && !t.eq_ignore_ascii_case("upgrade")
-                && !t.eq_ignore_ascii_case("keep-alive")
-                && !t.eq_ignore_ascii_case("close")
+                && !t.eq_ignore_ascii_case(b"upgrade")
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+                && !t.eq_ignore_ascii_case(b"close")
         })
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter_map(|t| HeaderName::from_bytes(t).ok())
         .filter(removable_by_token)
         .collect();
     for n in named {
@@ -438,6 +439,26 @@ mod tests {
         assert!(h.get("transfer-encoding").is_none());
         assert!(h.get("upgrade").is_none());
         assert_eq!(h.get("te"), Some(&hv("trailers")));
+        assert_eq!(h.get("x-kept"), Some(&hv("yes")));
+    }
+
+    #[test]
+    fn every_connection_line_and_obs_text_lists_are_applied() {
+        // Found by the `forwarded` fuzz target: only the first Connection line was read, and a line with a
+        // non-ASCII byte was skipped whole.
+        let mut h = HeaderMap::new();
+        h.append("connection", hv("close"));
+        h.append("connection", hv("x-second"));
+        h.append(
+            "connection",
+            HeaderValue::from_bytes(b"x-third, \xe9").expect("obs-text"),
+        );
+        h.insert("x-second", hv("1"));
+        h.insert("x-third", hv("1"));
+        h.insert("x-kept", hv("yes"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("x-second").is_none());
+        assert!(h.get("x-third").is_none());
         assert_eq!(h.get("x-kept"), Some(&hv("yes")));
     }
 

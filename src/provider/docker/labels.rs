@@ -192,9 +192,9 @@ pub fn options(w: &Workload, s: &Settings) -> Result<WorkloadOptions, LabelError
     }
     let has = |ns: &str| {
         let p = format!("traefik.{ns}.");
-        w.labels
-            .keys()
-            .any(|k| k.len() > p.len() && k[..p.len()].eq_ignore_ascii_case(&p))
+        w.labels.keys().any(|k| {
+            k.len() > p.len() && k.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+        })
     };
     let mut namespaces = vec![s.namespace];
     if s.mode == Mode::Swarm && s.namespace == "swarm" {

@@ -1096,3 +1096,23 @@ fn merge_carries_dropped_items_and_conflicts() {
     assert_eq!(urls(&c, "s").len(), 2);
     assert_eq!(errors.len(), 1);
 }
+
+#[test]
+fn a_non_ascii_label_key_near_the_namespace_prefix_does_not_panic() {
+    // Found by the `labels` fuzz target: the namespace check sliced the key at the prefix length, inside
+    // a multi-byte character, and the provider panicked on a label anyone deploying a service can set.
+    let s = swarm();
+    for key in [
+        "traefik.dockerҗx",
+        "traefik.swarm.җ",
+        "traefik.httpdҗidlewares.x",
+    ] {
+        let wl = w(
+            "svc",
+            &[(key, "1"), ("traefik.enable", "true")],
+            &["10.0.0.2"],
+        );
+        let o = options(&wl, &s).expect("options");
+        assert!(o.enable, "{key}");
+    }
+}

@@ -203,7 +203,18 @@ fn tokenize(s: &str) -> Result<Vec<String>, TemplateError> {
     Ok(out)
 }
 
+/// Deepest `(` nesting accepted in an action, so that parsing and rendering cannot overflow the stack.
+const MAX_GROUP_DEPTH: usize = 32;
+
 fn parse_pipeline(tokens: &[String], pos: &mut usize) -> Result<Pipeline, TemplateError> {
+    parse_pipeline_at(tokens, pos, 0)
+}
+
+fn parse_pipeline_at(
+    tokens: &[String],
+    pos: &mut usize,
+    depth: usize,
+) -> Result<Pipeline, TemplateError> {
     let mut pipeline = Vec::new();
     let mut cmd: Command = Vec::new();
     while let Some(t) = tokens.get(*pos) {
@@ -217,8 +228,13 @@ fn parse_pipeline(tokens: &[String], pos: &mut usize) -> Result<Pipeline, Templa
                 *pos += 1;
             }
             "(" => {
+                if depth >= MAX_GROUP_DEPTH {
+                    return Err(TemplateError(format!(
+                        "`(` nested deeper than {MAX_GROUP_DEPTH}"
+                    )));
+                }
                 *pos += 1;
-                let inner = parse_pipeline(tokens, pos)?;
+                let inner = parse_pipeline_at(tokens, pos, depth + 1)?;
                 if tokens.get(*pos).map(String::as_str) != Some(")") {
                     return Err(TemplateError("unclosed `(`".into()));
                 }
@@ -455,5 +471,14 @@ mod tests {
         assert_eq!(normalize("my.app-1"), "my-app-1");
         assert_eq!(normalize("__x__"), "x");
         assert_eq!(normalize("héllo wörld"), "héllo-wörld");
+    }
+
+    #[test]
+    fn deeply_nested_groups_are_refused_not_recursed() {
+        // Found by the `default_rule` fuzz target: thousands of `(` overflowed the stack.
+        let deep = format!("{{{{ {}.Name{} }}}}", "(".repeat(5000), ")".repeat(5000));
+        assert!(Template::parse(&deep).is_err());
+        let ok = format!("{{{{ {}.Name{} }}}}", "(".repeat(3), ")".repeat(3));
+        assert!(Template::parse(&ok).is_ok());
     }
 }
