@@ -1,12 +1,15 @@
 //! Hostile clients against the protocol layer: HTTP/1 request smuggling and HTTP/2 floods. These attacks
-//! are refused today; the tests keep them refused. Each HTTP/1 case is sent over raw TCP to a gate whose
-//! catch-all router leads to a recording backend, and the test checks exactly what the client gets back
-//! today (400 and a close for a malformed head; for both framings at once, the request served by its
-//! Transfer-Encoding and the connection closed after it; 502 and a close for a broken chunked body) and
-//! that nothing smuggled reached the backend. Each
-//! HTTP/2 case speaks prior-knowledge h2c with hand-made frames and hand-encoded HPACK, checks that the
-//! flooding connection is refused or bounded (GOAWAY, reset or close within a deadline), that the gate's
-//! resident memory stays bounded, and that a new client is served afterwards. Every read has a deadline.
+//! are refused today; the tests keep them refused.
+//!
+//! Each HTTP/1 case is sent over raw TCP to a gate whose catch-all router leads to a recording backend;
+//! the test checks exactly what the client gets back today (400 and a close for a malformed head; for both
+//! framings at once, the request served by its Transfer-Encoding alone and the connection closed after it;
+//! 502 and a close for a broken chunked body) and that nothing smuggled reached the backend.
+//!
+//! Each HTTP/2 case speaks prior-knowledge h2c with hand-made frames and hand-encoded HPACK, checks that
+//! the flooding connection is refused (GOAWAY ENHANCE_YOUR_CALM or a close) or fully served within a
+//! deadline, that the gate's resident memory stays bounded, and that a new client is served afterwards.
+//! Every read has a deadline.
 
 mod support;
 
@@ -353,7 +356,7 @@ fn cases() -> Vec<Case> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smuggling_attempts_are_refused_and_nothing_smuggled_reaches_the_backend() {
+async fn smuggling_attempts_are_refused_or_closed_and_nothing_smuggled_reaches_the_backend() {
     let rec = Recorder::start().await;
     let gate = Gate::with_dynamic(&dynamic(&rec.url), &[]);
     let addr = gate.web();
