@@ -4,7 +4,7 @@
 //! Each HTTP/1 case is sent over raw TCP to a gate whose catch-all router leads to a recording backend;
 //! the test checks exactly what the client gets back today (400 and a close for a malformed head; for both
 //! framings at once, the request served by its Transfer-Encoding alone and the connection closed after it;
-//! 502 and a close for a broken chunked body) and that nothing smuggled reached the backend.
+//! 400 and a close for a broken chunked body) and that nothing smuggled reached the backend.
 //!
 //! Each HTTP/2 case speaks prior-knowledge h2c with hand-made frames and hand-encoded HPACK, checks that
 //! the flooding connection is refused (GOAWAY ENHANCE_YOUR_CALM or a close) or fully served within a
@@ -314,8 +314,8 @@ fn cases() -> Vec<Case> {
             "chunk-overflow",
             "POST /chunk-overflow HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
             "ffffffffffffffffff\r\nx\r\n0\r\n\r\n",
-            // The head is valid, so it is routed; the body then fails, the proxy answers 502 and closes.
-            Outcome::StatusThenClose(502),
+            // The head is valid, so it is routed; the body then fails: the client's fault, 400, and a close.
+            Outcome::StatusThenClose(400),
             Some("POST /chunk-overflow HTTP/1.1"),
         ),
         case(

@@ -126,15 +126,21 @@ impl ProxyError {
             super::pool::UpstreamError::Connect { cause, .. } => {
                 ProxyError::Connect { server, cause }
             }
-            super::pool::UpstreamError::Http(source) if client_body_timed_out(&source) => {
-                ProxyError::ClientTimeout
-            }
-            super::pool::UpstreamError::Http(source) => ProxyError::Upstream { server, source },
+            super::pool::UpstreamError::Http(source) => match client_body_failure(&source) {
+                Some(body) => ProxyError::from_body_ref(body),
+                None => ProxyError::Upstream { server, source },
+            },
         }
     }
 
     /// Classifies a failed read of the client's body by a middleware (`buffering`).
     pub fn from_body(e: super::body::BodyError) -> ProxyError {
+        ProxyError::from_body_ref(&e)
+    }
+
+    /// The same for a body error found in a backend exchange's cause chain: the client's fault (a stalled
+    /// or malformed body — 408 or 400), never the backend's (502).
+    fn from_body_ref(e: &super::body::BodyError) -> ProxyError {
         match e {
             super::body::BodyError::Timeout => ProxyError::ClientTimeout,
             super::body::BodyError::Read(_) => ProxyError::BadRequest("request body read failed"),
@@ -147,20 +153,17 @@ impl ProxyError {
     }
 }
 
-/// Whether a backend exchange failed because the client's body timed out (the body's error is the
-/// cause hyper reports for the aborted request).
-fn client_body_timed_out(e: &hyper::Error) -> bool {
+/// The client-body failure that aborted a backend exchange, if that is why it failed (hyper reports the
+/// request body's error as the cause).
+fn client_body_failure(e: &hyper::Error) -> Option<&super::body::BodyError> {
     let mut cur: Option<&(dyn StdError + 'static)> = StdError::source(e);
     while let Some(err) = cur {
-        if matches!(
-            err.downcast_ref::<super::body::BodyError>(),
-            Some(super::body::BodyError::Timeout)
-        ) {
-            return true;
+        if let Some(body) = err.downcast_ref::<super::body::BodyError>() {
+            return Some(body);
         }
         cur = err.source();
     }
-    false
+    None
 }
 
 /// Walks the error chain for the I/O error that says why a connect failed.
