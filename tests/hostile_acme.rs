@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use rustls::pki_types::ServerName;
 use sha2::{Digest, Sha256};
-use support::{client, get_with, poll_until, tls_client, Backend, Gate};
+use support::{client, get_with, poll_until, rss_kb, tls_client, Backend, Gate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A host no router matches: a request the challenge responder does not answer gets 404.
@@ -372,24 +372,6 @@ async fn acme_tls_hellos_are_answered_from_memory_without_a_config_each() {
     assert!(normal.is_ok(), "{normal:?}");
 }
 
-/// The resident set of the swarmgate process started with `marker` on its command line, in KiB.
-fn rss_kib(marker: &str) -> Option<u64> {
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        if !String::from_utf8_lossy(&cmdline).contains(marker) {
-            continue;
-        }
-        let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
-        return status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
-    }
-    None
-}
-
 /// Sends `count` pipelined GETs with `X-Client: <prefix>-<i>-<padding>` over one connection, in batches;
 /// returns how many were answered 429 and 200.
 async fn flood(addr: SocketAddr, prefix: usize, count: usize) -> (usize, usize) {
@@ -452,7 +434,6 @@ async fn rate_limit_by_header_stays_bounded_under_80k_distinct_values() {
         backend.url
     );
     let g = Gate::with_dynamic(&dynamic, &[]);
-    let marker = g.dynamic_file().display().to_string();
     let c = client();
     let steady = || get_with(&c, g.web(), "rl.test", "/", &[("x-client", "steady")]);
     assert!(
@@ -463,7 +444,7 @@ async fn rate_limit_by_header_stays_bounded_under_80k_distinct_values() {
         "{}",
         g.logs()
     );
-    let rss_before = rss_kib(&marker).expect("rss");
+    let rss_before = rss_kb(g.pid());
 
     // The steady client keeps asking every 50 ms while 4 connections flood 80,000 distinct values.
     let t0 = Instant::now();
@@ -499,13 +480,13 @@ async fn rate_limit_by_header_stays_bounded_under_80k_distinct_values() {
     let Ok((limited, ok)) = tokio::time::timeout(Duration::from_secs(300), all).await else {
         panic!(
             "80,000 requests not answered within 300 s (per-request work grows with the table?); RSS {rss_before} → {:?} KiB",
-            rss_kib(&marker)
+            rss_kb(g.pid())
         );
     };
     let elapsed = t0.elapsed();
     stop.store(true, Ordering::Relaxed);
     steady_task.await.expect("steady");
-    let rss_after = rss_kib(&marker).expect("rss");
+    let rss_after = rss_kb(g.pid());
     let steady_ok = steady_ok.load(Ordering::Relaxed);
     eprintln!(
         "hostile rateLimit: 80,000 distinct X-Client values in {:.1} s ({:.0} requests/s): {ok} allowed, {limited} limited; RSS {} → {} KiB; steady client allowed {steady_ok} times",

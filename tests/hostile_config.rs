@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{get, poll_until, write_atomic, Backend, Gate};
+use support::{get, poll_until, rss_kb, write_atomic, Backend, Gate};
 
 /// The "billion laughs" YAML document: 9 levels of 9 aliases each (9^9 strings if expanded).
 fn alias_bomb() -> String {
@@ -23,16 +23,6 @@ fn alias_bomb() -> String {
         text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
     }
     text
-}
-
-/// Resident memory of a process in kB (`VmRSS` of /proc/<pid>/status).
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 fn one_route(backend: &Backend) -> String {

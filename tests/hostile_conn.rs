@@ -5,11 +5,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::{get, poll_until, self_signed, tls_client, Backend, Gate};
@@ -501,81 +500,23 @@ async fn an_idle_http2_connection_answering_pings_gets_goaway_after_idle_timeout
     );
 }
 
-/// swarmgate under `prlimit`, with its log collected (the fixture's `Gate` starts the binary directly).
-struct Limited {
-    child: Child,
-    logs: Arc<Mutex<String>>,
-}
-
-impl Limited {
-    fn start(nofile: &str, dynamic_file: &std::path::Path) -> Limited {
-        let mut child = Command::new("prlimit")
-            .arg(format!("--nofile={nofile}"))
-            .arg(support::bin())
-            .arg("--entrypoints.web.address=127.0.0.1:0")
-            .arg(format!(
-                "--providers.file.filename={}",
-                dynamic_file.display()
-            ))
-            .env("SWARMGATE_LOG", "info")
-            .env("SWARMGATE_WORKERS", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn prlimit (util-linux)");
-        let logs = Arc::new(Mutex::new(String::new()));
-        for out in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    let mut l = logs.lock().unwrap_or_else(|e| e.into_inner());
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
-        Limited { child, logs }
-    }
-
-    fn logs(&self) -> String {
-        self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    async fn web(&self) -> SocketAddr {
-        let found = poll_until(Duration::from_secs(20), || async {
-            self.logs().contains(" listening on ")
-        })
-        .await;
-        assert!(found, "did not start:\n{}", self.logs());
-        let logs = self.logs();
-        let line = logs
-            .lines()
-            .find(|l| l.contains(" listening on "))
-            .unwrap_or_default();
-        line.rsplit(' ')
-            .next()
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-    }
-}
-
-impl Drop for Limited {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// swarmgate under `prlimit --nofile=<nofile>`, one worker, serving [`dynamic`] to `url`.
+fn limited(nofile: &str, url: &str) -> Gate {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("dynamic.yml");
+    std::fs::write(&file, dynamic(url)).expect("w");
+    let args = [
+        "--entrypoints.web.address=127.0.0.1:0".to_string(),
+        format!("--providers.file.filename={}", file.display()),
+    ];
+    let limit = format!("--nofile={nofile}");
+    Gate::start_under(
+        &["prlimit", &limit],
+        dir,
+        &args,
+        1,
+        &[("SWARMGATE_WORKERS", "1")],
+    )
 }
 
 fn max_open_files(pid: u32) -> String {
@@ -594,13 +535,10 @@ fn max_open_files(pid: u32) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
     let b = Backend::start("a").await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let file = dir.path().join("dynamic.yml");
-    std::fs::write(&file, dynamic(&b.url)).expect("w");
-    let gate = Limited::start("256:4096", &file);
-    let web = gate.web().await;
+    let gate = limited("256:4096", &b.url);
+    let web = gate.web();
     // prlimit execs the binary: same pid.
-    assert_eq!(max_open_files(gate.child.id()), "4096 4096");
+    assert_eq!(max_open_files(gate.pid()), "4096 4096");
     assert!(
         gate.logs().contains("open files limit 4096 (was 256"),
         "{}",
@@ -612,11 +550,8 @@ async fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_descriptors_logs_a_few_lines_and_serves_again_after_the_flood() {
     let b = Backend::start("a").await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let file = dir.path().join("dynamic.yml");
-    std::fs::write(&file, dynamic(&b.url)).expect("w");
-    let gate = Limited::start("64:64", &file);
-    let web = gate.web().await;
+    let gate = limited("64:64", &b.url);
+    let web = gate.web();
     // Hold far more connections than 64 descriptors allow, for 3 s.
     let mut flood = Vec::new();
     for _ in 0..150 {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{get, Gate};
+use support::{get, rss_kb, status_kb, Gate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -133,21 +133,6 @@ fn complete_request(buf: &[u8]) -> Option<usize> {
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(0);
     (buf.len() >= head_end + len).then_some(head_end + len)
-}
-
-/// A field in kB of /proc/<pid>/status (`VmRSS:`, `VmHWM:`).
-fn status_kb(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Resident memory of a process in kB.
-fn rss_kb(pid: u32) -> u64 {
-    status_kb(pid, "VmRSS:")
 }
 
 /// Samples a process's RSS every 5 ms until dropped. `peak()` is the largest sample or the kernel's

@@ -115,6 +115,21 @@ pub struct Gate {
 }
 
 /// Path of the binary under test.
+/// A field in kB of /proc/<pid>/status (`VmRSS:`, `VmHWM:`); 0 when unreadable.
+pub fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Resident memory of a process in kB (`VmRSS`).
+pub fn rss_kb(pid: u32) -> u64 {
+    status_kb(pid, "VmRSS:")
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_swarmgate")
 }
@@ -148,7 +163,27 @@ impl Gate {
         expect_eps: usize,
         env: &[(&str, &str)],
     ) -> Gate {
-        let mut child = Command::new(bin())
+        Gate::start_under(&[], dir, args, expect_eps, env)
+    }
+
+    /// [`Gate::start_in_env`] with the binary run by `wrapper` (e.g. `["prlimit", "--nofile=64:64"]`, which
+    /// execs it: the pid stays swarmgate's).
+    pub fn start_under(
+        wrapper: &[&str],
+        dir: tempfile::TempDir,
+        args: &[String],
+        expect_eps: usize,
+        env: &[(&str, &str)],
+    ) -> Gate {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut c = Command::new(program);
+                c.args(wrapper_args).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = cmd
             .args(args)
             .current_dir(dir.path())
             .envs(env.iter().copied())
