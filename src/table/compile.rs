@@ -283,32 +283,7 @@ pub fn compile(
         }
     }
 
-    // Items their provider dropped (invalid explicit configuration): listed as disabled with the provider's
-    // error, never served. A valid item of the same name (another workload's) wins.
-    for (provider, cfg) in &input.providers {
-        for d in &cfg.dropped {
-            let qualified = dynamic::qualify(&d.name, provider);
-            if d.kind == dynamic::ItemKind::Middleware {
-                mw_states
-                    .entry(qualified.clone())
-                    .or_insert_with(|| MwState::Broken(d.error.clone()));
-            }
-            let map = match d.kind {
-                dynamic::ItemKind::Router => &mut status.routers,
-                dynamic::ItemKind::Service => &mut status.services,
-                dynamic::ItemKind::Middleware => &mut status.middlewares,
-                _ => continue,
-            };
-            let st = map.entry(qualified).or_insert_with(|| ItemStatus {
-                status: "disabled",
-                provider: provider.to_string(),
-                ..Default::default()
-            });
-            if st.status == "disabled" && !st.errors.contains(&d.error) {
-                st.errors.push(d.error.clone());
-            }
-        }
-    }
+    list_dropped(input, &mut status, &mut mw_states);
 
     // 4. Routers.
     let default_eps: Vec<&str> = {
@@ -621,6 +596,40 @@ enum MwState {
 
 /// Deepest `chain` nesting followed (cycles are reported before this matters).
 const MAX_CHAIN_DEPTH: usize = 16;
+
+/// Items their provider dropped (invalid explicit configuration): listed as disabled with the provider's
+/// error, never served; a dropped middleware is broken for the routers that use it. A valid item of the same
+/// name (another workload's) wins.
+fn list_dropped(
+    input: &BuildInput,
+    status: &mut TableStatus,
+    mw_states: &mut HashMap<String, MwState>,
+) {
+    for (provider, cfg) in &input.providers {
+        for d in &cfg.dropped {
+            let qualified = dynamic::qualify(&d.name, provider);
+            if d.kind == dynamic::ItemKind::Middleware {
+                mw_states
+                    .entry(qualified.clone())
+                    .or_insert_with(|| MwState::Broken(d.error.clone()));
+            }
+            let map = match d.kind {
+                dynamic::ItemKind::Router => &mut status.routers,
+                dynamic::ItemKind::Service => &mut status.services,
+                dynamic::ItemKind::Middleware => &mut status.middlewares,
+                _ => continue,
+            };
+            let st = map.entry(qualified).or_insert_with(|| ItemStatus {
+                status: "disabled",
+                provider: provider.to_string(),
+                ..Default::default()
+            });
+            if st.status == "disabled" && !st.errors.contains(&d.error) {
+                st.errors.push(d.error.clone());
+            }
+        }
+    }
+}
 
 /// Appends the steps of middleware `name` (qualified) to `out`, expanding chains; Err names what is wrong.
 fn expand_middleware(
