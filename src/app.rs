@@ -308,7 +308,7 @@ pub async fn run(
     let (internal_cfg, _, _) = internal_config(&cfg);
     initial
         .providers
-        .insert("internal".into(), internal_cfg.clone());
+        .insert("internal".into(), Arc::new(internal_cfg.clone()));
     let (_internal_tx, mut internal_rx) = watch::channel(Some(Arc::new(internal_cfg)));
     internal_rx.mark_unchanged();
     feeds.push(ProviderFeed {
@@ -328,7 +328,7 @@ pub async fn run(
             }
         };
         if let Some(c) = &first {
-            initial.providers.insert("file".into(), (**c).clone());
+            initial.providers.insert("file".into(), c.clone());
         }
         let (tx, rx) = watch::channel(first);
         let rx_reload = reload_rx.take().unwrap_or_else(|| mpsc::channel(1).1);
@@ -358,7 +358,7 @@ pub async fn run(
     if let Some(c) = acme.as_ref().and_then(|a| a.initial()) {
         initial
             .providers
-            .insert(crate::tls::acme::PROVIDER.into(), (*c).clone());
+            .insert(crate::tls::acme::PROVIDER.into(), c);
     }
     builder.apply(initial);
     if let Some(a) = acme {
@@ -512,7 +512,7 @@ fn startup_summary(cfg: &StaticConfig, eps: &[(String, SocketAddr)], table: &tab
         .status
         .routers
         .values()
-        .filter(|s| s.status != "disabled")
+        .filter(|s| s.status != table::Status::Disabled)
         .count();
     let certificates = table
         .tls

@@ -131,7 +131,7 @@ fn not_found(what: &str) -> Response<ProxyBody> {
 
 /// Every item of one kind, qualified, with its raw configuration.
 fn raw_items<'c>(
-    cfg: &'c std::collections::BTreeMap<String, Configuration>,
+    cfg: &'c std::collections::BTreeMap<String, std::sync::Arc<Configuration>>,
     pick: impl Fn(&'c Configuration) -> Vec<(&'c String, Value)>,
 ) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();

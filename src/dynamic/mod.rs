@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::node::{decode, DecodeError, Node, NodeKind, Source};
 use crate::config::types::GoDuration;
 
+mod snapshot;
+pub use snapshot::{ProviderFeed, Snapshot};
+
 /// One provider's whole dynamic configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

@@ -202,12 +202,57 @@ pub fn kind_of(m: &dynamic::Middleware) -> Result<(&'static str, &Value), Middle
     }
 }
 
-/// Stateful middlewares of live tables, by name and configuration: a rebuild of the table (any container
-/// event) keeps their state — rate-limit buckets, in-flight counts, breaker window — when their own
-/// configuration did not change. Weak references: the entry dies with the last table using it.
+/// Stateful middlewares (rateLimit, inFlightReq, circuitBreaker) of the current table, by name and
+/// configuration, owned by the table builder and handed from one build to the next: a rebuild of the table
+/// (any container event) keeps their state — rate-limit buckets, in-flight counts, breaker window — when
+/// their own configuration did not change, and drops it when the middleware is gone or changed.
 /// Control plane only (table builds); never touched per request.
-static STATEFUL: std::sync::Mutex<Vec<(String, std::sync::Weak<Middleware>)>> =
-    std::sync::Mutex::new(Vec::new());
+#[derive(Debug, Default)]
+pub struct StatefulMiddlewares {
+    live: std::collections::HashMap<String, Arc<Middleware>>,
+}
+
+impl StatefulMiddlewares {
+    /// Builds `m` like [`build`], except that a stateful middleware whose name and configuration are in
+    /// `self` (the previous build's) is returned as it is, state included. Every stateful middleware built
+    /// or reused is recorded in `next`, which the next build receives.
+    pub fn build(
+        &self,
+        m: &dynamic::Middleware,
+        cx: &BuildCx<'_>,
+        next: &mut StatefulMiddlewares,
+    ) -> Result<Built, MiddlewareError> {
+        let (kind, _) = kind_of(m)?;
+        let Some(key) = stateful_key(kind, cx, m) else {
+            return build(m, cx);
+        };
+        if let Some(live) = self.live.get(&key) {
+            next.live.insert(key, live.clone());
+            return Ok(Built::Ready(live.clone(), Vec::new()));
+        }
+        let built = build(m, cx)?;
+        if let Built::Ready(mw, _) = &built {
+            next.live.insert(key, mw.clone());
+        }
+        Ok(built)
+    }
+
+    /// How many stateful middlewares are held (for tests and logs).
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// True when no stateful middleware is held.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// The held middlewares, for tests comparing identities across builds.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> Vec<Arc<Middleware>> {
+        self.live.values().cloned().collect()
+    }
+}
 
 fn stateful_key(kind: &str, cx: &BuildCx<'_>, m: &dynamic::Middleware) -> Option<String> {
     matches!(kind, "rateLimit" | "inFlightReq" | "circuitBreaker").then(|| {
@@ -219,32 +264,11 @@ fn stateful_key(kind: &str, cx: &BuildCx<'_>, m: &dynamic::Middleware) -> Option
     })
 }
 
-/// Builds one middleware from its configuration. Pure apart from reading `usersFile` files and reusing a
-/// live stateful middleware with the same name and configuration; never panics on input. An error names
-/// the option (`redirectRegex.regex`) and the reason; the caller drops the middleware and disables the
-/// routers that use it.
+/// Builds one middleware from its configuration, always anew (see [`StatefulMiddlewares::build`] for
+/// keeping state across table builds). Pure apart from reading `usersFile` files; never panics on input.
+/// An error names the option (`redirectRegex.regex`) and the reason; the caller drops the middleware and
+/// disables the routers that use it.
 pub fn build(m: &dynamic::Middleware, cx: &BuildCx<'_>) -> Result<Built, MiddlewareError> {
-    let (kind, _) = kind_of(m)?;
-    let Some(key) = stateful_key(kind, cx, m) else {
-        return build_new(m, cx);
-    };
-    let mut cache = STATEFUL.lock().unwrap_or_else(|e| e.into_inner());
-    cache.retain(|(_, w)| w.strong_count() > 0);
-    if let Some(live) = cache
-        .iter()
-        .find(|(k, _)| *k == key)
-        .and_then(|(_, w)| w.upgrade())
-    {
-        return Ok(Built::Ready(live, Vec::new()));
-    }
-    let built = build_new(m, cx)?;
-    if let Built::Ready(mw, _) = &built {
-        cache.push((key, Arc::downgrade(mw)));
-    }
-    Ok(built)
-}
-
-fn build_new(m: &dynamic::Middleware, cx: &BuildCx<'_>) -> Result<Built, MiddlewareError> {
     let (kind, value) = kind_of(m)?;
     let mut warnings = Vec::new();
     let mw = match kind {
@@ -718,21 +742,32 @@ mod tests {
             provider: "file",
             service_index: &svc,
         };
+        let ready = |b: Result<Built, MiddlewareError>| match b {
+            Ok(Built::Ready(a, _)) => a,
+            _ => panic!("build"),
+        };
         let m = mw("rateLimit", serde_json::json!({"average": 5}));
-        let first = match build(&m, &cx) {
-            Ok(Built::Ready(a, _)) => a,
-            _ => panic!("build"),
-        };
-        let again = match build(&m, &cx) {
-            Ok(Built::Ready(a, _)) => a,
-            _ => panic!("build"),
-        };
+        let (mut gen1, mut gen2, mut gen3) = Default::default();
+        let first = ready(StatefulMiddlewares::default().build(&m, &cx, &mut gen1));
+        let again = ready(gen1.build(&m, &cx, &mut gen2));
         assert!(Arc::ptr_eq(&first, &again), "same config: state kept");
-        let changed = match build(&mw("rateLimit", serde_json::json!({"average": 6})), &cx) {
-            Ok(Built::Ready(a, _)) => a,
-            _ => panic!("build"),
-        };
+        let changed = ready(gen2.build(
+            &mw("rateLimit", serde_json::json!({"average": 6})),
+            &cx,
+            &mut gen3,
+        ));
         assert!(!Arc::ptr_eq(&first, &changed), "new config: new state");
+        assert_eq!(gen3.len(), 1, "the old configuration's state is dropped");
+        let mut gen4 = StatefulMiddlewares::default();
+        let fresh = ready(StatefulMiddlewares::default().build(&m, &cx, &mut gen4));
+        assert!(
+            !Arc::ptr_eq(&first, &fresh),
+            "gone from the previous build: new state"
+        );
+        let plain = mw("addPrefix", serde_json::json!({"prefix": "/a"}));
+        let mut gen5 = StatefulMiddlewares::default();
+        ready(gen4.build(&plain, &cx, &mut gen5));
+        assert!(gen5.is_empty(), "stateless middlewares are not held");
     }
 
     #[test]

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::sources::{from_file_text, SourceError};
+use crate::dynamic::Snapshot;
 use crate::dynamic::{decode_configuration, Configuration, DroppedItem, ItemError};
-use crate::table::builder::Snapshot;
 
 /// How long to wait for a burst of file events to end before reading.
 const DEBOUNCE: Duration = Duration::from_millis(100);

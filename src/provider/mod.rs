@@ -1,5 +1,5 @@
 //! Configuration providers. Each one publishes whole [`crate::dynamic::Configuration`] snapshots on a
-//! `watch` channel ([`crate::table::builder::Snapshot`]); none of them touches the routing table directly.
+//! `watch` channel ([`crate::dynamic::Snapshot`]); none of them touches the routing table directly.
 
 pub mod docker;
 pub mod file;

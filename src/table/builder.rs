@@ -3,8 +3,13 @@
 //! Providers publish whole configurations on `watch` channels; this task waits for any change, lets bursts
 //! settle for `providersThrottleDuration`, merges the latest value of every provider, and — unless the merged
 //! input equals the current table's — compiles and stores a new table in the [`Store`], logs a short diff, and
-//! restarts the active health checks. Compilation never fails as a whole: bad items are dropped and logged,
-//! so the previous table is replaced only by one that serves everything that is valid.
+//! restarts the active health checks. Compilation runs on tokio's blocking pool, so a large configuration
+//! never stalls the runtime's workers. Compilation never fails as a whole: bad items are dropped and logged,
+//! so the previous table is replaced only by one that serves everything that is valid; if a build dies
+//! (a bug), the previous table and the state carried between builds are kept.
+//!
+//! The builder owns the state carried from one build to the next ([`CarriedState`]: per-server health,
+//! rate limiters, in-flight counters, circuit breakers); nothing else holds it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,27 +18,16 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::compile::{compile, BuildInput, CompileContext, HealthRegistry};
+use super::compile::{compile, BuildInput, CarriedState, CompileContext, Compiled};
 use super::{RoutingTable, Store, TableStatus};
-use crate::balance::health::spawn_checker;
-use crate::dynamic::Configuration;
-
-/// A provider's output: its latest whole configuration (`None` until its first read).
-pub type Snapshot = Option<Arc<Configuration>>;
-
-/// Receiving end of one provider's snapshots.
-pub struct ProviderFeed {
-    /// Provider name used to qualify its items (`file`, `docker`, `swarm`).
-    pub name: String,
-    /// Its snapshots.
-    pub rx: watch::Receiver<Snapshot>,
-}
+use crate::balance::health::{spawn_checker, CheckTarget};
+pub use crate::dynamic::{ProviderFeed, Snapshot};
 
 /// Owns the control-plane state of table building.
 pub struct TableBuilder {
     store: Store,
-    ctx: CompileContext,
-    registry: HealthRegistry,
+    ctx: Arc<CompileContext>,
+    carried: Arc<CarriedState>,
     generation: u64,
     checks: Option<CancellationToken>,
     shutdown: CancellationToken,
@@ -46,8 +40,8 @@ impl TableBuilder {
     pub fn new(store: Store, ctx: CompileContext, shutdown: CancellationToken) -> TableBuilder {
         TableBuilder {
             store,
-            ctx,
-            registry: HealthRegistry::default(),
+            ctx: Arc::new(ctx),
+            carried: Arc::new(CarriedState::default()),
             generation: 0,
             checks: None,
             shutdown,
@@ -67,82 +61,98 @@ impl TableBuilder {
         self.wanted.subscribe()
     }
 
-    /// Compiles and stores a table for `input`, unless it equals the input of the current table.
-    /// Returns whether a new table was stored.
+    /// Compiles and stores a table for `input`, unless it equals the input of the current table; compiles
+    /// on the calling thread (start-up, tests). Returns whether a new table was stored.
     pub fn apply(&mut self, input: BuildInput) -> bool {
-        if self.generation > 0 && *self.store.load().input == input {
-            tracing::debug!("configuration unchanged; routing table kept");
+        let Some(job) = self.job(input) else {
             return false;
-        }
-        self.generation += 1;
-        let compiled = compile(&input, &self.ctx, &mut self.registry, self.generation);
-        if let Some(m) = &self.ctx.metrics {
-            m.config_reloads.inc();
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0);
-            m.config_last_reload_success.set(now);
-        }
-        for issue in &compiled.issues {
-            tracing::error!(generation = self.generation, "{issue}");
-        }
-        if let (Some(m), Some(tls)) = (&self.ctx.metrics, &compiled.table.tls) {
-            // traefik_tls_certs_not_after{cn,serial,sans}: rebuilt per table, so removed certificates disappear.
-            m.tls_certs_not_after.reset();
-            for ck in tls.certs.certificates() {
-                let Some(leaf) = ck.cert.first() else {
-                    continue;
-                };
-                let Ok((_, x)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
-                    continue;
-                };
-                let cn = x
-                    .subject()
-                    .iter_common_name()
-                    .next()
-                    .and_then(|a| a.as_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                let serial = x.tbs_certificate.raw_serial_as_string();
-                let mut sans = crate::tls::certs::names(leaf);
-                sans.sort();
-                m.tls_certs_not_after
-                    .with_label_values(&[cn.as_str(), serial.as_str(), sans.join(",").as_str()])
-                    .set(x.validity().not_after.timestamp() as f64);
+        };
+        let built = job.run();
+        self.publish(built);
+        true
+    }
+
+    /// [`apply`](Self::apply) with the compilation on tokio's blocking pool. A build that panics is
+    /// logged and changes nothing: the current table and the carried state stay.
+    pub async fn apply_off_runtime(&mut self, input: BuildInput) -> bool {
+        let Some(job) = self.job(input) else {
+            return false;
+        };
+        let generation = job.generation;
+        match tokio::task::spawn_blocking(move || job.run()).await {
+            Ok(built) => {
+                self.publish(built);
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    generation,
+                    "routing table build failed ({e}); the current table is kept"
+                );
+                false
             }
         }
+    }
+
+    /// The build of `input`, or `None` when it equals the current table's input (snapshots compared by
+    /// pointer first, then by value).
+    fn job(&self, input: BuildInput) -> Option<BuildJob> {
         let old = self.store.load_full();
-        log_diff(&old, &compiled.table);
-        if let Some(log) = &self.changes {
-            let mut change =
-                ConfigChange::between(&old.status, &compiled.table.status, self.generation);
-            change.add_server_changes(&old.input, &compiled.table.input);
+        if self.generation > 0 && *old.input == input {
+            tracing::debug!("configuration unchanged; routing table kept");
+            return None;
+        }
+        Some(BuildJob {
+            input,
+            ctx: self.ctx.clone(),
+            carried: self.carried.clone(),
+            generation: self.generation + 1,
+            old,
+            record_change: self.changes.is_some(),
+        })
+    }
+
+    /// Stores a built table and what goes with it: carried state, change log, wanted certificates, checks.
+    fn publish(&mut self, built: Built) {
+        let Built { compiled, change } = built;
+        let Compiled {
+            table,
+            health_targets,
+            cert_requests,
+            carried,
+            ..
+        } = compiled;
+        self.generation = table.generation;
+        self.carried = Arc::new(carried);
+        if let (Some(log), Some(change)) = (&self.changes, change) {
             let mut ring = log.lock().unwrap_or_else(|e| e.into_inner());
             if ring.len() >= CHANGE_LOG_LEN {
                 ring.pop_front();
             }
             ring.push_back(change);
         }
-        self.store.store(Arc::new(compiled.table));
-        let wanted = compiled.cert_requests;
+        self.store.store(Arc::new(table));
         self.wanted.send_if_modified(|cur| {
-            if **cur == wanted {
+            if **cur == cert_requests {
                 false
             } else {
-                *cur = Arc::new(wanted);
+                *cur = Arc::new(cert_requests);
                 true
             }
         });
+        self.restart_health_checks(health_targets);
+    }
+
+    /// Stops the previous table's active health checks and starts this table's.
+    fn restart_health_checks(&mut self, targets: Vec<CheckTarget>) {
         if let Some(old) = self.checks.take() {
             old.cancel();
         }
-        if !compiled.health_targets.is_empty() {
+        if !targets.is_empty() {
             let token = self.shutdown.child_token();
-            spawn_checker(compiled.health_targets, token.clone());
+            spawn_checker(targets, token.clone());
             self.checks = Some(token);
         }
-        true
     }
 
     /// Runs until `shutdown`: waits for provider changes, throttles, merges and applies.
@@ -183,17 +193,91 @@ impl TableBuilder {
                 }
             }
             let input = merge(&mut feeds);
-            self.apply(input);
+            self.apply_off_runtime(input).await;
         }
     }
 }
 
-/// The latest snapshot of every feed, marking them seen.
+/// One build, with everything it needs owned, so it can run on any thread.
+struct BuildJob {
+    input: BuildInput,
+    ctx: Arc<CompileContext>,
+    carried: Arc<CarriedState>,
+    generation: u64,
+    /// The current table, to log and record what changed.
+    old: Arc<RoutingTable>,
+    record_change: bool,
+}
+
+/// A finished build and its entry for the change log.
+struct Built {
+    compiled: Compiled,
+    change: Option<ConfigChange>,
+}
+
+impl BuildJob {
+    /// Compiles, logs the issues and the diff, and updates the reload metrics. Control plane, CPU only.
+    fn run(self) -> Built {
+        let compiled = compile(&self.input, &self.ctx, &self.carried, self.generation);
+        if let Some(m) = &self.ctx.metrics {
+            record_reload(m, &compiled.table);
+        }
+        for issue in &compiled.issues {
+            tracing::error!(generation = self.generation, "{issue}");
+        }
+        log_diff(&self.old, &compiled.table);
+        let change = self.record_change.then(|| {
+            let mut change =
+                ConfigChange::between(&self.old.status, &compiled.table.status, self.generation);
+            change.add_server_changes(&self.old.input, &compiled.table.input);
+            change
+        });
+        Built { compiled, change }
+    }
+}
+
+/// Counts the reload and exposes the new table's certificates' expiry.
+fn record_reload(m: &crate::metrics::Metrics, table: &RoutingTable) {
+    m.config_reloads.inc();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    m.config_last_reload_success.set(now);
+    let Some(tls) = &table.tls else {
+        return;
+    };
+    // traefik_tls_certs_not_after{cn,serial,sans}: rebuilt per table, so removed certificates disappear.
+    m.tls_certs_not_after.reset();
+    for ck in tls.certs.certificates() {
+        let Some(leaf) = ck.cert.first() else {
+            continue;
+        };
+        let Ok((_, x)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+            continue;
+        };
+        let cn = x
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let serial = x.tbs_certificate.raw_serial_as_string();
+        let mut sans = crate::tls::certs::names(leaf);
+        sans.sort();
+        m.tls_certs_not_after
+            .with_label_values(&[cn.as_str(), serial.as_str(), sans.join(",").as_str()])
+            .set(x.validity().not_after.timestamp() as f64);
+    }
+}
+
+/// The latest snapshot of every feed, marking them seen. Shares the snapshots: nothing is copied.
 pub fn merge(feeds: &mut [ProviderFeed]) -> BuildInput {
     let mut providers = BTreeMap::new();
     for f in feeds.iter_mut() {
         if let Some(cfg) = f.rx.borrow_and_update().as_ref() {
-            providers.insert(f.name.clone(), (**cfg).clone());
+            providers.insert(f.name.clone(), cfg.clone());
         }
     }
     BuildInput { providers }

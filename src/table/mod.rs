@@ -26,7 +26,9 @@ use crate::balance::sticky::{CookieSpec, StickyTable};
 use crate::balance::WeightedRoundRobin;
 use crate::rule::{RequestView, Rule};
 
-pub use compile::{compile, BuildInput, CompileContext, Compiled, EntryPointInfo, HealthRegistry};
+pub use compile::{
+    compile, BuildInput, CarriedState, CompileContext, Compiled, EntryPointInfo, HealthRegistry,
+};
 
 /// The one place the current table lives. Cloned handles share it.
 pub type Store = Arc<ArcSwap<RoutingTable>>;
@@ -349,8 +351,8 @@ pub struct TableStatus {
 /// Status of one item, in Traefik's API vocabulary.
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 pub struct ItemStatus {
-    /// `enabled`, `warning` or `disabled`.
-    pub status: &'static str,
+    /// Whether it is served.
+    pub status: Status,
     /// Why it is not (fully) enabled.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -368,6 +370,55 @@ pub struct ItemStatus {
     /// Effective priority (routers only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<i64>,
+}
+
+impl ItemStatus {
+    /// An item of `provider` with `status` and nothing else known yet.
+    pub(crate) fn new(status: Status, provider: &str) -> ItemStatus {
+        ItemStatus {
+            status,
+            provider: provider.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// The same, with `errors` (or warnings) attached.
+    pub(crate) fn with_errors(mut self, errors: Vec<String>) -> ItemStatus {
+        self.errors = errors;
+        self
+    }
+}
+
+/// Whether an item is served, as Traefik's API says it: serialized as `enabled`, `warning` or `disabled`,
+/// the strings the dashboard and API clients compare against.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Served as configured.
+    #[default]
+    Enabled,
+    /// Served, with something worth a look (an unknown entrypoint next to a valid one, a legacy option).
+    Warning,
+    /// Not served; the item's errors say why.
+    Disabled,
+}
+
+impl Status {
+    /// The API's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Enabled => "enabled",
+            Status::Warning => "warning",
+            Status::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    /// The API's word, for logs and change lines.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[cfg(test)]

@@ -29,13 +29,8 @@ fn build(yaml: &str, c: &CompileContext) -> Compiled {
     let (cfg, errors) = decode_configuration(&from_yaml(yaml, "t.yml").expect("yaml"));
     assert!(errors.is_empty(), "{errors:?}");
     let mut providers = BTreeMap::new();
-    providers.insert("file".to_string(), cfg);
-    compile(
-        &BuildInput { providers },
-        c,
-        &mut HealthRegistry::default(),
-        1,
-    )
+    providers.insert("file".to_string(), std::sync::Arc::new(cfg));
+    compile(&BuildInput { providers }, c, &CarriedState::default(), 1)
 }
 
 fn find<'t>(set: &'t RouterSet, host: &str, path: &str) -> Option<&'t str> {
@@ -105,9 +100,9 @@ fn bad_items_are_isolated_and_reported() {
     );
     let c = build(&yaml, &ctx(&[("web", false)]));
     let st = &c.table.status.routers;
-    assert_eq!(st["ok@file"].status, "enabled");
+    assert_eq!(st["ok@file"].status, Status::Enabled);
     for bad in ["badrule@file", "noservice@file", "badmw@file", "badep@file"] {
-        assert_eq!(st[bad].status, "disabled", "{bad}: {:?}", st[bad]);
+        assert_eq!(st[bad].status, Status::Disabled, "{bad}: {:?}", st[bad]);
         assert!(
             c.issues.iter().any(|i| i.contains(bad)),
             "{bad} not reported: {:?}",
@@ -163,9 +158,9 @@ http:
         services: [{name: ghost}]
 "#;
     let c = build(yaml, &ctx(&[("web", false)]));
-    assert_eq!(c.table.status.services["w1@file"].status, "disabled");
-    assert_eq!(c.table.status.services["w3@file"].status, "disabled");
-    assert_eq!(c.table.status.routers["r@file"].status, "disabled");
+    assert_eq!(c.table.status.services["w1@file"].status, Status::Disabled);
+    assert_eq!(c.table.status.services["w3@file"].status, Status::Disabled);
+    assert_eq!(c.table.status.routers["r@file"].status, Status::Disabled);
 }
 
 #[test]
@@ -173,11 +168,10 @@ fn health_state_is_carried_over_by_server_identity() {
     let yaml = format!("{BASE}  routers:\n    r:\n      rule: Host(`a`)\n      service: s\n");
     let (cfg, _) = decode_configuration(&from_yaml(&yaml, "t.yml").expect("yaml"));
     let mut providers = BTreeMap::new();
-    providers.insert("file".to_string(), cfg);
+    providers.insert("file".to_string(), std::sync::Arc::new(cfg));
     let input = BuildInput { providers };
-    let mut reg = HealthRegistry::default();
-    let c1 = compile(&input, &ctx(&[("web", false)]), &mut reg, 1);
-    let c2 = compile(&input, &ctx(&[("web", false)]), &mut reg, 2);
+    let c1 = compile(&input, &ctx(&[("web", false)]), &CarriedState::default(), 1);
+    let c2 = compile(&input, &ctx(&[("web", false)]), &c1.carried, 2);
     let server = |c: &Compiled| match &c.table.services[0].kind {
         ServiceKind::LoadBalancer(lb) => lb.servers[0].health.clone(),
         _ => panic!("lb expected"),
@@ -247,23 +241,101 @@ http:
         });
     }
     let mut providers = BTreeMap::new();
-    providers.insert("docker".to_string(), cfg);
+    providers.insert("docker".to_string(), std::sync::Arc::new(cfg));
     let c = compile(
         &BuildInput { providers },
         &ctx(&[("web", false)]),
-        &mut HealthRegistry::default(),
+        &CarriedState::default(),
         1,
     );
     let st = &c.table.status;
-    assert_eq!(st.routers["typo@docker"].status, "disabled");
+    assert_eq!(st.routers["typo@docker"].status, Status::Disabled);
     assert_eq!(st.routers["typo@docker"].errors, ["typo: invalid"]);
-    assert_eq!(st.services["bad@docker"].status, "disabled");
-    assert_eq!(st.middlewares["auth@docker"].status, "disabled");
+    assert_eq!(st.services["bad@docker"].status, Status::Disabled);
+    assert_eq!(st.middlewares["auth@docker"].status, Status::Disabled);
     let r = &st.routers["uses-bad-service@docker"];
-    assert_eq!(r.status, "disabled");
+    assert_eq!(r.status, Status::Disabled);
     assert!(r.errors[0].contains("is disabled"), "{:?}", r.errors);
     let r = &st.routers["uses-bad-mw@docker"];
-    assert_eq!(r.status, "disabled");
+    assert_eq!(r.status, Status::Disabled);
     assert!(r.errors[0].contains("auth: invalid"), "{:?}", r.errors);
     assert!(c.table.entry_points[0].http.is_empty());
+}
+
+fn input_of(yaml: &str) -> BuildInput {
+    let (cfg, errors) = decode_configuration(&from_yaml(yaml, "t.yml").expect("yaml"));
+    assert!(errors.is_empty(), "{errors:?}");
+    let mut providers = BTreeMap::new();
+    providers.insert("file".to_string(), std::sync::Arc::new(cfg));
+    BuildInput { providers }
+}
+
+#[test]
+fn stateful_middleware_state_is_carried_while_unchanged_and_dropped_when_gone() {
+    let with = format!("{BASE}  middlewares:\n    limit:\n      rateLimit:\n        average: 5\n  routers:\n    r:\n      rule: Host(`a`)\n      service: s\n      middlewares: [limit]\n");
+    let without = format!("{BASE}  routers:\n    r:\n      rule: Host(`a`)\n      service: s\n");
+    let c = ctx(&[("web", false)]);
+    let c1 = compile(&input_of(&with), &c, &CarriedState::default(), 1);
+    let c2 = compile(&input_of(&with), &c, &c1.carried, 2);
+    let (a, b) = (c1.carried.middlewares.held(), c2.carried.middlewares.held());
+    assert_eq!((a.len(), b.len()), (1, 1));
+    assert!(
+        std::sync::Arc::ptr_eq(&a[0], &b[0]),
+        "unchanged: same state"
+    );
+    let c3 = compile(&input_of(&without), &c, &c2.carried, 3);
+    assert!(c3.carried.middlewares.is_empty(), "gone: state dropped");
+    let c4 = compile(&input_of(&with), &c, &c3.carried, 4);
+    assert!(!std::sync::Arc::ptr_eq(
+        &a[0],
+        &c4.carried.middlewares.held()[0]
+    ));
+}
+
+#[test]
+fn build_inputs_compare_by_pointer_then_by_value() {
+    let yaml = format!("{BASE}  routers:\n    r:\n      rule: Host(`a`)\n      service: s\n");
+    let a = input_of(&yaml);
+    assert_eq!(a, a.clone(), "same snapshots");
+    assert_eq!(a, input_of(&yaml), "equal snapshots");
+    assert_ne!(a, input_of(BASE));
+    assert_ne!(a, BuildInput::default());
+}
+
+#[test]
+fn statuses_serialize_to_the_api_words() {
+    let st = |s| serde_json::to_string(&ItemStatus::new(s, "file")).expect("json");
+    assert_eq!(
+        st(Status::Enabled),
+        r#"{"status":"enabled","provider":"file"}"#
+    );
+    assert_eq!(
+        st(Status::Warning),
+        r#"{"status":"warning","provider":"file"}"#
+    );
+    assert_eq!(
+        st(Status::Disabled),
+        r#"{"status":"disabled","provider":"file"}"#
+    );
+    assert_eq!(Status::Warning.to_string(), "warning");
+}
+
+#[tokio::test]
+async fn the_builder_compiles_off_the_runtime_and_skips_equal_input() {
+    let yaml = format!("{BASE}  routers:\n    r:\n      rule: Host(`a`)\n      service: s\n");
+    let store = empty_store(&["web".to_string()]);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut b = builder::TableBuilder::new(store.clone(), ctx(&[("web", false)]), shutdown);
+    assert!(b.apply_off_runtime(input_of(&yaml)).await);
+    assert_eq!(store.load().generation, 1);
+    assert_eq!(
+        store.load().status.routers["r@file"].status,
+        Status::Enabled
+    );
+    let same = (*store.load().input).clone();
+    assert!(!b.apply_off_runtime(same).await, "same snapshots: kept");
+    assert!(!b.apply(input_of(&yaml)), "equal snapshots: kept");
+    assert!(b.apply_off_runtime(input_of(BASE)).await);
+    assert_eq!(store.load().generation, 2);
+    assert!(store.load().status.routers.is_empty());
 }

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::types::{DockerProvider, StaticConfig};
 use crate::dynamic::Configuration;
-use crate::table::builder::ProviderFeed;
+use crate::dynamic::ProviderFeed;
 use labels::{LabelError, Mode, Settings, Workload};
 
 /// What one read of the Docker API produced: the enabled workloads with their addresses, and problems that

@@ -23,7 +23,7 @@ use super::client::{DockerClient, DockerError};
 use super::labels::Mode;
 use super::{assemble, containers, swarm, ProviderSpec, Reading};
 use crate::backoff::Backoff;
-use crate::table::builder::Snapshot;
+use crate::dynamic::Snapshot;
 
 /// How long a burst of events may last before the re-read.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::config::types::CertificateResolver;
 use crate::dynamic::{CertificateFile, Configuration};
-use crate::table::builder::{ProviderFeed, Snapshot};
+use crate::dynamic::{ProviderFeed, Snapshot};
 use crate::tls::challenge::SharedChallenges;
 use crate::tls::CertRequest;
 use challenge_store::StoredChallenges;
