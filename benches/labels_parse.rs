@@ -15,7 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use swarmgate::provider::docker::assemble;
 use swarmgate::provider::docker::labels::{Mode, Settings, Workload};
 use swarmgate::rule::Syntax;
-use swarmgate::table::{compile, BuildInput, CompileContext, EntryPointInfo, HealthRegistry};
+use swarmgate::table::{compile, BuildInput, CarriedState, CompileContext, EntryPointInfo};
 
 fn workloads(n: usize) -> Vec<Workload> {
     (0..n)
@@ -105,10 +105,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let a = assemble(black_box(&ws), &settings);
             let mut providers = BTreeMap::new();
-            providers.insert("swarm".to_string(), a.config);
+            providers.insert("swarm".to_string(), std::sync::Arc::new(a.config));
             let input = BuildInput { providers };
             black_box(
-                compile(&input, &ctx, &mut HealthRegistry::default(), 1)
+                compile(&input, &ctx, &CarriedState::default(), 1)
                     .table
                     .generation,
             )
