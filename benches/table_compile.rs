@@ -5,6 +5,9 @@
 //! - `compile/10000`: building the whole table from 10,000 routers and services (the control-plane cost of
 //!   one configuration change on a very large stack).
 
+// Benchmark code: a failed unwrap, expect or index aborts the measurement on purpose; setup may use std::fs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 

@@ -23,12 +23,15 @@
 
 #![forbid(unsafe_code)]
 
+#[allow(clippy::disallowed_methods)] // control plane: opens and reopens the access log file
 pub mod accesslog;
 pub mod admin;
+#[allow(clippy::disallowed_methods)] // control plane: wiring at start (reads /etc/hostname)
 pub mod app;
 pub mod backoff;
 pub mod balance;
 pub mod check;
+#[allow(clippy::disallowed_methods)] // control plane: loads the static configuration file
 pub mod config;
 pub mod dynamic;
 /// Check functions shared by the cargo-fuzz targets in `fuzz/` and the corpus replay test; public for them only.

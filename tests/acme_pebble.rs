@@ -4,6 +4,10 @@
 //!
 //! Needs `pebble` and `pebble-challtestsrv` (`apt-get install pebble`); `scripts/test.sh` installs them.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::disallowed_methods)]
+
 #[path = "support/pebble.rs"]
 mod pebble;
 mod support;

@@ -3,6 +3,10 @@
 //!
 //! Skipped (with a message) when no Docker engine answers.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::disallowed_methods)]
+
 mod support;
 
 use std::time::{Duration, Instant};

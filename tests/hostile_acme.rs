@@ -9,6 +9,10 @@
 //!
 //! The figures (requests/s, handshakes/s, RSS) are printed with `eprintln!`: run with `--nocapture` to see them.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::disallowed_methods)]
+
 mod support;
 
 use std::net::SocketAddr;

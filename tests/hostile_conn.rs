@@ -3,6 +3,10 @@
 //! nor stops serving once the flood ends. Timeouts are set to a second or two so the suite stays fast;
 //! each wait is bounded, and each test checks both that the bound is kept and that it is not cut short.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::disallowed_methods)]
+
 mod support;
 
 use std::net::SocketAddr;

@@ -2,6 +2,10 @@
 //! middleware, the dockerswarm.rocks pair (HTTPS redirect + basic auth on the same service), bad
 //! configuration isolation, and the rate-limit and compression figures the issue asks for.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::disallowed_methods)]
+
 mod support;
 
 use std::io::Read;

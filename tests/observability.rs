@@ -2,6 +2,10 @@
 //! codes, Prometheus counts per entrypoint/router/service after traffic (and removed servers' series
 //! disappearing), and access-log lines in the common and JSON formats.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::disallowed_methods)]
+
 mod support;
 
 use std::time::Duration;

@@ -48,6 +48,7 @@ pub enum TransportError {
 }
 
 /// Reads `rootCAs` entries: file paths or inline PEM, as Traefik accepts both.
+#[allow(clippy::disallowed_methods)] // table-build time, not per request: reads the CA files once
 pub fn load_root_cas(
     entries: &[String],
 ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TransportError> {
