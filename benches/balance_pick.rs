@@ -20,7 +20,12 @@
 //! not pass/fail thresholds.
 
 // Benchmark code: a failed unwrap, expect or index aborts the measurement on purpose; setup may use std::fs.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
 
 use std::sync::Arc;
 

@@ -18,7 +18,12 @@
 //! and shows the no-middleware path is not taxed by their existence.
 
 // Benchmark code: a failed unwrap, expect or index aborts the measurement on purpose; setup may use std::fs.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

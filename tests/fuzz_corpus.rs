@@ -7,7 +7,12 @@
 
 // Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
 // write fixture files with std::fs.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,8 @@
 //! flags translated into them) as background tasks and returns their feeds for the table builder. A provider
 //! that cannot start (bad template, bad constraints, bad endpoint) is logged and left out; the others run.
 
-#[allow(clippy::disallowed_methods)] // control plane: checks the Docker socket path before connecting
+// Control plane: checks the Docker socket path before connecting
+#[allow(clippy::disallowed_methods)]
 pub mod client;
 pub mod constraints;
 pub mod containers;

@@ -19,7 +19,8 @@
 //! current certificate and schedules the same work again with jittered exponential backoff (at least 15
 //! minutes after a rate limit), never in a tight loop. Lifecycle of an order: see [`order`].
 
-#[allow(clippy::disallowed_methods)] // control plane: challenge files shared through the storage directory
+// Control plane: challenge files shared through the storage directory
+#[allow(clippy::disallowed_methods)]
 pub mod challenge_store;
 #[allow(clippy::disallowed_methods)] // control plane: the cluster lock file next to acme.json
 pub mod cluster;
@@ -845,6 +846,10 @@ impl Acme {
         let Some(r) = self.resolvers.iter().find(|r| r.name == resolver).cloned() else {
             return Ok(Outcome::Done);
         };
+        // The first name is the certificate's main domain, the rest its SANs; no name, nothing to obtain.
+        let Some((main, sans)) = names.split_first() else {
+            return Ok(Outcome::Done);
+        };
         let locks = cluster::locks_dir(&r.storage_dir);
         let lock_name = cluster::issuance_lock_name(&r.name, &names);
         let guard = cluster::try_lock(&locks, &lock_name, owner, &self.timing.locks)
@@ -860,8 +865,8 @@ impl Acme {
         let want: Vec<CertRequest> = match work {
             Work::Issue { .. } => vec![CertRequest {
                 resolver: r.name.clone(),
-                main: names[0].clone(),
-                sans: names[1..].to_vec(),
+                main: main.clone(),
+                sans: sans.to_vec(),
             }],
             Work::Renew { .. } => Vec::new(),
         };
@@ -905,8 +910,8 @@ impl Acme {
             _ = cancel.cancelled() => return Ok(Outcome::Busy),
         };
         let domain = StoredDomain {
-            main: names[0].clone(),
-            sans: names[1..].to_vec(),
+            main: main.clone(),
+            sans: sans.to_vec(),
         };
         let cert = StoredCertificate {
             domain: domain.clone(),
