@@ -313,6 +313,7 @@ async fn daemon_cut_keeps_serving_and_resyncs() {
             Ok(StatusCode::OK) => ok += 1,
             _ => failed += 1,
         }
+        // Pacing, not waiting: a steady client asking every 20 ms for the whole 4 s window.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!("while the Docker socket was cut: {ok} ok, {failed} failed");

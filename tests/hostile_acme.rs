@@ -467,6 +467,7 @@ async fn rate_limit_by_header_stays_bounded_under_80k_distinct_values() {
                 if r.status == StatusCode::OK {
                     steady_ok.fetch_add(1, Ordering::Relaxed);
                 }
+                // Pacing, not waiting: the steady client's request rate.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })

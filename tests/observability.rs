@@ -307,7 +307,8 @@ async fn sighup_reloads_the_file_provider_without_watch() {
     let web = gate.web();
     assert_eq!(get(web, "one.test", "/").await.status, 200);
     write_atomic(&gate.dir.path().join("dynamic.yml"), &cfg("two.test"));
-    // Without watch, nothing changes until SIGHUP.
+    // Without watch, nothing changes until SIGHUP. Deliberate gap: 300 ms in which a watcher would have applied
+    // the change (and must not); a condition that must stay false cannot be polled for.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get(web, "two.test", "/").await.status, 404);
     gate.signal("HUP");

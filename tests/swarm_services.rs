@@ -544,6 +544,7 @@ async fn rolling_update_start_first_under_load() {
             }
         }));
     }
+    // Deliberate gap: a second of steady load before the rolling update, so the update starts under traffic.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let t0 = Instant::now();
     docker_ok(&["service", "update", "-d", "--force", &app]);
@@ -563,6 +564,7 @@ async fn rolling_update_start_first_under_load() {
     .unwrap_or(false);
     let update_took = t0.elapsed();
     let rest = Duration::from_secs(secs).saturating_sub(t0.elapsed());
+    // Deliberate gap: the load runs for the whole `secs` window, whether the update finished early or not.
     tokio::time::sleep(rest).await;
     stop.cancel();
     for w in workers {
