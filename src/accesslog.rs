@@ -429,12 +429,20 @@ fn authority_port(host: &str) -> (&str, &str) {
     }
 }
 
-/// Formats one line (with its newline). Pure: the writer task and the tests call it.
+/// Formats one line (with its newline). Pure: the writer thread and the tests call it.
 pub fn format_line(s: &Settings, r: &Record) -> String {
     let client_host = r
         .forwarded_for
         .clone()
         .unwrap_or_else(|| r.client_ip.to_string());
+    match s.format {
+        Format::Common | Format::GenericClf => clf_line(s, r, client_host),
+        Format::Json => json_line(s, r, client_host),
+    }
+}
+
+/// `common` and `genericCLF` lines; dropped fields are written as `-`.
+fn clf_line(s: &Settings, r: &Record, client_host: String) -> String {
     let header = |name: &str| {
         r.headers
             .iter()
@@ -443,118 +451,117 @@ pub fn format_line(s: &Settings, r: &Record) -> String {
     };
     let keep = |f: &str| s.keeps(f);
     let dash = |f: &str, v: String| if keep(f) { v } else { "-".to_string() };
-    match s.format {
-        Format::Common | Format::GenericClf => {
-            let mut line = format!(
-                "{} - {} [{}] \"{} {} {}\" {} {} {} {}",
-                dash("ClientHost", client_host),
-                "-",
-                if keep("StartUTC") {
-                    clf_time(r.start)
-                } else {
-                    "-".into()
-                },
-                dash("RequestMethod", r.method.to_string()),
-                dash("RequestPath", r.path.clone()),
-                dash("RequestProtocol", version_str(r.version).to_string()),
-                dash("DownstreamStatus", r.status.to_string()),
-                dash("DownstreamContentSize", r.response_size.to_string()),
-                quoted(header("Referer")),
-                quoted(header("User-Agent")),
-            );
-            if s.format == Format::Common {
-                line.push_str(&format!(
-                    " {} {} {} {}ms",
-                    dash("RequestCount", r.count.to_string()),
-                    if keep("RouterName") {
-                        quoted(r.router.as_deref())
-                    } else {
-                        "\"-\"".into()
-                    },
-                    if keep("ServiceURL") {
-                        quoted(r.server_url.as_deref())
-                    } else {
-                        "\"-\"".into()
-                    },
-                    if keep("Duration") {
-                        r.duration.as_millis()
-                    } else {
-                        0
-                    }
-                ));
+    let mut line = format!(
+        "{} - {} [{}] \"{} {} {}\" {} {} {} {}",
+        dash("ClientHost", client_host),
+        "-",
+        if keep("StartUTC") {
+            clf_time(r.start)
+        } else {
+            "-".into()
+        },
+        dash("RequestMethod", r.method.to_string()),
+        dash("RequestPath", r.path.clone()),
+        dash("RequestProtocol", version_str(r.version).to_string()),
+        dash("DownstreamStatus", r.status.to_string()),
+        dash("DownstreamContentSize", r.response_size.to_string()),
+        quoted(header("Referer")),
+        quoted(header("User-Agent")),
+    );
+    if s.format == Format::Common {
+        line.push_str(&format!(
+            " {} {} {} {}ms",
+            dash("RequestCount", r.count.to_string()),
+            if keep("RouterName") {
+                quoted(r.router.as_deref())
+            } else {
+                "\"-\"".into()
+            },
+            if keep("ServiceURL") {
+                quoted(r.server_url.as_deref())
+            } else {
+                "\"-\"".into()
+            },
+            if keep("Duration") {
+                r.duration.as_millis()
+            } else {
+                0
             }
-            line.push('\n');
-            line
-        }
-        Format::Json => {
-            let mut m = Map::new();
-            let mut put = |k: &str, v: Value| {
-                if keep(k) {
-                    m.insert(k.to_string(), v);
-                }
-            };
-            let nanos = |d: Duration| json!(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-            let (req_host, req_port) = authority_port(&r.host);
-            put("StartUTC", json!(rfc3339_nano(r.start)));
-            put("StartLocal", json!(rfc3339_nano(r.start)));
-            put("Duration", nanos(r.duration));
-            put("Overhead", nanos(r.duration));
-            match r.client_port {
-                Some(port) => {
-                    put(
-                        "ClientAddr",
-                        json!(std::net::SocketAddr::new(r.client_ip, port).to_string()),
-                    );
-                    put("ClientPort", json!(port.to_string()));
-                }
-                None => put("ClientAddr", json!(r.client_ip.to_string())),
-            }
-            put("ClientHost", json!(client_host));
-            put("ClientUsername", json!("-"));
-            if !r.host.is_empty() {
-                put("RequestAddr", json!(r.host));
-                put("RequestHost", json!(req_host));
-                put("RequestPort", json!(req_port));
-            }
-            put("RequestMethod", json!(r.method.as_str()));
-            put("RequestPath", json!(r.path));
-            put("RequestProtocol", json!(version_str(r.version)));
-            put("RequestScheme", json!(if r.tls { "https" } else { "http" }));
-            put("RequestContentSize", json!(r.request_size));
-            put("DownstreamStatus", json!(r.status));
-            put("DownstreamContentSize", json!(r.response_size));
-            put("RequestCount", json!(r.count));
-            put("RetryAttempts", json!(r.retries));
-            if let Some(v) = &r.router {
-                put("RouterName", json!(&**v));
-            }
-            if let Some(v) = &r.service {
-                put("ServiceName", json!(&**v));
-            }
-            if let Some(v) = &r.server_url {
-                put("ServiceURL", json!(&**v));
-                if let Ok(u) = v.parse::<http::Uri>() {
-                    if let Some(a) = u.authority() {
-                        put("ServiceAddr", json!(a.as_str()));
-                    }
-                }
-                put("OriginDuration", nanos(r.duration));
-                put("OriginContentSize", json!(r.response_size));
-            }
-            if let Some(st) = r.origin_status {
-                put("OriginStatus", json!(st));
-            }
-            for (k, v) in &r.headers {
-                m.insert(format!("request_{k}"), json!(v));
-            }
-            m.insert("level".into(), json!("info"));
-            m.insert("msg".into(), json!(""));
-            m.insert("time".into(), json!(rfc3339_nano(SystemTime::now())));
-            let mut line = serde_json::to_string(&Value::Object(m)).unwrap_or_default();
-            line.push('\n');
-            line
-        }
+        ));
     }
+    line.push('\n');
+    line
+}
+
+/// One JSON object with Traefik's field names; dropped fields are left out.
+fn json_line(s: &Settings, r: &Record, client_host: String) -> String {
+    let keep = |f: &str| s.keeps(f);
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        if keep(k) {
+            m.insert(k.to_string(), v);
+        }
+    };
+    let nanos = |d: Duration| json!(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let (req_host, req_port) = authority_port(&r.host);
+    put("StartUTC", json!(rfc3339_nano(r.start)));
+    put("StartLocal", json!(rfc3339_nano(r.start)));
+    put("Duration", nanos(r.duration));
+    put("Overhead", nanos(r.duration));
+    match r.client_port {
+        Some(port) => {
+            put(
+                "ClientAddr",
+                json!(std::net::SocketAddr::new(r.client_ip, port).to_string()),
+            );
+            put("ClientPort", json!(port.to_string()));
+        }
+        None => put("ClientAddr", json!(r.client_ip.to_string())),
+    }
+    put("ClientHost", json!(client_host));
+    put("ClientUsername", json!("-"));
+    if !r.host.is_empty() {
+        put("RequestAddr", json!(r.host));
+        put("RequestHost", json!(req_host));
+        put("RequestPort", json!(req_port));
+    }
+    put("RequestMethod", json!(r.method.as_str()));
+    put("RequestPath", json!(r.path));
+    put("RequestProtocol", json!(version_str(r.version)));
+    put("RequestScheme", json!(if r.tls { "https" } else { "http" }));
+    put("RequestContentSize", json!(r.request_size));
+    put("DownstreamStatus", json!(r.status));
+    put("DownstreamContentSize", json!(r.response_size));
+    put("RequestCount", json!(r.count));
+    put("RetryAttempts", json!(r.retries));
+    if let Some(v) = &r.router {
+        put("RouterName", json!(&**v));
+    }
+    if let Some(v) = &r.service {
+        put("ServiceName", json!(&**v));
+    }
+    if let Some(v) = &r.server_url {
+        put("ServiceURL", json!(&**v));
+        if let Ok(u) = v.parse::<http::Uri>() {
+            if let Some(a) = u.authority() {
+                put("ServiceAddr", json!(a.as_str()));
+            }
+        }
+        put("OriginDuration", nanos(r.duration));
+        put("OriginContentSize", json!(r.response_size));
+    }
+    if let Some(st) = r.origin_status {
+        put("OriginStatus", json!(st));
+    }
+    for (k, v) in &r.headers {
+        m.insert(format!("request_{k}"), json!(v));
+    }
+    m.insert("level".into(), json!("info"));
+    m.insert("msg".into(), json!(""));
+    m.insert("time".into(), json!(rfc3339_nano(SystemTime::now())));
+    let mut line = serde_json::to_string(&Value::Object(m)).unwrap_or_default();
+    line.push('\n');
+    line
 }
 
 /// The running access log: the request path's handle to the writer thread.
