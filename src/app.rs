@@ -66,9 +66,6 @@ pub enum AppError {
     /// A certificate resolver cannot work (configuration or storage).
     #[error(transparent)]
     Acme(#[from] crate::tls::acme::AcmeError),
-    /// The access log could not start.
-    #[error(transparent)]
-    AccessLog(#[from] crate::accesslog::AccessLogError),
     /// A supervised background task panicked or ended on its own: the process stops (non-zero exit) so
     /// that Swarm restarts it.
     #[error(transparent)]
@@ -184,7 +181,8 @@ fn start_access_log(
     let Some(c) = &cfg.access_log else {
         return Ok(None);
     };
-    let (logger, writer) = AccessLogger::start(c, reopen_until.clone())?;
+    let (logger, writer) = AccessLogger::start(c, reopen_until.clone())
+        .map_err(|e| AppError::Invalid(e.to_string()))?;
     tasks.spawn("access log writer", writer.finished());
     Ok(Some(logger))
 }
