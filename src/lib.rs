@@ -9,9 +9,11 @@
 //! rule/      rule language (v2 and v3) → matcher trees; pure
 //! table/     compile(snapshots) → RoutingTable; builder task; the one ArcSwap store
 //! middleware/ Traefik's HTTP middlewares: built per table, run per request as a chain around the service
-//! balance/   weighted round robin, sticky cookies, health state and active checks
-//! proxy/     hot path: listener → handler (route, pick) → forward; one error → status mapping
-//! app.rs     wiring and lifecycle (bind, start, drain)
+//! balance/   weighted round robin, sticky cookies, health state and the pure parts of active checks
+//! proxy/     hot path: listener → handler (route, pick) → forward; one error → status mapping; the
+//!            active health prober (over the pool's connector)
+//! app.rs     wiring and lifecycle (bind, start, supervise, drain; see docs/lifecycle.md)
+//! supervisor.rs named background tasks: a panic or an early end stops the process
 //! backoff.rs jittered exponential backoff (Docker reconnects)
 //! check.rs   `swarmgate check stack.yml`: the Docker label function run offline on a compose file
 //! whoami.rs  the test backend used by the demo, tests and benches
@@ -41,6 +43,7 @@ pub mod middleware;
 pub mod provider;
 pub mod proxy;
 pub mod rule;
+pub mod supervisor;
 pub mod table;
 pub mod tls;
 pub mod whoami;

@@ -8,6 +8,7 @@ pub mod deadline;
 pub mod error;
 pub mod forward;
 pub mod handler;
+pub mod health_check;
 pub mod listener;
 pub mod pool;
 pub mod workers;

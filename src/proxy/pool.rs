@@ -607,3 +607,21 @@ impl Body for PooledBody {
         self.body.size_hint()
     }
 }
+
+impl Upstreams {
+    /// Sends `req` (origin-form URI, `Host` set) to `target` over a new connection that is never pooled and
+    /// is closed once the response is dropped: what an active health probe needs. Same dial timeout, TLS
+    /// settings (`insecureSkipVerify`, `rootCAs`, SNI from the authority) and protocol choice (ALPN, h2c)
+    /// as traffic; a fresh connection measures what a new proxied connection would meet, and a keep-alive
+    /// connection closed by the server between two probes can never fail one. Control plane.
+    pub async fn send_unpooled(
+        &self,
+        target: Target<'_>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut conn = Box::pin(self.connect(target)).await?;
+        conn.send(req, target)
+            .await
+            .map_err(|e| UpstreamError::Http(e.into_error()))
+    }
+}

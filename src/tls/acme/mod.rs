@@ -556,21 +556,23 @@ impl Acme {
         cfg
     }
 
-    /// Starts the manager and the watcher of the shared challenge directories; both run until `cancel`.
-    /// `wanted` comes from the table builder.
+    /// Starts the manager and the watcher of the shared challenge directories in `tasks`; both run until
+    /// `cancel`. `wanted` comes from the table builder.
     pub fn start(
         self,
         wanted: watch::Receiver<Arc<Vec<CertRequest>>>,
         cancel: CancellationToken,
+        tasks: &mut crate::supervisor::Supervisor,
     ) -> ProviderFeed {
         let (tx, mut rx) = watch::channel(self.initial());
         rx.mark_unchanged();
-        tokio::spawn(
+        tasks.spawn_may_end(
+            "ACME challenge watcher",
             self.challenges
                 .clone()
                 .watch(self.timing.challenge_poll, cancel.clone()),
         );
-        tokio::spawn(self.run(wanted, tx, cancel));
+        tasks.spawn("ACME manager", self.run(wanted, tx, cancel));
         ProviderFeed {
             name: PROVIDER.into(),
             rx,
@@ -997,11 +999,12 @@ pub fn spawn(
     resolvers: &BTreeMap<String, CertificateResolver>,
     wanted: watch::Receiver<Arc<Vec<CertRequest>>>,
     cancel: CancellationToken,
+    tasks: &mut crate::supervisor::Supervisor,
 ) -> Result<Option<AcmeHandles>, AcmeError> {
     Ok(prepare(resolvers)?.map(|acme| {
         let challenges = acme.challenges();
         AcmeHandles {
-            feed: acme.start(wanted, cancel),
+            feed: acme.start(wanted, cancel, tasks),
             challenges,
         }
     }))
