@@ -1,6 +1,15 @@
 //! Active health checks of HTTPS servers through the real binary: probed with the same TLS settings as
 //! traffic (`serversTransport.insecureSkipVerify` here), a failing server leaves the rotation and comes back.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use std::time::Duration;
