@@ -397,7 +397,9 @@ pub async fn run(
                     server_name: server_name.clone(),
                     response_header_timeout,
                     tunnels: tunnels.clone(),
-                    admin: admin.clone(),
+                    internal: admin.clone(),
+                    access_logger: admin.access_logger.clone(),
+                    metrics: admin.metrics.is_some(),
                 })
             })
         }

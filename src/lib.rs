@@ -33,6 +33,7 @@ pub mod config;
 pub mod dynamic;
 /// Check functions shared by the cargo-fuzz targets in `fuzz/` and the corpus replay test; public for them only.
 pub mod fuzzing;
+pub mod http;
 pub mod metrics;
 pub mod middleware;
 pub mod provider;
@@ -40,4 +41,5 @@ pub mod proxy;
 pub mod rule;
 pub mod table;
 pub mod tls;
+pub mod upstream;
 pub mod whoami;

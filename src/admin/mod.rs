@@ -15,7 +15,7 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::proxy::body::ProxyBody;
+use crate::http::body::ProxyBody;
 use crate::table::{InternalService, RoutingTable};
 
 /// Process-wide state the internal services read.
@@ -56,6 +56,19 @@ fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// The proxy serves internal services through this (injected by the wiring code as
+/// [`crate::proxy::InternalServices`]), so it never names this module.
+impl crate::proxy::InternalServices for AdminState {
+    fn serve(
+        &self,
+        kind: InternalService,
+        req: &Request<Incoming>,
+        table: &RoutingTable,
+    ) -> Response<ProxyBody> {
+        serve(kind, req, table, self)
+    }
 }
 
 /// Answers a request routed to an internal service.

@@ -7,7 +7,10 @@
 //!   values, `Set-Cookie` serialization, `Cookie` parsing) and the
 //!   value → server table built at compile time;
 //! - [`health`]: the per-server health atomics the pick reads, and the active
-//!   HTTP checker task that writes them.
+//!   HTTP checker task that writes them;
+//! - [`service`]: the compiled services the table holds (load balancers,
+//!   weighted services, servers), defined here so the pick needs no table;
+//! - [`pick`]: the per-request choice of a server over those services.
 //!
 //! The table builder constructs a [`WeightedRoundRobin`], a [`StickyTable`] and
 //! a [`CookieSpec`] per service, and carries each server's `Arc<ServerHealth>`
@@ -18,16 +21,24 @@
 //!
 //! Must not: do I/O, take locks, allocate or log on the pick path; look
 //! anything up by name per request (everything is indexed at build time); or
-//! reach into the routing table (health flows through the shared atomics only).
+//! reach into the routing table (the pick gets the table's service list; health flows through the shared
+//! atomics only).
 //! The checker is the only part that does I/O, and it runs in its own tasks.
 
 pub mod health;
+pub mod pick;
+pub mod service;
 pub mod sticky;
 pub mod wrr;
 
 pub use health::{
     is_healthy_status, now_ms, probe_uri, spawn_checker, CheckTarget, HealthCheckSettings,
     HealthError, ServerHealth,
+};
+pub use pick::{pick, service_up, Cookies};
+pub use service::{
+    InternalService, LoadBalancerRuntime, ServerRuntime, ServiceKind, ServiceRuntime,
+    StickyRuntime, UpstreamScheme, WeightedRuntime,
 };
 pub use sticky::{
     cookie_name, cookie_value, default_cookie_name, find_cookie, CookieSpec, SameSite, StickyTable,

@@ -5,17 +5,21 @@
 //! normalized and sanitized as Traefik's entrypoint does — no allocation for an ordinary request),
 //! validates and normalizes the host without allocating when it is already lowercase, finds the router
 //! through the table's host index, picks a server
-//! with atomics only, rewrites headers in place and forwards over this worker's pool ([`super::pool`]). No
+//! with atomics only ([`crate::balance::pick`]), rewrites headers in place and forwards over this worker's
+//! pool ([`crate::upstream::pool`]). No
 //! lock, no logging, and no allocation beyond what hyper needs and the `X-Forwarded-For` join for trusted
 //! peers.
 //!
 //! Retries: when connecting to the picked server fails (nothing was sent), the server is marked down for a
 //! short window and the request is retried once on another server. The pool hands the failed request back
-//! whole, body unread ([`super::pool::SendFailure`]), so nothing is copied in advance.
+//! whole, body unread ([`crate::upstream::pool::SendFailure`]), so nothing is copied in advance.
+//!
+//! Middlewares: a route's chain gets the connection facts and a [`Terminal`] (serving a service of this
+//! table); a chain of request-only steps hands the request back ([`Outcome::Serve`]) and the handler serves it
+//! without a box. Internal services are answered through [`Shared::internal`], injected at wiring time.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,25 +29,25 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::body::{ClientBody, ProxyBody, UpstreamBody};
-use super::error::{error_response, ProxyError};
 use super::forward::{
     sanitize_at_entry, set_forwarded, strip_hop_by_hop, upgrade_requested, ForwardInfo,
 };
-use super::pool::{Target, Upstreams};
+use super::InternalServices;
 use crate::balance::health::now_ms;
-use crate::balance::sticky::find_cookie;
+use crate::balance::{pick, Cookies};
+use crate::http::body::{ClientBody, ProxyBody, UpstreamBody};
+use crate::http::error::{error_response, ProxyError};
+use crate::http::{BoxRes, ConnInfo, Req, Terminal};
+use crate::middleware::{Cx, Outcome};
 use crate::rule::{normalize_path, parse_host, RequestView};
 use crate::table::{
     EntryPointRedirect, LoadBalancerRuntime, RoutingTable, ServiceKind, Store, UpstreamScheme,
 };
 use crate::tls::challenge::HTTP01_PREFIX;
+use crate::upstream::pool::{Target, Upstreams};
 
 /// How long a server that refused a connection stays out of rotation (passive health).
 pub const PASSIVE_DOWN_WINDOW_MS: u64 = 5_000;
-
-/// Deepest nesting of weighted services followed at pick time (cycles are rejected at build time).
-const MAX_SERVICE_DEPTH: usize = 8;
 
 /// State shared by every connection of the process.
 pub struct Shared {
@@ -57,26 +61,20 @@ pub struct Shared {
     pub response_header_timeout: Option<Duration>,
     /// Tracks upgraded (WebSocket) tunnels so shutdown can wait for them.
     pub tunnels: tokio_util::task::TaskTracker,
-    /// State of the internal services (ping, API, dashboard, metrics).
-    pub admin: Arc<crate::admin::AdminState>,
+    /// The internal services (ping, API, dashboard, metrics), injected at wiring time.
+    pub internal: Arc<dyn InternalServices>,
+    /// The access log, when `--accesslog` is on (the request path hands it records).
+    pub access_logger: Option<Arc<crate::accesslog::AccessLogger>>,
+    /// Whether request metrics are on (the counters themselves hang on the table's routes and services).
+    pub metrics: bool,
 }
 
-/// Facts about one client connection, computed once at accept.
+/// One client connection as the handler sees it, set up once at accept.
 pub struct ConnCtx {
     /// Process-wide state.
     pub shared: Arc<Shared>,
-    /// Index of the entrypoint in the table.
-    pub entry_point: usize,
-    /// The client's address (canonical IPv4 for mapped addresses).
-    pub client_ip: IpAddr,
-    /// The same, as a header value.
-    pub client_ip_header: HeaderValue,
-    /// Local port, as a header value (`X-Forwarded-Port` fallback).
-    pub port_header: HeaderValue,
-    /// Whether the peer may set `X-Forwarded-*`.
-    pub trusted: bool,
-    /// Whether the connection is TLS.
-    pub tls: bool,
+    /// What middlewares and the forwarder read about the client and the connection.
+    pub info: ConnInfo,
     /// The bounds on reading a request body (`readTimeout`, `bodyIdleTimeout`).
     pub body_clock: super::body::BodyClock,
 }
@@ -90,9 +88,9 @@ pub async fn handle(
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     // The entrypoint's header cleaning, before routing and any middleware (as Traefik's entrypoint).
-    sanitize_at_entry(req.headers_mut(), ctx.trusted);
-    let admin = &ctx.shared.admin;
-    if admin.metrics.is_none() && admin.access_logger.is_none() {
+    sanitize_at_entry(req.headers_mut(), ctx.info.trusted);
+    let shared = &ctx.shared;
+    if !shared.metrics && shared.access_logger.is_none() {
         return Ok(match route_and_forward(req, &ctx, None).await {
             Ok(resp) => resp,
             Err(e) => error_response(&e),
@@ -101,7 +99,7 @@ pub async fn handle(
     let start = std::time::Instant::now();
     let method = req.method().clone();
     let bytes_in = content_length(req.headers());
-    let pre = admin
+    let pre = shared
         .access_logger
         .as_ref()
         .map(|l| observe::Pre::capture(&req, l));
@@ -213,7 +211,7 @@ mod observe {
                     .fetch_add(bytes_out, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        let (Some(pre), Some(l)) = (pre, ctx.shared.admin.access_logger.as_ref()) else {
+        let (Some(pre), Some(l)) = (pre, ctx.shared.access_logger.as_ref()) else {
             return;
         };
         if seen.internal && !l.settings.add_internals {
@@ -226,14 +224,14 @@ mod observe {
         l.log(Record {
             start: pre.start,
             duration: elapsed,
-            client_ip: ctx.client_ip,
+            client_ip: ctx.info.client_ip,
             client_port: None,
             forwarded_for: pre.forwarded_for,
             method: method.clone(),
             path: pre.path,
             version: pre.version,
             host: pre.host,
-            tls: ctx.tls,
+            tls: ctx.info.tls,
             request_size: bytes_in,
             status,
             response_size: content_length(resp.headers()),
@@ -255,7 +253,7 @@ async fn route_and_forward(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let table = ctx.shared.store.load_full();
     let ep = table
-        .entry_point(ctx.entry_point)
+        .entry_point(ctx.info.entry_point)
         .ok_or(ProxyError::NoRoute)?;
     if let Some(seen) = seen.as_deref_mut() {
         seen.entry_point = ep.stats.clone();
@@ -294,9 +292,9 @@ async fn route_and_forward(
             query: req.uri().query(),
             method: req.method(),
             headers: req.headers(),
-            client_ip: ctx.client_ip,
+            client_ip: ctx.info.client_ip,
         };
-        let set = if ctx.tls { &ep.https } else { &ep.http };
+        let set = if ctx.info.tls { &ep.https } else { &ep.http };
         set.find(&view).ok_or(ProxyError::NoRoute)?
     };
     drop(host);
@@ -306,22 +304,29 @@ async fn route_and_forward(
         seen.internal = matches!(svc.map(|s| &s.kind), Some(ServiceKind::Internal(_)));
         seen.router = route.stats.clone();
         seen.service = svc.and_then(|s| s.stats.clone());
-        if ctx.shared.admin.access_logger.is_some() {
+        if ctx.shared.access_logger.is_some() {
             seen.router_name = Some(route.name.clone());
             seen.service_name = svc.map(|s| s.name.clone());
         }
     }
     // Routes with middlewares run their chain around the service; the others pay one branch.
     if let Some(chain) = &route.middlewares {
-        let cx = crate::middleware::Cx {
-            conn: ctx,
-            table: &table,
+        let terminal = ServeWith { table: &table, ctx };
+        let cx = Cx {
+            conn: &ctx.info,
             service,
+            terminal: &terminal,
+            upstreams: &ctx.shared.upstreams,
         };
-        return chain.run(ctx.body_clock.request(req), &cx).await;
+        return match chain.run(ctx.body_clock.request(req), &cx).await {
+            Outcome::Done(res) => res,
+            Outcome::Serve(req, pending) => {
+                pending.finish(serve_service(req, &table, service, ctx).await)
+            }
+        };
     }
     if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
-        return Ok(crate::admin::serve(*kind, &req, &table, &ctx.shared.admin));
+        return Ok(ctx.shared.internal.serve(*kind, &req, &table));
     }
     forward(ctx.body_clock.request(req), &table, service, ctx).await
 }
@@ -403,9 +408,21 @@ fn normalize_request(req: &mut Request<Incoming>, sanitize: bool) -> Result<(), 
     Ok(())
 }
 
+/// The end of a middleware chain: serving a service of the table the request was routed with.
+struct ServeWith<'a> {
+    table: &'a RoutingTable,
+    ctx: &'a ConnCtx,
+}
+
+impl Terminal for ServeWith<'_> {
+    fn call(&self, req: Req, service: usize) -> BoxRes<'_> {
+        Box::pin(serve_service(req, self.table, service, self.ctx))
+    }
+}
+
 /// Serves a request with service `service`: an internal service answers itself, any other is forwarded.
-/// The end of every middleware chain (and the `errors` middleware's page service) calls this.
-pub(crate) async fn serve_service(
+/// The end of every middleware chain (and the `errors` middleware's page service) comes here.
+async fn serve_service(
     req: Request<ClientBody>,
     table: &RoutingTable,
     service: usize,
@@ -414,11 +431,10 @@ pub(crate) async fn serve_service(
     if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
         let (parts, body) = req.into_parts();
         return match body {
-            ClientBody::Incoming(b) => Ok(crate::admin::serve(
+            ClientBody::Incoming(b) => Ok(ctx.shared.internal.serve(
                 *kind,
                 &Request::from_parts(parts, b.into_inner()),
                 table,
-                &ctx.shared.admin,
             )),
             // Internal services take no request body; one buffered by a middleware cannot be handed back.
             ClientBody::Buffered(_) => Err(ProxyError::BadRequest(
@@ -429,104 +445,6 @@ pub(crate) async fn serve_service(
     forward(req, table, service, ctx).await
 }
 
-/// Set-Cookie values chosen while picking (a weighted service and its child may each set one).
-#[derive(Default)]
-struct Cookies<'t> {
-    values: [Option<&'t HeaderValue>; MAX_SERVICE_DEPTH + 1],
-    len: usize,
-}
-
-impl<'t> Cookies<'t> {
-    fn push(&mut self, v: &'t HeaderValue) {
-        if let Some(slot) = self.values.get_mut(self.len) {
-            *slot = Some(v);
-            self.len += 1;
-        }
-    }
-}
-
-/// Whether any server of a service is up (for picking children of weighted services).
-fn service_up(table: &RoutingTable, svc: usize, now: u64, depth: usize) -> bool {
-    if depth > MAX_SERVICE_DEPTH {
-        return false;
-    }
-    match table.services.get(svc).map(|s| &s.kind) {
-        Some(ServiceKind::LoadBalancer(lb)) => lb.servers.iter().any(|s| s.health.is_up(now)),
-        Some(ServiceKind::Weighted(w)) => w
-            .children
-            .iter()
-            .any(|&c| service_up(table, c, now, depth + 1)),
-        Some(ServiceKind::Internal(_)) | None => false,
-    }
-}
-
-/// Picks a server: sticky cookie first (if it points at a server that is up), else weighted round robin.
-/// Passive "down" marks are ignored when every server carries one, so that a brief outage does not turn
-/// into 503s for the whole window.
-fn pick<'t>(
-    table: &'t RoutingTable,
-    svc: usize,
-    headers: &HeaderMap,
-    now: u64,
-    cookies: &mut Cookies<'t>,
-    depth: usize,
-) -> Result<(&'t LoadBalancerRuntime, usize), ProxyError> {
-    if depth > MAX_SERVICE_DEPTH {
-        return Err(ProxyError::NoHealthyServer);
-    }
-    match table.services.get(svc).map(|s| &s.kind) {
-        Some(ServiceKind::LoadBalancer(lb)) => {
-            if let Some(st) = &lb.sticky {
-                if let Some((i, rewrite)) =
-                    find_cookie(headers, &st.spec.name).and_then(|v| st.table.lookup(v))
-                {
-                    if lb.servers.get(i).is_some_and(|s| s.health.is_up(now)) {
-                        if rewrite {
-                            cookies.push(&st.set_cookie[i]);
-                        }
-                        return Ok((lb, i));
-                    }
-                }
-            }
-            let i = lb
-                .wrr
-                .pick(|i| lb.servers[i].health.is_up(now))
-                .or_else(|| lb.wrr.pick(|i| lb.servers[i].health.active_up()))
-                .ok_or(ProxyError::NoHealthyServer)?;
-            if let Some(st) = &lb.sticky {
-                cookies.push(&st.set_cookie[i]);
-            }
-            Ok((lb, i))
-        }
-        Some(ServiceKind::Weighted(w)) => {
-            if let Some(st) = &w.sticky {
-                if let Some((i, rewrite)) =
-                    find_cookie(headers, &st.spec.name).and_then(|v| st.table.lookup(v))
-                {
-                    if let Some(&child) = w.children.get(i) {
-                        if service_up(table, child, now, depth + 1) {
-                            if rewrite {
-                                cookies.push(&st.set_cookie[i]);
-                            }
-                            return pick(table, child, headers, now, cookies, depth + 1);
-                        }
-                    }
-                }
-            }
-            let i = w
-                .wrr
-                .pick(|i| service_up(table, w.children[i], now, depth + 1))
-                .ok_or(ProxyError::NoHealthyServer)?;
-            if let Some(st) = &w.sticky {
-                cookies.push(&st.set_cookie[i]);
-            }
-            pick(table, w.children[i], headers, now, cookies, depth + 1)
-        }
-        // Internal services are not balanced (a weighted service cannot point at one).
-        Some(ServiceKind::Internal(_)) | None => Err(ProxyError::NoHealthyServer),
-    }
-}
-
 async fn forward(
     mut req: Request<ClientBody>,
     table: &RoutingTable,
@@ -535,7 +453,14 @@ async fn forward(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let now = now_ms();
     let mut cookies = Cookies::default();
-    let (lb, idx) = pick(table, service, req.headers(), now, &mut cookies, 0)?;
+    let (lb, idx) = pick(
+        &table.services,
+        service,
+        req.headers(),
+        now,
+        &mut cookies,
+        0,
+    )?;
     let upgrade = upgrade_requested(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     // What the response must match: the protocol asked for, and the client's HTTP version.
@@ -545,7 +470,7 @@ async fn forward(
     let client_version = req.version();
     let (mut parts, body) = req.into_parts();
 
-    let proto = match (ctx.tls, upgrade) {
+    let proto = match (ctx.info.tls, upgrade) {
         (false, false) => "http",
         (true, false) => "https",
         (false, true) => "ws",
@@ -564,9 +489,9 @@ async fn forward(
     set_forwarded(
         &mut parts.headers,
         &ForwardInfo {
-            client_ip: &ctx.client_ip_header,
+            client_ip: &ctx.info.client_ip_header,
             proto,
-            port: &ctx.port_header,
+            port: &ctx.info.port_header,
             server: &ctx.shared.server_name,
             host: original_host.as_ref(),
         },
@@ -622,7 +547,7 @@ async fn forward(
         }
         let mut retry_cookies = Cookies::default();
         let (next_lb, next_idx) = pick(
-            table,
+            &table.services,
             service,
             req.headers(),
             now_ms(),
@@ -648,7 +573,7 @@ async fn forward(
         )?;
     };
 
-    if ctx.shared.admin.access_logger.is_some() {
+    if ctx.shared.access_logger.is_some() {
         if let Some(server) = attempt_lb.servers.get(attempt_idx) {
             let status = resp.status().as_u16();
             resp.extensions_mut().insert(Upstream {
@@ -691,8 +616,8 @@ async fn forward(
     // relayed as such makes an HTTP/1.1 client treat its keep-alive connection as closing.
     parts.version = client_version;
     strip_hop_by_hop(&mut parts.headers, false);
-    for v in cookies.values.iter().take(cookies.len).flatten() {
-        parts.headers.append(header::SET_COOKIE, (*v).clone());
+    for v in cookies.iter() {
+        parts.headers.append(header::SET_COOKIE, v.clone());
     }
     Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
 }
