@@ -8,6 +8,7 @@
 pub mod api;
 pub mod dashboard;
 pub mod healthcheck;
+pub mod metrics;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -96,7 +97,7 @@ pub fn serve(
         }
         InternalService::Prometheus => match &state.metrics {
             Some(m) => {
-                let mut r = Response::new(ProxyBody::full(m.render(table)));
+                let mut r = Response::new(ProxyBody::full(metrics::render(m, table)));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4"),
