@@ -26,7 +26,7 @@ use super::body::{BodyClock, ServedBody};
 use super::deadline::{self, Activity, StreamExec, Timeouts, TrackedIo};
 use super::forward::{canonical_ip, TrustedPeers};
 use super::handler::{handle, ConnCtx, Shared};
-use super::workers::{ConnLoad, HandedOff, Spread};
+use super::spread::{ConnLoad, HandedOff, Spread};
 use crate::http::ConnInfo;
 use crate::tls::challenge::ACME_TLS_ALPN;
 

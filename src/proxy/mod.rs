@@ -10,6 +10,7 @@ pub mod deadline;
 pub mod forward;
 pub mod handler;
 pub mod listener;
+pub mod spread;
 pub mod workers;
 
 /// The pooled upstream client, which lives below the proxy (`forwardAuth` uses it too); named here for the

@@ -11,22 +11,22 @@
 //! All workers share the listening socket itself (one kernel accept queue, duplicated file descriptors),
 //! so nothing is lost between workers on shutdown and no `SO_REUSEPORT` group is left open to another
 //! process binding the same port. Whichever worker wakes first accepts; a worker already serving more
-//! connections than the least-loaded one hands the new connection over ([`Spread`]), so a burst of
+//! connections than the least-loaded one hands the new connection over ([`super::spread`]), so a burst of
 //! long-lived keep-alive connections (a load balancer in front, a benchmark) ends up evenly spread rather
 //! than all on the thread that happened to be awake. What the workers share beyond that is read-only or
 //! atomic: the table store, the admin state, the shutdown signals.
 
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::TcpListener as StdListener;
 use std::sync::Arc;
 
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::forward::TrustedPeers;
 use super::handler::Shared;
 use super::listener::{self, ConnSettings, EntryPointCtx, EntryPointListener};
+use super::spread::{HandedOff, Spread};
 
 /// Environment variable setting the number of worker threads (default: the CPUs this process may use).
 pub const WORKERS_ENV: &str = "SWARMGATE_WORKERS";
@@ -56,87 +56,6 @@ pub struct EntryPointSpec {
     pub trusted: TrustedPeers,
     /// Connection settings.
     pub settings: ConnSettings,
-}
-
-/// Open connections per worker, and the way to hand a connection to another worker.
-///
-/// Only touched when a connection is accepted or closed, never per request.
-pub struct Spread {
-    load: Box<[AtomicUsize]>,
-    inbox: Box<[mpsc::UnboundedSender<HandedOff>]>,
-}
-
-/// A connection accepted by one worker and served by another.
-pub struct HandedOff {
-    /// The socket, deregistered from the accepting worker.
-    pub stream: StdStream,
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// Index of the entrypoint it came in on.
-    pub entry_point: usize,
-    /// Registration with the graceful shutdown.
-    pub watcher: Watcher,
-    /// The connection's place in the target worker's load.
-    pub load: ConnLoad,
-}
-
-/// One open connection counted in a worker's load; uncounted when dropped.
-pub struct ConnLoad {
-    spread: Arc<Spread>,
-    worker: usize,
-}
-
-impl Drop for ConnLoad {
-    fn drop(&mut self) {
-        if let Some(l) = self.spread.load.get(self.worker) {
-            l.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Spread {
-    /// Which worker should serve a connection accepted by `me`: `me` unless it has more than one
-    /// connection more than the least-loaded worker (the slack avoids handing off on every accept).
-    pub fn choose(&self, me: usize) -> usize {
-        let mine = self.load.get(me).map_or(0, |l| l.load(Ordering::Relaxed));
-        let (least, least_load) = self
-            .load
-            .iter()
-            .map(|l| l.load(Ordering::Relaxed))
-            .enumerate()
-            .min_by_key(|&(_, l)| l)
-            .unwrap_or((me, mine));
-        if mine > least_load + 1 {
-            least
-        } else {
-            me
-        }
-    }
-
-    /// Counts a new connection on `worker` (before it is handed over, so the next choice sees it).
-    pub fn charge(self: &Arc<Self>, worker: usize) -> ConnLoad {
-        if let Some(l) = self.load.get(worker) {
-            l.fetch_add(1, Ordering::Relaxed);
-        }
-        ConnLoad {
-            spread: self.clone(),
-            worker,
-        }
-    }
-
-    /// Takes a worker that could not start out of the choice (it looks fully loaded).
-    fn retire(&self, worker: usize) {
-        if let Some(l) = self.load.get(worker) {
-            l.store(usize::MAX / 2, Ordering::Relaxed);
-        }
-    }
-
-    /// Sends a connection to `worker`. If that worker has stopped, the connection is closed (shutdown).
-    pub fn hand_off(&self, worker: usize, conn: HandedOff) {
-        if let Some(tx) = self.inbox.get(worker) {
-            let _ = tx.send(conn);
-        }
-    }
 }
 
 /// Serves the connections other workers hand to this one, until `done` fires (every accept loop has
@@ -218,12 +137,7 @@ where
     let handoffs_done = CancellationToken::new();
     let (senders, mut receivers): (Vec<_>, Vec<_>) =
         (0..count).map(|_| mpsc::unbounded_channel()).unzip();
-    let spread = (count > 1).then(|| {
-        Arc::new(Spread {
-            load: (0..count).map(|_| AtomicUsize::new(0)).collect(),
-            inbox: senders.into_boxed_slice(),
-        })
-    });
+    let spread = (count > 1).then(|| Arc::new(Spread::new(senders)));
     // Each worker gets its own descriptor of every listening socket.
     let mut per_worker: Vec<Vec<EntryPointSpec>> = (0..count).map(|_| Vec::new()).collect();
     for ep in entry_points {
@@ -376,54 +290,5 @@ impl Workers {
             }
         })
         .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spread(n: usize) -> (Arc<Spread>, Vec<mpsc::UnboundedReceiver<HandedOff>>) {
-        let (tx, rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
-        let s = Arc::new(Spread {
-            load: (0..n).map(|_| AtomicUsize::new(0)).collect(),
-            inbox: tx.into_boxed_slice(),
-        });
-        (s, rx)
-    }
-
-    fn loads(s: &Spread) -> Vec<usize> {
-        s.load.iter().map(|l| l.load(Ordering::Relaxed)).collect()
-    }
-
-    #[test]
-    fn a_burst_accepted_by_one_worker_ends_evenly_spread() {
-        let (s, _rx) = spread(3);
-        // Worker 0 accepts all 30 connections, as happens when it is the only one awake.
-        let held: Vec<ConnLoad> = (0..30).map(|_| s.charge(s.choose(0))).collect();
-        let l = loads(&s);
-        assert_eq!(l.iter().sum::<usize>(), 30);
-        assert!(l.iter().all(|&n| (9..=11).contains(&n)), "{l:?}");
-        drop(held);
-        assert_eq!(loads(&s), vec![0, 0, 0], "closing uncounts");
-    }
-
-    #[test]
-    fn a_worker_within_one_of_the_least_keeps_its_connection() {
-        let (s, _rx) = spread(2);
-        let _a = s.charge(0);
-        assert_eq!(s.choose(0), 0, "one more than the other is tolerated");
-        let _b = s.charge(0);
-        assert_eq!(s.choose(0), 1, "two more is handed off");
-        assert_eq!(s.choose(1), 1);
-    }
-
-    #[test]
-    fn a_retired_worker_is_never_chosen() {
-        let (s, _rx) = spread(2);
-        s.retire(1);
-        let held: Vec<ConnLoad> = (0..10).map(|_| s.charge(s.choose(0))).collect();
-        assert_eq!(loads(&s)[0], 10);
-        drop(held);
     }
 }
