@@ -3,7 +3,7 @@
 //! server's address and shared health.
 //!
 //! Defined here, below the table, so that picking a server ([`super::pick`]) and opening a connection to it
-//! ([`crate::upstream`]) need nothing from the table; [`crate::table`] re-exports them.
+//! (the upstream pool) need nothing from the table; the table module re-exports them.
 
 use std::sync::Arc;
 

@@ -35,7 +35,7 @@ use super::forward::{
 use super::InternalServices;
 use crate::balance::health::now_ms;
 use crate::balance::{pick, Cookies};
-use crate::http::body::{ClientBody, ProxyBody, UpstreamBody};
+use crate::http::body::{ClientBody, PooledBody, ProxyBody, UpstreamBody};
 use crate::http::error::{error_response, ProxyError};
 use crate::http::{BoxRes, ConnInfo, Req, Terminal};
 use crate::middleware::{Cx, Outcome};
@@ -445,19 +445,20 @@ async fn serve_service(
     forward(req, table, service, ctx).await
 }
 
+/// Forwards a request to a server of `service`: pick, rewrite for the upstream, send (retrying a failed
+/// connect once on another server), then relay the response or the protocol switch.
 async fn forward(
     mut req: Request<ClientBody>,
     table: &RoutingTable,
     service: usize,
     ctx: &ConnCtx,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let now = now_ms();
     let mut cookies = Cookies::default();
     let (lb, idx) = pick(
         &table.services,
         service,
         req.headers(),
-        now,
+        now_ms(),
         &mut cookies,
         0,
     )?;
@@ -469,7 +470,68 @@ async fn forward(
         .flatten();
     let client_version = req.version();
     let (mut parts, body) = req.into_parts();
+    let original_host = rewrite_for_upstream(&mut parts, ctx, upgrade);
+    // The client's path, before a server's `preservePath` prefix is joined to it.
+    let client_pq = parts.uri.path_and_query().cloned();
+    let origin = Origin {
+        host: original_host.as_ref(),
+        pq: client_pq.as_ref(),
+    };
+    let req = Request::from_parts(parts, upstream_body(body));
+    let first = Attempt { lb, idx, cookies };
+    let (mut resp, sent) = send_with_retry(req, table, service, ctx, first, &origin).await?;
+    let server = &sent.lb.servers[sent.idx];
+    if ctx.shared.access_logger.is_some() {
+        let status = resp.status().as_u16();
+        resp.extensions_mut().insert(Upstream {
+            url: server.url.clone(),
+            retries: sent.attempts.saturating_sub(1),
+            status,
+        });
+    }
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let asked = client_upgrade.zip(requested_protocol);
+        return switch_protocols(resp, asked, &server.url, ctx);
+    }
+    let (mut parts, body) = resp.into_parts();
+    // Our own HTTP version towards the client (RFC 9110 §6.2), not the backend's: an `HTTP/1.0` answer
+    // relayed as such makes an HTTP/1.1 client treat its keep-alive connection as closing.
+    parts.version = client_version;
+    strip_hop_by_hop(&mut parts.headers, false);
+    for v in sent.cookies.iter() {
+        parts.headers.append(header::SET_COOKIE, v.clone());
+    }
+    Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
+}
 
+/// The client's authority and path, which every attempt points at its server.
+struct Origin<'a> {
+    host: Option<&'a HeaderValue>,
+    pq: Option<&'a PathAndQuery>,
+}
+
+/// A picked server, the `Set-Cookie` values the pick chose, and how many sends it took to get there.
+struct Attempt<'t> {
+    lb: &'t LoadBalancerRuntime,
+    idx: usize,
+    cookies: Cookies<'t>,
+}
+
+/// What a successful send went through.
+struct Sent<'t> {
+    lb: &'t LoadBalancerRuntime,
+    idx: usize,
+    cookies: Cookies<'t>,
+    attempts: u32,
+}
+
+/// Rewrites the request's headers for the upstream (hop-by-hop removed, `X-Forwarded-*` set) and returns
+/// the client's authority.
+fn rewrite_for_upstream(
+    parts: &mut http::request::Parts,
+    ctx: &ConnCtx,
+    upgrade: bool,
+) -> Option<HeaderValue> {
     let proto = match (ctx.info.tls, upgrade) {
         (false, false) => "http",
         (true, false) => "https",
@@ -496,45 +558,57 @@ async fn forward(
             host: original_host.as_ref(),
         },
     );
+    original_host
+}
 
-    // A retry is possible only with another server to go to. A failed connect hands the request back
-    // untouched (nothing was written), so it is retried as it is: no copy is made up front.
-    let can_retry = lb.servers.len() > 1;
-    let upstream_body = match body {
+/// The body a backend receives: none, a buffered one, or the client's stream.
+fn upstream_body(body: ClientBody) -> UpstreamBody {
+    match body {
         ClientBody::Buffered(b) => UpstreamBody::Full((!b.is_empty()).then_some(b)),
         ClientBody::Incoming(body) if http_body::Body::is_end_stream(&body) => UpstreamBody::Empty,
         ClientBody::Incoming(body) => UpstreamBody::Client(body),
-    };
-    // The client's path, before a server's `preservePath` prefix is joined to it.
-    let client_pq = parts.uri.path_and_query().cloned();
+    }
+}
 
-    let mut attempt_lb = lb;
-    let mut attempt_idx = idx;
+/// Sends to the picked server. A retry is possible only with another server to go to: a failed connect
+/// hands the request back untouched (nothing was written), so it is retried as it is, once, on another
+/// pick; no copy is made up front. The server that refused is marked down for a short window.
+async fn send_with_retry<'t>(
+    req: Request<UpstreamBody>,
+    table: &'t RoutingTable,
+    service: usize,
+    ctx: &ConnCtx,
+    first: Attempt<'t>,
+    origin: &Origin<'_>,
+) -> Result<(Response<PooledBody>, Sent<'t>), ProxyError> {
+    let can_retry = first.lb.servers.len() > 1;
+    let mut at = first;
     let mut attempts: u32 = 0;
-    let mut upstream_req = build_upstream_request(
-        Request::from_parts(parts, upstream_body),
-        attempt_lb,
-        attempt_idx,
-        original_host.as_ref(),
-        client_pq.as_ref(),
-    )?;
-    let mut resp = loop {
+    let mut upstream_req = build_upstream_request(req, at.lb, at.idx, origin.host, origin.pq)?;
+    loop {
         attempts += 1;
-        let server = &attempt_lb.servers[attempt_idx];
+        let server = &at.lb.servers[at.idx];
         let fut = ctx.shared.upstreams.send(Target::of(server), upstream_req);
         let result = match ctx.shared.response_header_timeout {
-            Some(t) => match tokio::time::timeout(t, fut).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return Err(ProxyError::UpstreamTimeout {
+            Some(t) => {
+                tokio::time::timeout(t, fut)
+                    .await
+                    .map_err(|_| ProxyError::UpstreamTimeout {
                         server: server.url.clone(),
-                    })
-                }
-            },
+                    })?
+            }
             None => fut.await,
         };
         let failed = match result {
-            Ok(r) => break r,
+            Ok(resp) => {
+                let sent = Sent {
+                    lb: at.lb,
+                    idx: at.idx,
+                    cookies: at.cookies,
+                    attempts,
+                };
+                return Ok((resp, sent));
+            }
             Err(f) => f,
         };
         let e = ProxyError::from_client(server.url.clone(), failed.error);
@@ -545,80 +619,56 @@ async fn forward(
         if !can_retry || attempts >= 2 {
             return Err(e);
         }
-        let mut retry_cookies = Cookies::default();
-        let (next_lb, next_idx) = pick(
+        let mut cookies = Cookies::default();
+        let (lb, idx) = pick(
             &table.services,
             service,
             req.headers(),
             now_ms(),
-            &mut retry_cookies,
+            &mut cookies,
             0,
         )?;
-        if std::ptr::eq(next_lb, attempt_lb) && next_idx == attempt_idx {
+        if std::ptr::eq(lb, at.lb) && idx == at.idx {
             return Err(e);
         }
         if let Some(st) = table.services.get(service).and_then(|s| s.stats.as_ref()) {
             st.retries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        cookies = retry_cookies;
-        attempt_lb = next_lb;
-        attempt_idx = next_idx;
-        upstream_req = build_upstream_request(
-            req,
-            attempt_lb,
-            attempt_idx,
-            original_host.as_ref(),
-            client_pq.as_ref(),
-        )?;
-    };
-
-    if ctx.shared.access_logger.is_some() {
-        if let Some(server) = attempt_lb.servers.get(attempt_idx) {
-            let status = resp.status().as_u16();
-            resp.extensions_mut().insert(Upstream {
-                url: server.url.clone(),
-                retries: attempts.saturating_sub(1),
-                status,
-            });
-        }
+        at = Attempt { lb, idx, cookies };
+        upstream_req = build_upstream_request(req, at.lb, at.idx, origin.host, origin.pq)?;
     }
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        // Only the protocol the client asked for (Go's reverse proxy: "backend tried to switch
-        // protocol"); an unsolicited 101 would leave the client on a connection nobody speaks.
-        let switched_to = resp.headers().get(header::UPGRADE);
-        let (Some(client_upgrade), Some(asked), Some(got)) =
-            (client_upgrade, requested_protocol.as_ref(), switched_to)
-        else {
-            return Err(ProxyError::BadUpgrade {
-                server: attempt_lb.servers[attempt_idx].url.clone(),
-            });
-        };
-        if !asked.as_bytes().eq_ignore_ascii_case(got.as_bytes()) {
-            return Err(ProxyError::BadUpgrade {
-                server: attempt_lb.servers[attempt_idx].url.clone(),
-            });
-        }
-        let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        ctx.shared.tunnels.spawn(async move {
-            if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
-                let mut client = TokioIo::new(client);
-                let mut upstream = TokioIo::new(upstream);
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            }
+}
+
+/// A `101 Switching Protocols` answer: accepted only for the protocol the client asked for (Go's reverse
+/// proxy: "backend tried to switch protocol"); an unsolicited 101 would leave the client on a connection
+/// nobody speaks. The two upgraded connections are then joined by a tunnel task.
+fn switch_protocols(
+    mut resp: Response<PooledBody>,
+    asked: Option<(hyper::upgrade::OnUpgrade, HeaderValue)>,
+    server: &Arc<str>,
+    ctx: &ConnCtx,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let switched_to = resp.headers().get(header::UPGRADE);
+    let (Some((client_upgrade, asked)), Some(got)) = (asked, switched_to) else {
+        return Err(ProxyError::BadUpgrade {
+            server: server.clone(),
         });
-        let (parts, body) = resp.into_parts();
-        return Ok(Response::from_parts(parts, ProxyBody::Upstream(body)));
+    };
+    if !asked.as_bytes().eq_ignore_ascii_case(got.as_bytes()) {
+        return Err(ProxyError::BadUpgrade {
+            server: server.clone(),
+        });
     }
-
-    let (mut parts, body) = resp.into_parts();
-    // Our own HTTP version towards the client (RFC 9110 §6.2), not the backend's: an `HTTP/1.0` answer
-    // relayed as such makes an HTTP/1.1 client treat its keep-alive connection as closing.
-    parts.version = client_version;
-    strip_hop_by_hop(&mut parts.headers, false);
-    for v in cookies.iter() {
-        parts.headers.append(header::SET_COOKIE, v.clone());
-    }
+    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+    ctx.shared.tunnels.spawn(async move {
+        if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+    });
+    let (parts, body) = resp.into_parts();
     Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
 }
 

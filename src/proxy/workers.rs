@@ -138,7 +138,57 @@ where
     let (senders, mut receivers): (Vec<_>, Vec<_>) =
         (0..count).map(|_| mpsc::unbounded_channel()).unzip();
     let spread = (count > 1).then(|| Arc::new(Spread::new(senders)));
-    // Each worker gets its own descriptor of every listening socket.
+    let per_worker = sockets_per_worker(count, entry_points)?;
+    let mut threads = Vec::with_capacity(count);
+    let mut accepting = Vec::with_capacity(count);
+    for (i, eps) in per_worker.into_iter().enumerate() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(WorkerError::Thread)?;
+        // Register the sockets with this worker's reactor before the thread starts, so that an error is
+        // reported to the caller rather than logged from a thread.
+        let listeners = {
+            let _guard = rt.enter();
+            register(eps)?
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        accepting.push(done_rx);
+        let worker = Worker {
+            index: i,
+            listeners,
+            stop: stop_accepting.clone(),
+            graceful: graceful.clone(),
+            finish: finish.clone(),
+            handoffs_done: handoffs_done.clone(),
+            spread: spread.clone().map(|s| (s, i)),
+            inbox: std::mem::replace(&mut receivers[i], mpsc::unbounded_channel().1),
+            accepting_stopped: done_tx,
+        };
+        let make_shared = make_shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("swarmgate-w{i}"))
+            .spawn(move || {
+                rt.block_on(worker.run(make_shared.as_ref()));
+                // Dropping the runtime closes whatever connections are still open.
+                drop(rt);
+            })
+            .map_err(WorkerError::Thread)?;
+        threads.push(thread);
+    }
+    Ok(Workers {
+        threads,
+        accepting,
+        handoffs_done,
+        finish,
+    })
+}
+
+/// Each worker's own descriptor of every listening socket (the first worker keeps the originals).
+fn sockets_per_worker(
+    count: usize,
+    entry_points: Vec<EntryPointSpec>,
+) -> Result<Vec<Vec<EntryPointSpec>>, WorkerError> {
     let mut per_worker: Vec<Vec<EntryPointSpec>> = (0..count).map(|_| Vec::new()).collect();
     for ep in entry_points {
         for slot in per_worker.iter_mut().skip(1) {
@@ -161,114 +211,107 @@ where
             first.push(ep);
         }
     }
-    let mut threads = Vec::with_capacity(count);
-    let mut accepting = Vec::with_capacity(count);
-    for (i, eps) in per_worker.into_iter().enumerate() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(WorkerError::Thread)?;
-        // Register the sockets with this worker's reactor before the thread starts, so that an error is
-        // reported to the caller rather than logged from a thread.
-        let listeners = {
-            let _guard = rt.enter();
-            eps.into_iter()
-                .map(|ep| {
-                    let l = tokio::net::TcpListener::from_std(ep.listener).map_err(|source| {
-                        WorkerError::Listener {
-                            name: ep.name.clone(),
-                            source,
-                        }
-                    })?;
-                    Ok(EntryPointListener {
-                        index: ep.index,
-                        name: ep.name,
-                        listener: l,
-                        trusted: ep.trusted,
-                        settings: ep.settings,
-                    })
-                })
-                .collect::<Result<Vec<_>, WorkerError>>()?
-        };
-        let (done_tx, done_rx) = oneshot::channel();
-        accepting.push(done_rx);
-        let make_shared = make_shared.clone();
-        let stop = stop_accepting.clone();
-        let graceful = graceful.clone();
-        let finish = finish.clone();
-        let handoffs_done = handoffs_done.clone();
-        let spread = spread.clone().map(|s| (s, i));
-        let inbox = std::mem::replace(&mut receivers[i], mpsc::unbounded_channel().1);
-        let thread = std::thread::Builder::new()
-            .name(format!("swarmgate-w{i}"))
-            .spawn(move || {
-                rt.block_on(async move {
-                    let shared = match make_shared() {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::error!(worker = i, "worker not started: {e}");
-                            if let Some((s, me)) = &spread {
-                                s.retire(*me);
-                            }
-                            let _ = done_tx.send(());
-                            return;
-                        }
-                    };
-                    let contexts: Vec<EntryPointCtx> = listeners
-                        .iter()
-                        .map(|l| {
-                            let port = l.listener.local_addr().map_or(0, |a| a.port());
-                            EntryPointCtx::new(
-                                l.index,
-                                l.trusted.clone(),
-                                &l.settings,
-                                port,
-                                shared.clone(),
-                                stop.clone(),
-                            )
-                        })
-                        .collect();
-                    let handed = tokio::spawn(serve_handed_off(inbox, contexts, handoffs_done));
-                    tokio::spawn(
-                        shared
-                            .upstreams
-                            .clone()
-                            .sweep_every(SWEEP_PERIOD, finish.clone()),
-                    );
-                    let loops: Vec<_> = listeners
-                        .into_iter()
-                        .map(|l| {
-                            tokio::spawn(listener::serve(
-                                l,
-                                shared.clone(),
-                                stop.clone(),
-                                graceful.clone(),
-                                spread.clone(),
-                            ))
-                        })
-                        .collect();
-                    // Only the accept loops may hold the shutdown handle (see `listener::serve`).
-                    drop(graceful);
-                    for l in loops {
-                        let _ = l.await;
-                    }
-                    let _ = done_tx.send(());
-                    let _ = handed.await;
-                    // Keep serving open connections until the caller has drained them (or given up).
-                    finish.cancelled().await;
-                });
-                // Dropping the runtime closes whatever connections are still open.
-                drop(rt);
+    Ok(per_worker)
+}
+
+/// Registers a worker's sockets with the reactor of the runtime entered by the caller.
+fn register(eps: Vec<EntryPointSpec>) -> Result<Vec<EntryPointListener>, WorkerError> {
+    eps.into_iter()
+        .map(|ep| {
+            let l = tokio::net::TcpListener::from_std(ep.listener).map_err(|source| {
+                WorkerError::Listener {
+                    name: ep.name.clone(),
+                    source,
+                }
+            })?;
+            Ok(EntryPointListener {
+                index: ep.index,
+                name: ep.name,
+                listener: l,
+                trusted: ep.trusted,
+                settings: ep.settings,
             })
-            .map_err(WorkerError::Thread)?;
-        threads.push(thread);
+        })
+        .collect()
+}
+
+/// One worker, ready to run on its thread.
+struct Worker {
+    index: usize,
+    listeners: Vec<EntryPointListener>,
+    stop: CancellationToken,
+    graceful: Arc<GracefulShutdown>,
+    finish: CancellationToken,
+    handoffs_done: CancellationToken,
+    spread: Option<(Arc<Spread>, usize)>,
+    inbox: mpsc::UnboundedReceiver<HandedOff>,
+    accepting_stopped: oneshot::Sender<()>,
+}
+
+impl Worker {
+    /// Builds the worker's state, accepts until told to stop, serves hand-offs, then keeps its open
+    /// connections until the caller has drained them (or given up).
+    async fn run<F, E>(self, make_shared: &F)
+    where
+        F: Fn() -> Result<Arc<Shared>, E>,
+        E: std::fmt::Display,
+    {
+        let shared = match make_shared() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(worker = self.index, "worker not started: {e}");
+                if let Some((s, me)) = &self.spread {
+                    s.retire(*me);
+                }
+                let _ = self.accepting_stopped.send(());
+                return;
+            }
+        };
+        let contexts: Vec<EntryPointCtx> = self
+            .listeners
+            .iter()
+            .map(|l| {
+                let port = l.listener.local_addr().map_or(0, |a| a.port());
+                EntryPointCtx::new(
+                    l.index,
+                    l.trusted.clone(),
+                    &l.settings,
+                    port,
+                    shared.clone(),
+                    self.stop.clone(),
+                )
+            })
+            .collect();
+        let handed = tokio::spawn(serve_handed_off(self.inbox, contexts, self.handoffs_done));
+        tokio::spawn(
+            shared
+                .upstreams
+                .clone()
+                .sweep_every(SWEEP_PERIOD, self.finish.clone()),
+        );
+        let loops: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|l| {
+                tokio::spawn(listener::serve(
+                    l,
+                    shared.clone(),
+                    self.stop.clone(),
+                    self.graceful.clone(),
+                    self.spread.clone(),
+                ))
+            })
+            .collect();
+        // Only the accept loops may hold the shutdown handle (see `listener::serve`).
+        drop(self.graceful);
+        for l in loops {
+            let _ = l.await;
+        }
+        let _ = self.accepting_stopped.send(());
+        let _ = handed.await;
+        // Keep serving open connections until the caller has drained them (or given up).
+        self.finish.cancelled().await;
     }
-    Ok(Workers {
-        threads,
-        accepting,
-        handoffs_done,
-        finish,
-    })
 }
 
 impl Workers {

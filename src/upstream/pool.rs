@@ -1,7 +1,7 @@
 //! Upstream connections: one keep-alive pool per worker thread, keyed by server, with no lock and no
 //! hashing of strings per request.
 //!
-//! Each worker (see [`crate::proxy::workers`]) serves a connection and the upstream connection it uses on the same
+//! Each worker (see the proxy's `workers`) serves a connection and the upstream connection it uses on the same
 //! thread, so the idle connections live in a thread-local map: checking one out or giving it back is a
 //! `RefCell` borrow and a `Vec` push/pop. The key is the address of the server's [`ServerHealth`], which the
 //! table builder keeps across rebuilds for the same (service, URL) — so pooled connections survive a reload
