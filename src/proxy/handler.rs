@@ -123,6 +123,20 @@ pub(crate) struct Seen {
     internal: bool,
 }
 
+impl Seen {
+    /// Notes the route and its service (names only when the access log wants them).
+    fn note_route(&mut self, route: &crate::table::Route, table: &RoutingTable, names: bool) {
+        let svc = table.services.get(route.service);
+        self.internal = matches!(svc.map(|s| &s.kind), Some(ServiceKind::Internal(_)));
+        self.router = route.stats.clone();
+        self.service = svc.and_then(|s| s.stats.clone());
+        if names {
+            self.router_name = Some(route.name.clone());
+            self.service_name = svc.map(|s| s.name.clone());
+        }
+    }
+}
+
 /// The server that answered, set on the response by [`forward`] when the access log is on.
 #[derive(Clone)]
 pub(crate) struct Upstream {
@@ -300,35 +314,40 @@ async fn route_and_forward(
     drop(host);
     let service = route.service;
     if let Some(seen) = seen {
-        let svc = table.services.get(service);
-        seen.internal = matches!(svc.map(|s| &s.kind), Some(ServiceKind::Internal(_)));
-        seen.router = route.stats.clone();
-        seen.service = svc.and_then(|s| s.stats.clone());
-        if ctx.shared.access_logger.is_some() {
-            seen.router_name = Some(route.name.clone());
-            seen.service_name = svc.map(|s| s.name.clone());
-        }
+        seen.note_route(route, &table, ctx.shared.access_logger.is_some());
     }
     // Routes with middlewares run their chain around the service; the others pay one branch.
     if let Some(chain) = &route.middlewares {
-        let terminal = ServeWith { table: &table, ctx };
-        let cx = Cx {
-            conn: &ctx.info,
-            service,
-            terminal: &terminal,
-            upstreams: &ctx.shared.upstreams,
-        };
-        return match chain.run(ctx.body_clock.request(req), &cx).await {
-            Outcome::Done(res) => res,
-            Outcome::Serve(req, pending) => {
-                pending.finish(serve_service(req, &table, service, ctx).await)
-            }
-        };
+        return run_chain(chain, ctx.body_clock.request(req), &table, service, ctx).await;
     }
     if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
         return Ok(ctx.shared.internal.serve(*kind, &req, &table));
     }
     forward(ctx.body_clock.request(req), &table, service, ctx).await
+}
+
+/// Runs a route's middleware chain; a request its steps let through is served here, unboxed, and the
+/// steps' response notes applied. Wrapping steps reach the service through [`ServeWith`].
+async fn run_chain(
+    chain: &crate::middleware::Chain,
+    req: Req,
+    table: &RoutingTable,
+    service: usize,
+    ctx: &ConnCtx,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let terminal = ServeWith { table, ctx };
+    let cx = Cx {
+        conn: &ctx.info,
+        service,
+        terminal: &terminal,
+        upstreams: &ctx.shared.upstreams,
+    };
+    match chain.run(req, &cx).await {
+        Outcome::Done(res) => res,
+        Outcome::Serve(req, pending) => {
+            pending.finish(serve_service(req, table, service, ctx).await)
+        }
+    }
 }
 
 /// Makes the request say one thing to every later reader (routing, middlewares, forwarding, access log):

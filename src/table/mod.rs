@@ -9,7 +9,8 @@
 //!   references exists and was built (once per table, shared by `Arc`); otherwise it is listed in
 //!   [`RoutingTable::status`] with the reason;
 //! - candidates are ordered by (priority desc, name asc), so ties are deterministic;
-//! - per-server health state ([`ServerHealth`]) is shared with the previous table by server identity.
+//! - per-server health state ([`crate::balance::health::ServerHealth`]) is shared with the previous table by
+//!   server identity.
 
 pub mod builder;
 mod compile;
