@@ -10,7 +10,7 @@
 //!   HTTP checker task that writes them;
 //! - [`service`]: the compiled services the table holds (load balancers,
 //!   weighted services, servers), defined here so the pick needs no table;
-//! - [`pick`]: the per-request choice of a server over those services.
+//! - [`mod@pick`]: the per-request choice of a server over those services.
 //!
 //! The table builder constructs a [`WeightedRoundRobin`], a [`StickyTable`] and
 //! a [`CookieSpec`] per service, and carries each server's `Arc<ServerHealth>`

@@ -2,7 +2,7 @@
 //! services over child services (by index into the table's service list), internal services, and each
 //! server's address and shared health.
 //!
-//! Defined here, below the table, so that picking a server ([`super::pick`]) and opening a connection to it
+//! Defined here, below the table, so that picking a server ([`super::pick()`]) and opening a connection to it
 //! (the upstream pool) need nothing from the table; the table module re-exports them.
 
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! normalized and sanitized as Traefik's entrypoint does — no allocation for an ordinary request),
 //! validates and normalizes the host without allocating when it is already lowercase, finds the router
 //! through the table's host index, picks a server
-//! with atomics only ([`crate::balance::pick`]), rewrites headers in place and forwards over this worker's
+//! with atomics only ([`crate::balance::pick()`]), rewrites headers in place and forwards over this worker's
 //! pool ([`crate::upstream::pool`]). No
 //! lock, no logging, and no allocation beyond what hyper needs and the `X-Forwarded-For` join for trusted
 //! peers.
@@ -81,7 +81,7 @@ pub struct ConnCtx {
 
 /// Serves one request; never fails (errors become responses).
 ///
-/// Observability (issue 9): with metrics and the access log off this is one branch more than routing
+/// Observability: with metrics and the access log off this is one branch more than routing
 /// itself; with either on, what routing decided is noted in [`Seen`] and recorded once, at the end.
 pub async fn handle(
     mut req: Request<Incoming>,
