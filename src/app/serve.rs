@@ -56,7 +56,9 @@ pub(super) fn start(
                     server_name: server_name.clone(),
                     response_header_timeout,
                     tunnels: tunnels.clone(),
-                    admin: admin.clone(),
+                    internal: admin.clone(),
+                    access_logger: admin.access_logger.clone(),
+                    metrics: admin.metrics.is_some(),
                 })
             })
         }

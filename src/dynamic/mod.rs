@@ -7,6 +7,8 @@
 //!
 //! It does no I/O and knows nothing of requests.
 
+pub mod snapshot;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

@@ -13,7 +13,7 @@ use regex::Regex;
 
 use super::opts::Opts;
 use super::{request_host, text_response, Cx, Flow, MiddlewareError, Req};
-use crate::proxy::body::ProxyBody;
+use crate::http::body::ProxyBody;
 
 /// Options of Traefik v1/v2 that v3 removed, with what replaces them.
 const REMOVED: &[(&str, &str)] = &[

@@ -30,10 +30,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::body::UpstreamBody;
-use super::pool::{Target, Upstreams};
 use crate::balance::health::{is_healthy_status, CheckTarget, HealthError, Next, ProbePlan};
-use crate::table::UpstreamScheme;
+use crate::balance::UpstreamScheme;
+use crate::http::UpstreamBody;
+use crate::upstream::pool::{Target, Upstreams};
 
 /// The targets the table builder publishes: every checked server of the current table.
 pub type CheckTargets = Arc<Vec<CheckTarget>>;

@@ -16,18 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::compile::{compile, BuildInput, CompileContext, HealthRegistry};
 use super::{RoutingTable, Store, TableStatus};
 use crate::balance::health::CheckTarget;
-use crate::dynamic::Configuration;
 
-/// A provider's output: its latest whole configuration (`None` until its first read).
-pub type Snapshot = Option<Arc<Configuration>>;
-
-/// Receiving end of one provider's snapshots.
-pub struct ProviderFeed {
-    /// Provider name used to qualify its items (`file`, `docker`, `swarm`).
-    pub name: String,
-    /// Its snapshots.
-    pub rx: watch::Receiver<Snapshot>,
-}
+/// Provider snapshots, defined with the configuration model; named here for the code that feeds the builder.
+pub use crate::dynamic::snapshot::{ProviderFeed, Snapshot};
 
 /// Owns the control-plane state of table building.
 pub struct TableBuilder {

@@ -39,8 +39,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::types::CertificateResolver;
+use crate::dynamic::snapshot::{ProviderFeed, Snapshot};
 use crate::dynamic::{CertificateFile, Configuration};
-use crate::table::builder::{ProviderFeed, Snapshot};
 use crate::tls::challenge::SharedChallenges;
 use crate::tls::CertRequest;
 use challenge_store::StoredChallenges;
