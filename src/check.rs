@@ -18,10 +18,10 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::node::{Node, NodeKind};
 use crate::config::StaticConfig;
 use crate::provider::docker::labels::{self, Mode, Workload};
 use crate::provider::docker::{assemble, settings};
+use crate::value::node::{Node, NodeKind};
 
 /// Why a check could not run at all (exit code 2).
 #[derive(Debug, thiserror::Error)]

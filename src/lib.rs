@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! ```text
-//! config/    static configuration: flags, env, files → one tree (node.rs) → typed StaticConfig
+//! value/     the vocabulary config and dynamic share: the configuration tree (node.rs), Go durations
+//! config/    static configuration: flags, env, files → one tree (value::node) → typed StaticConfig
 //! dynamic/   provider-neutral dynamic configuration (routers, services, middlewares, TLS) + item decoder
 //! provider/  sources of dynamic configuration, each publishing whole snapshots (file.rs)
 //! rule/      rule language (v2 and v3) → matcher trees; pure
@@ -40,4 +41,5 @@ pub mod proxy;
 pub mod rule;
 pub mod table;
 pub mod tls;
+pub mod value;
 pub mod whoami;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::node::{decode, DecodeError, Node, NodeKind, Source};
-use crate::config::types::GoDuration;
+use crate::value::node::{decode, DecodeError, Node, NodeKind, Source};
+use crate::value::GoDuration;
 
 /// One provider's whole dynamic configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -708,7 +708,7 @@ fn whole(node: &Node, key: &str, message: &str) -> ItemError {
 fn unknown(node: &Node, path: &str, known: &[&str], parent: &str) -> ItemError {
     let last = path.rsplit('.').next().unwrap_or(path);
     let mut message = "unknown key".to_string();
-    if let Some(near) = crate::config::node::nearest(last, known) {
+    if let Some(near) = crate::value::node::nearest(last, known) {
         let full = if parent.is_empty() {
             near.to_string()
         } else {

@@ -28,12 +28,12 @@ use sha1::{Digest, Sha1};
 
 use super::constraints::Constraint;
 use super::template::{normalize, Model, Template};
-use crate::config::node::{Node, NodeKind, Source};
 use crate::dynamic::{
     decode_configuration, Configuration, DroppedItem, ItemError, ItemKind, LoadBalancer, Server,
     Service, TcpLoadBalancer, TcpServer, TcpService,
 };
 use crate::rule::Syntax;
+use crate::value::node::{Node, NodeKind, Source};
 
 /// Traefik's default `defaultRule`.
 pub const DEFAULT_RULE: &str = "Host(`{{ normalize .Name }}`)";
