@@ -1,5 +1,5 @@
-//! The configuration vocabulary shared by the static ([`crate::config`]) and the dynamic
-//! ([`crate::dynamic`]) configuration: the tree every source is read into ([`node`]), its serde decoder,
+//! The configuration vocabulary shared by the static (`config`) and the dynamic (`dynamic`)
+//! configuration: the tree every source is read into ([`node`]), its serde decoder,
 //! and the value types both models use ([`duration`]).
 //!
 //! It sits below both so that imports point one way: `config` and `dynamic` name `value`, never the other
