@@ -8,6 +8,7 @@ use super::encoding::{
     path_eq, path_has_prefix, query_decode, query_eq, query_pairs, query_valid, routing_path,
 };
 use super::host::wildcard_matches;
+use super::logic::{self, and_of, error, or_of, Logic, Shape};
 use super::parser::{Arg, Call, Expr};
 use super::template::{self, Kind, Template};
 use super::{goregex, ip, RuleError, Syntax};
@@ -278,55 +279,27 @@ impl fmt::Display for Rule {
     }
 }
 
-fn error(col: usize, message: impl Into<String>) -> RuleError {
-    RuleError {
-        column: col,
-        message: message.into(),
-    }
-}
-
-/// Combines children with folding of constants and flattening of same-operator children.
-pub(crate) fn and_of(children: Vec<Matcher>) -> Matcher {
-    let mut out = Vec::with_capacity(children.len());
-    for c in children {
-        match c {
-            Matcher::Always => {}
-            Matcher::Never => return Matcher::Never,
-            Matcher::And(inner) => out.extend(inner.into_vec()),
-            other => out.push(other),
+impl Logic for Matcher {
+    fn into_shape(self) -> Shape<Self> {
+        match self {
+            Matcher::Always => Shape::Always,
+            Matcher::Never => Shape::Never,
+            Matcher::And(ms) => Shape::And(ms),
+            Matcher::Or(ms) => Shape::Or(ms),
+            Matcher::Not(m) => Shape::Not(m),
+            leaf => Shape::Leaf(leaf),
         }
     }
-    match out.len() {
-        0 => Matcher::Always,
-        1 => out.pop().unwrap_or(Matcher::Always),
-        _ => Matcher::And(out.into_boxed_slice()),
-    }
-}
 
-/// See [`and_of`].
-pub(crate) fn or_of(children: Vec<Matcher>) -> Matcher {
-    let mut out = Vec::with_capacity(children.len());
-    for c in children {
-        match c {
-            Matcher::Never => {}
-            Matcher::Always => return Matcher::Always,
-            Matcher::Or(inner) => out.extend(inner.into_vec()),
-            other => out.push(other),
+    fn from_shape(shape: Shape<Self>) -> Self {
+        match shape {
+            Shape::Always => Matcher::Always,
+            Shape::Never => Matcher::Never,
+            Shape::And(ms) => Matcher::And(ms),
+            Shape::Or(ms) => Matcher::Or(ms),
+            Shape::Not(m) => Matcher::Not(m),
+            Shape::Leaf(leaf) => leaf,
         }
-    }
-    match out.len() {
-        0 => Matcher::Never,
-        1 => out.pop().unwrap_or(Matcher::Never),
-        _ => Matcher::Or(out.into_boxed_slice()),
-    }
-}
-
-fn not_of(m: Matcher) -> Matcher {
-    match m {
-        Matcher::Always => Matcher::Never,
-        Matcher::Never => Matcher::Always,
-        Matcher::Not(inner) => *inner,
-        other => Matcher::Not(Box::new(other)),
     }
 }
 
@@ -349,24 +322,9 @@ pub(crate) fn build(expr: &Expr, syntax: Syntax, source: &str) -> Result<Rule, R
 }
 
 fn lower(expr: &Expr, syntax: Syntax, domains: &mut Vec<String>) -> Result<Matcher, RuleError> {
-    Ok(match expr {
-        Expr::And(items) => and_of(
-            items
-                .iter()
-                .map(|e| lower(e, syntax, domains))
-                .collect::<Result<_, _>>()?,
-        ),
-        Expr::Or(items) => or_of(
-            items
-                .iter()
-                .map(|e| lower(e, syntax, domains))
-                .collect::<Result<_, _>>()?,
-        ),
-        Expr::Not(inner) => not_of(lower(inner, syntax, domains)?),
-        Expr::Call(call) => match syntax {
-            Syntax::V3 => lower_v3(call, domains)?,
-            Syntax::V2 => lower_v2(call, domains)?,
-        },
+    logic::lower(expr, &mut |call| match syntax {
+        Syntax::V3 => lower_v3(call, domains),
+        Syntax::V2 => lower_v2(call, domains),
     })
 }
 
@@ -427,21 +385,12 @@ fn absolute_path(name: &str, arg: &Arg) -> Result<(), RuleError> {
 }
 
 fn client_ips(name: &str, args: &[Arg]) -> Result<Matcher, RuleError> {
-    let nets = args
-        .iter()
-        .map(|a| {
-            ip::parse_net(&a.value).ok_or_else(|| {
-                error(
-                    a.col,
-                    format!(
-                        "invalid value `{}` for {name}: expected an IP address (`10.0.0.1`, `::1`) or a CIDR range (`10.0.0.0/8`, `fd00::/8`)",
-                        a.value
-                    ),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Matcher::ClientIp(nets.into_boxed_slice()))
+    let nets = logic::client_ip_nets(
+        name,
+        args,
+        "expected an IP address (`10.0.0.1`, `::1`) or a CIDR range (`10.0.0.0/8`, `fd00::/8`)",
+    )?;
+    Ok(Matcher::ClientIp(nets))
 }
 
 /// The header a `Header`-style matcher reads, or `None` when no request can carry it.
