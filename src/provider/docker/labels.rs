@@ -937,61 +937,79 @@ impl Placed {
     }
 }
 
-/// What completing a protocol's services needs of its service type; HTTP and TCP differ only here.
-trait LabelService {
+/// Fills a load balancer's servers from the workload's addresses (see [`fill_http_servers`]).
+type FillServers<L> =
+    fn(&mut L, &Workload, &Settings, &str, Shorthand) -> Result<(), (String, String)>;
+
+/// What the label function needs of a protocol's service type: its load balancer and that balancer's
+/// servers. HTTP and TCP differ only in the types and in how servers are derived; completing services and
+/// merging workloads are written once over this trait, so a further protocol is one more `impl`.
+trait LabelService: Default + Clone + PartialEq {
+    /// The protocol's `loadBalancer`.
+    type Lb: Default + Clone + PartialEq;
+    /// One of its servers.
+    type Server: Clone;
     /// How a dropped service is reported.
     const KIND: ItemKind;
-    /// The service a workload gets when its labels declare none: one empty load balancer.
-    fn implicit() -> Self;
-    /// Turns the workload's addresses into this service's servers (a no-op for a service that is not a load
-    /// balancer); the error names the label at fault and why.
-    fn fill_servers(
-        &mut self,
-        cx: &Cx<'_>,
-        name: &str,
-        sh: Shorthand,
-    ) -> Result<(), (String, String)>;
-}
+    /// Derives the servers; the error names the label at fault and why.
+    const FILL: FillServers<Self::Lb>;
+    /// The service's load balancer, if it is one.
+    fn lb(&mut self) -> &mut Option<Self::Lb>;
+    /// The balancer's servers.
+    fn servers(lb: &mut Self::Lb) -> &mut Vec<Self::Server>;
+    /// What identifies a server when merging workloads (URL or address).
+    fn server_key(s: &Self::Server) -> &str;
 
-impl LabelService for Service {
-    const KIND: ItemKind = ItemKind::Service;
+    /// The service a workload gets when its labels declare none: one empty load balancer.
     fn implicit() -> Self {
-        Service {
-            load_balancer: Some(LoadBalancer::default()),
-            ..Default::default()
-        }
+        let mut s = Self::default();
+        *s.lb() = Some(Self::Lb::default());
+        s
     }
+
+    /// Turns the workload's addresses into this service's servers (a no-op when it is not a load balancer).
     fn fill_servers(
         &mut self,
         cx: &Cx<'_>,
         name: &str,
         sh: Shorthand,
     ) -> Result<(), (String, String)> {
-        match self.load_balancer.as_mut() {
-            Some(lb) => fill_http_servers(lb, cx.w, cx.s, name, sh),
+        match self.lb().as_mut() {
+            Some(lb) => Self::FILL(lb, cx.w, cx.s, name, sh),
             None => Ok(()),
         }
+    }
+}
+
+impl LabelService for Service {
+    type Lb = LoadBalancer;
+    type Server = Server;
+    const KIND: ItemKind = ItemKind::Service;
+    const FILL: FillServers<LoadBalancer> = fill_http_servers;
+    fn lb(&mut self) -> &mut Option<LoadBalancer> {
+        &mut self.load_balancer
+    }
+    fn servers(lb: &mut LoadBalancer) -> &mut Vec<Server> {
+        &mut lb.servers
+    }
+    fn server_key(s: &Server) -> &str {
+        &s.url
     }
 }
 
 impl LabelService for TcpService {
+    type Lb = TcpLoadBalancer;
+    type Server = TcpServer;
     const KIND: ItemKind = ItemKind::TcpService;
-    fn implicit() -> Self {
-        TcpService {
-            load_balancer: Some(TcpLoadBalancer::default()),
-            ..Default::default()
-        }
+    const FILL: FillServers<TcpLoadBalancer> = fill_tcp_servers;
+    fn lb(&mut self) -> &mut Option<TcpLoadBalancer> {
+        &mut self.load_balancer
     }
-    fn fill_servers(
-        &mut self,
-        cx: &Cx<'_>,
-        name: &str,
-        sh: Shorthand,
-    ) -> Result<(), (String, String)> {
-        match self.load_balancer.as_mut() {
-            Some(lb) => fill_tcp_servers(lb, cx.w, cx.s, name, sh),
-            None => Ok(()),
-        }
+    fn servers(lb: &mut TcpLoadBalancer) -> &mut Vec<TcpServer> {
+        &mut lb.servers
+    }
+    fn server_key(s: &TcpServer) -> &str {
+        &s.address
     }
 }
 
@@ -1387,7 +1405,7 @@ pub fn merge(parts: &[(String, Configuration)]) -> (Configuration, Vec<LabelErro
     let mut seen = Seen::default();
     for (owner, cfg) in parts {
         out.dropped.extend(cfg.dropped.iter().cloned());
-        seen.section(&mut out.http, &cfg.http, HTTP, owner, merge_http_service);
+        seen.section(&mut out.http, &cfg.http, HTTP, owner, merge_service);
         seen.add_all(
             &mut out.http.servers_transports,
             &cfg.http.servers_transports,
@@ -1395,7 +1413,7 @@ pub fn merge(parts: &[(String, Configuration)]) -> (Configuration, Vec<LabelErro
             owner,
             no_merge,
         );
-        seen.section(&mut out.tcp, &cfg.tcp, TCP, owner, merge_tcp_service);
+        seen.section(&mut out.tcp, &cfg.tcp, TCP, owner, merge_service);
         seen.add_all(
             &mut out.tls.stores,
             &cfg.tls.stores,
@@ -1550,41 +1568,27 @@ impl Ord for Rank {
     }
 }
 
-fn merge_http_service(existing: &mut Service, new: &Service) -> bool {
-    let (Some(a), Some(b)) = (existing.load_balancer.as_mut(), new.load_balancer.as_ref()) else {
+/// Two definitions of one service merge when they differ only in their load balancer's servers: the
+/// servers are unioned (by URL or address) into `existing`.
+fn merge_service<S: LabelService>(existing: &mut S, new: &S) -> bool {
+    let (mut rest_a, mut rest_b) = (existing.clone(), new.clone());
+    let (Some(mut a), Some(mut b)) = (rest_a.lb().take(), rest_b.lb().take()) else {
         return false;
     };
-    let same_except_servers = {
-        let mut a2 = a.clone();
-        a2.servers = b.servers.clone();
-        &a2 == b
-            && existing.weighted == new.weighted
-            && existing.mirroring == new.mirroring
-            && existing.failover == new.failover
-    };
-    if !same_except_servers {
+    let new_servers = std::mem::take(S::servers(&mut b));
+    S::servers(&mut a).clear();
+    if rest_a != rest_b || a != b {
         return false;
     }
-    for s in &b.servers {
-        if !a.servers.iter().any(|x| x.url == s.url) {
-            a.servers.push(s.clone());
-        }
-    }
-    true
-}
-
-fn merge_tcp_service(existing: &mut TcpService, new: &TcpService) -> bool {
-    let (Some(a), Some(b)) = (existing.load_balancer.as_mut(), new.load_balancer.as_ref()) else {
-        return false;
-    };
-    let mut a2 = a.clone();
-    a2.servers = b.servers.clone();
-    if &a2 != b || existing.weighted != new.weighted {
-        return false;
-    }
-    for s in &b.servers {
-        if !a.servers.iter().any(|x| x.address == s.address) {
-            a.servers.push(s.clone());
+    if let Some(lb) = existing.lb().as_mut() {
+        let servers = S::servers(lb);
+        for s in new_servers {
+            if !servers
+                .iter()
+                .any(|x| S::server_key(x) == S::server_key(&s))
+            {
+                servers.push(s);
+            }
         }
     }
     true
