@@ -176,21 +176,7 @@ fn translate_flag(
             .is_some_and(|v| v.contains("Name:") || v.contains("name:"))
     {
         seen.entry_points = true;
-        match entry_point(value.as_deref().unwrap_or("")) {
-            Ok((flags, ignored)) => {
-                modern.extend(flags);
-                if !ignored.is_empty() {
-                    deprecations.push(format!(
-                        "flag `{raw}`: ignored v1 entrypoint settings: {}",
-                        ignored.join(" ")
-                    ));
-                }
-            }
-            Err(e) => {
-                deprecations.push(format!("flag `{raw}`: {e}; ignored"));
-                return Flag::Handled;
-            }
-        }
+        return entry_points_flag(raw, value.as_deref().unwrap_or(""), deprecations);
     } else if k == "defaultentrypoints" {
         seen.default_entry_points = true;
         for ep in list().split(',').map(str::trim).filter(|e| !e.is_empty()) {
@@ -212,6 +198,26 @@ fn translate_flag(
         return Flag::Keep;
     }
     Flag::Modern(modern)
+}
+
+/// `--entryPoints='Name:http Address::80 …'`: the entrypoint's modern flags; settings v1 had and we do not
+/// are reported, and an entrypoint that does not translate is reported and left out.
+fn entry_points_flag(raw: &str, value: &str, deprecations: &mut Vec<String>) -> Flag {
+    match entry_point(value) {
+        Ok((flags, ignored)) => {
+            if !ignored.is_empty() {
+                deprecations.push(format!(
+                    "flag `{raw}`: ignored v1 entrypoint settings: {}",
+                    ignored.join(" ")
+                ));
+            }
+            Flag::Modern(flags)
+        }
+        Err(e) => {
+            deprecations.push(format!("flag `{raw}`: {e}; ignored"));
+            Flag::Handled
+        }
+    }
 }
 
 /// v1 tag constraints, joined into one `--providers.docker.constraints` expression; a constraint that does

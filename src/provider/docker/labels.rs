@@ -309,6 +309,47 @@ fn translate_v1(
     out
 }
 
+/// v1 labels that are one modern label under another name: (v1 key, on the router rather than the service's
+/// `loadbalancer`, modern field).
+const V1_RENAMES: &[(&str, bool, &str)] = &[
+    ("traefik.port", false, "server.port"),
+    ("traefik.protocol", false, "server.scheme"),
+    ("traefik.weight", false, "server.weight"),
+    (
+        "traefik.backend.healthcheck.path",
+        false,
+        "healthcheck.path",
+    ),
+    (
+        "traefik.backend.healthcheck.interval",
+        false,
+        "healthcheck.interval",
+    ),
+    (
+        "traefik.backend.healthcheck.timeout",
+        false,
+        "healthcheck.timeout",
+    ),
+    (
+        "traefik.backend.healthcheck.port",
+        false,
+        "healthcheck.port",
+    ),
+    (
+        "traefik.backend.healthcheck.scheme",
+        false,
+        "healthcheck.scheme",
+    ),
+    (
+        "traefik.backend.healthcheck.hostname",
+        false,
+        "healthcheck.hostname",
+    ),
+    ("traefik.frontend.entrypoints", true, "entryPoints"),
+    ("traefik.frontend.priority", true, "priority"),
+    ("traefik.frontend.passhostheader", false, "passHostHeader"),
+];
+
 /// The state of one workload's v1 translation: the names v1 derived from the backend, the entries and
 /// middlewares produced so far.
 struct V1Translation<'a> {
@@ -369,7 +410,8 @@ impl<'a> V1Translation<'a> {
             .push(format!("{owner}: label `{written}` is Traefik v1{what}"));
     }
 
-    /// One v1 label (lower-cased key `lk`).
+    /// One v1 label (lower-cased key `lk`): a one-to-one rename ([`V1_RENAMES`]), or one of the labels that
+    /// build middlewares, stickiness or notes.
     fn label(
         &mut self,
         lk: &str,
@@ -378,69 +420,27 @@ impl<'a> V1Translation<'a> {
         s: &Settings,
         errors: &mut Vec<LabelError>,
     ) {
-        let (svc, rtr, backend) = (self.svc.clone(), self.rtr.clone(), self.backend.clone());
-        let value = value.to_string();
+        if let Some((_, on_router, field)) = V1_RENAMES.iter().find(|(k, _, _)| *k == lk) {
+            let base = if *on_router { &self.rtr } else { &self.svc };
+            self.push(format!("{base}.{field}"), value.to_string(), written);
+            return;
+        }
+        let backend = self.backend.clone();
         match lk {
-            "traefik.port" => self.push(format!("{svc}.server.port"), value, written),
-            "traefik.protocol" => self.push(format!("{svc}.server.scheme"), value, written),
-            "traefik.weight" => self.push(format!("{svc}.server.weight"), value, written),
             "traefik.backend" => self.note(written, &format!("; the service is named `{backend}`")),
             "traefik.backend.loadbalancer.swarm" => self.note(
                 written,
                 &format!("; read as `traefik.{}.lbswarm={value}`", s.namespace),
             ),
-            "traefik.backend.loadbalancer.sticky" => {
-                if parse_bool(&value) == Some(true) {
-                    self.push(
-                        format!("{svc}.sticky.cookie.name"),
-                        "_TRAEFIK_BACKEND".into(),
-                        written,
-                    );
-                }
-            }
-            "traefik.backend.loadbalancer.stickiness" => {
-                if parse_bool(&value) == Some(true) {
-                    let name = match self
-                        .v1
-                        .get("traefik.backend.loadbalancer.stickiness.cookiename")
-                    {
-                        Some((_, n)) if !n.is_empty() => n.clone(),
-                        _ => v1_cookie_name(&backend),
-                    };
-                    self.push(format!("{svc}.sticky.cookie.name"), name, written);
-                }
+            "traefik.backend.loadbalancer.sticky" | "traefik.backend.loadbalancer.stickiness" => {
+                self.sticky(lk, value, written)
             }
             "traefik.backend.loadbalancer.stickiness.cookiename" => {}
             "traefik.backend.loadbalancer.method" => self.note(
                 written,
                 " and has no v2 equivalent (weighted round robin is used)",
             ),
-            "traefik.backend.healthcheck.path" => {
-                self.push(format!("{svc}.healthcheck.path"), value, written)
-            }
-            "traefik.backend.healthcheck.interval" => {
-                self.push(format!("{svc}.healthcheck.interval"), value, written)
-            }
-            "traefik.backend.healthcheck.timeout" => {
-                self.push(format!("{svc}.healthcheck.timeout"), value, written)
-            }
-            "traefik.backend.healthcheck.port" => {
-                self.push(format!("{svc}.healthcheck.port"), value, written)
-            }
-            "traefik.backend.healthcheck.scheme" => {
-                self.push(format!("{svc}.healthcheck.scheme"), value, written)
-            }
-            "traefik.backend.healthcheck.hostname" => {
-                self.push(format!("{svc}.healthcheck.hostname"), value, written)
-            }
-            "traefik.frontend.rule" => self.frontend_rule(&value, written, errors),
-            "traefik.frontend.entrypoints" => {
-                self.push(format!("{rtr}.entryPoints"), value, written)
-            }
-            "traefik.frontend.priority" => self.push(format!("{rtr}.priority"), value, written),
-            "traefik.frontend.passhostheader" => {
-                self.push(format!("{svc}.passHostHeader"), value, written)
-            }
+            "traefik.frontend.rule" => self.frontend_rule(value, written, errors),
             "traefik.frontend.redirect.entrypoint" => {
                 let scheme = if value.to_ascii_lowercase().contains("http")
                     && !value.eq_ignore_ascii_case("https")
@@ -458,31 +458,56 @@ impl<'a> V1Translation<'a> {
             }
             "traefik.frontend.redirect.permanent" => self.push(
                 format!("traefik.http.middlewares.{backend}-redirect.redirectScheme.permanent"),
-                value,
+                value.to_string(),
                 written,
             ),
             "traefik.frontend.auth.basic.users" | "traefik.frontend.auth.basic" => {
-                for (i, u) in value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|u| !u.is_empty())
-                    .enumerate()
-                {
-                    self.push(
-                        format!("traefik.http.middlewares.{backend}-auth.basicAuth.users[{i}]"),
-                        u.to_string(),
-                        written,
-                    );
-                }
-                let at = usize::from(
-                    self.middlewares
-                        .first()
-                        .is_some_and(|m| m.ends_with("-redirect")),
-                );
-                self.middlewares.insert(at, format!("{backend}-auth"));
+                self.basic_auth(value, written)
             }
             _ => self.note(written, " and is not translated; it has no effect"),
         }
+    }
+
+    /// v1 stickiness: `sticky` used the fixed cookie `_TRAEFIK_BACKEND`, `stickiness` a named or generated one.
+    fn sticky(&mut self, lk: &str, value: &str, written: &str) {
+        if parse_bool(value) != Some(true) {
+            return;
+        }
+        let name = if lk == "traefik.backend.loadbalancer.sticky" {
+            "_TRAEFIK_BACKEND".to_string()
+        } else {
+            match self
+                .v1
+                .get("traefik.backend.loadbalancer.stickiness.cookiename")
+            {
+                Some((_, n)) if !n.is_empty() => n.clone(),
+                _ => v1_cookie_name(&self.backend),
+            }
+        };
+        self.push(format!("{}.sticky.cookie.name", self.svc), name, written);
+    }
+
+    /// v1 basic auth: a `basicAuth` middleware, placed after the redirect (if any) and before the others.
+    fn basic_auth(&mut self, value: &str, written: &str) {
+        let backend = self.backend.clone();
+        for (i, u) in value
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .enumerate()
+        {
+            self.push(
+                format!("traefik.http.middlewares.{backend}-auth.basicAuth.users[{i}]"),
+                u.to_string(),
+                written,
+            );
+        }
+        let at = usize::from(
+            self.middlewares
+                .first()
+                .is_some_and(|m| m.ends_with("-redirect")),
+        );
+        self.middlewares.insert(at, format!("{backend}-auth"));
     }
 
     /// `traefik.frontend.rule`: the router's rule, and the middlewares v1 folded into its modifiers. A rule that
