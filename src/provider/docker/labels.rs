@@ -734,13 +734,8 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
     let udp_declared =
         !declared("udp", "routers").is_empty() || !declared("udp", "services").is_empty();
     if tcp_declared {
-        let services = complete_services(
-            &mut cfg.tcp.services,
-            "tcp",
-            &mut placed,
-            &cx,
-            &mut b.errors,
-        );
+        let services =
+            complete_services(&mut cfg.tcp.services, TCP, &mut placed, &cx, &mut b.errors);
         complete_tcp_routers(&mut cfg.tcp, &services, &cx, &mut b.errors);
     }
     if udp_declared {
@@ -752,7 +747,7 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
     if !((tcp_declared || udp_declared) && !http_declared) {
         let services = complete_services(
             &mut cfg.http.services,
-            "http",
+            HTTP,
             &mut placed,
             &cx,
             &mut b.errors,
@@ -974,8 +969,6 @@ trait LabelService: Default + Clone + PartialEq {
     type Lb: Default + Clone + PartialEq;
     /// One of its servers.
     type Server: Clone;
-    /// How a dropped service is reported.
-    const KIND: ItemKind;
     /// Derives the servers; the error names the label at fault and why.
     const FILL: FillServers<Self::Lb>;
     /// The service's load balancer, if it is one.
@@ -1009,7 +1002,6 @@ trait LabelService: Default + Clone + PartialEq {
 impl LabelService for Service {
     type Lb = LoadBalancer;
     type Server = Server;
-    const KIND: ItemKind = ItemKind::Service;
     const FILL: FillServers<LoadBalancer> = fill_http_servers;
     fn lb(&mut self) -> &mut Option<LoadBalancer> {
         &mut self.load_balancer
@@ -1025,7 +1017,6 @@ impl LabelService for Service {
 impl LabelService for TcpService {
     type Lb = TcpLoadBalancer;
     type Server = TcpServer;
-    const KIND: ItemKind = ItemKind::TcpService;
     const FILL: FillServers<TcpLoadBalancer> = fill_tcp_servers;
     fn lb(&mut self) -> &mut Option<TcpLoadBalancer> {
         &mut self.load_balancer
@@ -1043,12 +1034,12 @@ impl LabelService for TcpService {
 /// the implicit one), which routers without `service` are bound against.
 fn complete_services<S: LabelService>(
     services: &mut BTreeMap<String, S>,
-    proto: &str,
+    proto: Proto,
     placed: &mut Placed,
     cx: &Cx<'_>,
     errors: &mut Vec<LabelError>,
 ) -> Vec<String> {
-    let mut declared = placed.declared(proto, "services");
+    let mut declared = placed.declared(proto.key, "services");
     if declared.is_empty() {
         let name = normalize(&cx.w.name);
         declared.push(name.clone());
@@ -1058,14 +1049,14 @@ fn complete_services<S: LabelService>(
     for name in names {
         let sh = placed
             .shorthand
-            .remove(&(proto.to_string(), name.clone()))
+            .remove(&(proto.key.to_string(), name.clone()))
             .unwrap_or_default();
         let Some(svc) = services.get_mut(&name) else {
             continue;
         };
         if let Err(e) = svc.fill_servers(cx, &name, sh) {
             services.remove(&name);
-            errors.push(cx.error(S::KIND, name, e));
+            errors.push(cx.error(proto.service, name, e));
         }
     }
     declared
@@ -1074,21 +1065,20 @@ fn complete_services<S: LabelService>(
 /// Checks every router of a section with `check`, dropping (and reporting) the ones it refuses.
 fn retain_routers<R>(
     routers: &mut BTreeMap<String, R>,
-    proto: &str,
-    kind: ItemKind,
+    proto: Proto,
     cx: &Cx<'_>,
     errors: &mut Vec<LabelError>,
     mut check: impl FnMut(&str, &mut R) -> Result<(), (String, String)>,
 ) {
     let names: Vec<String> = routers.keys().cloned().collect();
     for name in names {
-        let label = format!("traefik.{proto}.routers.{name}");
+        let label = format!("traefik.{}.routers.{name}", proto.key);
         let Some(r) = routers.get_mut(&name) else {
             continue;
         };
         if let Err(e) = check(&label, r) {
             routers.remove(&name);
-            errors.push(cx.error(kind, name, e));
+            errors.push(cx.error(proto.router, name, e));
         }
     }
 }
@@ -1138,37 +1128,30 @@ fn complete_tcp_routers(
     errors: &mut Vec<LabelError>,
 ) {
     let kept = &tcp.services;
-    retain_routers(
-        &mut tcp.routers,
-        "tcp",
-        ItemKind::TcpRouter,
-        cx,
-        errors,
-        |label, r| {
-            bind_service(&mut r.service, services, label, "TCP ")?;
-            if r.rule.trim().is_empty() {
-                return Err((
-                    format!("{label}.rule"),
-                    "a TCP router needs a rule (e.g. ``HostSNI(`*`)``)".into(),
-                ));
-            }
-            let syntax = r
-                .rule_syntax
-                .as_deref()
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(cx.s.default_syntax);
-            if let Err(e) = crate::rule::parse_tcp(&r.rule, syntax) {
-                return Err((format!("{label}.rule"), format!("rule `{}`: {e}", r.rule)));
-            }
-            service_kept(
-                &r.service,
-                kept.contains_key(&r.service),
-                services,
-                label,
-                "TCP ",
-            )
-        },
-    );
+    retain_routers(&mut tcp.routers, TCP, cx, errors, |label, r| {
+        bind_service(&mut r.service, services, label, "TCP ")?;
+        if r.rule.trim().is_empty() {
+            return Err((
+                format!("{label}.rule"),
+                "a TCP router needs a rule (e.g. ``HostSNI(`*`)``)".into(),
+            ));
+        }
+        let syntax = r
+            .rule_syntax
+            .as_deref()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(cx.s.default_syntax);
+        if let Err(e) = crate::rule::parse_tcp(&r.rule, syntax) {
+            return Err((format!("{label}.rule"), format!("rule `{}`: {e}", r.rule)));
+        }
+        service_kept(
+            &r.service,
+            kept.contains_key(&r.service),
+            services,
+            label,
+            "TCP ",
+        )
+    });
 }
 
 /// A workload without router labels gets one router named after it, unless it has several services (which
@@ -1201,45 +1184,37 @@ fn complete_http_routers(
     errors: &mut Vec<LabelError>,
 ) {
     let (kept_services, kept_middlewares) = (&http.services, &http.middlewares);
-    retain_routers(
-        &mut http.routers,
-        "http",
-        ItemKind::Router,
-        cx,
-        errors,
-        |label, r| {
-            if r.rule.trim().is_empty() {
-                r.rule = default_rule(cx, label)?;
+    retain_routers(&mut http.routers, HTTP, cx, errors, |label, r| {
+        if r.rule.trim().is_empty() {
+            r.rule = default_rule(cx, label)?;
+        }
+        bind_service(&mut r.service, services, label, "")?;
+        let syntax = match r.rule_syntax.as_deref() {
+            None | Some("") => cx.s.default_syntax,
+            Some(x) => x
+                .parse::<Syntax>()
+                .map_err(|e| (format!("{label}.ruleSyntax"), e.to_string()))?,
+        };
+        if let Err(e) = crate::rule::parse(&r.rule, syntax) {
+            return Err((format!("{label}.rule"), format!("rule `{}`: {e}", r.rule)));
+        }
+        service_kept(
+            &r.service,
+            kept_services.contains_key(&r.service),
+            services,
+            label,
+            "",
+        )?;
+        for m in &r.middlewares {
+            if !m.contains('@') && !kept_middlewares.contains_key(m) && middlewares.contains(m) {
+                return Err((
+                    format!("{label}.middlewares"),
+                    format!("its middleware `{m}` was dropped"),
+                ));
             }
-            bind_service(&mut r.service, services, label, "")?;
-            let syntax = match r.rule_syntax.as_deref() {
-                None | Some("") => cx.s.default_syntax,
-                Some(x) => x
-                    .parse::<Syntax>()
-                    .map_err(|e| (format!("{label}.ruleSyntax"), e.to_string()))?,
-            };
-            if let Err(e) = crate::rule::parse(&r.rule, syntax) {
-                return Err((format!("{label}.rule"), format!("rule `{}`: {e}", r.rule)));
-            }
-            service_kept(
-                &r.service,
-                kept_services.contains_key(&r.service),
-                services,
-                label,
-                "",
-            )?;
-            for m in &r.middlewares {
-                if !m.contains('@') && !kept_middlewares.contains_key(m) && middlewares.contains(m)
-                {
-                    return Err((
-                        format!("{label}.middlewares"),
-                        format!("its middleware `{m}` was dropped"),
-                    ));
-                }
-            }
-            Ok(())
-        },
-    );
+        }
+        Ok(())
+    });
 }
 
 /// `defaultRule` rendered for this workload; an empty rendering is an error (it would match nothing).
