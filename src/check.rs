@@ -270,89 +270,18 @@ pub fn check_text(
         )));
     };
     let mut lines = Vec::new();
-    let flags: Vec<String> = if flags.is_empty() {
-        let proxy = services.iter().find(|(_, s)| {
-            s.get("image")
-                .and_then(Node::as_str)
-                .is_some_and(is_proxy_image)
-        });
-        match proxy {
-            Some((n, s)) => {
-                let cmd: Vec<String> = command_of(s.get("command"))
-                    .into_iter()
-                    .filter(|a| a.starts_with('-'))
-                    .collect();
-                lines.push(format!(
-                    "info: provider flags taken from service `{n}`'s command"
-                ));
-                cmd
-            }
-            None => Vec::new(),
-        }
-    } else {
-        flags.to_vec()
-    };
+    let flags = provider_flags(services, flags, &mut lines);
     let loaded = crate::config::load(&flags, &[])?;
     for w in &loaded.warnings {
         lines.push(format!("warning: {w}"));
     }
     let cfg: StaticConfig = loaded.config;
-    let (provider, pcfg) = match (&cfg.providers.swarm, &cfg.providers.docker) {
-        (Some(s), _) => ("swarm", s.clone()),
-        (None, Some(d)) => ("docker", d.clone()),
-        (None, None) => {
-            let swarmy = services
-                .iter()
-                .any(|(_, s)| s.get("deploy").and_then(|d| d.get("labels")).is_some());
-            lines.push(format!("warning: no Docker provider in the flags; checking as `--providers.{}` with defaults", if swarmy { "swarm" } else { "docker" }));
-            (if swarmy { "swarm" } else { "docker" }, Default::default())
-        }
-    };
+    let (provider, pcfg) = provider_of(&cfg, services, &mut lines);
     let (mode, settings) = settings(provider, &pcfg, &cfg)?;
-    let mut workloads = Vec::new();
-    for (svc_name, svc) in services {
-        let lab = match mode {
-            Mode::Swarm => labels_of(svc.get("deploy").and_then(|d| d.get("labels"))),
-            Mode::Containers => labels_of(svc.get("labels")),
-        };
-        if mode == Mode::Swarm
-            && !svc
-                .get("labels")
-                .map(|l| labels_of(Some(l)))
-                .unwrap_or_default()
-                .keys()
-                .all(|k| !k.starts_with("traefik."))
-        {
-            lines.push(format!("warning: service `{svc_name}`: traefik labels under `labels:` are container labels and are ignored in Swarm mode; use `deploy.labels`"));
-        }
-        let full = match mode {
-            Mode::Swarm => format!("{name}_{svc_name}"),
-            Mode::Containers => format!("{svc_name}_{name}"),
-        };
-        let mut w = Workload {
-            name: full.clone(),
-            container_name: full,
-            labels: lab,
-            exposed_ports: if mode == Mode::Containers {
-                ports_of(svc)
-            } else {
-                Vec::new()
-            },
-            addresses: vec![svc_name.clone()],
-        };
-        match labels::options(&w, &settings) {
-            Ok(o) if o.enable => workloads.push(std::mem::take(&mut w)),
-            Ok(o) => {
-                if w.labels.keys().any(|k| k.starts_with("traefik.")) {
-                    lines.push(format!(
-                        "info: service `{svc_name}` skipped: {}",
-                        o.skipped.unwrap_or_default()
-                    ));
-                }
-            }
-            Err(e) => lines.push(format!("error: {e}")),
-        }
-    }
+    let workloads: Vec<Workload> = services
+        .iter()
+        .filter_map(|(svc_name, svc)| workload_of(svc_name, svc, name, mode, &settings, &mut lines))
+        .collect();
     let assembled = assemble(&workloads, &settings);
     let mut ok = !lines.iter().any(|l| l.starts_with("error:"));
     for n in &assembled.notes {
@@ -366,6 +295,113 @@ pub fn check_text(
     ok &= all_ok;
     lines.extend(more);
     Ok(Report { rawdata, lines, ok })
+}
+
+/// The static flags to check with: the given ones, else the `-` arguments of the stack's Traefik (or
+/// swarmgate) service's `command`.
+fn provider_flags(
+    services: &[(String, Node)],
+    flags: &[String],
+    lines: &mut Vec<String>,
+) -> Vec<String> {
+    if !flags.is_empty() {
+        return flags.to_vec();
+    }
+    let proxy = services.iter().find(|(_, s)| {
+        s.get("image")
+            .and_then(Node::as_str)
+            .is_some_and(is_proxy_image)
+    });
+    match proxy {
+        Some((n, s)) => {
+            let cmd: Vec<String> = command_of(s.get("command"))
+                .into_iter()
+                .filter(|a| a.starts_with('-'))
+                .collect();
+            lines.push(format!(
+                "info: provider flags taken from service `{n}`'s command"
+            ));
+            cmd
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The provider the flags configure; without one, `swarm` when the stack has `deploy.labels`, else
+/// `docker`, with defaults (and a warning saying so).
+fn provider_of(
+    cfg: &StaticConfig,
+    services: &[(String, Node)],
+    lines: &mut Vec<String>,
+) -> (&'static str, crate::config::types::DockerProvider) {
+    match (&cfg.providers.swarm, &cfg.providers.docker) {
+        (Some(s), _) => ("swarm", s.clone()),
+        (None, Some(d)) => ("docker", d.clone()),
+        (None, None) => {
+            let swarmy = services
+                .iter()
+                .any(|(_, s)| s.get("deploy").and_then(|d| d.get("labels")).is_some());
+            lines.push(format!("warning: no Docker provider in the flags; checking as `--providers.{}` with defaults", if swarmy { "swarm" } else { "docker" }));
+            (if swarmy { "swarm" } else { "docker" }, Default::default())
+        }
+    }
+}
+
+/// One compose service as the provider would see it, named as the stack `name` deploys it; `None` when
+/// the provider would skip it (said in `lines` when it has Traefik labels) or its options are invalid.
+fn workload_of(
+    svc_name: &str,
+    svc: &Node,
+    name: &str,
+    mode: Mode,
+    settings: &labels::Settings,
+    lines: &mut Vec<String>,
+) -> Option<Workload> {
+    let lab = match mode {
+        Mode::Swarm => labels_of(svc.get("deploy").and_then(|d| d.get("labels"))),
+        Mode::Containers => labels_of(svc.get("labels")),
+    };
+    if mode == Mode::Swarm
+        && !svc
+            .get("labels")
+            .map(|l| labels_of(Some(l)))
+            .unwrap_or_default()
+            .keys()
+            .all(|k| !k.starts_with("traefik."))
+    {
+        lines.push(format!("warning: service `{svc_name}`: traefik labels under `labels:` are container labels and are ignored in Swarm mode; use `deploy.labels`"));
+    }
+    let full = match mode {
+        Mode::Swarm => format!("{name}_{svc_name}"),
+        Mode::Containers => format!("{svc_name}_{name}"),
+    };
+    let w = Workload {
+        name: full.clone(),
+        container_name: full,
+        labels: lab,
+        exposed_ports: if mode == Mode::Containers {
+            ports_of(svc)
+        } else {
+            Vec::new()
+        },
+        addresses: vec![svc_name.to_string()],
+    };
+    match labels::options(&w, settings) {
+        Ok(o) if o.enable => Some(w),
+        Ok(o) => {
+            if w.labels.keys().any(|k| k.starts_with("traefik.")) {
+                lines.push(format!(
+                    "info: service `{svc_name}` skipped: {}",
+                    o.skipped.unwrap_or_default()
+                ));
+            }
+            None
+        }
+        Err(e) => {
+            lines.push(format!("error: {e}"));
+            None
+        }
+    }
 }
 
 /// Reads and checks a file; `env` is the process environment in the binary.
