@@ -28,9 +28,10 @@
 //!            health state and the pure parts of active checks (probe URL, redirects, verdict); pure
 //! http/      request-path vocabulary: bodies, ProxyError and its one status mapping, ConnInfo, Terminal
 //! metrics.rs Prometheus registry and the typed per-request handles the hot path increments
-//! config/    static configuration: flags, env, files → one tree (node.rs) → typed StaticConfig
+//! config/    static configuration: flags, env, files → one tree (value::node) → typed StaticConfig
 //! dynamic/   provider-neutral dynamic configuration (routers, services, middlewares, TLS) + item decoder;
 //!            snapshot.rs: what providers publish
+//! value/     the vocabulary config and dynamic share: the configuration tree (node.rs), Go durations
 //! backoff.rs jittered exponential backoff (Docker reconnects, ACME retries)
 //! whoami.rs  the test backend used by the demo, tests and benches
 //! fuzzing.rs invariant checks over untrusted input, run by the fuzz targets and the corpus replay test
@@ -64,4 +65,5 @@ pub mod supervisor;
 pub mod table;
 pub mod tls;
 pub mod upstream;
+pub mod value;
 pub mod whoami;
