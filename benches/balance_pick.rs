@@ -19,6 +19,14 @@
 //! regression in latency for every route. Numbers are evidence for the docs,
 //! not pass/fail thresholds.
 
+// Benchmark code: a failed unwrap, expect or index aborts the measurement on purpose; setup may use std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};

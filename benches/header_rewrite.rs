@@ -12,6 +12,14 @@
 //! request in callgrind. Each iteration includes cloning the input map, measured alone as
 //! `header_rewrite/clone_only` so that it can be subtracted.
 
+// Benchmark code: a failed unwrap, expect or index aborts the measurement on purpose; setup may use std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 use swarmgate::proxy::forward::{sanitize_at_entry, set_forwarded, strip_hop_by_hop, ForwardInfo};

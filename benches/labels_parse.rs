@@ -8,6 +8,14 @@
 //!
 //! Run: `cargo bench --bench labels_parse`. Each service has 3 task addresses.
 
+// Benchmark code: a failed unwrap, expect or index aborts the measurement on purpose; setup may use std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 

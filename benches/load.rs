@@ -27,6 +27,14 @@
 //! flight at the end are allowed to finish (bounded by `--timeout`) but not counted. Bench code: failures to
 //! set up (bad arguments, no runtime) exit with a message; failures during the run are counted, never fatal.
 
+// Benchmark code: a failed unwrap, expect or index aborts the measurement on purpose; setup may use std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;

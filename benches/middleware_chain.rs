@@ -17,6 +17,14 @@
 //! Why: middlewares run on almost every real router; this puts a number on "built once, walked per request"
 //! and shows the no-middleware path is not taxed by their existence.
 
+// Benchmark code: a failed unwrap, expect or index aborts the measurement on purpose; setup may use std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

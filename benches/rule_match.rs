@@ -10,6 +10,14 @@
 //! timed too, as a control-plane reference (it runs once per router per configuration change).
 //! How many routers are searched (10 / 1,000 / 10,000) is the table's bench, not this one.
 
+// Benchmark code: a failed unwrap, expect or index aborts the measurement on purpose; setup may use std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue, Method};
 use std::hint::black_box;

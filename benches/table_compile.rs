@@ -5,6 +5,14 @@
 //! - `compile/N`: building the whole table from N routers and services, cold (no state carried from a
 //!   previous build): the control-plane cost of one configuration change on a large stack.
 
+// Benchmark code: a failed unwrap, expect or index aborts the measurement on purpose; setup may use std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs the system tools the tests use (as root, with apt),
-# then runs every unit and integration test with cargo-nextest (or cargo test when nextest is missing).
+# checks that a Docker engine answers (SWARMGATE_SKIP_DOCKER_TESTS=1 skips the Docker tests instead), then runs
+# every unit and integration test with cargo-nextest (or cargo test when nextest is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,9 @@ if [ "${#need[@]}" -gt 0 ]; then
     echo "missing tools: ${need[*]} (install them, or run as root with apt)" >&2
   fi
 fi
+
+# The Docker tests fail without an engine; say so now rather than after the build.
+./scripts/docker-check.sh
 
 if cargo nextest --version >/dev/null 2>&1; then
   # Benches are built by `cargo clippy --all-targets` in CI; they are measurements, not tests.

@@ -3,9 +3,11 @@
 //!
 //! The request path builds a [`Record`] only when access logging is on, applies the filters there (so
 //! filtered requests cost nothing more), and hands the record to a bounded channel with `try_send`: when the
-//! writer falls behind, records are dropped and counted ([`AccessLogger::dropped`]), never waited for. One
-//! writer task formats and writes; it flushes when the channel is empty, and reopens the log file on SIGUSR1
-//! (logrotate's `postrotate kill -USR1`).
+//! writer falls behind, records are dropped and counted ([`AccessLogger::dropped`], logged at shutdown),
+//! never waited for. One writer on its own OS thread (file writes block; they must not stall a runtime
+//! worker) formats and writes; it flushes when the channel is empty, and reopens the log file on SIGUSR1
+//! (logrotate's `postrotate kill -USR1`). The app supervises the thread through [`Writer`] and closes it
+//! after the last request has drained ([`AccessLogger::close`]).
 //!
 //! Formats, as Traefik writes them (`pkg/middlewares/accesslog`):
 //! - `common`: `<ClientHost> - <ClientUsername> [<StartUTC>] "<RequestMethod> <RequestPath> <RequestProtocol>"
@@ -22,13 +24,13 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, Version};
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::types::AccessLog as AccessLogConfig;
@@ -49,6 +51,12 @@ pub enum AccessLogError {
         key: String,
         /// The value given.
         value: String,
+    },
+    /// The writer thread could not be started.
+    #[error("accessLog: cannot start the writer thread: {source}")]
+    Thread {
+        /// The OS error.
+        source: std::io::Error,
     },
     /// `accessLog.filePath` cannot be opened for appending.
     #[error("accessLog.filePath {path}: {source}")]
@@ -421,12 +429,20 @@ fn authority_port(host: &str) -> (&str, &str) {
     }
 }
 
-/// Formats one line (with its newline). Pure: the writer task and the tests call it.
+/// Formats one line (with its newline). Pure: the writer thread and the tests call it.
 pub fn format_line(s: &Settings, r: &Record) -> String {
     let client_host = r
         .forwarded_for
         .clone()
         .unwrap_or_else(|| r.client_ip.to_string());
+    match s.format {
+        Format::Common | Format::GenericClf => clf_line(s, r, client_host),
+        Format::Json => json_line(s, r, client_host),
+    }
+}
+
+/// `common` and `genericCLF` lines; dropped fields are written as `-`.
+fn clf_line(s: &Settings, r: &Record, client_host: String) -> String {
     let header = |name: &str| {
         r.headers
             .iter()
@@ -435,163 +451,211 @@ pub fn format_line(s: &Settings, r: &Record) -> String {
     };
     let keep = |f: &str| s.keeps(f);
     let dash = |f: &str, v: String| if keep(f) { v } else { "-".to_string() };
-    match s.format {
-        Format::Common | Format::GenericClf => {
-            let mut line = format!(
-                "{} - {} [{}] \"{} {} {}\" {} {} {} {}",
-                dash("ClientHost", client_host),
-                "-",
-                if keep("StartUTC") {
-                    clf_time(r.start)
-                } else {
-                    "-".into()
-                },
-                dash("RequestMethod", r.method.to_string()),
-                dash("RequestPath", r.path.clone()),
-                dash("RequestProtocol", version_str(r.version).to_string()),
-                dash("DownstreamStatus", r.status.to_string()),
-                dash("DownstreamContentSize", r.response_size.to_string()),
-                quoted(header("Referer")),
-                quoted(header("User-Agent")),
-            );
-            if s.format == Format::Common {
-                line.push_str(&format!(
-                    " {} {} {} {}ms",
-                    dash("RequestCount", r.count.to_string()),
-                    if keep("RouterName") {
-                        quoted(r.router.as_deref())
-                    } else {
-                        "\"-\"".into()
-                    },
-                    if keep("ServiceURL") {
-                        quoted(r.server_url.as_deref())
-                    } else {
-                        "\"-\"".into()
-                    },
-                    if keep("Duration") {
-                        r.duration.as_millis()
-                    } else {
-                        0
-                    }
-                ));
+    let mut line = format!(
+        "{} - {} [{}] \"{} {} {}\" {} {} {} {}",
+        dash("ClientHost", client_host),
+        "-",
+        if keep("StartUTC") {
+            clf_time(r.start)
+        } else {
+            "-".into()
+        },
+        dash("RequestMethod", r.method.to_string()),
+        dash("RequestPath", r.path.clone()),
+        dash("RequestProtocol", version_str(r.version).to_string()),
+        dash("DownstreamStatus", r.status.to_string()),
+        dash("DownstreamContentSize", r.response_size.to_string()),
+        quoted(header("Referer")),
+        quoted(header("User-Agent")),
+    );
+    if s.format == Format::Common {
+        line.push_str(&format!(
+            " {} {} {} {}ms",
+            dash("RequestCount", r.count.to_string()),
+            if keep("RouterName") {
+                quoted(r.router.as_deref())
+            } else {
+                "\"-\"".into()
+            },
+            if keep("ServiceURL") {
+                quoted(r.server_url.as_deref())
+            } else {
+                "\"-\"".into()
+            },
+            if keep("Duration") {
+                r.duration.as_millis()
+            } else {
+                0
             }
-            line.push('\n');
-            line
-        }
-        Format::Json => {
-            let mut m = Map::new();
-            let mut put = |k: &str, v: Value| {
-                if keep(k) {
-                    m.insert(k.to_string(), v);
-                }
-            };
-            let nanos = |d: Duration| json!(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-            let (req_host, req_port) = authority_port(&r.host);
-            put("StartUTC", json!(rfc3339_nano(r.start)));
-            put("StartLocal", json!(rfc3339_nano(r.start)));
-            put("Duration", nanos(r.duration));
-            put("Overhead", nanos(r.duration));
-            match r.client_port {
-                Some(port) => {
-                    put(
-                        "ClientAddr",
-                        json!(std::net::SocketAddr::new(r.client_ip, port).to_string()),
-                    );
-                    put("ClientPort", json!(port.to_string()));
-                }
-                None => put("ClientAddr", json!(r.client_ip.to_string())),
-            }
-            put("ClientHost", json!(client_host));
-            put("ClientUsername", json!("-"));
-            if !r.host.is_empty() {
-                put("RequestAddr", json!(r.host));
-                put("RequestHost", json!(req_host));
-                put("RequestPort", json!(req_port));
-            }
-            put("RequestMethod", json!(r.method.as_str()));
-            put("RequestPath", json!(r.path));
-            put("RequestProtocol", json!(version_str(r.version)));
-            put("RequestScheme", json!(if r.tls { "https" } else { "http" }));
-            put("RequestContentSize", json!(r.request_size));
-            put("DownstreamStatus", json!(r.status));
-            put("DownstreamContentSize", json!(r.response_size));
-            put("RequestCount", json!(r.count));
-            put("RetryAttempts", json!(r.retries));
-            if let Some(v) = &r.router {
-                put("RouterName", json!(&**v));
-            }
-            if let Some(v) = &r.service {
-                put("ServiceName", json!(&**v));
-            }
-            if let Some(v) = &r.server_url {
-                put("ServiceURL", json!(&**v));
-                if let Ok(u) = v.parse::<http::Uri>() {
-                    if let Some(a) = u.authority() {
-                        put("ServiceAddr", json!(a.as_str()));
-                    }
-                }
-                put("OriginDuration", nanos(r.duration));
-                put("OriginContentSize", json!(r.response_size));
-            }
-            if let Some(st) = r.origin_status {
-                put("OriginStatus", json!(st));
-            }
-            for (k, v) in &r.headers {
-                m.insert(format!("request_{k}"), json!(v));
-            }
-            m.insert("level".into(), json!("info"));
-            m.insert("msg".into(), json!(""));
-            m.insert("time".into(), json!(rfc3339_nano(SystemTime::now())));
-            let mut line = serde_json::to_string(&Value::Object(m)).unwrap_or_default();
-            line.push('\n');
-            line
-        }
+        ));
     }
+    line.push('\n');
+    line
 }
 
-/// The running access log: the request path's handle to the writer task.
+/// One JSON object with Traefik's field names; dropped fields are left out.
+fn json_line(s: &Settings, r: &Record, client_host: String) -> String {
+    let keep = |f: &str| s.keeps(f);
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        if keep(k) {
+            m.insert(k.to_string(), v);
+        }
+    };
+    let nanos = |d: Duration| json!(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let (req_host, req_port) = authority_port(&r.host);
+    put("StartUTC", json!(rfc3339_nano(r.start)));
+    put("StartLocal", json!(rfc3339_nano(r.start)));
+    put("Duration", nanos(r.duration));
+    put("Overhead", nanos(r.duration));
+    match r.client_port {
+        Some(port) => {
+            put(
+                "ClientAddr",
+                json!(std::net::SocketAddr::new(r.client_ip, port).to_string()),
+            );
+            put("ClientPort", json!(port.to_string()));
+        }
+        None => put("ClientAddr", json!(r.client_ip.to_string())),
+    }
+    put("ClientHost", json!(client_host));
+    put("ClientUsername", json!("-"));
+    if !r.host.is_empty() {
+        put("RequestAddr", json!(r.host));
+        put("RequestHost", json!(req_host));
+        put("RequestPort", json!(req_port));
+    }
+    put("RequestMethod", json!(r.method.as_str()));
+    put("RequestPath", json!(r.path));
+    put("RequestProtocol", json!(version_str(r.version)));
+    put("RequestScheme", json!(if r.tls { "https" } else { "http" }));
+    put("RequestContentSize", json!(r.request_size));
+    put("DownstreamStatus", json!(r.status));
+    put("DownstreamContentSize", json!(r.response_size));
+    put("RequestCount", json!(r.count));
+    put("RetryAttempts", json!(r.retries));
+    if let Some(v) = &r.router {
+        put("RouterName", json!(&**v));
+    }
+    if let Some(v) = &r.service {
+        put("ServiceName", json!(&**v));
+    }
+    if let Some(v) = &r.server_url {
+        put("ServiceURL", json!(&**v));
+        if let Ok(u) = v.parse::<http::Uri>() {
+            if let Some(a) = u.authority() {
+                put("ServiceAddr", json!(a.as_str()));
+            }
+        }
+        put("OriginDuration", nanos(r.duration));
+        put("OriginContentSize", json!(r.response_size));
+    }
+    if let Some(st) = r.origin_status {
+        put("OriginStatus", json!(st));
+    }
+    for (k, v) in &r.headers {
+        m.insert(format!("request_{k}"), json!(v));
+    }
+    m.insert("level".into(), json!("info"));
+    m.insert("msg".into(), json!(""));
+    m.insert("time".into(), json!(rfc3339_nano(SystemTime::now())));
+    let mut line = serde_json::to_string(&Value::Object(m)).unwrap_or_default();
+    line.push('\n');
+    line
+}
+
+/// The running access log: the request path's handle to the writer thread.
 #[derive(Debug)]
 pub struct AccessLogger {
     /// Validated settings (filters are applied on the request path).
     pub settings: Settings,
-    tx: mpsc::Sender<Record>,
+    tx: SyncSender<Message>,
     dropped: AtomicU64,
     count: AtomicU64,
-    reopen: Arc<tokio::sync::Notify>,
+    signals: Arc<Signals>,
+}
+
+/// What the writer thread receives. Records are boxed so the bounded channel's slots stay small even
+/// with a large `bufferingSize`.
+enum Message {
+    Record(Box<Record>),
+    /// Look at [`Signals`] now (reopen or close requested while the writer may be waiting).
+    Wake,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Message::Record(_) => "Record",
+            Message::Wake => "Wake",
+        })
+    }
+}
+
+/// Requests to the writer thread, checked after every batch it writes (a [`Message::Wake`] makes sure
+/// an idle writer sees them; a busy one sees them after its current batch).
+#[derive(Debug, Default)]
+struct Signals {
+    reopen: AtomicBool,
+    close: AtomicBool,
+}
+
+/// The writer thread, as the application supervises it.
+#[derive(Debug)]
+pub struct Writer {
+    done: tokio::sync::oneshot::Receiver<Result<(), String>>,
+}
+
+impl Writer {
+    /// Completes when the writer thread has ended: after [`AccessLogger::close`], once everything queued
+    /// is written and flushed. If the thread panicked, so does this future (with the thread's message),
+    /// so that a supervisor reports it.
+    pub async fn finished(self) {
+        match self.done.await {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => std::panic::resume_unwind(Box::new(message)),
+            Err(_) => std::panic::resume_unwind(Box::new("access log writer thread vanished")),
+        }
+    }
 }
 
 impl AccessLogger {
-    /// Validates the settings, opens the file and spawns the writer task (stopped by `cancel`, after it has
-    /// written what is queued). Must be called inside a Tokio runtime.
+    /// Validates the settings, opens the file and starts the writer on its own OS thread, so that
+    /// blocking file writes never stall a runtime worker. The writer runs until [`AccessLogger::close`];
+    /// the returned [`Writer`] completes when it has ended. SIGUSR1 (logrotate's
+    /// `postrotate kill -USR1`) reopens the file, until `cancel`. Must be called inside a Tokio runtime.
     pub fn start(
         cfg: &AccessLogConfig,
         cancel: CancellationToken,
-    ) -> Result<Arc<AccessLogger>, AccessLogError> {
+    ) -> Result<(Arc<AccessLogger>, Writer), AccessLogError> {
         let settings = Settings::from_config(cfg)?;
         let out = open(settings.file_path.as_deref())?;
-        let (tx, rx) = mpsc::channel(settings.capacity);
-        let reopen = Arc::new(tokio::sync::Notify::new());
+        let (tx, rx) = std::sync::mpsc::sync_channel(settings.capacity);
+        let signals = Arc::new(Signals::default());
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let thread_settings = settings.clone();
+        let thread_signals = signals.clone();
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    write_loop(&thread_settings, out, &rx, &thread_signals)
+                }));
+                let _ = done_tx.send(result.map_err(|p| crate::supervisor::panic_message(&*p)));
+            })
+            .map_err(|source| AccessLogError::Thread { source })?;
         let logger = Arc::new(AccessLogger {
-            settings: settings.clone(),
+            settings,
             tx,
             dropped: AtomicU64::new(0),
             count: AtomicU64::new(0),
-            reopen: reopen.clone(),
+            signals,
         });
-        tokio::spawn(writer(settings, out, rx, reopen.clone(), cancel));
         #[cfg(unix)]
-        {
-            let reopen = reopen.clone();
-            tokio::spawn(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                if let Ok(mut usr1) = signal(SignalKind::user_defined1()) {
-                    while usr1.recv().await.is_some() {
-                        reopen.notify_one();
-                    }
-                }
-            });
-        }
-        Ok(logger)
+        tokio::spawn(reopen_on_usr1(logger.clone(), cancel));
+        #[cfg(not(unix))]
+        drop(cancel);
+        Ok((logger, Writer { done }))
     }
 
     /// The next value of Traefik's `RequestCount` (process-wide, starting at 1).
@@ -600,9 +664,10 @@ impl AccessLogger {
         self.count.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Queues a record; when the queue is full the record is dropped and counted. Never blocks.
+    /// Queues a record; when the queue is full (or the writer has closed) the record is dropped and
+    /// counted. Never blocks: hot path.
     pub fn log(&self, record: Record) {
-        if self.tx.try_send(record).is_err() {
+        if self.tx.try_send(Message::Record(Box::new(record))).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -614,7 +679,42 @@ impl AccessLogger {
 
     /// Asks the writer to reopen the file (what SIGUSR1 does).
     pub fn reopen(&self) {
-        self.reopen.notify_one();
+        self.signals.reopen.store(true, Ordering::Relaxed);
+        let _ = self.tx.try_send(Message::Wake);
+    }
+
+    /// Asks the writer to write what is queued, flush and end (shutdown, after the last request); records
+    /// logged afterwards are dropped and counted. Logs how many were dropped over the process's life.
+    pub fn close(&self) {
+        self.signals.close.store(true, Ordering::Relaxed);
+        let _ = self.tx.try_send(Message::Wake);
+        let dropped = self.dropped();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "access log: records dropped because the writer fell behind"
+            );
+        } else {
+            tracing::info!("access log closed; no record dropped");
+        }
+    }
+}
+
+/// Reopens the file on every SIGUSR1 until `cancel`.
+#[cfg(unix)]
+async fn reopen_on_usr1(logger: Arc<AccessLogger>, cancel: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = usr1.recv() => match r {
+                Some(()) => logger.reopen(),
+                None => return,
+            },
+        }
     }
 }
 
@@ -642,49 +742,40 @@ fn open(path: Option<&str>) -> Result<Sink, AccessLogError> {
     }
 }
 
-async fn writer(
-    settings: Settings,
-    out: Sink,
-    mut rx: mpsc::Receiver<Record>,
-    reopen: Arc<tokio::sync::Notify>,
-    cancel: CancellationToken,
-) {
+/// The writer thread: blocks for a message, writes it and everything else queued, flushes, then acts on
+/// [`Signals`]. Ends when closed (after writing what is queued) or when every sender is gone.
+fn write_loop(settings: &Settings, out: Sink, rx: &Receiver<Message>, signals: &Signals) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    loop {
-        let first = tokio::select! {
-            r = rx.recv() => r,
-            _ = reopen.notified() => {
-                let _ = out.flush();
-                match open(settings.file_path.as_deref()) {
-                    Ok(f) => {
-                        out = std::io::BufWriter::with_capacity(64 * 1024, f);
-                        tracing::info!("access log reopened");
-                    }
-                    Err(e) => tracing::error!("{e}; still writing to the old file"),
-                }
-                continue;
-            }
-            _ = cancel.cancelled() => {
-                rx.close();
-                None
-            }
-        };
-        let Some(first) = first else {
-            // Closed (shutdown): write what is left.
-            while let Ok(r) = rx.try_recv() {
-                let _ = out.write_all(format_line(&settings, &r).as_bytes());
-            }
-            let _ = out.flush();
-            return;
-        };
-        let _ = out.write_all(format_line(&settings, &first).as_bytes());
-        while let Ok(r) = rx.try_recv() {
-            let _ = out.write_all(format_line(&settings, &r).as_bytes());
+    let write = |out: &mut std::io::BufWriter<Sink>, m: Message| {
+        if let Message::Record(r) = m {
+            let _ = out.write_all(format_line(settings, &r).as_bytes());
+        }
+    };
+    while let Ok(first) = rx.recv() {
+        write(&mut out, first);
+        while let Ok(m) = rx.try_recv() {
+            write(&mut out, m);
         }
         if let Err(e) = out.flush() {
             tracing::warn!("access log: {e}");
         }
+        if signals.reopen.swap(false, Ordering::Relaxed) {
+            match open(settings.file_path.as_deref()) {
+                Ok(f) => {
+                    out = std::io::BufWriter::with_capacity(64 * 1024, f);
+                    tracing::info!("access log reopened");
+                }
+                Err(e) => tracing::error!("{e}; still writing to the old file"),
+            }
+        }
+        if signals.close.load(Ordering::Relaxed) {
+            while let Ok(m) = rx.try_recv() {
+                write(&mut out, m);
+            }
+            break;
+        }
     }
+    let _ = out.flush();
 }
 
 #[cfg(test)]
@@ -819,11 +910,68 @@ mod tests {
             ..Default::default()
         };
         let cancel = CancellationToken::new();
-        let l = AccessLogger::start(&cfg, cancel.clone()).expect("start");
+        let (l, writer) = AccessLogger::start(&cfg, cancel.clone()).expect("start");
         for _ in 0..100 {
             l.log(record());
         }
         assert!(l.dropped() > 0);
+        l.close();
+        tokio::time::timeout(Duration::from_secs(5), writer.finished())
+            .await
+            .expect("writer ends after close");
+        let written = std::fs::read_to_string(&path).expect("log");
+        assert_eq!(
+            written.lines().count() as u64 + l.dropped(),
+            100,
+            "every record is written or counted as dropped"
+        );
+        l.log(record());
+        assert_eq!(written.lines().count() as u64 + l.dropped(), 101);
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn reopen_follows_a_rotated_file_and_close_flushes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("a.log");
+        let cfg = AccessLogConfig {
+            file_path: Some(path.display().to_string()),
+            ..Default::default()
+        };
+        let cancel = CancellationToken::new();
+        let (l, writer) = AccessLogger::start(&cfg, cancel.clone()).expect("start");
+        l.log(record());
+        let first = path.clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(&first).map_or(0, |s| s.len()) == 0 {
+            assert!(std::time::Instant::now() < deadline, "first line written");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let rotated = dir.path().join("a.log.1");
+        std::fs::rename(&path, &rotated).expect("rotate");
+        l.reopen();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !path.exists() {
+            assert!(std::time::Instant::now() < deadline, "file reopened");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        l.log(record());
+        l.close();
+        tokio::time::timeout(Duration::from_secs(5), writer.finished())
+            .await
+            .expect("writer ends after close");
+        assert_eq!(
+            std::fs::read_to_string(&rotated)
+                .expect("old")
+                .lines()
+                .count(),
+            1
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("new").lines().count(),
+            1
+        );
+        assert_eq!(l.dropped(), 0);
         cancel.cancel();
     }
 }

@@ -18,10 +18,10 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::node::{Node, NodeKind};
 use crate::config::StaticConfig;
 use crate::provider::docker::labels::{self, Mode, Workload};
 use crate::provider::docker::{assemble, settings};
+use crate::value::node::{Node, NodeKind};
 
 /// Why a check could not run at all (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -270,89 +270,18 @@ pub fn check_text(
         )));
     };
     let mut lines = Vec::new();
-    let flags: Vec<String> = if flags.is_empty() {
-        let proxy = services.iter().find(|(_, s)| {
-            s.get("image")
-                .and_then(Node::as_str)
-                .is_some_and(is_proxy_image)
-        });
-        match proxy {
-            Some((n, s)) => {
-                let cmd: Vec<String> = command_of(s.get("command"))
-                    .into_iter()
-                    .filter(|a| a.starts_with('-'))
-                    .collect();
-                lines.push(format!(
-                    "info: provider flags taken from service `{n}`'s command"
-                ));
-                cmd
-            }
-            None => Vec::new(),
-        }
-    } else {
-        flags.to_vec()
-    };
+    let flags = provider_flags(services, flags, &mut lines);
     let loaded = crate::config::load(&flags, &[])?;
     for w in &loaded.warnings {
         lines.push(format!("warning: {w}"));
     }
     let cfg: StaticConfig = loaded.config;
-    let (provider, pcfg) = match (&cfg.providers.swarm, &cfg.providers.docker) {
-        (Some(s), _) => ("swarm", s.clone()),
-        (None, Some(d)) => ("docker", d.clone()),
-        (None, None) => {
-            let swarmy = services
-                .iter()
-                .any(|(_, s)| s.get("deploy").and_then(|d| d.get("labels")).is_some());
-            lines.push(format!("warning: no Docker provider in the flags; checking as `--providers.{}` with defaults", if swarmy { "swarm" } else { "docker" }));
-            (if swarmy { "swarm" } else { "docker" }, Default::default())
-        }
-    };
+    let (provider, pcfg) = provider_of(&cfg, services, &mut lines);
     let (mode, settings) = settings(provider, &pcfg, &cfg)?;
-    let mut workloads = Vec::new();
-    for (svc_name, svc) in services {
-        let lab = match mode {
-            Mode::Swarm => labels_of(svc.get("deploy").and_then(|d| d.get("labels"))),
-            Mode::Containers => labels_of(svc.get("labels")),
-        };
-        if mode == Mode::Swarm
-            && !svc
-                .get("labels")
-                .map(|l| labels_of(Some(l)))
-                .unwrap_or_default()
-                .keys()
-                .all(|k| !k.starts_with("traefik."))
-        {
-            lines.push(format!("warning: service `{svc_name}`: traefik labels under `labels:` are container labels and are ignored in Swarm mode; use `deploy.labels`"));
-        }
-        let full = match mode {
-            Mode::Swarm => format!("{name}_{svc_name}"),
-            Mode::Containers => format!("{svc_name}_{name}"),
-        };
-        let mut w = Workload {
-            name: full.clone(),
-            container_name: full,
-            labels: lab,
-            exposed_ports: if mode == Mode::Containers {
-                ports_of(svc)
-            } else {
-                Vec::new()
-            },
-            addresses: vec![svc_name.clone()],
-        };
-        match labels::options(&w, &settings) {
-            Ok(o) if o.enable => workloads.push(std::mem::take(&mut w)),
-            Ok(o) => {
-                if w.labels.keys().any(|k| k.starts_with("traefik.")) {
-                    lines.push(format!(
-                        "info: service `{svc_name}` skipped: {}",
-                        o.skipped.unwrap_or_default()
-                    ));
-                }
-            }
-            Err(e) => lines.push(format!("error: {e}")),
-        }
-    }
+    let workloads: Vec<Workload> = services
+        .iter()
+        .filter_map(|(svc_name, svc)| workload_of(svc_name, svc, name, mode, &settings, &mut lines))
+        .collect();
     let assembled = assemble(&workloads, &settings);
     let mut ok = !lines.iter().any(|l| l.starts_with("error:"));
     for n in &assembled.notes {
@@ -366,6 +295,113 @@ pub fn check_text(
     ok &= all_ok;
     lines.extend(more);
     Ok(Report { rawdata, lines, ok })
+}
+
+/// The static flags to check with: the given ones, else the `-` arguments of the stack's Traefik (or
+/// swarmgate) service's `command`.
+fn provider_flags(
+    services: &[(String, Node)],
+    flags: &[String],
+    lines: &mut Vec<String>,
+) -> Vec<String> {
+    if !flags.is_empty() {
+        return flags.to_vec();
+    }
+    let proxy = services.iter().find(|(_, s)| {
+        s.get("image")
+            .and_then(Node::as_str)
+            .is_some_and(is_proxy_image)
+    });
+    match proxy {
+        Some((n, s)) => {
+            let cmd: Vec<String> = command_of(s.get("command"))
+                .into_iter()
+                .filter(|a| a.starts_with('-'))
+                .collect();
+            lines.push(format!(
+                "info: provider flags taken from service `{n}`'s command"
+            ));
+            cmd
+        }
+        None => Vec::new(),
+    }
+}
+
+/// The provider the flags configure; without one, `swarm` when the stack has `deploy.labels`, else
+/// `docker`, with defaults (and a warning saying so).
+fn provider_of(
+    cfg: &StaticConfig,
+    services: &[(String, Node)],
+    lines: &mut Vec<String>,
+) -> (&'static str, crate::config::types::DockerProvider) {
+    match (&cfg.providers.swarm, &cfg.providers.docker) {
+        (Some(s), _) => ("swarm", s.clone()),
+        (None, Some(d)) => ("docker", d.clone()),
+        (None, None) => {
+            let swarmy = services
+                .iter()
+                .any(|(_, s)| s.get("deploy").and_then(|d| d.get("labels")).is_some());
+            lines.push(format!("warning: no Docker provider in the flags; checking as `--providers.{}` with defaults", if swarmy { "swarm" } else { "docker" }));
+            (if swarmy { "swarm" } else { "docker" }, Default::default())
+        }
+    }
+}
+
+/// One compose service as the provider would see it, named as the stack `name` deploys it; `None` when
+/// the provider would skip it (said in `lines` when it has Traefik labels) or its options are invalid.
+fn workload_of(
+    svc_name: &str,
+    svc: &Node,
+    name: &str,
+    mode: Mode,
+    settings: &labels::Settings,
+    lines: &mut Vec<String>,
+) -> Option<Workload> {
+    let lab = match mode {
+        Mode::Swarm => labels_of(svc.get("deploy").and_then(|d| d.get("labels"))),
+        Mode::Containers => labels_of(svc.get("labels")),
+    };
+    if mode == Mode::Swarm
+        && !svc
+            .get("labels")
+            .map(|l| labels_of(Some(l)))
+            .unwrap_or_default()
+            .keys()
+            .all(|k| !k.starts_with("traefik."))
+    {
+        lines.push(format!("warning: service `{svc_name}`: traefik labels under `labels:` are container labels and are ignored in Swarm mode; use `deploy.labels`"));
+    }
+    let full = match mode {
+        Mode::Swarm => format!("{name}_{svc_name}"),
+        Mode::Containers => format!("{svc_name}_{name}"),
+    };
+    let w = Workload {
+        name: full.clone(),
+        container_name: full,
+        labels: lab,
+        exposed_ports: if mode == Mode::Containers {
+            ports_of(svc)
+        } else {
+            Vec::new()
+        },
+        addresses: vec![svc_name.to_string()],
+    };
+    match labels::options(&w, settings) {
+        Ok(o) if o.enable => Some(w),
+        Ok(o) => {
+            if w.labels.keys().any(|k| k.starts_with("traefik.")) {
+                lines.push(format!(
+                    "info: service `{svc_name}` skipped: {}",
+                    o.skipped.unwrap_or_default()
+                ));
+            }
+            None
+        }
+        Err(e) => {
+            lines.push(format!("error: {e}"));
+            None
+        }
+    }
 }
 
 /// Reads and checks a file; `env` is the process environment in the binary.
@@ -403,182 +439,211 @@ fn rawdata(
     provider: &str,
     stat: &StaticConfig,
 ) -> (Value, Vec<String>, bool) {
-    let q = |n: &str| crate::dynamic::qualify(n, provider);
-    let mut lines = Vec::new();
-    let mut ok = true;
-    let eps: Vec<String> = stat.entry_points.keys().cloned().collect();
-    let defaults: Vec<String> = {
-        let d: Vec<String> = stat
-            .entry_points
-            .iter()
-            .filter(|(_, e)| e.as_default)
-            .map(|(n, _)| n.clone())
-            .collect();
-        if d.is_empty() {
-            eps.clone()
-        } else {
-            d
-        }
+    let mut raw = Rawdata {
+        c,
+        provider,
+        lines: Vec::new(),
+        ok: true,
+        used_by: BTreeMap::new(),
     };
-    let mut used_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut routers = Map::new();
-    for (name, r) in &c.http.routers {
-        let qn = q(name);
-        let mut errs = Vec::new();
-        let svc = q(&r.service);
-        if svc.ends_with(&format!("@{provider}")) && !c.http.services.contains_key(&r.service) {
-            errs.push(format!("the service `{svc}` does not exist"));
-        }
-        for m in &r.middlewares {
-            let qm = q(m);
-            if qm.ends_with(&format!("@{provider}")) && !c.http.middlewares.contains_key(m) {
-                errs.push(format!("the middleware `{qm}` does not exist"));
-            }
-        }
-        let entry_points = if r.entry_points.is_empty() {
-            defaults.clone()
-        } else {
-            r.entry_points.clone()
-        };
-        if !eps.is_empty() {
-            for ep in &entry_points {
-                if !eps.contains(ep) {
-                    errs.push(format!(
-                        "entrypoint `{ep}` does not exist (static configuration has: {})",
-                        eps.join(", ")
-                    ));
-                }
-            }
-        }
-        used_by.entry(svc.clone()).or_default().push(qn.clone());
-        for m in &r.middlewares {
-            used_by.entry(q(m)).or_default().push(qn.clone());
-        }
-        let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-        if let Value::Object(o) = &mut v {
-            o.insert("entryPoints".into(), json!(entry_points));
-            o.insert("service".into(), json!(svc));
-            o.insert(
-                "middlewares".into(),
-                json!(r.middlewares.iter().map(|m| q(m)).collect::<Vec<_>>()),
-            );
-            if r.middlewares.is_empty() {
-                o.remove("middlewares");
-            }
-            o.insert(
-                "status".into(),
-                json!(if errs.is_empty() {
-                    "enabled"
-                } else {
-                    "disabled"
-                }),
-            );
-            if !errs.is_empty() {
-                o.insert("error".into(), json!(errs));
-            }
-            o.insert("provider".into(), json!(provider));
-        }
-        for e in &errs {
-            ok = false;
-            lines.push(format!("error: router `{qn}`: {e}"));
-        }
-        routers.insert(qn, v);
-    }
-    let with_status = |v: Value, name: &str| -> Value {
-        let mut v = v;
-        if let Value::Object(o) = &mut v {
-            o.insert("status".into(), json!("enabled"));
-            o.insert("provider".into(), json!(provider));
-            if let Some(u) = used_by.get(name) {
-                o.insert("usedBy".into(), json!(u));
-            }
-        }
-        v
-    };
-    let services: Map<String, Value> = c
-        .http
-        .services
-        .iter()
-        .map(|(n, s)| {
-            (
-                q(n),
-                with_status(serde_json::to_value(s).unwrap_or(Value::Null), &q(n)),
-            )
-        })
-        .collect();
-    let middlewares: Map<String, Value> = c
-        .http
-        .middlewares
-        .iter()
-        .map(|(n, m)| {
-            (
-                q(n),
-                with_status(serde_json::to_value(m).unwrap_or(Value::Null), &q(n)),
-            )
-        })
-        .collect();
-    let (mut routers, mut middlewares, mut services) = (routers, middlewares, services);
-    // Items the label function dropped: listed disabled with their error (as the API lists them), so
-    // that an invalid router is visible and never mistaken for one that serves.
-    for d in &c.dropped {
-        let map = match d.kind {
-            crate::dynamic::ItemKind::Router => &mut routers,
-            crate::dynamic::ItemKind::Service => &mut services,
-            crate::dynamic::ItemKind::Middleware => &mut middlewares,
-            _ => continue,
-        };
-        let present = match d.kind {
-            crate::dynamic::ItemKind::Router => c.http.routers.contains_key(&d.name),
-            crate::dynamic::ItemKind::Service => c.http.services.contains_key(&d.name),
-            _ => c.http.middlewares.contains_key(&d.name),
-        };
-        if present {
-            continue;
-        }
-        ok = false;
-        let entry = map
-            .entry(q(&d.name))
-            .or_insert_with(|| json!({ "status": "disabled", "provider": provider, "error": [] }));
-        if let Some(Value::Array(errors)) = entry.get_mut("error") {
-            if !errors.iter().any(|e| e.as_str() == Some(d.error.as_str())) {
-                errors.push(json!(d.error));
-            }
-        }
-    }
+    let mut routers = raw.http_routers(stat);
+    let mut services = raw.listed(&c.http.services);
+    let mut middlewares = raw.listed(&c.http.middlewares);
+    raw.list_dropped(&mut routers, &mut services, &mut middlewares);
     let mut out = Map::new();
     out.insert("routers".into(), Value::Object(routers));
     out.insert("middlewares".into(), Value::Object(middlewares));
     out.insert("services".into(), Value::Object(services));
     if !c.tcp.routers.is_empty() || !c.tcp.services.is_empty() {
-        let tr: Map<String, Value> = c
+        out.insert("tcpRouters".into(), Value::Object(raw.tcp_routers()));
+        out.insert(
+            "tcpServices".into(),
+            Value::Object(raw.listed(&c.tcp.services)),
+        );
+    }
+    (Value::Object(out), raw.lines, raw.ok)
+}
+
+/// The state of one rawdata listing: what it lists from, and what it has found so far.
+struct Rawdata<'a> {
+    c: &'a crate::dynamic::Configuration,
+    provider: &'a str,
+    /// `error: …` lines for stderr.
+    lines: Vec<String>,
+    /// No error so far.
+    ok: bool,
+    /// Qualified service or middleware name → the routers that use it.
+    used_by: BTreeMap<String, Vec<String>>,
+}
+
+impl Rawdata<'_> {
+    fn q(&self, n: &str) -> String {
+        crate::dynamic::qualify(n, self.provider)
+    }
+
+    /// HTTP routers with their references checked; a router with an error is listed `disabled`.
+    fn http_routers(&mut self, stat: &StaticConfig) -> Map<String, Value> {
+        let (eps, defaults) = entry_points(stat);
+        let mut routers = Map::new();
+        for (name, r) in &self.c.http.routers {
+            let qn = self.q(name);
+            let entry_points = if r.entry_points.is_empty() {
+                defaults.clone()
+            } else {
+                r.entry_points.clone()
+            };
+            let errs = self.router_errors(r, &entry_points, &eps);
+            let svc = self.q(&r.service);
+            self.used_by
+                .entry(svc.clone())
+                .or_default()
+                .push(qn.clone());
+            for m in &r.middlewares {
+                self.used_by.entry(self.q(m)).or_default().push(qn.clone());
+            }
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            if let Value::Object(o) = &mut v {
+                o.insert("entryPoints".into(), json!(entry_points));
+                o.insert("service".into(), json!(svc));
+                o.insert(
+                    "middlewares".into(),
+                    json!(r.middlewares.iter().map(|m| self.q(m)).collect::<Vec<_>>()),
+                );
+                if r.middlewares.is_empty() {
+                    o.remove("middlewares");
+                }
+                let status = if errs.is_empty() {
+                    "enabled"
+                } else {
+                    "disabled"
+                };
+                o.insert("status".into(), json!(status));
+                if !errs.is_empty() {
+                    o.insert("error".into(), json!(errs));
+                }
+                o.insert("provider".into(), json!(self.provider));
+            }
+            for e in &errs {
+                self.ok = false;
+                self.lines.push(format!("error: router `{qn}`: {e}"));
+            }
+            routers.insert(qn, v);
+        }
+        routers
+    }
+
+    /// A router's references that this provider should define but does not, and unknown entrypoints.
+    fn router_errors(
+        &self,
+        r: &crate::dynamic::Router,
+        entry_points: &[String],
+        eps: &[String],
+    ) -> Vec<String> {
+        let mut errs = Vec::new();
+        let own = format!("@{}", self.provider);
+        let svc = self.q(&r.service);
+        if svc.ends_with(&own) && !self.c.http.services.contains_key(&r.service) {
+            errs.push(format!("the service `{svc}` does not exist"));
+        }
+        for m in &r.middlewares {
+            let qm = self.q(m);
+            if qm.ends_with(&own) && !self.c.http.middlewares.contains_key(m) {
+                errs.push(format!("the middleware `{qm}` does not exist"));
+            }
+        }
+        if !eps.is_empty() {
+            for ep in entry_points.iter().filter(|ep| !eps.contains(ep)) {
+                errs.push(format!(
+                    "entrypoint `{ep}` does not exist (static configuration has: {})",
+                    eps.join(", ")
+                ));
+            }
+        }
+        errs
+    }
+
+    /// Services or middlewares (of any protocol), `enabled`, with the routers that use them.
+    fn listed<T: serde::Serialize>(&self, items: &BTreeMap<String, T>) -> Map<String, Value> {
+        items
+            .iter()
+            .map(|(n, item)| {
+                let qn = self.q(n);
+                let mut v = serde_json::to_value(item).unwrap_or(Value::Null);
+                if let Value::Object(o) = &mut v {
+                    o.insert("status".into(), json!("enabled"));
+                    o.insert("provider".into(), json!(self.provider));
+                    if let Some(u) = self.used_by.get(&qn) {
+                        o.insert("usedBy".into(), json!(u));
+                    }
+                }
+                (qn, v)
+            })
+            .collect()
+    }
+
+    /// Items the label function dropped: listed disabled with their error (as the API lists them), so
+    /// that an invalid router is visible and never mistaken for one that serves.
+    fn list_dropped(
+        &mut self,
+        routers: &mut Map<String, Value>,
+        services: &mut Map<String, Value>,
+        middlewares: &mut Map<String, Value>,
+    ) {
+        use crate::dynamic::ItemKind;
+        let http = &self.c.http;
+        for d in &self.c.dropped {
+            let (map, present) = match d.kind {
+                ItemKind::Router => (&mut *routers, http.routers.contains_key(&d.name)),
+                ItemKind::Service => (&mut *services, http.services.contains_key(&d.name)),
+                ItemKind::Middleware => (&mut *middlewares, http.middlewares.contains_key(&d.name)),
+                _ => continue,
+            };
+            if present {
+                continue;
+            }
+            self.ok = false;
+            let entry = map.entry(self.q(&d.name)).or_insert_with(
+                || json!({ "status": "disabled", "provider": self.provider, "error": [] }),
+            );
+            if let Some(Value::Array(errors)) = entry.get_mut("error") {
+                if !errors.iter().any(|e| e.as_str() == Some(d.error.as_str())) {
+                    errors.push(json!(d.error));
+                }
+            }
+        }
+    }
+
+    /// TCP routers, `enabled` (their references are checked by the label function already).
+    fn tcp_routers(&self) -> Map<String, Value> {
+        self.c
             .tcp
             .routers
             .iter()
             .map(|(n, r)| {
                 let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
                 if let Value::Object(o) = &mut v {
-                    o.insert("service".into(), json!(q(&r.service)));
+                    o.insert("service".into(), json!(self.q(&r.service)));
                     o.insert("status".into(), json!("enabled"));
-                    o.insert("provider".into(), json!(provider));
+                    o.insert("provider".into(), json!(self.provider));
                 }
-                (q(n), v)
+                (self.q(n), v)
             })
-            .collect();
-        let ts: Map<String, Value> = c
-            .tcp
-            .services
-            .iter()
-            .map(|(n, s)| {
-                (
-                    q(n),
-                    with_status(serde_json::to_value(s).unwrap_or(Value::Null), &q(n)),
-                )
-            })
-            .collect();
-        out.insert("tcpRouters".into(), Value::Object(tr));
-        out.insert("tcpServices".into(), Value::Object(ts));
+            .collect()
     }
-    (Value::Object(out), lines, ok)
+}
+
+/// The static configuration's entrypoints, and those a router without `entryPoints` attaches to (the
+/// `asDefault` ones, or all when none is).
+fn entry_points(stat: &StaticConfig) -> (Vec<String>, Vec<String>) {
+    let eps: Vec<String> = stat.entry_points.keys().cloned().collect();
+    let d: Vec<String> = stat
+        .entry_points
+        .iter()
+        .filter(|(_, e)| e.as_default)
+        .map(|(n, _)| n.clone())
+        .collect();
+    let defaults = if d.is_empty() { eps.clone() } else { d };
+    (eps, defaults)
 }
 
 /// Runs the subcommand: prints rawdata on stdout and the lines on stderr; returns the exit code.

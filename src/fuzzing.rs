@@ -10,6 +10,10 @@
 //! Input formats are plain text so that seeds stay readable: invalid UTF-8 is ignored by the text targets, and
 //! where a target needs several values they are separated by newlines or a NUL byte, as each function says.
 
+// These are assertions, not request handling: an `expect` or an index that fails is an invariant broken, the
+// panic the fuzzer reports as a finding (the expectations name the invariant). Never called by the proxy.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -190,6 +190,7 @@ async fn run_app(cfg: config::StaticConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::disallowed_methods)] // start-up, before serving: writes the demo config to a temp file
 async fn demo() -> anyhow::Result<()> {
     init_logging(None, false);
     let path = std::path::Path::new("config/demo.yml");

@@ -133,7 +133,8 @@ impl RequestStats {
     }
 }
 
-fn escape(v: &str) -> String {
+/// A label value escaped for the text exposition format (backslash, quote, newline).
+pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -279,10 +280,10 @@ impl Metrics {
         }
     }
 
-    /// The text exposition (`/metrics`) for the current table: server health is read from the table at
-    /// scrape time, so `traefik_service_server_up` is never stale and removed servers disappear
-    /// (traefik#9836).
-    pub fn render(&self, table: &crate::table::RoutingTable) -> String {
+    /// The text exposition (`/metrics`): the registry, then what `servers` writes (the admin module writes
+    /// `traefik_service_server_up` from the current table there, so this module never reads the table),
+    /// then the per-request families. Scrape time only.
+    pub fn render(&self, servers: impl FnOnce(&mut String)) -> String {
         let mut out = String::with_capacity(4096);
         let mut buf = Vec::new();
         if TextEncoder::new()
@@ -291,22 +292,7 @@ impl Metrics {
         {
             out.push_str(&String::from_utf8_lossy(&buf));
         }
-        let now = crate::balance::health::now_ms();
-        let _ = writeln!(out, "# HELP traefik_service_server_up service server is up, described by gauge value of 0 or 1.");
-        let _ = writeln!(out, "# TYPE traefik_service_server_up gauge");
-        for svc in table.services.iter() {
-            if let crate::table::ServiceKind::LoadBalancer(lb) = &svc.kind {
-                for srv in lb.servers.iter() {
-                    let up = u8::from(srv.health.is_up(now));
-                    let _ = writeln!(
-                        out,
-                        "traefik_service_server_up{{service=\"{}\",url=\"{}\"}} {up}",
-                        escape(&svc.name),
-                        escape(&srv.url)
-                    );
-                }
-            }
-        }
+        servers(&mut out);
         let cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
         for (family, label, map) in [
             ("traefik_entrypoint", "entrypoint", &cur.entry_points),
@@ -483,8 +469,7 @@ mod tests {
             418,
             std::time::Duration::from_secs(9),
         );
-        let table = crate::table::RoutingTable::empty(&[]);
-        let text = m.render(&table);
+        let text = m.render(|_| {});
         assert!(text.contains("traefik_service_requests_total{code=\"200\",method=\"GET\",protocol=\"http\",service=\"s@file\"} 2"), "{text}");
         assert!(text.contains("traefik_service_requests_total{code=\"4xx\",method=\"OTHER\",protocol=\"http\",service=\"s@file\"} 1"), "{text}");
         assert!(text.contains("traefik_service_request_duration_seconds_bucket{protocol=\"http\",service=\"s@file\",le=\"0.1\"} 1"), "{text}");
@@ -500,7 +485,7 @@ mod tests {
         r.services["a@file"].record(&http::Method::GET, 200, std::time::Duration::ZERO);
         let r2 = m.resolve(&[], &[], &["a@file".into()]);
         assert!(Arc::ptr_eq(&r.services["a@file"], &r2.services["a@file"]));
-        let text = m.render(&crate::table::RoutingTable::empty(&[]));
+        let text = m.render(|_| {});
         assert!(!text.contains("b@file"), "{text}");
     }
 

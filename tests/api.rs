@@ -7,6 +7,15 @@
 //! Traefik's) and swarmgate's extension fields (`boundAddress`). Known, documented differences are asserted
 //! explicitly below rather than hidden.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use serde_json::Value;

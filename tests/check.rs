@@ -2,6 +2,15 @@
 //! error and warning lines on stderr and the exit code are pinned in `tests/fixtures/check/`.
 //! Regenerate after an intended change with `SGT_UPDATE_FIXTURES=1 cargo test --test check` and review the diff.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 use std::path::Path;
 use std::process::Command;
 

@@ -6,6 +6,15 @@
 //! Without Chromium this test fails with instructions (it does not pass silently): `apt-get install chromium`
 //! (scripts/test.sh installs it).
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use std::path::PathBuf;

@@ -5,6 +5,15 @@
 //! since) is run through the same check function the fuzz target calls. A panic names the target and file.
 //! `FUZZ_CORPUS_EXTRA=<dir>` adds `<dir>/<target>/` (e.g. `fuzz/seeds`) to the replay.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 use std::path::{Path, PathBuf};
 
 fn files(dir: &Path) -> Vec<PathBuf> {

@@ -9,6 +9,15 @@
 //!
 //! The figures (requests/s, handshakes/s, RSS) are printed with `eprintln!`: run with `--nocapture` to see them.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use std::net::SocketAddr;
@@ -458,6 +467,7 @@ async fn rate_limit_by_header_stays_bounded_under_80k_distinct_values() {
                 if r.status == StatusCode::OK {
                     steady_ok.fetch_add(1, Ordering::Relaxed);
                 }
+                // Pacing, not waiting: the steady client's request rate.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })

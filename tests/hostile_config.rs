@@ -4,6 +4,15 @@
 //!
 //! Each test starts the real binary. Timings are printed, not asserted (they depend on the machine).
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use std::path::Path;
@@ -208,9 +217,11 @@ async fn a_log_file_beside_the_watched_file_causes_no_reread() {
             .expect("log");
         writeln!(f, "line {n}").expect("append");
         n += 1;
+        // Pacing, not waiting: one log line every 10 ms, as a busy access log writes.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Past the debounce of the last write: any read it caused would have logged by now.
+    // Deliberate gap, past the debounce of the last write: any read it caused would have logged by now (this
+    // proves that no re-read happens, so there is no condition to poll for).
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = reads(&gate);
     println!(

@@ -3,6 +3,15 @@
 //! nor stops serving once the flood ends. Timeouts are set to a second or two so the suite stays fast;
 //! each wait is bounded, and each test checks both that the bound is kept and that it is not cut short.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use std::net::SocketAddr;
@@ -347,6 +356,7 @@ async fn write_timeout_closes_a_client_that_does_not_read_its_response() {
 
 /// Reads `s` after `pause` until it closes (or `limit`): whether it closed, and how many bytes came.
 async fn drain_after(s: &mut TcpStream, pause: Duration, limit: Duration) -> (bool, usize) {
+    // Deliberate gap: the client does not read for `pause`, the stall under test.
     tokio::time::sleep(pause).await;
     let mut got = 0usize;
     let mut buf = vec![0u8; 1 << 20];
@@ -398,6 +408,7 @@ async fn send_timeout_does_not_cut_a_slow_download_that_makes_progress() {
     let mut buf = vec![0u8; 1 << 20];
     let t0 = Instant::now();
     loop {
+        // Pacing, not waiting: the slow reader reads every 250 ms.
         tokio::time::sleep(Duration::from_millis(250)).await;
         match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
             Ok(Ok(0)) => break,
@@ -564,6 +575,7 @@ async fn out_of_descriptors_logs_a_few_lines_and_serves_again_after_the_flood() 
     })
     .await;
     assert!(saw_emfile, "no accept failure:\n{}", gate.logs());
+    // Deliberate gap: the flood is held 3 s, the window in which a log flood would happen (and must not).
     tokio::time::sleep(Duration::from_secs(3)).await;
     drop(flood);
     let warns = gate

@@ -11,6 +11,15 @@
 //! deadline, that the gate's resident memory stays bounded, and that a new client is served afterwards.
 //! Every read has a deadline.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use std::net::SocketAddr;

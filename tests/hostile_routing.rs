@@ -8,6 +8,15 @@
 //! socket (absolute-form targets and duplicate headers are what ordinary clients will not send); HTTP/2
 //! probes use hyper's HTTP/2 client over cleartext (prior knowledge). Every read has a deadline.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use std::net::SocketAddr;

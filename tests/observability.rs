@@ -2,6 +2,15 @@
 //! codes, Prometheus counts per entrypoint/router/service after traffic (and removed servers' series
 //! disappearing), and access-log lines in the common and JSON formats.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use std::time::Duration;
@@ -298,7 +307,8 @@ async fn sighup_reloads_the_file_provider_without_watch() {
     let web = gate.web();
     assert_eq!(get(web, "one.test", "/").await.status, 200);
     write_atomic(&gate.dir.path().join("dynamic.yml"), &cfg("two.test"));
-    // Without watch, nothing changes until SIGHUP.
+    // Without watch, nothing changes until SIGHUP. Deliberate gap: 300 ms in which a watcher would have applied
+    // the change (and must not); a condition that must stay false cannot be polled for.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get(web, "two.test", "/").await.status, 404);
     gate.signal("HUP");

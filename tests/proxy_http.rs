@@ -1,5 +1,14 @@
 //! The proxy core through the real binary: routing, balancing, errors, streaming, upgrades, lifecycle.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use std::time::Duration;
@@ -7,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use support::{client, get, get_with, poll_until, send, Backend, Gate};
+use support::{client, get, get_with, poll_until, send, Backend, Gate, HoldingBackend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn lb(name: &str, urls: &[(&str, u32)]) -> String {
@@ -546,7 +555,7 @@ async fn one_gib_upload_streams_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_slow_request_finish() {
-    let a = Backend::start("A").await;
+    let a = HoldingBackend::start("A").await;
     let dynamic = format!("http:\n  routers:\n    r:\n      rule: Host(`slow.test`)\n      service: s\n  services:\n{}", lb("s", &[(&a.url, 1)]));
     let mut gate = Gate::with_dynamic(&dynamic, &[]);
     let addr = gate.web();
@@ -556,12 +565,26 @@ async fn sigterm_lets_a_slow_request_finish() {
         .await
         .expect("write");
     assert!(read_response(&mut s).await.starts_with("HTTP/1.1 200"));
-    s.write_all(b"GET /?wait=1500ms HTTP/1.1\r\nHost: slow.test\r\n\r\n")
+    s.write_all(b"GET /hold HTTP/1.1\r\nHost: slow.test\r\n\r\n")
         .await
         .expect("write");
-    // Let the request reach the backend, then ask for shutdown.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The request is at the backend (held there) when shutdown starts; the backend answers only once
+    // swarmgate has begun shutting down.
+    assert!(
+        a.wait_held(1, Duration::from_secs(5)).await,
+        "the request never reached the backend:\n{}",
+        gate.logs()
+    );
     gate.signal("TERM");
+    assert!(
+        poll_until(Duration::from_secs(5), || async {
+            gate.logs().contains("shutting down")
+        })
+        .await,
+        "no shutdown logged:\n{}",
+        gate.logs()
+    );
+    a.release();
     let slow = read_response(&mut s).await;
     assert!(slow.starts_with("HTTP/1.1 200"), "{slow}");
     assert!(slow.contains("Name: A"), "{slow}");
@@ -749,6 +772,8 @@ async fn a_backend_closing_idle_connections_is_invisible_to_clients() {
         let r = get_with(&c, gate.web(), "close.test", "/", &[]).await;
         assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.body);
         assert_eq!(r.body, "ok");
+        // Pacing: the backend's FIN reaches swarmgate's pool between two requests, as it does for a real
+        // client; the test is about not reusing a connection the backend closed, not about that race.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(

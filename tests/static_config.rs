@@ -1,5 +1,14 @@
 //! Start-up behaviour of the real binary: Traefik's static configuration sources and their errors.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use std::process::Command;

@@ -1,6 +1,15 @@
 //! TLS termination through the real binary: certificates by SNI, default certificate, sniStrict, TLS
 //! routers vs plain routers on one entrypoint, ALPN, versions, and live certificate changes.
 
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose), and tests read and
+// write fixture files with std::fs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
 mod support;
 
 use std::time::Duration;

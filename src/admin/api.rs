@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::AdminState;
 use crate::dynamic::{self, Configuration};
-use crate::proxy::body::ProxyBody;
+use crate::http::body::ProxyBody;
 use crate::table::{ItemStatus, RoutingTable, ServiceKind};
 
 /// An entrypoint as `/api/entrypoints` shows it: Traefik's static `EntryPoint` fields (`address`,

@@ -4,7 +4,7 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::AdminState;
-use crate::proxy::body::ProxyBody;
+use crate::http::body::ProxyBody;
 
 const INDEX: &str = include_str!("dashboard/index.html");
 

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod dashboard;
 pub mod healthcheck;
+pub mod metrics;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use crate::proxy::body::ProxyBody;
+use crate::http::body::ProxyBody;
 use crate::table::{InternalService, RoutingTable};
 
 /// Process-wide state the internal services read.
@@ -58,6 +59,19 @@ fn text(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     r
 }
 
+/// The proxy serves internal services through this (injected by the wiring code as
+/// [`crate::proxy::InternalServices`]), so it never names this module.
+impl crate::proxy::InternalServices for AdminState {
+    fn serve(
+        &self,
+        kind: InternalService,
+        req: &Request<Incoming>,
+        table: &RoutingTable,
+    ) -> Response<ProxyBody> {
+        serve(kind, req, table, self)
+    }
+}
+
 /// Answers a request routed to an internal service.
 pub fn serve(
     kind: InternalService,
@@ -83,7 +97,7 @@ pub fn serve(
         }
         InternalService::Prometheus => match &state.metrics {
             Some(m) => {
-                let mut r = Response::new(ProxyBody::full(m.render(table)));
+                let mut r = Response::new(ProxyBody::full(metrics::render(m, table)));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4"),

@@ -6,8 +6,12 @@
 //! - [`sticky`]: Traefik-compatible sticky cookies (names, values, legacy
 //!   values, `Set-Cookie` serialization, `Cookie` parsing) and the
 //!   value → server table built at compile time;
-//! - [`health`]: the per-server health atomics the pick reads, and the active
-//!   HTTP checker task that writes them.
+//! - [`health`]: the per-server health atomics the pick reads, and the pure
+//!   parts of the active HTTP check (probe URL, redirects, verdict); the
+//!   prober that writes them lives in `proxy::health_check`;
+//! - [`service`]: the compiled services the table holds (load balancers,
+//!   weighted services, servers), defined here so the pick needs no table;
+//! - [`mod@pick`]: the per-request choice of a server over those services.
 //!
 //! The table builder constructs a [`WeightedRoundRobin`], a [`StickyTable`] and
 //! a [`CookieSpec`] per service, and carries each server's `Arc<ServerHealth>`
@@ -18,16 +22,23 @@
 //!
 //! Must not: do I/O, take locks, allocate or log on the pick path; look
 //! anything up by name per request (everything is indexed at build time); or
-//! reach into the routing table (health flows through the shared atomics only).
-//! The checker is the only part that does I/O, and it runs in its own tasks.
+//! reach into the routing table (the pick gets the table's service list; health flows through the shared
+//! atomics only). Nothing here does I/O: the active checker is `proxy::health_check`.
 
 pub mod health;
+pub mod pick;
+pub mod service;
 pub mod sticky;
 pub mod wrr;
 
 pub use health::{
-    is_healthy_status, now_ms, probe_uri, spawn_checker, CheckTarget, HealthCheckSettings,
-    HealthError, ServerHealth,
+    is_healthy_status, now_ms, probe_uri, CheckTarget, HealthCheckSettings, HealthError,
+    ServerHealth,
+};
+pub use pick::{pick, service_up, Cookies};
+pub use service::{
+    InternalService, LoadBalancerRuntime, ServerRuntime, ServiceKind, ServiceRuntime,
+    StickyRuntime, UpstreamScheme, WeightedRuntime,
 };
 pub use sticky::{
     cookie_name, cookie_value, default_cookie_name, find_cookie, CookieSpec, SameSite, StickyTable,

@@ -368,21 +368,14 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     }
     let wanted = name.as_bytes();
     for line in headers.get_all(http::header::COOKIE) {
-        let mut rest = trim_ascii_ws(line.as_bytes());
-        while !rest.is_empty() {
-            let (part, tail) = match rest.iter().position(|&b| b == b';') {
-                Some(i) => (&rest[..i], &rest[i + 1..]),
-                None => (rest, &[][..]),
-            };
-            rest = tail;
+        for part in trim_ascii_ws(line.as_bytes()).split(|&b| b == b';') {
             let part = trim_ascii_ws(part);
             if part.is_empty() {
                 continue;
             }
-            let (pair_name, raw_value) = match part.iter().position(|&b| b == b'=') {
-                Some(i) => (&part[..i], &part[i + 1..]),
-                None => (part, &[][..]),
-            };
+            let mut pair = part.splitn(2, |&b| b == b'=');
+            let pair_name = pair.next().unwrap_or_default();
+            let raw_value = pair.next().unwrap_or_default();
             if trim_ascii_ws(pair_name) != wanted {
                 continue;
             }
@@ -508,8 +501,14 @@ fn push_http_date(out: &mut String, secs: i64) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    let weekday = DAYS[usize::try_from(days.rem_euclid(7)).unwrap_or(0)];
-    let month_name = MONTHS[usize::try_from(month - 1).unwrap_or(0)];
+    let weekday = usize::try_from(days.rem_euclid(7))
+        .ok()
+        .and_then(|d| DAYS.get(d))
+        .map_or("Thu", |d| *d);
+    let month_name = usize::try_from(month - 1)
+        .ok()
+        .and_then(|m| MONTHS.get(m))
+        .map_or("Jan", |m| *m);
     let _ = write!(
         out,
         "{weekday}, {day:02} {month_name} {year:04} {:02}:{:02}:{:02} GMT",

@@ -75,7 +75,7 @@ impl WeightedRoundRobin {
     #[must_use]
     pub fn new(weights: &[u32]) -> Self {
         let count = weights.len().min(u32::MAX as usize);
-        let weights = &weights[..count];
+        let weights = weights.get(..count).unwrap_or(weights);
         let divisor = weights.iter().fold(0u32, |g, &w| gcd(g, w)).max(1);
         let reduced: Vec<u32> = weights.iter().map(|&w| w / divisor).collect();
         let sum: u64 = reduced.iter().map(|&w| u64::from(w)).sum();
@@ -122,18 +122,14 @@ impl WeightedRoundRobin {
         if len == 0 {
             return None;
         }
-        let mut slot = self.cursor.fetch_add(1, Ordering::Relaxed) % len;
-        for _ in 0..len {
-            let server = self.schedule[slot] as usize;
-            if is_up(server) {
-                return Some(server);
-            }
-            slot += 1;
-            if slot == len {
-                slot = 0;
-            }
-        }
-        None
+        let slot = self.cursor.fetch_add(1, Ordering::Relaxed) % len;
+        // One lap of the schedule starting at `slot`: slot..len, then 0..slot.
+        let (before, from) = (self.schedule.get(..slot), self.schedule.get(slot..));
+        from.unwrap_or_default()
+            .iter()
+            .chain(before.unwrap_or_default())
+            .map(|&server| server as usize)
+            .find(|&server| is_up(server))
     }
 
     /// Number of slots in one period: the sum of the effective weights (the
@@ -170,43 +166,39 @@ fn gcd(mut a: u32, mut b: u32) -> u32 {
 /// highest score (lowest index on ties) and subtracts the total from it.
 fn build_schedule(weights: &[u32]) -> Box<[u32]> {
     let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
-    let positive: Vec<u32> = (0u32..)
-        .zip(weights)
-        .filter(|&(_, &w)| w > 0)
-        .map(|(i, _)| i)
+    // (server index, weight) of every server that takes traffic.
+    let positive: Vec<(u32, u32)> = (0u32..)
+        .zip(weights.iter().copied())
+        .filter(|&(_, w)| w > 0)
         .collect();
-    let Some(&first) = positive.first() else {
+    let Some(&(_, first_weight)) = positive.first() else {
         return Box::new([]);
     };
-    let first_weight = weights[first as usize];
-    if positive
-        .iter()
-        .all(|&i| weights[i as usize] == first_weight)
-    {
+    if positive.iter().all(|&(_, w)| w == first_weight) {
         // Smooth WRR with equal weights is plain rotation in index order,
         // `weight` times over (1 after GCD reduction).
         let rounds = first_weight as usize;
-        return positive.repeat(rounds).into_boxed_slice();
+        let order: Vec<u32> = positive.iter().map(|&(i, _)| i).collect();
+        return order.repeat(rounds).into_boxed_slice();
     }
     let total_i = i64::try_from(total).unwrap_or(i64::MAX);
-    let mut score = vec![0i64; weights.len()];
+    // Running score of each entry of `positive`, in the same order.
+    let mut score = vec![0i64; positive.len()];
     let mut schedule = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
     for _ in 0..total {
-        let mut best: Option<u32> = None;
-        for &i in &positive {
-            let idx = i as usize;
-            score[idx] += i64::from(weights[idx]);
-            let better = match best {
-                None => true,
-                Some(b) => score[idx] > score[b as usize],
-            };
-            if better {
-                best = Some(i);
+        // (position in `positive`, its score): the highest score, lowest index on ties.
+        let mut best: Option<(usize, i64)> = None;
+        for (k, (s, &(_, w))) in score.iter_mut().zip(&positive).enumerate() {
+            *s += i64::from(w);
+            if best.is_none_or(|(_, b)| *s > b) {
+                best = Some((k, *s));
             }
         }
-        if let Some(b) = best {
-            score[b as usize] -= total_i;
-            schedule.push(b);
+        if let Some((k, _)) = best {
+            if let (Some(s), Some(&(i, _))) = (score.get_mut(k), positive.get(k)) {
+                *s -= total_i;
+                schedule.push(i);
+            }
         }
     }
     schedule.into_boxed_slice()

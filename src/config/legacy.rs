@@ -80,149 +80,184 @@ pub fn translate(flags: &[String]) -> Translated {
         out.flags = flags.to_vec();
         return out;
     }
-    let mut saw_entry_points = false;
-    let mut saw_defaults = false;
-    let mut saw_api = false;
-    let mut constraints: Vec<String> = Vec::new();
+    let mut seen = Seen::default();
     for (raw, p) in flags.iter().zip(parsed) {
         let Some((key, value)) = p else {
             out.flags.push(raw.clone());
             continue;
         };
-        let k = key.to_ascii_lowercase();
-        let bool_value = || value.clone().unwrap_or_else(|| "true".into());
-        let mut modern: Vec<String> = Vec::new();
-        if k == "docker" {
-            if bool_value().eq_ignore_ascii_case("true") {
-                modern.push("--providers.docker=true".into());
-            }
-        } else if let Some(rest) = key
-            .strip_prefix("docker.")
-            .or_else(|| key.strip_prefix("Docker."))
-        {
-            if rest.eq_ignore_ascii_case("constraints") {
-                constraints.extend(
-                    value
-                        .clone()
-                        .unwrap_or_default()
-                        .split(',')
-                        .map(str::to_string),
-                );
-            } else {
-                modern.push(format!("--providers.docker.{rest}={}", bool_value()));
-            }
-        } else if k == "api" || k == "web" {
-            if bool_value().eq_ignore_ascii_case("true") {
-                saw_api = true;
-                modern.push("--api.insecure=true".into());
-                modern.push("--api.dashboard=true".into());
-            }
-        } else if k.starts_with("api.") || k.starts_with("web.") {
-            let rest = &key[4..];
-            if rest.eq_ignore_ascii_case("entrypoint") {
-                saw_api = true;
-                modern.push("--api.insecure=true".into());
+        match translate_flag(raw, &key, value, &mut seen, &mut out.deprecations) {
+            Flag::Keep => out.flags.push(raw.clone()),
+            Flag::Handled => {}
+            Flag::Modern(modern) => {
                 out.deprecations.push(format!(
-                    "flag `{raw}`: the API is served on entrypoint `traefik`"
-                ));
-                continue;
-            }
-            modern.push(format!("--api.{rest}={}", bool_value()));
-        } else if k == "entrypoints"
-            && value
-                .as_deref()
-                .is_some_and(|v| v.contains("Name:") || v.contains("name:"))
-        {
-            saw_entry_points = true;
-            match entry_point(value.as_deref().unwrap_or("")) {
-                Ok((flags, ignored)) => {
-                    modern.extend(flags);
-                    if !ignored.is_empty() {
-                        out.deprecations.push(format!(
-                            "flag `{raw}`: ignored v1 entrypoint settings: {}",
-                            ignored.join(" ")
-                        ));
+                    "flag `{raw}` is Traefik v1; read as `{}`",
+                    if modern.is_empty() {
+                        "(nothing)".to_string()
+                    } else {
+                        modern.join(" ")
                     }
-                }
-                Err(e) => {
-                    out.deprecations.push(format!("flag `{raw}`: {e}; ignored"));
-                    continue;
-                }
+                ));
+                out.flags.extend(modern);
             }
-        } else if k == "defaultentrypoints" {
-            saw_defaults = true;
-            for ep in value
-                .clone()
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|e| !e.is_empty())
-            {
-                modern.push(format!("--entrypoints.{ep}.asDefault=true"));
-            }
-        } else if k == "loglevel" {
-            modern.push(format!("--log.level={}", value.clone().unwrap_or_default()));
-        } else if k == "debug" {
-            modern.push("--log.level=DEBUG".into());
-        } else if k == "accesslogsfile" {
-            modern.push(format!(
-                "--accesslog.filepath={}",
-                value.clone().unwrap_or_default()
-            ));
-        } else if k == "constraints" {
-            constraints.extend(
-                value
-                    .clone()
-                    .unwrap_or_default()
-                    .split(',')
-                    .map(str::to_string),
-            );
-            continue;
-        } else if k == "checknewversion" || k == "sendanonymoususage" {
-            modern.push(format!("--global.{key}={}", bool_value()));
-        } else {
-            out.flags.push(raw.clone());
-            continue;
         }
-        out.deprecations.push(format!(
-            "flag `{raw}` is Traefik v1; read as `{}`",
-            if modern.is_empty() {
-                "(nothing)".to_string()
-            } else {
-                modern.join(" ")
-            }
-        ));
-        out.flags.extend(modern);
     }
+    add_constraints(&seen.constraints, &mut out);
+    add_v1_defaults(flags, &seen, &mut out);
+    out
+}
+
+/// What the v1 flags seen so far imply for the defaults added after them.
+#[derive(Default)]
+struct Seen {
+    entry_points: bool,
+    default_entry_points: bool,
+    api: bool,
+    /// `--constraints` and `--docker.constraints` values, joined into one flag at the end.
+    constraints: Vec<String>,
+}
+
+/// What became of one flag.
+enum Flag {
+    /// Not v1: passed through as written.
+    Keep,
+    /// Consumed; any deprecation line is already written.
+    Handled,
+    /// Replaced by these modern flags (a deprecation line names them).
+    Modern(Vec<String>),
+}
+
+/// Translates one `--key[=value]` flag.
+fn translate_flag(
+    raw: &str,
+    key: &str,
+    value: Option<String>,
+    seen: &mut Seen,
+    deprecations: &mut Vec<String>,
+) -> Flag {
+    let k = key.to_ascii_lowercase();
+    let bool_value = || value.clone().unwrap_or_else(|| "true".into());
+    let list = || value.clone().unwrap_or_default();
+    let mut modern: Vec<String> = Vec::new();
+    if k == "docker" {
+        if bool_value().eq_ignore_ascii_case("true") {
+            modern.push("--providers.docker=true".into());
+        }
+    } else if let Some(rest) = key
+        .strip_prefix("docker.")
+        .or_else(|| key.strip_prefix("Docker."))
+    {
+        if rest.eq_ignore_ascii_case("constraints") {
+            seen.constraints
+                .extend(list().split(',').map(str::to_string));
+        } else {
+            modern.push(format!("--providers.docker.{rest}={}", bool_value()));
+        }
+    } else if k == "api" || k == "web" {
+        if bool_value().eq_ignore_ascii_case("true") {
+            seen.api = true;
+            modern.push("--api.insecure=true".into());
+            modern.push("--api.dashboard=true".into());
+        }
+    } else if k.starts_with("api.") || k.starts_with("web.") {
+        let rest = key.get(4..).unwrap_or_default();
+        if rest.eq_ignore_ascii_case("entrypoint") {
+            seen.api = true;
+            deprecations.push(format!(
+                "flag `{raw}`: the API is served on entrypoint `traefik`"
+            ));
+            // Saw the API: the `traefik` entrypoint is added with the defaults at the end.
+            return Flag::Handled;
+        }
+        modern.push(format!("--api.{rest}={}", bool_value()));
+    } else if k == "entrypoints"
+        && value
+            .as_deref()
+            .is_some_and(|v| v.contains("Name:") || v.contains("name:"))
+    {
+        seen.entry_points = true;
+        return entry_points_flag(raw, value.as_deref().unwrap_or(""), deprecations);
+    } else if k == "defaultentrypoints" {
+        seen.default_entry_points = true;
+        for ep in list().split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            modern.push(format!("--entrypoints.{ep}.asDefault=true"));
+        }
+    } else if k == "loglevel" {
+        modern.push(format!("--log.level={}", list()));
+    } else if k == "debug" {
+        modern.push("--log.level=DEBUG".into());
+    } else if k == "accesslogsfile" {
+        modern.push(format!("--accesslog.filepath={}", list()));
+    } else if k == "constraints" {
+        seen.constraints
+            .extend(list().split(',').map(str::to_string));
+        return Flag::Handled;
+    } else if k == "checknewversion" || k == "sendanonymoususage" {
+        modern.push(format!("--global.{key}={}", bool_value()));
+    } else {
+        return Flag::Keep;
+    }
+    Flag::Modern(modern)
+}
+
+/// `--entryPoints='Name:http Address::80 …'`: the entrypoint's modern flags; settings v1 had and we do not
+/// are reported, and an entrypoint that does not translate is reported and left out.
+fn entry_points_flag(raw: &str, value: &str, deprecations: &mut Vec<String>) -> Flag {
+    match entry_point(value) {
+        Ok((flags, ignored)) => {
+            if !ignored.is_empty() {
+                deprecations.push(format!(
+                    "flag `{raw}`: ignored v1 entrypoint settings: {}",
+                    ignored.join(" ")
+                ));
+            }
+            Flag::Modern(flags)
+        }
+        Err(e) => {
+            deprecations.push(format!("flag `{raw}`: {e}; ignored"));
+            Flag::Handled
+        }
+    }
+}
+
+/// v1 tag constraints, joined into one `--providers.docker.constraints` expression; a constraint that does
+/// not translate is reported and left out.
+fn add_constraints(constraints: &[String], out: &mut Translated) {
     let constraints: Vec<String> = constraints
         .iter()
         .map(|c| c.trim().to_string())
         .filter(|c| !c.is_empty())
         .collect();
-    if !constraints.is_empty() {
-        let mut exprs = Vec::new();
-        for c in &constraints {
-            match tag_constraint(c) {
-                Ok(e) => exprs.push(e),
-                Err(e) => out.deprecations.push(format!("constraint {e}; ignored")),
-            }
-        }
-        if !exprs.is_empty() {
-            let joined = exprs.join(" && ");
-            out.deprecations.push(format!(
-                "v1 constraints `{}` read as `--providers.docker.constraints={joined}`",
-                constraints.join(",")
-            ));
-            out.flags
-                .push(format!("--providers.docker.constraints={joined}"));
+    if constraints.is_empty() {
+        return;
+    }
+    let mut exprs = Vec::new();
+    for c in &constraints {
+        match tag_constraint(c) {
+            Ok(e) => exprs.push(e),
+            Err(e) => out.deprecations.push(format!("constraint {e}; ignored")),
         }
     }
-    if !saw_entry_points {
+    if !exprs.is_empty() {
+        let joined = exprs.join(" && ");
+        out.deprecations.push(format!(
+            "v1 constraints `{}` read as `--providers.docker.constraints={joined}`",
+            constraints.join(",")
+        ));
+        out.flags
+            .push(format!("--providers.docker.constraints={joined}"));
+    }
+}
+
+/// v1's defaults: entrypoint `http` on :80 (and as the default entrypoint) unless entrypoints were given,
+/// and entrypoint `traefik` on :8080 for the API.
+fn add_v1_defaults(flags: &[String], seen: &Seen, out: &mut Translated) {
+    if !seen.entry_points {
         out.flags.push("--entrypoints.http.address=:80".into());
         out.deprecations
             .push("Traefik v1 default: entrypoint `http` on :80".into());
     }
-    if !saw_defaults
+    if !seen.default_entry_points
         && out
             .flags
             .iter()
@@ -230,7 +265,7 @@ pub fn translate(flags: &[String]) -> Translated {
     {
         out.flags.push("--entrypoints.http.asDefault=true".into());
     }
-    if saw_api
+    if seen.api
         && !flags.iter().any(|f| {
             f.to_ascii_lowercase()
                 .contains("entrypoints.traefik.address")
@@ -239,7 +274,6 @@ pub fn translate(flags: &[String]) -> Translated {
     {
         out.flags.push("--entrypoints.traefik.address=:8080".into());
     }
-    out
 }
 
 /// `Name:http Address::80 TLS Redirect.EntryPoint:https` → v2 flags, and the fields that were ignored.

@@ -6,16 +6,19 @@
 //! otherwise `TRAEFIK_*` environment variables. Errors name the full key, its source and the nearest known key.
 
 pub mod legacy;
-pub mod node;
 pub mod sources;
 pub mod types;
+
+/// The configuration tree and its decoder live in [`crate::value::node`] (shared with `dynamic`); re-exported
+/// under the old path for the readers of static configuration.
+pub use crate::value::node;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 pub use types::StaticConfig;
 
-use node::{decode, DecodeError, Node};
+use crate::value::node::{decode, DecodeError, Node};
 use sources::SourceError;
 
 /// Why the static configuration could not be loaded. Every variant names the offending input.

@@ -2,7 +2,7 @@
 //!
 //! Each reader is pure: it takes text or key/value pairs and returns a tree whose every value remembers its
 //! [`Source`], or an error that says where the input is malformed (file, line, column). Typing and unknown-key
-//! checks happen later, in [`super::node::decode`], the same way for every source.
+//! checks happen later, in [`crate::value::node::decode`], the same way for every source.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
-use super::node::{Node, NodeKind, Source};
+use crate::value::node::{Node, NodeKind, Source};
 
 /// A source that could not be read at all (syntax error), with its location.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -7,14 +7,15 @@
 //!
 //! It does no I/O and knows nothing of requests.
 
+pub mod snapshot;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::node::{decode, DecodeError, Node, NodeKind, Source};
-use crate::config::types::GoDuration;
+use crate::value::node::{decode, DecodeError, Node, NodeKind, Source};
+use crate::value::GoDuration;
 
-mod snapshot;
 pub use snapshot::{ProviderFeed, Snapshot};
 
 /// One provider's whole dynamic configuration.
@@ -58,19 +59,54 @@ impl From<&ItemError> for DroppedItem {
     }
 }
 
-/// `http` section.
+/// One protocol's section (`http`, `tcp`): routers, services, middlewares and transports by name.
+///
+/// HTTP and TCP share this shape and differ only in their item types, so decoding, merging and listing are
+/// written once over it; a further protocol (UDP) is one more set of type parameters and one [`Proto`],
+/// not another copy of the section.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-pub struct HttpConfiguration {
+pub struct Section<R, S, T> {
     /// Routers by name.
-    pub routers: BTreeMap<String, Router>,
+    pub routers: BTreeMap<String, R>,
     /// Services by name.
-    pub services: BTreeMap<String, Service>,
-    /// Middlewares by name.
+    pub services: BTreeMap<String, S>,
+    /// Middlewares by name (raw: the middleware module validates them).
     pub middlewares: BTreeMap<String, Middleware>,
     /// Named transports to backends.
-    pub servers_transports: BTreeMap<String, ServersTransport>,
+    pub servers_transports: BTreeMap<String, T>,
 }
+
+/// `http` section.
+pub type HttpConfiguration = Section<Router, Service, ServersTransport>;
+
+/// `tcp` section (model only for now; transports kept raw).
+pub type TcpConfiguration = Section<TcpRouter, TcpService, serde_json::Value>;
+
+/// What tells one protocol section from another: its key in the tree and the kinds its items are reported as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proto {
+    /// Section key (`http`, `tcp`).
+    pub key: &'static str,
+    /// Kind of its routers.
+    pub router: ItemKind,
+    /// Kind of its services.
+    pub service: ItemKind,
+}
+
+/// The `http` section.
+pub const HTTP: Proto = Proto {
+    key: "http",
+    router: ItemKind::Router,
+    service: ItemKind::Service,
+};
+
+/// The `tcp` section.
+pub const TCP: Proto = Proto {
+    key: "tcp",
+    router: ItemKind::TcpRouter,
+    service: ItemKind::TcpService,
+};
 
 /// An HTTP router: which requests (rule, entrypoints) go through which middlewares to which service.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -339,20 +375,6 @@ pub struct ServersTransport {
     pub spiffe: Option<serde_json::Value>,
 }
 
-/// `tcp` section (model only for now).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct TcpConfiguration {
-    /// TCP routers.
-    pub routers: BTreeMap<String, TcpRouter>,
-    /// TCP services.
-    pub services: BTreeMap<String, TcpService>,
-    /// TCP middlewares (raw).
-    pub middlewares: BTreeMap<String, Middleware>,
-    /// TCP transports (raw).
-    pub servers_transports: BTreeMap<String, serde_json::Value>,
-}
-
 /// A TCP router (`HostSNI` rules).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -551,8 +573,7 @@ pub struct ItemError {
 }
 
 const TOP_KEYS: &[&str] = &["http", "tcp", "udp", "tls"];
-const HTTP_KEYS: &[&str] = &["routers", "services", "middlewares", "serversTransports"];
-const TCP_KEYS: &[&str] = &["routers", "services", "middlewares", "serversTransports"];
+const SECTION_KEYS: &[&str] = &["routers", "services", "middlewares", "serversTransports"];
 const TLS_KEYS: &[&str] = &["certificates", "options", "stores"];
 
 /// Decodes a dynamic configuration tree item by item.
@@ -575,76 +596,8 @@ pub fn decode_configuration(root: &Node) -> (Configuration, Vec<ItemError>) {
     };
     for (key, node) in top {
         match canonical(key, TOP_KEYS) {
-            Some("http") => {
-                for (k, n) in entries(node, "http", &mut errors) {
-                    match canonical(k, HTTP_KEYS) {
-                        Some("routers") => decode_items(
-                            n,
-                            "http.routers",
-                            ItemKind::Router,
-                            &mut cfg.http.routers,
-                            &mut errors,
-                        ),
-                        Some("services") => decode_items(
-                            n,
-                            "http.services",
-                            ItemKind::Service,
-                            &mut cfg.http.services,
-                            &mut errors,
-                        ),
-                        Some("middlewares") => decode_items(
-                            n,
-                            "http.middlewares",
-                            ItemKind::Middleware,
-                            &mut cfg.http.middlewares,
-                            &mut errors,
-                        ),
-                        Some(_) => decode_items(
-                            n,
-                            "http.serversTransports",
-                            ItemKind::ServersTransport,
-                            &mut cfg.http.servers_transports,
-                            &mut errors,
-                        ),
-                        None => errors.push(unknown(n, &format!("http.{k}"), HTTP_KEYS, "http")),
-                    }
-                }
-            }
-            Some("tcp") => {
-                for (k, n) in entries(node, "tcp", &mut errors) {
-                    match canonical(k, TCP_KEYS) {
-                        Some("routers") => decode_items(
-                            n,
-                            "tcp.routers",
-                            ItemKind::TcpRouter,
-                            &mut cfg.tcp.routers,
-                            &mut errors,
-                        ),
-                        Some("services") => decode_items(
-                            n,
-                            "tcp.services",
-                            ItemKind::TcpService,
-                            &mut cfg.tcp.services,
-                            &mut errors,
-                        ),
-                        Some("middlewares") => decode_items(
-                            n,
-                            "tcp.middlewares",
-                            ItemKind::Middleware,
-                            &mut cfg.tcp.middlewares,
-                            &mut errors,
-                        ),
-                        Some(_) => decode_items(
-                            n,
-                            "tcp.serversTransports",
-                            ItemKind::ServersTransport,
-                            &mut cfg.tcp.servers_transports,
-                            &mut errors,
-                        ),
-                        None => errors.push(unknown(n, &format!("tcp.{k}"), TCP_KEYS, "tcp")),
-                    }
-                }
-            }
+            Some("http") => decode_section(node, HTTP, &mut cfg.http, &mut errors),
+            Some("tcp") => decode_section(node, TCP, &mut cfg.tcp, &mut errors),
             Some("udp") => match decode(node, "udp") {
                 Ok(v) => cfg.udp = Some(v),
                 Err(error) => errors.push(ItemError {
@@ -653,43 +606,78 @@ pub fn decode_configuration(root: &Node) -> (Configuration, Vec<ItemError>) {
                     error,
                 }),
             },
-            Some(_) => {
-                for (k, n) in entries(node, "tls", &mut errors) {
-                    let path = format!("tls.{}", canonical(k, TLS_KEYS).unwrap_or(k));
-                    let res = match canonical(k, TLS_KEYS) {
-                        Some("certificates") => decode(n, &path).map(|v| cfg.tls.certificates = v),
-                        Some("options") => {
-                            decode_items(
-                                n,
-                                &path,
-                                ItemKind::Tls,
-                                &mut cfg.tls.options,
-                                &mut errors,
-                            );
-                            Ok(())
-                        }
-                        Some(_) => {
-                            decode_items(n, &path, ItemKind::Tls, &mut cfg.tls.stores, &mut errors);
-                            Ok(())
-                        }
-                        None => {
-                            errors.push(unknown(n, &path, TLS_KEYS, "tls"));
-                            Ok(())
-                        }
-                    };
-                    if let Err(error) = res {
-                        errors.push(ItemError {
-                            kind: ItemKind::Tls,
-                            name: path,
-                            error,
-                        });
-                    }
-                }
-            }
+            Some(_) => decode_tls(node, &mut cfg.tls, &mut errors),
             None => errors.push(unknown(node, key, TOP_KEYS, "")),
         }
     }
     (cfg, errors)
+}
+
+/// One protocol section, item by item; the same for every protocol but for its item types and kinds.
+fn decode_section<R, S, T>(
+    node: &Node,
+    proto: Proto,
+    out: &mut Section<R, S, T>,
+    errors: &mut Vec<ItemError>,
+) where
+    R: serde::de::DeserializeOwned,
+    S: serde::de::DeserializeOwned,
+    T: serde::de::DeserializeOwned,
+{
+    let p = proto.key;
+    for (k, n) in entries(node, p, errors) {
+        match canonical(k, SECTION_KEYS) {
+            Some("routers") => decode_items(
+                n,
+                &format!("{p}.routers"),
+                proto.router,
+                &mut out.routers,
+                errors,
+            ),
+            Some("services") => decode_items(
+                n,
+                &format!("{p}.services"),
+                proto.service,
+                &mut out.services,
+                errors,
+            ),
+            Some("middlewares") => decode_items(
+                n,
+                &format!("{p}.middlewares"),
+                ItemKind::Middleware,
+                &mut out.middlewares,
+                errors,
+            ),
+            Some(_) => decode_items(
+                n,
+                &format!("{p}.serversTransports"),
+                ItemKind::ServersTransport,
+                &mut out.servers_transports,
+                errors,
+            ),
+            None => errors.push(unknown(n, &format!("{p}.{k}"), SECTION_KEYS, p)),
+        }
+    }
+}
+
+/// The `tls` section: certificates as one list, options and stores item by item.
+fn decode_tls(node: &Node, tls: &mut TlsConfiguration, errors: &mut Vec<ItemError>) {
+    for (k, n) in entries(node, "tls", errors) {
+        let path = format!("tls.{}", canonical(k, TLS_KEYS).unwrap_or(k));
+        match canonical(k, TLS_KEYS) {
+            Some("certificates") => match decode(n, &path) {
+                Ok(v) => tls.certificates = v,
+                Err(error) => errors.push(ItemError {
+                    kind: ItemKind::Tls,
+                    name: path,
+                    error,
+                }),
+            },
+            Some("options") => decode_items(n, &path, ItemKind::Tls, &mut tls.options, errors),
+            Some(_) => decode_items(n, &path, ItemKind::Tls, &mut tls.stores, errors),
+            None => errors.push(unknown(n, &path, TLS_KEYS, "tls")),
+        }
+    }
 }
 
 fn canonical<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
@@ -711,7 +699,7 @@ fn whole(node: &Node, key: &str, message: &str) -> ItemError {
 fn unknown(node: &Node, path: &str, known: &[&str], parent: &str) -> ItemError {
     let last = path.rsplit('.').next().unwrap_or(path);
     let mut message = "unknown key".to_string();
-    if let Some(near) = crate::config::node::nearest(last, known) {
+    if let Some(near) = crate::value::node::nearest(last, known) {
         let full = if parent.is_empty() {
             near.to_string()
         } else {

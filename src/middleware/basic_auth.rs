@@ -95,7 +95,7 @@ const ITOA64: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 
 /// MD5-crypt (`$1$`) and its Apache variant (`$apr1$`), as htpasswd computes them.
 pub fn md5_crypt(pw: &[u8], salt: &[u8], magic: &str) -> String {
-    let salt = &salt[..salt.len().min(8)];
+    let salt = salt.get(..8).unwrap_or(salt);
     let mut alt = Md5::new();
     alt.update(pw);
     alt.update(salt);
@@ -107,7 +107,7 @@ pub fn md5_crypt(pw: &[u8], salt: &[u8], magic: &str) -> String {
     ctx.update(salt);
     let mut n = pw.len();
     while n > 0 {
-        ctx.update(&alt[..n.min(16)]);
+        ctx.update(alt.get(..n.min(16)).unwrap_or_default());
         n = n.saturating_sub(16);
     }
     let mut i = pw.len();
@@ -115,7 +115,7 @@ pub fn md5_crypt(pw: &[u8], salt: &[u8], magic: &str) -> String {
         if i & 1 == 1 {
             ctx.update([0u8]);
         } else {
-            ctx.update(&pw[..1]);
+            ctx.update(pw.get(..1).unwrap_or_default());
         }
         i >>= 1;
     }
@@ -146,17 +146,26 @@ pub fn md5_crypt(pw: &[u8], salt: &[u8], magic: &str) -> String {
     out.push('$');
     let mut to64 = |mut v: u32, n: usize| {
         for _ in 0..n {
-            out.push(ITOA64[(v & 0x3f) as usize] as char);
+            out.push(
+                ITOA64
+                    .get((v & 0x3f) as usize)
+                    .map_or('.', |c| char::from(*c)),
+            );
             v >>= 6;
         }
     };
-    for (a, b, c) in [(0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5)] {
-        to64(
-            (u32::from(fin[a]) << 16) | (u32::from(fin[b]) << 8) | u32::from(fin[c]),
-            4,
-        );
+    let fin: [u8; 16] = fin.into();
+    let [f0, f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12, f13, f14, f15] = fin;
+    for (a, b, c) in [
+        (f0, f6, f12),
+        (f1, f7, f13),
+        (f2, f8, f14),
+        (f3, f9, f15),
+        (f4, f10, f5),
+    ] {
+        to64((u32::from(a) << 16) | (u32::from(b) << 8) | u32::from(c), 4);
     }
-    to64(u32::from(fin[11]), 2);
+    to64(u32::from(f11), 2);
     out
 }
 
@@ -187,6 +196,7 @@ pub fn parse_users(
 }
 
 /// Reads a users file's lines.
+#[allow(clippy::disallowed_methods)] // table-build time, not per request: reads `usersFile` once
 pub fn read_users_file(o: &Opts<'_>, path: &str) -> Result<Vec<String>, MiddlewareError> {
     std::fs::read_to_string(path)
         .map(|s| s.lines().map(str::to_string).collect())
@@ -249,9 +259,9 @@ impl BasicAuth {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .ok()?;
-        let colon = raw.iter().position(|b| *b == b':')?;
-        let user = String::from_utf8(raw[..colon].to_vec()).ok()?;
-        Some((user, raw[colon + 1..].to_vec()))
+        let mut parts = raw.splitn(2, |b| *b == b':');
+        let user = String::from_utf8(parts.next()?.to_vec()).ok()?;
+        Some((user, parts.next()?.to_vec()))
     }
 
     /// Request step.

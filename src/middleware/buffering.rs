@@ -15,8 +15,8 @@ use super::circuit_breaker::{Expr, Vocabulary};
 use super::opts::Opts;
 use super::retry::network_failed;
 use super::{clone_request, next, text_response, Cx, Middleware, MiddlewareError, Req, Res};
-use crate::proxy::body::{ClientBody, ProxyBody};
-use crate::proxy::error::ProxyError;
+use crate::http::body::{ClientBody, ProxyBody};
+use crate::http::error::ProxyError;
 
 /// A compiled buffering middleware.
 #[derive(Debug)]

@@ -93,8 +93,8 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
-    while i < b.len() {
-        let c = b[i] as char;
+    while let Some(&byte) = b.get(i) {
+        let c = byte as char;
         let two = s.get(i..i + 2).unwrap_or("");
         match c {
             ' ' | '\t' | '\n' => i += 1,
@@ -113,7 +113,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
             _ if c.is_ascii_digit() || c == '.' || c == '-' => {
                 let start = i;
                 i += 1;
-                while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+                while b.get(i).is_some_and(|d| d.is_ascii_digit() || *d == b'.') {
                     i += 1;
                 }
                 let n = s[start..i]
@@ -123,7 +123,10 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
             }
             _ if c.is_ascii_alphabetic() => {
                 let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                while b
+                    .get(i)
+                    .is_some_and(|d| d.is_ascii_alphanumeric() || *d == b'_')
+                {
                     i += 1;
                 }
                 out.push(Tok::Ident(s[start..i].to_string()));
@@ -359,7 +362,7 @@ impl Window {
                 let mut l: Vec<f64> = self.outcomes.iter().map(|o| o.latency_ms).collect();
                 l.sort_by(|a, b| a.total_cmp(b));
                 let idx = ((q / 100.0) * (n as f64 - 1.0)).round() as usize;
-                l[idx.min(n - 1)]
+                l.get(idx.min(n - 1)).copied().unwrap_or(0.0)
             }
             Metric::Attempts | Metric::ResponseCode => 0.0,
         }

@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 
 use super::opts::Opts;
 use super::{next, Cx, Middleware, MiddlewareError, Req, Res};
-use crate::proxy::body::{BoxError, ProxyBody};
+use crate::http::body::{BoxError, ProxyBody};
 
 /// A supported encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,10 +269,7 @@ impl Compress {
         );
         add_vary(&mut parts.headers);
         let body = CompressBody::new(enc, body, ahead);
-        Ok(Response::from_parts(
-            parts,
-            ProxyBody::Compressed(Box::new(body)),
-        ))
+        Ok(Response::from_parts(parts, ProxyBody::boxed(body)))
     }
 }
 

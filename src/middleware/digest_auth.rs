@@ -129,7 +129,9 @@ impl DigestAuth {
         let mut h = Sha256::new();
         h.update(self.key);
         h.update(ts.to_be_bytes());
-        format!("{ts:x}.{}", hex::encode(&h.finalize()[..12]))
+        // The first 12 bytes (of 32) sign the timestamp.
+        let mac: Vec<u8> = h.finalize().iter().take(12).copied().collect();
+        format!("{ts:x}.{}", hex::encode(mac))
     }
 
     /// A fresh nonce for time `now` (seconds since the epoch).

@@ -11,8 +11,8 @@ use http::{header, Request, Response};
 use super::opts::Opts;
 use super::{next, BuildCx, Cx, Middleware, MiddlewareError, Req, Res};
 use crate::dynamic;
-use crate::proxy::body::ClientBody;
-use crate::proxy::error::error_response;
+use crate::http::body::ClientBody;
+use crate::http::error::error_response;
 
 /// A compiled errors middleware.
 #[derive(Debug)]
@@ -106,8 +106,7 @@ impl Errors {
         page_req.headers_mut().remove(header::TRANSFER_ENCODING);
         let Ok(uri) = path.parse() else { return r };
         *page_req.uri_mut() = uri;
-        match crate::proxy::handler::serve_service(page_req, cx.table, self.service, cx.conn).await
-        {
+        match cx.terminal.call(page_req, self.service).await {
             Ok(page) => {
                 let (mut parts, body) = page.into_parts();
                 parts.status = code;

@@ -20,11 +20,11 @@ use regex::Regex;
 use super::opts::Opts;
 use super::{request_host, request_scheme, text_response, Cx, Flow, MiddlewareError, Req};
 use crate::balance::health::ServerHealth;
-use crate::proxy::body::{ProxyBody, UpstreamBody};
-use crate::proxy::error::ProxyError;
-use crate::proxy::forward::PoolSettings;
-use crate::proxy::pool::{Target, Upstreams};
-use crate::table::UpstreamScheme;
+use crate::balance::UpstreamScheme;
+use crate::http::body::{ProxyBody, UpstreamBody};
+use crate::http::error::ProxyError;
+use crate::upstream::pool::{Target, Upstreams};
+use crate::upstream::transport::PoolSettings;
 
 /// Largest auth-server answer body relayed to the client.
 const MAX_AUTH_BODY: usize = 1 << 20;
@@ -127,7 +127,7 @@ impl ForwardAuth {
             let _ = t.bool("caOptional")?;
             t.finish()?;
             let root_cas = match &ca {
-                Some(c) => crate::proxy::forward::load_root_cas(std::slice::from_ref(c))
+                Some(c) => crate::upstream::transport::load_root_cas(std::slice::from_ref(c))
                     .map_err(|e| o.err("tls.ca", e.to_string()))?,
                 None => Vec::new(),
             };
@@ -235,7 +235,7 @@ impl ForwardAuth {
                 Some(p) => p,
                 None => return Ok(Flow::Respond(internal_error())),
             },
-            None => &cx.conn.shared.upstreams,
+            None => cx.upstreams,
         };
         let Some(authority) = self.address.authority() else {
             return Ok(Flow::Respond(internal_error()));

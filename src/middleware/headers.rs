@@ -13,7 +13,7 @@ use regex::Regex;
 
 use super::opts::Opts;
 use super::{request_host, text_response, Cx, Flow, MiddlewareError, Req};
-use crate::proxy::body::ProxyBody;
+use crate::http::body::ProxyBody;
 
 /// Options of Traefik v1/v2 that v3 removed, with what replaces them.
 const REMOVED: &[(&str, &str)] = &[
@@ -79,36 +79,9 @@ fn value(o: &Opts<'_>, opt: &str, v: &str) -> Result<HeaderValue, MiddlewareErro
     HeaderValue::from_str(v).map_err(|_| o.err(opt, format!("`{v}` is not a valid header value")))
 }
 
-impl Headers {
-    /// Reads every option; removed v3 options become `warnings`.
-    pub fn build(mut o: Opts<'_>, warnings: &mut Vec<String>) -> Result<Headers, MiddlewareError> {
-        let mut h = Headers::default();
-        for (k, v) in o.map("customRequestHeaders")? {
-            if k.eq_ignore_ascii_case("host") {
-                if !v.is_empty() {
-                    h.request_host = Some(value(&o, "customRequestHeaders.Host", &v)?);
-                }
-                continue;
-            }
-            let n = name(&o, "customRequestHeaders", &k)?;
-            if v.is_empty() {
-                h.request_remove.push(n);
-            } else {
-                h.request_set
-                    .push((n, value(&o, &format!("customRequestHeaders.{k}"), &v)?));
-            }
-        }
-        for (k, v) in o.map("customResponseHeaders")? {
-            let n = name(&o, "customResponseHeaders", &k)?;
-            if v.is_empty() {
-                h.response_remove.push(n);
-            } else {
-                h.response_set
-                    .push((n, value(&o, &format!("customResponseHeaders.{k}"), &v)?));
-            }
-        }
-
-        // CORS.
+impl Cors {
+    /// The CORS options; `None` when none is set (no CORS handling at all).
+    fn build(o: &mut Opts<'_>) -> Result<Option<Cors>, MiddlewareError> {
         let allow_credentials = o.bool("accessControlAllowCredentials")?.unwrap_or(false);
         let allow_headers = o.strings("accessControlAllowHeaders")?;
         let allow_methods = o.strings("accessControlAllowMethods")?;
@@ -129,38 +102,48 @@ impl Headers {
         let expose = o.strings("accessControlExposeHeaders")?;
         let max_age = o.u64("accessControlMaxAge")?.unwrap_or(0);
         let add_vary = o.bool("addVaryHeader")?.unwrap_or(false);
-        let join = |o: &Opts<'_>,
-                    opt: &str,
-                    l: &[String]|
-         -> Result<Option<HeaderValue>, MiddlewareError> {
-            if l.is_empty() {
-                Ok(None)
-            } else {
-                value(o, opt, &l.join(",")).map(Some)
-            }
-        };
-        if allow_credentials
+        let any = allow_credentials
             || !allow_headers.is_empty()
             || !allow_methods.is_empty()
             || !origins.is_empty()
             || !origin_regexes.is_empty()
             || !expose.is_empty()
             || max_age != 0
-            || add_vary
-        {
-            h.cors = Some(Cors {
-                allow_credentials,
-                allow_headers: join(&o, "accessControlAllowHeaders", &allow_headers)?,
-                allow_methods: join(&o, "accessControlAllowMethods", &allow_methods)?,
-                origins,
-                origin_regexes,
-                expose_headers: join(&o, "accessControlExposeHeaders", &expose)?,
-                max_age: HeaderValue::from(max_age),
-                add_vary,
-            });
+            || add_vary;
+        if !any {
+            return Ok(None);
         }
+        Ok(Some(Cors {
+            allow_credentials,
+            allow_headers: joined(o, "accessControlAllowHeaders", &allow_headers)?,
+            allow_methods: joined(o, "accessControlAllowMethods", &allow_methods)?,
+            origins,
+            origin_regexes,
+            expose_headers: joined(o, "accessControlExposeHeaders", &expose)?,
+            max_age: HeaderValue::from(max_age),
+            add_vary,
+        }))
+    }
+}
 
-        // Security headers.
+/// A list option as one comma-joined header value; `None` for an empty list.
+fn joined(o: &Opts<'_>, opt: &str, l: &[String]) -> Result<Option<HeaderValue>, MiddlewareError> {
+    if l.is_empty() {
+        Ok(None)
+    } else {
+        value(o, opt, &l.join(",")).map(Some)
+    }
+}
+
+impl Headers {
+    /// Reads every option; removed v3 options become `warnings`.
+    ///
+    /// The options are read in Traefik's order (custom headers, CORS, security headers), so that with several
+    /// bad options the first one reported is the same as before.
+    pub fn build(mut o: Opts<'_>, warnings: &mut Vec<String>) -> Result<Headers, MiddlewareError> {
+        let mut h = Headers::default();
+        h.read_custom_headers(&mut o)?;
+        h.cors = Cors::build(&mut o)?;
         let is_development = o.bool("isDevelopment")?.unwrap_or(false);
         h.allowed_hosts = o.strings("allowedHosts")?;
         for n in o.strings("hostsProxyHeaders")? {
@@ -172,10 +155,60 @@ impl Headers {
             h.ssl_proxy_headers
                 .push((n, value(&o, &format!("sslProxyHeaders.{k}"), &v)?));
         }
+        h.read_sts(&mut o)?;
+        h.read_security_headers(&mut o)?;
+        if is_development {
+            h.allowed_hosts.clear();
+            h.sts = None;
+        }
+        for (old, instead) in REMOVED {
+            if o.has(old) {
+                let _ = o.raw(old);
+                warnings.push(format!(
+                    "option `headers.{old}` was removed in Traefik v3 and has no effect: {instead}"
+                ));
+            }
+        }
+        o.finish()?;
+        Ok(h)
+    }
+
+    /// `customRequestHeaders` and `customResponseHeaders`: an empty value removes the header; a request
+    /// `Host` sets the Host.
+    fn read_custom_headers(&mut self, o: &mut Opts<'_>) -> Result<(), MiddlewareError> {
+        for (k, v) in o.map("customRequestHeaders")? {
+            if k.eq_ignore_ascii_case("host") {
+                if !v.is_empty() {
+                    self.request_host = Some(value(o, "customRequestHeaders.Host", &v)?);
+                }
+                continue;
+            }
+            let n = name(o, "customRequestHeaders", &k)?;
+            if v.is_empty() {
+                self.request_remove.push(n);
+            } else {
+                self.request_set
+                    .push((n, value(o, &format!("customRequestHeaders.{k}"), &v)?));
+            }
+        }
+        for (k, v) in o.map("customResponseHeaders")? {
+            let n = name(o, "customResponseHeaders", &k)?;
+            if v.is_empty() {
+                self.response_remove.push(n);
+            } else {
+                self.response_set
+                    .push((n, value(o, &format!("customResponseHeaders.{k}"), &v)?));
+            }
+        }
+        Ok(())
+    }
+
+    /// `stsSeconds` and its modifiers: the `Strict-Transport-Security` value, when `stsSeconds` > 0.
+    fn read_sts(&mut self, o: &mut Opts<'_>) -> Result<(), MiddlewareError> {
         let sts_seconds = o.u64("stsSeconds")?.unwrap_or(0);
         let sts_sub = o.bool("stsIncludeSubdomains")?.unwrap_or(false);
         let sts_preload = o.bool("stsPreload")?.unwrap_or(false);
-        h.force_sts = o.bool("forceSTSHeader")?.unwrap_or(false);
+        self.force_sts = o.bool("forceSTSHeader")?.unwrap_or(false);
         if sts_seconds > 0 {
             let mut v = format!("max-age={sts_seconds}");
             if sts_sub {
@@ -184,23 +217,29 @@ impl Headers {
             if sts_preload {
                 v.push_str("; preload");
             }
-            h.sts = Some(value(&o, "stsSeconds", &v)?);
+            self.sts = Some(value(o, "stsSeconds", &v)?);
         }
+        Ok(())
+    }
+
+    /// The fixed security headers: frame options, nosniff, XSS protection and the policy headers. A custom
+    /// value wins over the boolean switch of the same header.
+    fn read_security_headers(&mut self, o: &mut Opts<'_>) -> Result<(), MiddlewareError> {
         let frame_deny = o.bool("frameDeny")?.unwrap_or(false);
         let frame_custom = o
             .string("customFrameOptionsValue")?
             .filter(|s| !s.is_empty());
         if let Some(v) = frame_custom {
-            h.security.push((
+            self.security.push((
                 header::X_FRAME_OPTIONS,
-                value(&o, "customFrameOptionsValue", &v)?,
+                value(o, "customFrameOptionsValue", &v)?,
             ));
         } else if frame_deny {
-            h.security
+            self.security
                 .push((header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")));
         }
         if o.bool("contentTypeNosniff")?.unwrap_or(false) {
-            h.security.push((
+            self.security.push((
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ));
@@ -208,12 +247,12 @@ impl Headers {
         let xss = o.bool("browserXssFilter")?.unwrap_or(false);
         let xss_custom = o.string("customBrowserXSSValue")?.filter(|s| !s.is_empty());
         if let Some(v) = xss_custom {
-            h.security.push((
+            self.security.push((
                 header::X_XSS_PROTECTION,
-                value(&o, "customBrowserXSSValue", &v)?,
+                value(o, "customBrowserXSSValue", &v)?,
             ));
         } else if xss {
-            h.security.push((
+            self.security.push((
                 header::X_XSS_PROTECTION,
                 HeaderValue::from_static("1; mode=block"),
             ));
@@ -231,25 +270,11 @@ impl Headers {
                 HeaderName::from_static("permissions-policy"),
             ),
         ] {
-            let key: &'static str = opt;
-            if let Some(v) = o.string(key)?.filter(|s| !s.is_empty()) {
-                h.security.push((hn, value(&o, opt, &v)?));
+            if let Some(v) = o.string(opt)?.filter(|s| !s.is_empty()) {
+                self.security.push((hn, value(o, opt, &v)?));
             }
         }
-        if is_development {
-            h.allowed_hosts.clear();
-            h.sts = None;
-        }
-        for (old, instead) in REMOVED {
-            if o.has(old) {
-                let _ = o.raw(old);
-                warnings.push(format!(
-                    "option `headers.{old}` was removed in Traefik v3 and has no effect: {instead}"
-                ));
-            }
-        }
-        o.finish()?;
-        Ok(h)
+        Ok(())
     }
 
     fn origin_allowed(&self, cors: &Cors, origin: &str) -> Option<HeaderValue> {

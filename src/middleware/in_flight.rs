@@ -11,7 +11,7 @@ use http::{Response, StatusCode};
 use super::opts::Opts;
 use super::source_criterion::SourceCriterion;
 use super::{text_response, Cx, MiddlewareError, Req};
-use crate::proxy::body::ProxyBody;
+use crate::http::body::ProxyBody;
 
 type Counters = DashMap<String, Arc<AtomicU64>>;
 

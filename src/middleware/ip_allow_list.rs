@@ -10,7 +10,7 @@ use super::ip_strategy::{parse_net, IpStrategy};
 use super::opts::Opts;
 use super::source_criterion::trusted_xff;
 use super::{Cx, Flow, MiddlewareError, Req};
-use crate::proxy::body::ProxyBody;
+use crate::http::body::ProxyBody;
 
 /// A compiled allow list.
 #[derive(Debug)]
@@ -60,7 +60,7 @@ impl IpAllowList {
     pub fn allows(&self, ip: &str) -> bool {
         match ip.parse::<IpAddr>() {
             Ok(ip) => {
-                let ip = crate::proxy::forward::canonical_ip(ip);
+                let ip = crate::http::context::canonical_ip(ip);
                 self.ranges.iter().any(|n| n.contains(&ip))
             }
             Err(_) => false,

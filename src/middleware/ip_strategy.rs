@@ -64,7 +64,11 @@ impl IpStrategy {
             if xff.is_none() || list.len() < self.depth {
                 return String::new();
             }
-            list[list.len() - self.depth].to_string()
+            // The `depth`-th address from the right (the list has at least `depth` entries).
+            match list.len().checked_sub(self.depth).and_then(|k| list.get(k)) {
+                Some(ip) => ip.to_string(),
+                None => return String::new(),
+            }
         } else if !self.excluded.is_empty() {
             let found = xff
                 .unwrap_or("")

@@ -8,12 +8,17 @@
 //! are carried into the next table, so an unrelated container event does not reset their state.
 //!
 //! Hot path: [`Chain::run`] walks the steps in order. The request it gets has already been through the
-//! entrypoint's header cleaning ([`crate::proxy::forward::sanitize_at_entry`]: untrusted forwarded
+//! entrypoint's header cleaning (the proxy's `sanitize_at_entry`: untrusted forwarded
 //! headers and `Connection`-named headers removed), so what a step adds is never removed by the client.
 //! Most steps act on the request only (rewrite it, or answer it: redirects, auth, limits) and need no
 //! allocation or boxing; `headers` and `inFlightReq` also leave a small note to act on the response. Steps
 //! that must surround the rest of the chain (compress, retry, buffering, circuitBreaker, errors) run the
 //! remainder as one boxed future, paid only on routes that use them.
+//!
+//! The chain never calls into the proxy: when its steps let a request through, [`Chain::run`] hands it back
+//! ([`Outcome::Serve`]) and the handler serves it; inside a wrapping step the rest of the chain ends with the
+//! [`Terminal`] the handler put into [`Cx`]. Middlewares speak the request path's vocabulary
+//! ([`crate::http`]) only.
 //!
 //! This module never logs per request and holds no locks on the request path except the circuit breaker's
 //! short window update.
@@ -38,28 +43,24 @@ pub mod retry;
 pub mod source_criterion;
 pub mod strip_prefix;
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::uri::PathAndQuery;
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{header, Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
 use serde_json::Value;
 
 use crate::dynamic;
-use crate::proxy::body::{ClientBody, ProxyBody};
-use crate::proxy::error::{error_response, ProxyError};
-use crate::proxy::handler::ConnCtx;
-use crate::table::RoutingTable;
+use crate::http::body::{BoxError, ClientBody, ProxyBody};
+use crate::http::{ConnInfo, Terminal};
 
 use opts::Opts;
 
-/// A request as the chain sees it.
-pub type Req = Request<ClientBody>;
-/// What the chain returns: a response, or a failure the edge maps to a status.
-pub type Res = Result<Response<ProxyBody>, ProxyError>;
-/// A boxed future of the rest of a chain (only wrapping middlewares create one).
-pub type BoxRes<'a> = Pin<Box<dyn Future<Output = Res> + Send + 'a>>;
+pub use crate::http::error::{failure_response, text_response, NetworkFailure};
+/// The request, result and boxed-rest types every step uses (defined with the request path's vocabulary).
+pub use crate::http::{BoxRes, Req, Res};
 
 /// An invalid middleware option: the full option path (`basicAuth.users[1]`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -81,15 +82,17 @@ impl MiddlewareError {
     }
 }
 
-/// Per-request context handed to every step: the connection, the table the request was routed with, and the
-/// route's service (the end of the chain).
+/// Per-request context handed to every step: the client connection's facts, the route's service, and the
+/// end of the chain (serving a service of the table the request was routed with).
 pub struct Cx<'a> {
     /// The client connection.
-    pub conn: &'a ConnCtx,
-    /// The table that routed the request (services for `errors`).
-    pub table: &'a RoutingTable,
+    pub conn: &'a ConnInfo,
     /// Index of the route's service.
     pub service: usize,
+    /// Serves a service; wrapping steps reach the route's service through it, `errors` its page service.
+    pub terminal: &'a dyn Terminal,
+    /// This worker's upstream pools (`forwardAuth` asks its auth server over them).
+    pub upstreams: &'a crate::upstream::pool::Upstreams,
 }
 
 /// Build-time context: who the middleware is, and how to find services (`errors.service`).
@@ -391,6 +394,44 @@ pub struct WrappedBody {
     pub slot: Option<in_flight::Slot>,
 }
 
+impl Body for WrappedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Where a chain left a request.
+pub enum Outcome<'m> {
+    /// Answered (by a step, or by the service inside a wrapping step), response notes applied.
+    Done(Res),
+    /// Let through by every step: the caller serves it with the route's service, then applies the notes.
+    Serve(Req, Pending<'m>),
+}
+
+/// Response notes of the steps a request went through, waiting for the service's response.
+pub struct Pending<'m>(Vec<After<'m>>);
+
+impl Pending<'_> {
+    /// Applies the notes to the service's response (or failure), in reverse order.
+    pub fn finish(self, resp: Res) -> Res {
+        finish(self.0, resp)
+    }
+}
+
 /// A compiled chain: the steps of a route, entrypoint middlewares first, `chain` middlewares flattened.
 #[derive(Debug)]
 pub struct Chain {
@@ -415,14 +456,20 @@ impl Chain {
         self.steps.is_empty()
     }
 
-    /// Runs the chain around the route's service. Hot path.
-    pub async fn run(&self, req: Req, cx: &Cx<'_>) -> Res {
+    /// Runs the chain's steps. Hot path. A request every step lets through comes back as
+    /// [`Outcome::Serve`] for the caller to serve without a box; wrapping steps serve it themselves through
+    /// [`Cx::terminal`].
+    pub async fn run(&self, req: Req, cx: &Cx<'_>) -> Outcome<'_> {
         run_steps(&self.steps, req, cx).await
     }
 }
 
-/// Runs `steps` then the service; wrapping steps take the rest of the chain as a boxed future.
-pub(crate) async fn run_steps(steps: &[Arc<Middleware>], mut req: Req, cx: &Cx<'_>) -> Res {
+/// Runs `steps`; wrapping steps take the rest of the chain as a boxed future.
+pub(crate) async fn run_steps<'m>(
+    steps: &'m [Arc<Middleware>],
+    mut req: Req,
+    cx: &Cx<'_>,
+) -> Outcome<'m> {
     let mut after: Vec<After<'_>> = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let rest = &steps[i + 1..];
@@ -440,7 +487,10 @@ pub(crate) async fn run_steps(steps: &[Arc<Middleware>], mut req: Req, cx: &Cx<'
             }
             Middleware::BasicAuth(m) => m.on_request(&mut req).await,
             Middleware::DigestAuth(m) => m.on_request(&mut req),
-            Middleware::ForwardAuth(m) => m.on_request(&mut req, cx).await?,
+            Middleware::ForwardAuth(m) => match m.on_request(&mut req, cx).await {
+                Ok(flow) => flow,
+                Err(e) => return Outcome::Done(Err(e)),
+            },
             Middleware::RateLimit(m) => m.on_request(&req, cx).await,
             Middleware::InFlight(m) => match m.acquire(&req, cx) {
                 Some(slot) => {
@@ -452,44 +502,40 @@ pub(crate) async fn run_steps(steps: &[Arc<Middleware>], mut req: Req, cx: &Cx<'
             Middleware::IpAllowList(m) => m.on_request(&req, cx),
             Middleware::Compress(m) => {
                 let resp = m.wrap(req, cx, rest).await;
-                return finish(after, resp);
+                return Outcome::Done(finish(after, resp));
             }
             Middleware::Retry(m) => {
                 let resp = m.wrap(req, cx, rest).await;
-                return finish(after, resp);
+                return Outcome::Done(finish(after, resp));
             }
             Middleware::Buffering(m) => {
                 let resp = m.wrap(req, cx, rest).await;
-                return finish(after, resp);
+                return Outcome::Done(finish(after, resp));
             }
             Middleware::CircuitBreaker(m) => {
                 let resp = m.wrap(req, cx, rest).await;
-                return finish(after, resp);
+                return Outcome::Done(finish(after, resp));
             }
             Middleware::Errors(m) => {
                 let resp = m.wrap(req, cx, rest).await;
-                return finish(after, resp);
+                return Outcome::Done(finish(after, resp));
             }
         };
         if let Flow::Respond(resp) = flow {
-            return finish(after, Ok(resp));
+            return Outcome::Done(finish(after, Ok(resp)));
         }
     }
-    let resp = crate::proxy::handler::serve_service(req, cx.table, cx.service, cx.conn).await;
-    finish(after, resp)
+    Outcome::Serve(req, Pending(after))
 }
 
-/// The rest of a chain as one boxed future (for wrapping middlewares).
+/// The rest of a chain, ending with the route's service, as one boxed future (for wrapping middlewares).
 pub(crate) fn next<'a>(rest: &'a [Arc<Middleware>], req: Req, cx: &'a Cx<'a>) -> BoxRes<'a> {
-    Box::pin(run_steps(rest, req, cx))
-}
-
-/// Marks a response that stands for a forwarding failure, so that outer `retry` / `circuitBreaker` steps
-/// still see the failure after inner steps turned it into a response.
-#[derive(Clone, Copy, Debug)]
-pub struct NetworkFailure {
-    /// Nothing reached the backend (another attempt is safe).
-    pub retryable: bool,
+    Box::pin(async move {
+        match run_steps(rest, req, cx).await {
+            Outcome::Done(res) => res,
+            Outcome::Serve(req, pending) => pending.finish(cx.terminal.call(req, cx.service).await),
+        }
+    })
 }
 
 /// Applies response notes in reverse order. Failures become responses first (response headers apply to
@@ -509,42 +555,15 @@ fn finish(mut after: Vec<After<'_>>, resp: Res) -> Res {
                 let (parts, body) = resp.into_parts();
                 resp = Response::from_parts(
                     parts,
-                    ProxyBody::Wrapped(Box::new(WrappedBody {
+                    ProxyBody::boxed(WrappedBody {
                         body,
                         slot: Some(slot),
-                    })),
+                    }),
                 );
             }
         }
     }
     Ok(resp)
-}
-
-/// The response for a failure, marked as a network failure when it is one.
-pub fn failure_response(e: &ProxyError) -> Response<ProxyBody> {
-    let mut r = error_response(e);
-    if matches!(
-        e,
-        ProxyError::Connect { .. }
-            | ProxyError::Upstream { .. }
-            | ProxyError::UpstreamTimeout { .. }
-    ) {
-        r.extensions_mut().insert(NetworkFailure {
-            retryable: e.is_retryable() || matches!(e, ProxyError::Upstream { .. }),
-        });
-    }
-    r
-}
-
-/// A short plain-text answer (`401 Unauthorized\n` style bodies, as Traefik writes them).
-pub fn text_response(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(ProxyBody::full(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
 }
 
 /// Replaces the path (raw, already percent-encoded) of a request, keeping its query.
@@ -579,7 +598,7 @@ pub(crate) fn ensure_leading_slash(s: &str) -> String {
 
 /// The request's scheme as the client used it: `https` over TLS, else a trusted `X-Forwarded-Proto`, else
 /// `http` (Traefik's redirect middlewares look at the same facts).
-pub(crate) fn request_scheme(req: &Req, conn: &ConnCtx) -> &'static str {
+pub(crate) fn request_scheme(req: &Req, conn: &ConnInfo) -> &'static str {
     if conn.tls {
         return "https";
     }

@@ -123,7 +123,12 @@ impl Shard {
             }
             examined += 1;
             let i = self.cursor;
-            if self.slots[i].tat.load(Ordering::Acquire) > now {
+            // `i` < len (checked above); a missing slot counts as busy and is never removed.
+            let busy = self
+                .slots
+                .get(i)
+                .is_none_or(|s| s.tat.load(Ordering::Acquire) > now);
+            if busy {
                 self.cursor += 1;
                 continue;
             }
@@ -161,7 +166,11 @@ impl Sources {
 
     /// The shard of a key: bits 32..38, which the shard's own index uses for neither its bucket position
     /// (low bits) nor its control tag (top 7 bits).
+    // In bounds: `Sources::new` builds exactly SHARDS shards, and masking with SHARDS - 1 (a power of two,
+    // asserted at compile time) keeps the index below SHARDS.
+    #[allow(clippy::indexing_slicing)]
     fn shard(&self, key: u64) -> &RwLock<Shard> {
+        const _: () = assert!(SHARDS.is_power_of_two());
         &self.shards[((key >> 32) as usize) & (SHARDS - 1)]
     }
 
@@ -258,7 +267,12 @@ impl RateLimit {
             tat: AtomicU64::new(0),
         });
         s.index.insert(key, i as u32);
-        (self.update(&s.slots[i].tat, now), examined)
+        // The slot just pushed; the overflow bucket only if the push somehow left none.
+        let tat = s
+            .slots
+            .last()
+            .map_or(&self.sources.overflow, |slot| &slot.tat);
+        (self.update(tat, now), examined)
     }
 
     /// The source table (tests and metrics).

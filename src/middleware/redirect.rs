@@ -9,7 +9,7 @@ use regex::Regex;
 
 use super::opts::Opts;
 use super::{request_host, request_scheme, Cx, Flow, MiddlewareError, Req};
-use crate::proxy::body::ProxyBody;
+use crate::http::body::ProxyBody;
 
 /// A compiled redirect middleware.
 #[derive(Debug)]

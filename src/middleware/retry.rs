@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::opts::Opts;
 use super::{clone_request, next, Cx, Middleware, MiddlewareError, NetworkFailure, Req, Res};
-use crate::proxy::error::ProxyError;
+use crate::http::error::ProxyError;
 
 /// A compiled retry middleware.
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! Bounds on every state of a client connection: TLS handshake and request headers, the gap between two
 //! requests (HTTP/1 keep-alive, HTTP/2 with no open stream), the response write, and — through
-//! [`super::body::TimedBody`] — the request body.
+//! [`crate::http::body::TimedBody`] — the request body.
 //!
 //! hyper 1.x gives little of this: its HTTP/1 `header_read_timeout` starts as soon as the connection waits
 //! for a head, so it also cuts the keep-alive gap (one value for two bounds), protocol detection by

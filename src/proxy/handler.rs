@@ -5,17 +5,21 @@
 //! normalized and sanitized as Traefik's entrypoint does — no allocation for an ordinary request),
 //! validates and normalizes the host without allocating when it is already lowercase, finds the router
 //! through the table's host index, picks a server
-//! with atomics only, rewrites headers in place and forwards over this worker's pool ([`super::pool`]). No
+//! with atomics only ([`crate::balance::pick()`]), rewrites headers in place and forwards over this worker's
+//! pool ([`crate::upstream::pool`]). No
 //! lock, no logging, and no allocation beyond what hyper needs and the `X-Forwarded-For` join for trusted
 //! peers.
 //!
 //! Retries: when connecting to the picked server fails (nothing was sent), the server is marked down for a
 //! short window and the request is retried once on another server. The pool hands the failed request back
-//! whole, body unread ([`super::pool::SendFailure`]), so nothing is copied in advance.
+//! whole, body unread ([`crate::upstream::pool::SendFailure`]), so nothing is copied in advance.
+//!
+//! Middlewares: a route's chain gets the connection facts and a [`Terminal`] (serving a service of this
+//! table); a chain of request-only steps hands the request back ([`Outcome::Serve`]) and the handler serves it
+//! without a box. Internal services are answered through [`Shared::internal`], injected at wiring time.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,25 +29,25 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::body::{ClientBody, ProxyBody, UpstreamBody};
-use super::error::{error_response, ProxyError};
 use super::forward::{
     sanitize_at_entry, set_forwarded, strip_hop_by_hop, upgrade_requested, ForwardInfo,
 };
-use super::pool::{Target, Upstreams};
+use super::InternalServices;
 use crate::balance::health::now_ms;
-use crate::balance::sticky::find_cookie;
+use crate::balance::{pick, Cookies};
+use crate::http::body::{ClientBody, PooledBody, ProxyBody, UpstreamBody};
+use crate::http::error::{error_response, ProxyError};
+use crate::http::{BoxRes, ConnInfo, Req, Terminal};
+use crate::middleware::{Cx, Outcome};
 use crate::rule::{normalize_path, parse_host, RequestView};
 use crate::table::{
     EntryPointRedirect, LoadBalancerRuntime, RoutingTable, ServiceKind, Store, UpstreamScheme,
 };
 use crate::tls::challenge::HTTP01_PREFIX;
+use crate::upstream::pool::{Target, Upstreams};
 
 /// How long a server that refused a connection stays out of rotation (passive health).
 pub const PASSIVE_DOWN_WINDOW_MS: u64 = 5_000;
-
-/// Deepest nesting of weighted services followed at pick time (cycles are rejected at build time).
-const MAX_SERVICE_DEPTH: usize = 8;
 
 /// State shared by every connection of the process.
 pub struct Shared {
@@ -57,42 +61,36 @@ pub struct Shared {
     pub response_header_timeout: Option<Duration>,
     /// Tracks upgraded (WebSocket) tunnels so shutdown can wait for them.
     pub tunnels: tokio_util::task::TaskTracker,
-    /// State of the internal services (ping, API, dashboard, metrics).
-    pub admin: Arc<crate::admin::AdminState>,
+    /// The internal services (ping, API, dashboard, metrics), injected at wiring time.
+    pub internal: Arc<dyn InternalServices>,
+    /// The access log, when `--accesslog` is on (the request path hands it records).
+    pub access_logger: Option<Arc<crate::accesslog::AccessLogger>>,
+    /// Whether request metrics are on (the counters themselves hang on the table's routes and services).
+    pub metrics: bool,
 }
 
-/// Facts about one client connection, computed once at accept.
+/// One client connection as the handler sees it, set up once at accept.
 pub struct ConnCtx {
     /// Process-wide state.
     pub shared: Arc<Shared>,
-    /// Index of the entrypoint in the table.
-    pub entry_point: usize,
-    /// The client's address (canonical IPv4 for mapped addresses).
-    pub client_ip: IpAddr,
-    /// The same, as a header value.
-    pub client_ip_header: HeaderValue,
-    /// Local port, as a header value (`X-Forwarded-Port` fallback).
-    pub port_header: HeaderValue,
-    /// Whether the peer may set `X-Forwarded-*`.
-    pub trusted: bool,
-    /// Whether the connection is TLS.
-    pub tls: bool,
+    /// What middlewares and the forwarder read about the client and the connection.
+    pub info: ConnInfo,
     /// The bounds on reading a request body (`readTimeout`, `bodyIdleTimeout`).
     pub body_clock: super::body::BodyClock,
 }
 
 /// Serves one request; never fails (errors become responses).
 ///
-/// Observability (issue 9): with metrics and the access log off this is one branch more than routing
+/// Observability: with metrics and the access log off this is one branch more than routing
 /// itself; with either on, what routing decided is noted in [`Seen`] and recorded once, at the end.
 pub async fn handle(
     mut req: Request<Incoming>,
     ctx: Arc<ConnCtx>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     // The entrypoint's header cleaning, before routing and any middleware (as Traefik's entrypoint).
-    sanitize_at_entry(req.headers_mut(), ctx.trusted);
-    let admin = &ctx.shared.admin;
-    if admin.metrics.is_none() && admin.access_logger.is_none() {
+    sanitize_at_entry(req.headers_mut(), ctx.info.trusted);
+    let shared = &ctx.shared;
+    if !shared.metrics && shared.access_logger.is_none() {
         return Ok(match route_and_forward(req, &ctx, None).await {
             Ok(resp) => resp,
             Err(e) => error_response(&e),
@@ -101,7 +99,7 @@ pub async fn handle(
     let start = std::time::Instant::now();
     let method = req.method().clone();
     let bytes_in = content_length(req.headers());
-    let pre = admin
+    let pre = shared
         .access_logger
         .as_ref()
         .map(|l| observe::Pre::capture(&req, l));
@@ -123,6 +121,20 @@ pub(crate) struct Seen {
     router_name: Option<Arc<str>>,
     service_name: Option<Arc<str>>,
     internal: bool,
+}
+
+impl Seen {
+    /// Notes the route and its service (names only when the access log wants them).
+    fn note_route(&mut self, route: &crate::table::Route, table: &RoutingTable, names: bool) {
+        let svc = table.services.get(route.service);
+        self.internal = matches!(svc.map(|s| &s.kind), Some(ServiceKind::Internal(_)));
+        self.router = route.stats.clone();
+        self.service = svc.and_then(|s| s.stats.clone());
+        if names {
+            self.router_name = Some(route.name.clone());
+            self.service_name = svc.map(|s| s.name.clone());
+        }
+    }
 }
 
 /// The server that answered, set on the response by [`forward`] when the access log is on.
@@ -213,7 +225,7 @@ mod observe {
                     .fetch_add(bytes_out, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        let (Some(pre), Some(l)) = (pre, ctx.shared.admin.access_logger.as_ref()) else {
+        let (Some(pre), Some(l)) = (pre, ctx.shared.access_logger.as_ref()) else {
             return;
         };
         if seen.internal && !l.settings.add_internals {
@@ -226,14 +238,14 @@ mod observe {
         l.log(Record {
             start: pre.start,
             duration: elapsed,
-            client_ip: ctx.client_ip,
+            client_ip: ctx.info.client_ip,
             client_port: None,
             forwarded_for: pre.forwarded_for,
             method: method.clone(),
             path: pre.path,
             version: pre.version,
             host: pre.host,
-            tls: ctx.tls,
+            tls: ctx.info.tls,
             request_size: bytes_in,
             status,
             response_size: content_length(resp.headers()),
@@ -255,7 +267,7 @@ async fn route_and_forward(
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let table = ctx.shared.store.load_full();
     let ep = table
-        .entry_point(ctx.entry_point)
+        .entry_point(ctx.info.entry_point)
         .ok_or(ProxyError::NoRoute)?;
     if let Some(seen) = seen.as_deref_mut() {
         seen.entry_point = ep.stats.clone();
@@ -294,36 +306,48 @@ async fn route_and_forward(
             query: req.uri().query(),
             method: req.method(),
             headers: req.headers(),
-            client_ip: ctx.client_ip,
+            client_ip: ctx.info.client_ip,
         };
-        let set = if ctx.tls { &ep.https } else { &ep.http };
+        let set = if ctx.info.tls { &ep.https } else { &ep.http };
         set.find(&view).ok_or(ProxyError::NoRoute)?
     };
     drop(host);
     let service = route.service;
     if let Some(seen) = seen {
-        let svc = table.services.get(service);
-        seen.internal = matches!(svc.map(|s| &s.kind), Some(ServiceKind::Internal(_)));
-        seen.router = route.stats.clone();
-        seen.service = svc.and_then(|s| s.stats.clone());
-        if ctx.shared.admin.access_logger.is_some() {
-            seen.router_name = Some(route.name.clone());
-            seen.service_name = svc.map(|s| s.name.clone());
-        }
+        seen.note_route(route, &table, ctx.shared.access_logger.is_some());
     }
     // Routes with middlewares run their chain around the service; the others pay one branch.
     if let Some(chain) = &route.middlewares {
-        let cx = crate::middleware::Cx {
-            conn: ctx,
-            table: &table,
-            service,
-        };
-        return chain.run(ctx.body_clock.request(req), &cx).await;
+        return run_chain(chain, ctx.body_clock.request(req), &table, service, ctx).await;
     }
     if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
-        return Ok(crate::admin::serve(*kind, &req, &table, &ctx.shared.admin));
+        return Ok(ctx.shared.internal.serve(*kind, &req, &table));
     }
     forward(ctx.body_clock.request(req), &table, service, ctx).await
+}
+
+/// Runs a route's middleware chain; a request its steps let through is served here, unboxed, and the
+/// steps' response notes applied. Wrapping steps reach the service through [`ServeWith`].
+async fn run_chain(
+    chain: &crate::middleware::Chain,
+    req: Req,
+    table: &RoutingTable,
+    service: usize,
+    ctx: &ConnCtx,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let terminal = ServeWith { table, ctx };
+    let cx = Cx {
+        conn: &ctx.info,
+        service,
+        terminal: &terminal,
+        upstreams: &ctx.shared.upstreams,
+    };
+    match chain.run(req, &cx).await {
+        Outcome::Done(res) => res,
+        Outcome::Serve(req, pending) => {
+            pending.finish(serve_service(req, table, service, ctx).await)
+        }
+    }
 }
 
 /// Makes the request say one thing to every later reader (routing, middlewares, forwarding, access log):
@@ -403,9 +427,21 @@ fn normalize_request(req: &mut Request<Incoming>, sanitize: bool) -> Result<(), 
     Ok(())
 }
 
+/// The end of a middleware chain: serving a service of the table the request was routed with.
+struct ServeWith<'a> {
+    table: &'a RoutingTable,
+    ctx: &'a ConnCtx,
+}
+
+impl Terminal for ServeWith<'_> {
+    fn call(&self, req: Req, service: usize) -> BoxRes<'_> {
+        Box::pin(serve_service(req, self.table, service, self.ctx))
+    }
+}
+
 /// Serves a request with service `service`: an internal service answers itself, any other is forwarded.
-/// The end of every middleware chain (and the `errors` middleware's page service) calls this.
-pub(crate) async fn serve_service(
+/// The end of every middleware chain (and the `errors` middleware's page service) comes here.
+async fn serve_service(
     req: Request<ClientBody>,
     table: &RoutingTable,
     service: usize,
@@ -414,11 +450,10 @@ pub(crate) async fn serve_service(
     if let Some(ServiceKind::Internal(kind)) = table.services.get(service).map(|s| &s.kind) {
         let (parts, body) = req.into_parts();
         return match body {
-            ClientBody::Incoming(b) => Ok(crate::admin::serve(
+            ClientBody::Incoming(b) => Ok(ctx.shared.internal.serve(
                 *kind,
                 &Request::from_parts(parts, b.into_inner()),
                 table,
-                &ctx.shared.admin,
             )),
             // Internal services take no request body; one buffered by a middleware cannot be handed back.
             ClientBody::Buffered(_) => Err(ProxyError::BadRequest(
@@ -429,113 +464,23 @@ pub(crate) async fn serve_service(
     forward(req, table, service, ctx).await
 }
 
-/// Set-Cookie values chosen while picking (a weighted service and its child may each set one).
-#[derive(Default)]
-struct Cookies<'t> {
-    values: [Option<&'t HeaderValue>; MAX_SERVICE_DEPTH + 1],
-    len: usize,
-}
-
-impl<'t> Cookies<'t> {
-    fn push(&mut self, v: &'t HeaderValue) {
-        if let Some(slot) = self.values.get_mut(self.len) {
-            *slot = Some(v);
-            self.len += 1;
-        }
-    }
-}
-
-/// Whether any server of a service is up (for picking children of weighted services).
-fn service_up(table: &RoutingTable, svc: usize, now: u64, depth: usize) -> bool {
-    if depth > MAX_SERVICE_DEPTH {
-        return false;
-    }
-    match table.services.get(svc).map(|s| &s.kind) {
-        Some(ServiceKind::LoadBalancer(lb)) => lb.servers.iter().any(|s| s.health.is_up(now)),
-        Some(ServiceKind::Weighted(w)) => w
-            .children
-            .iter()
-            .any(|&c| service_up(table, c, now, depth + 1)),
-        Some(ServiceKind::Internal(_)) | None => false,
-    }
-}
-
-/// Picks a server: sticky cookie first (if it points at a server that is up), else weighted round robin.
-/// Passive "down" marks are ignored when every server carries one, so that a brief outage does not turn
-/// into 503s for the whole window.
-fn pick<'t>(
-    table: &'t RoutingTable,
-    svc: usize,
-    headers: &HeaderMap,
-    now: u64,
-    cookies: &mut Cookies<'t>,
-    depth: usize,
-) -> Result<(&'t LoadBalancerRuntime, usize), ProxyError> {
-    if depth > MAX_SERVICE_DEPTH {
-        return Err(ProxyError::NoHealthyServer);
-    }
-    match table.services.get(svc).map(|s| &s.kind) {
-        Some(ServiceKind::LoadBalancer(lb)) => {
-            if let Some(st) = &lb.sticky {
-                if let Some((i, rewrite)) =
-                    find_cookie(headers, &st.spec.name).and_then(|v| st.table.lookup(v))
-                {
-                    if lb.servers.get(i).is_some_and(|s| s.health.is_up(now)) {
-                        if rewrite {
-                            cookies.push(&st.set_cookie[i]);
-                        }
-                        return Ok((lb, i));
-                    }
-                }
-            }
-            let i = lb
-                .wrr
-                .pick(|i| lb.servers[i].health.is_up(now))
-                .or_else(|| lb.wrr.pick(|i| lb.servers[i].health.active_up()))
-                .ok_or(ProxyError::NoHealthyServer)?;
-            if let Some(st) = &lb.sticky {
-                cookies.push(&st.set_cookie[i]);
-            }
-            Ok((lb, i))
-        }
-        Some(ServiceKind::Weighted(w)) => {
-            if let Some(st) = &w.sticky {
-                if let Some((i, rewrite)) =
-                    find_cookie(headers, &st.spec.name).and_then(|v| st.table.lookup(v))
-                {
-                    if let Some(&child) = w.children.get(i) {
-                        if service_up(table, child, now, depth + 1) {
-                            if rewrite {
-                                cookies.push(&st.set_cookie[i]);
-                            }
-                            return pick(table, child, headers, now, cookies, depth + 1);
-                        }
-                    }
-                }
-            }
-            let i = w
-                .wrr
-                .pick(|i| service_up(table, w.children[i], now, depth + 1))
-                .ok_or(ProxyError::NoHealthyServer)?;
-            if let Some(st) = &w.sticky {
-                cookies.push(&st.set_cookie[i]);
-            }
-            pick(table, w.children[i], headers, now, cookies, depth + 1)
-        }
-        // Internal services are not balanced (a weighted service cannot point at one).
-        Some(ServiceKind::Internal(_)) | None => Err(ProxyError::NoHealthyServer),
-    }
-}
-
+/// Forwards a request to a server of `service`: pick, rewrite for the upstream, send (retrying a failed
+/// connect once on another server), then relay the response or the protocol switch.
 async fn forward(
     mut req: Request<ClientBody>,
     table: &RoutingTable,
     service: usize,
     ctx: &ConnCtx,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let now = now_ms();
     let mut cookies = Cookies::default();
-    let (lb, idx) = pick(table, service, req.headers(), now, &mut cookies, 0)?;
+    let (lb, idx) = pick(
+        &table.services,
+        service,
+        req.headers(),
+        now_ms(),
+        &mut cookies,
+        0,
+    )?;
     let upgrade = upgrade_requested(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     // What the response must match: the protocol asked for, and the client's HTTP version.
@@ -544,8 +489,69 @@ async fn forward(
         .flatten();
     let client_version = req.version();
     let (mut parts, body) = req.into_parts();
+    let original_host = rewrite_for_upstream(&mut parts, ctx, upgrade);
+    // The client's path, before a server's `preservePath` prefix is joined to it.
+    let client_pq = parts.uri.path_and_query().cloned();
+    let origin = Origin {
+        host: original_host.as_ref(),
+        pq: client_pq.as_ref(),
+    };
+    let req = Request::from_parts(parts, upstream_body(body));
+    let first = Attempt { lb, idx, cookies };
+    let (mut resp, sent) = send_with_retry(req, table, service, ctx, first, &origin).await?;
+    let server = &sent.lb.servers[sent.idx];
+    if ctx.shared.access_logger.is_some() {
+        let status = resp.status().as_u16();
+        resp.extensions_mut().insert(Upstream {
+            url: server.url.clone(),
+            retries: sent.attempts.saturating_sub(1),
+            status,
+        });
+    }
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let asked = client_upgrade.zip(requested_protocol);
+        return switch_protocols(resp, asked, &server.url, ctx);
+    }
+    let (mut parts, body) = resp.into_parts();
+    // Our own HTTP version towards the client (RFC 9110 §6.2), not the backend's: an `HTTP/1.0` answer
+    // relayed as such makes an HTTP/1.1 client treat its keep-alive connection as closing.
+    parts.version = client_version;
+    strip_hop_by_hop(&mut parts.headers, false);
+    for v in sent.cookies.iter() {
+        parts.headers.append(header::SET_COOKIE, v.clone());
+    }
+    Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
+}
 
-    let proto = match (ctx.tls, upgrade) {
+/// The client's authority and path, which every attempt points at its server.
+struct Origin<'a> {
+    host: Option<&'a HeaderValue>,
+    pq: Option<&'a PathAndQuery>,
+}
+
+/// A picked server, the `Set-Cookie` values the pick chose, and how many sends it took to get there.
+struct Attempt<'t> {
+    lb: &'t LoadBalancerRuntime,
+    idx: usize,
+    cookies: Cookies<'t>,
+}
+
+/// What a successful send went through.
+struct Sent<'t> {
+    lb: &'t LoadBalancerRuntime,
+    idx: usize,
+    cookies: Cookies<'t>,
+    attempts: u32,
+}
+
+/// Rewrites the request's headers for the upstream (hop-by-hop removed, `X-Forwarded-*` set) and returns
+/// the client's authority.
+fn rewrite_for_upstream(
+    parts: &mut http::request::Parts,
+    ctx: &ConnCtx,
+    upgrade: bool,
+) -> Option<HeaderValue> {
+    let proto = match (ctx.info.tls, upgrade) {
         (false, false) => "http",
         (true, false) => "https",
         (false, true) => "ws",
@@ -564,52 +570,64 @@ async fn forward(
     set_forwarded(
         &mut parts.headers,
         &ForwardInfo {
-            client_ip: &ctx.client_ip_header,
+            client_ip: &ctx.info.client_ip_header,
             proto,
-            port: &ctx.port_header,
+            port: &ctx.info.port_header,
             server: &ctx.shared.server_name,
             host: original_host.as_ref(),
         },
     );
+    original_host
+}
 
-    // A retry is possible only with another server to go to. A failed connect hands the request back
-    // untouched (nothing was written), so it is retried as it is: no copy is made up front.
-    let can_retry = lb.servers.len() > 1;
-    let upstream_body = match body {
+/// The body a backend receives: none, a buffered one, or the client's stream.
+fn upstream_body(body: ClientBody) -> UpstreamBody {
+    match body {
         ClientBody::Buffered(b) => UpstreamBody::Full((!b.is_empty()).then_some(b)),
         ClientBody::Incoming(body) if http_body::Body::is_end_stream(&body) => UpstreamBody::Empty,
         ClientBody::Incoming(body) => UpstreamBody::Client(body),
-    };
-    // The client's path, before a server's `preservePath` prefix is joined to it.
-    let client_pq = parts.uri.path_and_query().cloned();
+    }
+}
 
-    let mut attempt_lb = lb;
-    let mut attempt_idx = idx;
+/// Sends to the picked server. A retry is possible only with another server to go to: a failed connect
+/// hands the request back untouched (nothing was written), so it is retried as it is, once, on another
+/// pick; no copy is made up front. The server that refused is marked down for a short window.
+async fn send_with_retry<'t>(
+    req: Request<UpstreamBody>,
+    table: &'t RoutingTable,
+    service: usize,
+    ctx: &ConnCtx,
+    first: Attempt<'t>,
+    origin: &Origin<'_>,
+) -> Result<(Response<PooledBody>, Sent<'t>), ProxyError> {
+    let can_retry = first.lb.servers.len() > 1;
+    let mut at = first;
     let mut attempts: u32 = 0;
-    let mut upstream_req = build_upstream_request(
-        Request::from_parts(parts, upstream_body),
-        attempt_lb,
-        attempt_idx,
-        original_host.as_ref(),
-        client_pq.as_ref(),
-    )?;
-    let mut resp = loop {
+    let mut upstream_req = build_upstream_request(req, at.lb, at.idx, origin.host, origin.pq)?;
+    loop {
         attempts += 1;
-        let server = &attempt_lb.servers[attempt_idx];
+        let server = &at.lb.servers[at.idx];
         let fut = ctx.shared.upstreams.send(Target::of(server), upstream_req);
         let result = match ctx.shared.response_header_timeout {
-            Some(t) => match tokio::time::timeout(t, fut).await {
-                Ok(r) => r,
-                Err(_) => {
-                    return Err(ProxyError::UpstreamTimeout {
+            Some(t) => {
+                tokio::time::timeout(t, fut)
+                    .await
+                    .map_err(|_| ProxyError::UpstreamTimeout {
                         server: server.url.clone(),
-                    })
-                }
-            },
+                    })?
+            }
             None => fut.await,
         };
         let failed = match result {
-            Ok(r) => break r,
+            Ok(resp) => {
+                let sent = Sent {
+                    lb: at.lb,
+                    idx: at.idx,
+                    cookies: at.cookies,
+                    attempts,
+                };
+                return Ok((resp, sent));
+            }
             Err(f) => f,
         };
         let e = ProxyError::from_client(server.url.clone(), failed.error);
@@ -620,80 +638,56 @@ async fn forward(
         if !can_retry || attempts >= 2 {
             return Err(e);
         }
-        let mut retry_cookies = Cookies::default();
-        let (next_lb, next_idx) = pick(
-            table,
+        let mut cookies = Cookies::default();
+        let (lb, idx) = pick(
+            &table.services,
             service,
             req.headers(),
             now_ms(),
-            &mut retry_cookies,
+            &mut cookies,
             0,
         )?;
-        if std::ptr::eq(next_lb, attempt_lb) && next_idx == attempt_idx {
+        if std::ptr::eq(lb, at.lb) && idx == at.idx {
             return Err(e);
         }
         if let Some(st) = table.services.get(service).and_then(|s| s.stats.as_ref()) {
             st.retries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        cookies = retry_cookies;
-        attempt_lb = next_lb;
-        attempt_idx = next_idx;
-        upstream_req = build_upstream_request(
-            req,
-            attempt_lb,
-            attempt_idx,
-            original_host.as_ref(),
-            client_pq.as_ref(),
-        )?;
-    };
-
-    if ctx.shared.admin.access_logger.is_some() {
-        if let Some(server) = attempt_lb.servers.get(attempt_idx) {
-            let status = resp.status().as_u16();
-            resp.extensions_mut().insert(Upstream {
-                url: server.url.clone(),
-                retries: attempts.saturating_sub(1),
-                status,
-            });
-        }
+        at = Attempt { lb, idx, cookies };
+        upstream_req = build_upstream_request(req, at.lb, at.idx, origin.host, origin.pq)?;
     }
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        // Only the protocol the client asked for (Go's reverse proxy: "backend tried to switch
-        // protocol"); an unsolicited 101 would leave the client on a connection nobody speaks.
-        let switched_to = resp.headers().get(header::UPGRADE);
-        let (Some(client_upgrade), Some(asked), Some(got)) =
-            (client_upgrade, requested_protocol.as_ref(), switched_to)
-        else {
-            return Err(ProxyError::BadUpgrade {
-                server: attempt_lb.servers[attempt_idx].url.clone(),
-            });
-        };
-        if !asked.as_bytes().eq_ignore_ascii_case(got.as_bytes()) {
-            return Err(ProxyError::BadUpgrade {
-                server: attempt_lb.servers[attempt_idx].url.clone(),
-            });
-        }
-        let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        ctx.shared.tunnels.spawn(async move {
-            if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
-                let mut client = TokioIo::new(client);
-                let mut upstream = TokioIo::new(upstream);
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            }
+}
+
+/// A `101 Switching Protocols` answer: accepted only for the protocol the client asked for (Go's reverse
+/// proxy: "backend tried to switch protocol"); an unsolicited 101 would leave the client on a connection
+/// nobody speaks. The two upgraded connections are then joined by a tunnel task.
+fn switch_protocols(
+    mut resp: Response<PooledBody>,
+    asked: Option<(hyper::upgrade::OnUpgrade, HeaderValue)>,
+    server: &Arc<str>,
+    ctx: &ConnCtx,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let switched_to = resp.headers().get(header::UPGRADE);
+    let (Some((client_upgrade, asked)), Some(got)) = (asked, switched_to) else {
+        return Err(ProxyError::BadUpgrade {
+            server: server.clone(),
         });
-        let (parts, body) = resp.into_parts();
-        return Ok(Response::from_parts(parts, ProxyBody::Upstream(body)));
+    };
+    if !asked.as_bytes().eq_ignore_ascii_case(got.as_bytes()) {
+        return Err(ProxyError::BadUpgrade {
+            server: server.clone(),
+        });
     }
-
-    let (mut parts, body) = resp.into_parts();
-    // Our own HTTP version towards the client (RFC 9110 §6.2), not the backend's: an `HTTP/1.0` answer
-    // relayed as such makes an HTTP/1.1 client treat its keep-alive connection as closing.
-    parts.version = client_version;
-    strip_hop_by_hop(&mut parts.headers, false);
-    for v in cookies.values.iter().take(cookies.len).flatten() {
-        parts.headers.append(header::SET_COOKIE, (*v).clone());
-    }
+    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+    ctx.shared.tunnels.spawn(async move {
+        if let (Ok(client), Ok(upstream)) = (client_upgrade.await, upstream_upgrade.await) {
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+    });
+    let (parts, body) = resp.into_parts();
     Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
 }
 

@@ -26,7 +26,8 @@ use super::body::{BodyClock, ServedBody};
 use super::deadline::{self, Activity, StreamExec, Timeouts, TrackedIo};
 use super::forward::{canonical_ip, TrustedPeers};
 use super::handler::{handle, ConnCtx, Shared};
-use super::workers::{ConnLoad, HandedOff, Spread};
+use super::spread::{ConnLoad, HandedOff, Spread};
+use crate::http::ConnInfo;
 use crate::tls::challenge::ACME_TLS_ALPN;
 
 /// Connection-level settings of an entrypoint.
@@ -313,13 +314,15 @@ impl Conn {
         let activity = Activity::new();
         let ctx = Arc::new(ConnCtx {
             shared: self.shared.clone(),
-            entry_point: self.index,
-            client_ip: ip,
-            client_ip_header: HeaderValue::from_str(&ip.to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-            port_header: self.port_header,
-            trusted: self.trusted,
-            tls,
+            info: ConnInfo {
+                entry_point: self.index,
+                client_ip: ip,
+                client_ip_header: HeaderValue::from_str(&ip.to_string())
+                    .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+                port_header: self.port_header,
+                trusted: self.trusted,
+                tls,
+            },
             body_clock: BodyClock {
                 activity: activity.clone(),
                 read: self.timeouts.read,

@@ -11,22 +11,22 @@
 //! All workers share the listening socket itself (one kernel accept queue, duplicated file descriptors),
 //! so nothing is lost between workers on shutdown and no `SO_REUSEPORT` group is left open to another
 //! process binding the same port. Whichever worker wakes first accepts; a worker already serving more
-//! connections than the least-loaded one hands the new connection over ([`Spread`]), so a burst of
+//! connections than the least-loaded one hands the new connection over ([`super::spread`]), so a burst of
 //! long-lived keep-alive connections (a load balancer in front, a benchmark) ends up evenly spread rather
 //! than all on the thread that happened to be awake. What the workers share beyond that is read-only or
 //! atomic: the table store, the admin state, the shutdown signals.
 
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::TcpListener as StdListener;
 use std::sync::Arc;
 
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::forward::TrustedPeers;
 use super::handler::Shared;
 use super::listener::{self, ConnSettings, EntryPointCtx, EntryPointListener};
+use super::spread::{HandedOff, Spread};
 
 /// Environment variable setting the number of worker threads (default: the CPUs this process may use).
 pub const WORKERS_ENV: &str = "SWARMGATE_WORKERS";
@@ -56,87 +56,6 @@ pub struct EntryPointSpec {
     pub trusted: TrustedPeers,
     /// Connection settings.
     pub settings: ConnSettings,
-}
-
-/// Open connections per worker, and the way to hand a connection to another worker.
-///
-/// Only touched when a connection is accepted or closed, never per request.
-pub struct Spread {
-    load: Box<[AtomicUsize]>,
-    inbox: Box<[mpsc::UnboundedSender<HandedOff>]>,
-}
-
-/// A connection accepted by one worker and served by another.
-pub struct HandedOff {
-    /// The socket, deregistered from the accepting worker.
-    pub stream: StdStream,
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// Index of the entrypoint it came in on.
-    pub entry_point: usize,
-    /// Registration with the graceful shutdown.
-    pub watcher: Watcher,
-    /// The connection's place in the target worker's load.
-    pub load: ConnLoad,
-}
-
-/// One open connection counted in a worker's load; uncounted when dropped.
-pub struct ConnLoad {
-    spread: Arc<Spread>,
-    worker: usize,
-}
-
-impl Drop for ConnLoad {
-    fn drop(&mut self) {
-        if let Some(l) = self.spread.load.get(self.worker) {
-            l.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl Spread {
-    /// Which worker should serve a connection accepted by `me`: `me` unless it has more than one
-    /// connection more than the least-loaded worker (the slack avoids handing off on every accept).
-    pub fn choose(&self, me: usize) -> usize {
-        let mine = self.load.get(me).map_or(0, |l| l.load(Ordering::Relaxed));
-        let (least, least_load) = self
-            .load
-            .iter()
-            .map(|l| l.load(Ordering::Relaxed))
-            .enumerate()
-            .min_by_key(|&(_, l)| l)
-            .unwrap_or((me, mine));
-        if mine > least_load + 1 {
-            least
-        } else {
-            me
-        }
-    }
-
-    /// Counts a new connection on `worker` (before it is handed over, so the next choice sees it).
-    pub fn charge(self: &Arc<Self>, worker: usize) -> ConnLoad {
-        if let Some(l) = self.load.get(worker) {
-            l.fetch_add(1, Ordering::Relaxed);
-        }
-        ConnLoad {
-            spread: self.clone(),
-            worker,
-        }
-    }
-
-    /// Takes a worker that could not start out of the choice (it looks fully loaded).
-    fn retire(&self, worker: usize) {
-        if let Some(l) = self.load.get(worker) {
-            l.store(usize::MAX / 2, Ordering::Relaxed);
-        }
-    }
-
-    /// Sends a connection to `worker`. If that worker has stopped, the connection is closed (shutdown).
-    pub fn hand_off(&self, worker: usize, conn: HandedOff) {
-        if let Some(tx) = self.inbox.get(worker) {
-            let _ = tx.send(conn);
-        }
-    }
 }
 
 /// Serves the connections other workers hand to this one, until `done` fires (every accept loop has
@@ -218,13 +137,58 @@ where
     let handoffs_done = CancellationToken::new();
     let (senders, mut receivers): (Vec<_>, Vec<_>) =
         (0..count).map(|_| mpsc::unbounded_channel()).unzip();
-    let spread = (count > 1).then(|| {
-        Arc::new(Spread {
-            load: (0..count).map(|_| AtomicUsize::new(0)).collect(),
-            inbox: senders.into_boxed_slice(),
-        })
-    });
-    // Each worker gets its own descriptor of every listening socket.
+    let spread = (count > 1).then(|| Arc::new(Spread::new(senders)));
+    let per_worker = sockets_per_worker(count, entry_points)?;
+    let mut threads = Vec::with_capacity(count);
+    let mut accepting = Vec::with_capacity(count);
+    for (i, eps) in per_worker.into_iter().enumerate() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(WorkerError::Thread)?;
+        // Register the sockets with this worker's reactor before the thread starts, so that an error is
+        // reported to the caller rather than logged from a thread.
+        let listeners = {
+            let _guard = rt.enter();
+            register(eps)?
+        };
+        let (done_tx, done_rx) = oneshot::channel();
+        accepting.push(done_rx);
+        let worker = Worker {
+            index: i,
+            listeners,
+            stop: stop_accepting.clone(),
+            graceful: graceful.clone(),
+            finish: finish.clone(),
+            handoffs_done: handoffs_done.clone(),
+            spread: spread.clone().map(|s| (s, i)),
+            inbox: std::mem::replace(&mut receivers[i], mpsc::unbounded_channel().1),
+            accepting_stopped: done_tx,
+        };
+        let make_shared = make_shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("swarmgate-w{i}"))
+            .spawn(move || {
+                rt.block_on(worker.run(make_shared.as_ref()));
+                // Dropping the runtime closes whatever connections are still open.
+                drop(rt);
+            })
+            .map_err(WorkerError::Thread)?;
+        threads.push(thread);
+    }
+    Ok(Workers {
+        threads,
+        accepting,
+        handoffs_done,
+        finish,
+    })
+}
+
+/// Each worker's own descriptor of every listening socket (the first worker keeps the originals).
+fn sockets_per_worker(
+    count: usize,
+    entry_points: Vec<EntryPointSpec>,
+) -> Result<Vec<Vec<EntryPointSpec>>, WorkerError> {
     let mut per_worker: Vec<Vec<EntryPointSpec>> = (0..count).map(|_| Vec::new()).collect();
     for ep in entry_points {
         for slot in per_worker.iter_mut().skip(1) {
@@ -247,114 +211,107 @@ where
             first.push(ep);
         }
     }
-    let mut threads = Vec::with_capacity(count);
-    let mut accepting = Vec::with_capacity(count);
-    for (i, eps) in per_worker.into_iter().enumerate() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(WorkerError::Thread)?;
-        // Register the sockets with this worker's reactor before the thread starts, so that an error is
-        // reported to the caller rather than logged from a thread.
-        let listeners = {
-            let _guard = rt.enter();
-            eps.into_iter()
-                .map(|ep| {
-                    let l = tokio::net::TcpListener::from_std(ep.listener).map_err(|source| {
-                        WorkerError::Listener {
-                            name: ep.name.clone(),
-                            source,
-                        }
-                    })?;
-                    Ok(EntryPointListener {
-                        index: ep.index,
-                        name: ep.name,
-                        listener: l,
-                        trusted: ep.trusted,
-                        settings: ep.settings,
-                    })
-                })
-                .collect::<Result<Vec<_>, WorkerError>>()?
-        };
-        let (done_tx, done_rx) = oneshot::channel();
-        accepting.push(done_rx);
-        let make_shared = make_shared.clone();
-        let stop = stop_accepting.clone();
-        let graceful = graceful.clone();
-        let finish = finish.clone();
-        let handoffs_done = handoffs_done.clone();
-        let spread = spread.clone().map(|s| (s, i));
-        let inbox = std::mem::replace(&mut receivers[i], mpsc::unbounded_channel().1);
-        let thread = std::thread::Builder::new()
-            .name(format!("swarmgate-w{i}"))
-            .spawn(move || {
-                rt.block_on(async move {
-                    let shared = match make_shared() {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::error!(worker = i, "worker not started: {e}");
-                            if let Some((s, me)) = &spread {
-                                s.retire(*me);
-                            }
-                            let _ = done_tx.send(());
-                            return;
-                        }
-                    };
-                    let contexts: Vec<EntryPointCtx> = listeners
-                        .iter()
-                        .map(|l| {
-                            let port = l.listener.local_addr().map_or(0, |a| a.port());
-                            EntryPointCtx::new(
-                                l.index,
-                                l.trusted.clone(),
-                                &l.settings,
-                                port,
-                                shared.clone(),
-                                stop.clone(),
-                            )
-                        })
-                        .collect();
-                    let handed = tokio::spawn(serve_handed_off(inbox, contexts, handoffs_done));
-                    tokio::spawn(
-                        shared
-                            .upstreams
-                            .clone()
-                            .sweep_every(SWEEP_PERIOD, finish.clone()),
-                    );
-                    let loops: Vec<_> = listeners
-                        .into_iter()
-                        .map(|l| {
-                            tokio::spawn(listener::serve(
-                                l,
-                                shared.clone(),
-                                stop.clone(),
-                                graceful.clone(),
-                                spread.clone(),
-                            ))
-                        })
-                        .collect();
-                    // Only the accept loops may hold the shutdown handle (see `listener::serve`).
-                    drop(graceful);
-                    for l in loops {
-                        let _ = l.await;
-                    }
-                    let _ = done_tx.send(());
-                    let _ = handed.await;
-                    // Keep serving open connections until the caller has drained them (or given up).
-                    finish.cancelled().await;
-                });
-                // Dropping the runtime closes whatever connections are still open.
-                drop(rt);
+    Ok(per_worker)
+}
+
+/// Registers a worker's sockets with the reactor of the runtime entered by the caller.
+fn register(eps: Vec<EntryPointSpec>) -> Result<Vec<EntryPointListener>, WorkerError> {
+    eps.into_iter()
+        .map(|ep| {
+            let l = tokio::net::TcpListener::from_std(ep.listener).map_err(|source| {
+                WorkerError::Listener {
+                    name: ep.name.clone(),
+                    source,
+                }
+            })?;
+            Ok(EntryPointListener {
+                index: ep.index,
+                name: ep.name,
+                listener: l,
+                trusted: ep.trusted,
+                settings: ep.settings,
             })
-            .map_err(WorkerError::Thread)?;
-        threads.push(thread);
+        })
+        .collect()
+}
+
+/// One worker, ready to run on its thread.
+struct Worker {
+    index: usize,
+    listeners: Vec<EntryPointListener>,
+    stop: CancellationToken,
+    graceful: Arc<GracefulShutdown>,
+    finish: CancellationToken,
+    handoffs_done: CancellationToken,
+    spread: Option<(Arc<Spread>, usize)>,
+    inbox: mpsc::UnboundedReceiver<HandedOff>,
+    accepting_stopped: oneshot::Sender<()>,
+}
+
+impl Worker {
+    /// Builds the worker's state, accepts until told to stop, serves hand-offs, then keeps its open
+    /// connections until the caller has drained them (or given up).
+    async fn run<F, E>(self, make_shared: &F)
+    where
+        F: Fn() -> Result<Arc<Shared>, E>,
+        E: std::fmt::Display,
+    {
+        let shared = match make_shared() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(worker = self.index, "worker not started: {e}");
+                if let Some((s, me)) = &self.spread {
+                    s.retire(*me);
+                }
+                let _ = self.accepting_stopped.send(());
+                return;
+            }
+        };
+        let contexts: Vec<EntryPointCtx> = self
+            .listeners
+            .iter()
+            .map(|l| {
+                let port = l.listener.local_addr().map_or(0, |a| a.port());
+                EntryPointCtx::new(
+                    l.index,
+                    l.trusted.clone(),
+                    &l.settings,
+                    port,
+                    shared.clone(),
+                    self.stop.clone(),
+                )
+            })
+            .collect();
+        let handed = tokio::spawn(serve_handed_off(self.inbox, contexts, self.handoffs_done));
+        tokio::spawn(
+            shared
+                .upstreams
+                .clone()
+                .sweep_every(SWEEP_PERIOD, self.finish.clone()),
+        );
+        let loops: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|l| {
+                tokio::spawn(listener::serve(
+                    l,
+                    shared.clone(),
+                    self.stop.clone(),
+                    self.graceful.clone(),
+                    self.spread.clone(),
+                ))
+            })
+            .collect();
+        // Only the accept loops may hold the shutdown handle (see `listener::serve`).
+        drop(self.graceful);
+        for l in loops {
+            let _ = l.await;
+        }
+        let _ = self.accepting_stopped.send(());
+        let _ = handed.await;
+        // Keep serving open connections until the caller has drained them (or given up).
+        self.finish.cancelled().await;
     }
-    Ok(Workers {
-        threads,
-        accepting,
-        handoffs_done,
-        finish,
-    })
 }
 
 impl Workers {
@@ -376,54 +333,5 @@ impl Workers {
             }
         })
         .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spread(n: usize) -> (Arc<Spread>, Vec<mpsc::UnboundedReceiver<HandedOff>>) {
-        let (tx, rx): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
-        let s = Arc::new(Spread {
-            load: (0..n).map(|_| AtomicUsize::new(0)).collect(),
-            inbox: tx.into_boxed_slice(),
-        });
-        (s, rx)
-    }
-
-    fn loads(s: &Spread) -> Vec<usize> {
-        s.load.iter().map(|l| l.load(Ordering::Relaxed)).collect()
-    }
-
-    #[test]
-    fn a_burst_accepted_by_one_worker_ends_evenly_spread() {
-        let (s, _rx) = spread(3);
-        // Worker 0 accepts all 30 connections, as happens when it is the only one awake.
-        let held: Vec<ConnLoad> = (0..30).map(|_| s.charge(s.choose(0))).collect();
-        let l = loads(&s);
-        assert_eq!(l.iter().sum::<usize>(), 30);
-        assert!(l.iter().all(|&n| (9..=11).contains(&n)), "{l:?}");
-        drop(held);
-        assert_eq!(loads(&s), vec![0, 0, 0], "closing uncounts");
-    }
-
-    #[test]
-    fn a_worker_within_one_of_the_least_keeps_its_connection() {
-        let (s, _rx) = spread(2);
-        let _a = s.charge(0);
-        assert_eq!(s.choose(0), 0, "one more than the other is tolerated");
-        let _b = s.charge(0);
-        assert_eq!(s.choose(0), 1, "two more is handed off");
-        assert_eq!(s.choose(1), 1);
-    }
-
-    #[test]
-    fn a_retired_worker_is_never_chosen() {
-        let (s, _rx) = spread(2);
-        s.retire(1);
-        let held: Vec<ConnLoad> = (0..10).map(|_| s.charge(s.choose(0))).collect();
-        assert_eq!(loads(&s)[0], 10);
-        drop(held);
     }
 }

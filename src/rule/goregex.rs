@@ -115,7 +115,7 @@ impl Translator<'_> {
     /// `{` starts a repetition only in the exact forms `{n}`, `{n,}`, `{n,m}`; otherwise Go
     /// reads it as a literal brace. Counts above Go's limit are refused as Go refuses them.
     fn brace(&mut self) -> Result<(), String> {
-        let rest: String = self.chars[self.i..].iter().take(24).collect();
+        let rest: String = self.chars.iter().skip(self.i).take(24).collect();
         let Some(len) = repeat_len(&rest) else {
             self.out.push_str("\\{");
             return Ok(());
@@ -355,7 +355,7 @@ impl Translator<'_> {
             first = false;
             // POSIX class [:name:] or [:^name:].
             if c == '[' && self.peek_at(1) == Some(':') {
-                let rest: String = self.chars[self.i + 2..].iter().collect();
+                let rest: String = self.chars.iter().skip(self.i + 2).collect();
                 if let Some(end) = rest.find(":]") {
                     let name = &rest[..end];
                     let bare = name.strip_prefix('^').unwrap_or(name);
@@ -427,7 +427,12 @@ impl Translator<'_> {
 /// one.
 fn repeat_len(rest: &str) -> Option<usize> {
     let b = rest.as_bytes();
-    let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let digits = |from: usize| {
+        b.iter()
+            .skip(from)
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
     let n = digits(0);
     if n == 0 {
         return None;

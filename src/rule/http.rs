@@ -8,6 +8,7 @@ use super::encoding::{
     path_eq, path_has_prefix, query_decode, query_eq, query_pairs, query_valid, routing_path,
 };
 use super::host::wildcard_matches;
+use super::logic::{self, and_of, error, or_of, Logic, Shape};
 use super::parser::{Arg, Call, Expr};
 use super::template::{self, Kind, Template};
 use super::{goregex, ip, RuleError, Syntax};
@@ -278,55 +279,27 @@ impl fmt::Display for Rule {
     }
 }
 
-fn error(col: usize, message: impl Into<String>) -> RuleError {
-    RuleError {
-        column: col,
-        message: message.into(),
-    }
-}
-
-/// Combines children with folding of constants and flattening of same-operator children.
-pub(crate) fn and_of(children: Vec<Matcher>) -> Matcher {
-    let mut out = Vec::with_capacity(children.len());
-    for c in children {
-        match c {
-            Matcher::Always => {}
-            Matcher::Never => return Matcher::Never,
-            Matcher::And(inner) => out.extend(inner.into_vec()),
-            other => out.push(other),
+impl Logic for Matcher {
+    fn into_shape(self) -> Shape<Self> {
+        match self {
+            Matcher::Always => Shape::Always,
+            Matcher::Never => Shape::Never,
+            Matcher::And(ms) => Shape::And(ms),
+            Matcher::Or(ms) => Shape::Or(ms),
+            Matcher::Not(m) => Shape::Not(m),
+            leaf => Shape::Leaf(leaf),
         }
     }
-    match out.len() {
-        0 => Matcher::Always,
-        1 => out.pop().unwrap_or(Matcher::Always),
-        _ => Matcher::And(out.into_boxed_slice()),
-    }
-}
 
-/// See [`and_of`].
-pub(crate) fn or_of(children: Vec<Matcher>) -> Matcher {
-    let mut out = Vec::with_capacity(children.len());
-    for c in children {
-        match c {
-            Matcher::Never => {}
-            Matcher::Always => return Matcher::Always,
-            Matcher::Or(inner) => out.extend(inner.into_vec()),
-            other => out.push(other),
+    fn from_shape(shape: Shape<Self>) -> Self {
+        match shape {
+            Shape::Always => Matcher::Always,
+            Shape::Never => Matcher::Never,
+            Shape::And(ms) => Matcher::And(ms),
+            Shape::Or(ms) => Matcher::Or(ms),
+            Shape::Not(m) => Matcher::Not(m),
+            Shape::Leaf(leaf) => leaf,
         }
-    }
-    match out.len() {
-        0 => Matcher::Never,
-        1 => out.pop().unwrap_or(Matcher::Never),
-        _ => Matcher::Or(out.into_boxed_slice()),
-    }
-}
-
-fn not_of(m: Matcher) -> Matcher {
-    match m {
-        Matcher::Always => Matcher::Never,
-        Matcher::Never => Matcher::Always,
-        Matcher::Not(inner) => *inner,
-        other => Matcher::Not(Box::new(other)),
     }
 }
 
@@ -349,24 +322,9 @@ pub(crate) fn build(expr: &Expr, syntax: Syntax, source: &str) -> Result<Rule, R
 }
 
 fn lower(expr: &Expr, syntax: Syntax, domains: &mut Vec<String>) -> Result<Matcher, RuleError> {
-    Ok(match expr {
-        Expr::And(items) => and_of(
-            items
-                .iter()
-                .map(|e| lower(e, syntax, domains))
-                .collect::<Result<_, _>>()?,
-        ),
-        Expr::Or(items) => or_of(
-            items
-                .iter()
-                .map(|e| lower(e, syntax, domains))
-                .collect::<Result<_, _>>()?,
-        ),
-        Expr::Not(inner) => not_of(lower(inner, syntax, domains)?),
-        Expr::Call(call) => match syntax {
-            Syntax::V3 => lower_v3(call, domains)?,
-            Syntax::V2 => lower_v2(call, domains)?,
-        },
+    logic::lower(expr, &mut |call| match syntax {
+        Syntax::V3 => lower_v3(call, domains),
+        Syntax::V2 => lower_v2(call, domains),
     })
 }
 
@@ -427,21 +385,12 @@ fn absolute_path(name: &str, arg: &Arg) -> Result<(), RuleError> {
 }
 
 fn client_ips(name: &str, args: &[Arg]) -> Result<Matcher, RuleError> {
-    let nets = args
-        .iter()
-        .map(|a| {
-            ip::parse_net(&a.value).ok_or_else(|| {
-                error(
-                    a.col,
-                    format!(
-                        "invalid value `{}` for {name}: expected an IP address (`10.0.0.1`, `::1`) or a CIDR range (`10.0.0.0/8`, `fd00::/8`)",
-                        a.value
-                    ),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Matcher::ClientIp(nets.into_boxed_slice()))
+    let nets = logic::client_ip_nets(
+        name,
+        args,
+        "expected an IP address (`10.0.0.1`, `::1`) or a CIDR range (`10.0.0.0/8`, `fd00::/8`)",
+    )?;
+    Ok(Matcher::ClientIp(nets))
 }
 
 /// The header a `Header`-style matcher reads, or `None` when no request can carry it.
@@ -559,126 +508,134 @@ fn lower_v2(call: &Call, domains: &mut Vec<String>) -> Result<Matcher, RuleError
             }
             or_of(alts)
         }
-        "HostRegexp" => {
-            let mut alts = Vec::with_capacity(args.len());
-            for a in args {
-                ascii_host(name, a)?;
-                // Requests are normalized without a trailing dot; drop it from the
-                // template's literal tail so `example.com.` still matches.
-                let tpl = a.value.strip_suffix('.').unwrap_or(&a.value);
-                alts.push(
-                    match template::compile(tpl, Kind::Host)
-                        .map_err(|r| template_error(name, a, &r))?
-                    {
-                        Template::Literal(l) => exact_host(l.to_ascii_lowercase()),
-                        Template::Regex(re) => Matcher::HostRegexp(re),
-                    },
-                );
-            }
-            or_of(alts)
-        }
+        "HostRegexp" => v2_host_regexp(name, args)?,
         "ClientIP" => client_ips(name, args)?,
-        "Path" | "PathPrefix" => {
-            let prefix = name == "PathPrefix";
-            let kind = if prefix { Kind::PathPrefix } else { Kind::Path };
-            let mut alts = Vec::with_capacity(args.len());
-            for a in args {
-                absolute_path(name, a)?;
-                alts.push(
-                    match template::compile(&a.value, kind)
-                        .map_err(|r| template_error(name, a, &r))?
-                    {
-                        Template::Literal(l) if prefix => Matcher::PathPrefix(l.into()),
-                        Template::Literal(l) => Matcher::Path(l.into()),
-                        Template::Regex(re) => Matcher::PathRegexp(re),
-                    },
-                );
-            }
-            or_of(alts)
-        }
+        "Path" | "PathPrefix" => v2_path(name, args)?,
         "Method" => or_of(
             args.iter()
                 .map(|a| Matcher::Method(a.value.to_uppercase().into()))
                 .collect(),
         ),
-        "Headers" | "HeadersRegexp" => {
-            if args.len() % 2 != 0 {
-                let last = &args[args.len() - 1];
-                return Err(error(
-                    last.col,
-                    format!(
-                        "{name} takes header name and value pairs, got {} arguments",
-                        args.len()
-                    ),
-                ));
-            }
-            // mux stores the pairs in a map: a repeated name keeps its last value.
-            let mut pairs: Vec<(&Arg, &Arg)> = Vec::with_capacity(args.len() / 2);
-            for pair in args.chunks(2) {
-                if let [k, v] = pair {
-                    pairs.retain(|(pk, _)| pk.value != k.value);
-                    pairs.push((k, v));
-                }
-            }
-            let mut all = Vec::with_capacity(pairs.len());
-            for (k, v) in pairs {
-                all.push(if name == "Headers" {
-                    header_value(k, v)
-                } else {
-                    header_regex(name, k, v)?
-                });
-            }
-            and_of(all)
-        }
-        "Query" => {
-            // traefik matcher_v2.go `queryV2`: split every argument on its first `=`, then
-            // pair the pieces up in order.
-            let mut pieces: Vec<(&str, &Arg)> = Vec::with_capacity(args.len() * 2);
-            for a in args {
-                match a.value.split_once('=') {
-                    Some((k, v)) => {
-                        pieces.push((k, a));
-                        pieces.push((v, a));
-                    }
-                    None => pieces.push((&a.value, a)),
-                }
-            }
-            if pieces.len() % 2 != 0 {
-                let a = pieces[pieces.len() - 1].1;
-                return Err(error(
-                    a.col,
-                    format!(
-                        "Query arguments must be `key=value` pairs, `{}` has no `=`",
-                        a.value
-                    ),
-                ));
-            }
-            let mut all = Vec::with_capacity(pieces.len() / 2);
-            for pair in pieces.chunks(2) {
-                if let [(k, a), (v, _)] = pair {
-                    let tpl = format!("{k}={v}");
-                    let key = tpl.split_once('=').map_or("", |(k, _)| k);
-                    let value = match template::compile(&tpl, Kind::Query)
-                        .map_err(|r| template_error(name, a, &r))?
-                    {
-                        Template::Literal(_) => {
-                            let v = &tpl[key.len() + 1..];
-                            if v.is_empty() {
-                                FirstValue::Any
-                            } else {
-                                FirstValue::Exact(v.into())
-                            }
-                        }
-                        Template::Regex(re) => FirstValue::Template(re),
-                    };
-                    all.push(Matcher::QueryFirst(Box::new(QueryFirstMatch {
-                        key: key.into(),
-                        value,
-                    })));
-                }
-            }
-            and_of(all)
-        }
+        "Headers" | "HeadersRegexp" => v2_headers(name, args)?,
+        "Query" => v2_query(name, args)?,
         other => return Err(error(call.col, format!("unsupported matcher `{other}`"))),
     })
+}
+
+/// v2 `HostRegexp`: mux host templates (`{sub:[a-z]+}.example.com`), any of the arguments.
+fn v2_host_regexp(name: &str, args: &[Arg]) -> Result<Matcher, RuleError> {
+    let mut alts = Vec::with_capacity(args.len());
+    for a in args {
+        ascii_host(name, a)?;
+        // Requests are normalized without a trailing dot; drop it from the
+        // template's literal tail so `example.com.` still matches.
+        let tpl = a.value.strip_suffix('.').unwrap_or(&a.value);
+        alts.push(
+            match template::compile(tpl, Kind::Host).map_err(|r| template_error(name, a, &r))? {
+                Template::Literal(l) => exact_host(l.to_ascii_lowercase()),
+                Template::Regex(re) => Matcher::HostRegexp(re),
+            },
+        );
+    }
+    Ok(or_of(alts))
+}
+
+/// v2 `Path` / `PathPrefix`: mux path templates, any of the arguments.
+fn v2_path(name: &str, args: &[Arg]) -> Result<Matcher, RuleError> {
+    let prefix = name == "PathPrefix";
+    let kind = if prefix { Kind::PathPrefix } else { Kind::Path };
+    let mut alts = Vec::with_capacity(args.len());
+    for a in args {
+        absolute_path(name, a)?;
+        alts.push(
+            match template::compile(&a.value, kind).map_err(|r| template_error(name, a, &r))? {
+                Template::Literal(l) if prefix => Matcher::PathPrefix(l.into()),
+                Template::Literal(l) => Matcher::Path(l.into()),
+                Template::Regex(re) => Matcher::PathRegexp(re),
+            },
+        );
+    }
+    Ok(or_of(alts))
+}
+
+/// v2 `Headers` / `HeadersRegexp`: name and value pairs, all of which must match.
+fn v2_headers(name: &str, args: &[Arg]) -> Result<Matcher, RuleError> {
+    if args.len() % 2 != 0 {
+        let last = &args[args.len() - 1];
+        return Err(error(
+            last.col,
+            format!(
+                "{name} takes header name and value pairs, got {} arguments",
+                args.len()
+            ),
+        ));
+    }
+    // mux stores the pairs in a map: a repeated name keeps its last value.
+    let mut pairs: Vec<(&Arg, &Arg)> = Vec::with_capacity(args.len() / 2);
+    for pair in args.chunks(2) {
+        if let [k, v] = pair {
+            pairs.retain(|(pk, _)| pk.value != k.value);
+            pairs.push((k, v));
+        }
+    }
+    let mut all = Vec::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        all.push(if name == "Headers" {
+            header_value(k, v)
+        } else {
+            header_regex(name, k, v)?
+        });
+    }
+    Ok(and_of(all))
+}
+
+/// v2 `Query`: `key=value` templates, all of which must match the key's first value.
+fn v2_query(name: &str, args: &[Arg]) -> Result<Matcher, RuleError> {
+    // traefik matcher_v2.go `queryV2`: split every argument on its first `=`, then
+    // pair the pieces up in order.
+    let mut pieces: Vec<(&str, &Arg)> = Vec::with_capacity(args.len() * 2);
+    for a in args {
+        match a.value.split_once('=') {
+            Some((k, v)) => {
+                pieces.push((k, a));
+                pieces.push((v, a));
+            }
+            None => pieces.push((&a.value, a)),
+        }
+    }
+    if pieces.len() % 2 != 0 {
+        let a = pieces[pieces.len() - 1].1;
+        return Err(error(
+            a.col,
+            format!(
+                "Query arguments must be `key=value` pairs, `{}` has no `=`",
+                a.value
+            ),
+        ));
+    }
+    let mut all = Vec::with_capacity(pieces.len() / 2);
+    for pair in pieces.chunks(2) {
+        if let [(k, a), (v, _)] = pair {
+            let tpl = format!("{k}={v}");
+            let key = tpl.split_once('=').map_or("", |(k, _)| k);
+            let value = match template::compile(&tpl, Kind::Query)
+                .map_err(|r| template_error(name, a, &r))?
+            {
+                Template::Literal(_) => {
+                    let v = &tpl[key.len() + 1..];
+                    if v.is_empty() {
+                        FirstValue::Any
+                    } else {
+                        FirstValue::Exact(v.into())
+                    }
+                }
+                Template::Regex(re) => FirstValue::Template(re),
+            };
+            all.push(Matcher::QueryFirst(Box::new(QueryFirstMatch {
+                key: key.into(),
+                value,
+            })));
+        }
+    }
+    Ok(and_of(all))
 }

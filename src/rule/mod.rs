@@ -26,6 +26,7 @@ mod goregex;
 mod host;
 mod http;
 mod ip;
+mod logic;
 mod names;
 mod parser;
 mod path;

@@ -290,6 +290,9 @@ impl Vocabulary {
 
 /// Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of two
 /// neighbours each cost 1, so `Hots` is one edit from `Host`. Used only for error messages.
+// In bounds: i ranges over 1..=a.len() and j over 1..=b.len(), so a[i-1], a[i-2] (i > 1), b[j-1], b[j-2]
+// (j > 1) index inside `a` and `b`, and every row has b.len() + 1 entries for indices 0..=b.len().
+#[allow(clippy::indexing_slicing)]
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();

@@ -541,8 +541,7 @@ fn check_args(spec: &Spec, args: &[Arg], close_col: usize) -> Result<(), RuleErr
             ),
         ));
     }
-    if args.len() > max {
-        let extra = &args[max];
+    if let Some(extra) = args.get(max) {
         let hint = if max == 1 {
             format!(
                 "; v3 matchers take one value, combine several with `||`: {name}(`a`) || {name}(`b`)"

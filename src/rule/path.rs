@@ -65,8 +65,8 @@ pub fn normalize_escapes(raw: &str) -> Result<Cow<'_, str>, InvalidPath> {
     // First pass: validate, and learn whether anything changes.
     let mut changes = false;
     let mut i = first;
-    while i < b.len() {
-        if b[i] == b'%' {
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
             let (v, lower) = escape_at(b, i)?;
             changes |= lower || is_unreserved(v);
             i += 3;
@@ -80,21 +80,22 @@ pub fn normalize_escapes(raw: &str) -> Result<Cow<'_, str>, InvalidPath> {
     let mut out = String::with_capacity(raw.len());
     out.push_str(&raw[..first]);
     let mut i = first;
-    while i < b.len() {
-        if b[i] == b'%' {
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
             let (v, _) = escape_at(b, i)?;
             if is_unreserved(v) {
                 out.push(char::from(v));
             } else {
                 out.push('%');
-                out.push(char::from(HEX[usize::from(v >> 4)]));
-                out.push(char::from(HEX[usize::from(v & 0xf)]));
+                out.push(hex_digit(v >> 4));
+                out.push(hex_digit(v & 0xf));
             }
             i += 3;
         } else {
             // Copy the run up to the next escape in one piece (it is valid UTF-8: `%` is ASCII).
-            let end = b[i..]
+            let end = b
                 .iter()
+                .skip(i)
                 .position(|&c| c == b'%')
                 .map_or(b.len(), |n| i + n);
             out.push_str(&raw[i..end]);
@@ -105,6 +106,11 @@ pub fn normalize_escapes(raw: &str) -> Result<Cow<'_, str>, InvalidPath> {
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// The upper-case hex digit of the low four bits of `n`.
+fn hex_digit(n: u8) -> char {
+    char::from(HEX.get(usize::from(n & 0xf)).copied().unwrap_or(b'0'))
+}
 
 /// The byte escaped at `b[i..i + 3]` (`b[i]` is `%`) and whether its hex digits use lower case.
 fn escape_at(b: &[u8], i: usize) -> Result<(u8, bool), InvalidPath> {

@@ -3,6 +3,7 @@
 //! after the TLS ClientHello has been peeked.
 
 use super::host::wildcard_matches;
+use super::logic::{self, error, or_of, Logic, Shape};
 use super::parser::{Arg, Call, Expr};
 use super::template::{self, Kind, Template};
 use super::{goregex, ip, RuleError, Syntax};
@@ -117,44 +118,27 @@ impl fmt::Display for TcpRule {
     }
 }
 
-fn error(col: usize, message: impl Into<String>) -> RuleError {
-    RuleError {
-        column: col,
-        message: message.into(),
-    }
-}
-
-fn and_of(children: Vec<TcpMatcher>) -> TcpMatcher {
-    let mut out = Vec::with_capacity(children.len());
-    for c in children {
-        match c {
-            TcpMatcher::Always => {}
-            TcpMatcher::Never => return TcpMatcher::Never,
-            TcpMatcher::And(inner) => out.extend(inner.into_vec()),
-            other => out.push(other),
+impl Logic for TcpMatcher {
+    fn into_shape(self) -> Shape<Self> {
+        match self {
+            TcpMatcher::Always => Shape::Always,
+            TcpMatcher::Never => Shape::Never,
+            TcpMatcher::And(ms) => Shape::And(ms),
+            TcpMatcher::Or(ms) => Shape::Or(ms),
+            TcpMatcher::Not(m) => Shape::Not(m),
+            leaf => Shape::Leaf(leaf),
         }
     }
-    match out.len() {
-        0 => TcpMatcher::Always,
-        1 => out.pop().unwrap_or(TcpMatcher::Always),
-        _ => TcpMatcher::And(out.into_boxed_slice()),
-    }
-}
 
-fn or_of(children: Vec<TcpMatcher>) -> TcpMatcher {
-    let mut out = Vec::with_capacity(children.len());
-    for c in children {
-        match c {
-            TcpMatcher::Never => {}
-            TcpMatcher::Always => return TcpMatcher::Always,
-            TcpMatcher::Or(inner) => out.extend(inner.into_vec()),
-            other => out.push(other),
+    fn from_shape(shape: Shape<Self>) -> Self {
+        match shape {
+            Shape::Always => TcpMatcher::Always,
+            Shape::Never => TcpMatcher::Never,
+            Shape::And(ms) => TcpMatcher::And(ms),
+            Shape::Or(ms) => TcpMatcher::Or(ms),
+            Shape::Not(m) => TcpMatcher::Not(m),
+            Shape::Leaf(leaf) => leaf,
         }
-    }
-    match out.len() {
-        0 => TcpMatcher::Never,
-        1 => out.pop().unwrap_or(TcpMatcher::Never),
-        _ => TcpMatcher::Or(out.into_boxed_slice()),
     }
 }
 
@@ -177,27 +161,7 @@ pub(crate) fn build(expr: &Expr, syntax: Syntax, source: &str) -> Result<TcpRule
 }
 
 fn lower(expr: &Expr, syntax: Syntax, names: &mut Vec<String>) -> Result<TcpMatcher, RuleError> {
-    Ok(match expr {
-        Expr::And(items) => and_of(
-            items
-                .iter()
-                .map(|e| lower(e, syntax, names))
-                .collect::<Result<_, _>>()?,
-        ),
-        Expr::Or(items) => or_of(
-            items
-                .iter()
-                .map(|e| lower(e, syntax, names))
-                .collect::<Result<_, _>>()?,
-        ),
-        Expr::Not(inner) => match lower(inner, syntax, names)? {
-            TcpMatcher::Always => TcpMatcher::Never,
-            TcpMatcher::Never => TcpMatcher::Always,
-            TcpMatcher::Not(m) => *m,
-            m => TcpMatcher::Not(Box::new(m)),
-        },
-        Expr::Call(call) => lower_call(call, syntax, names)?,
-    })
+    logic::lower(expr, &mut |call| lower_call(call, syntax, names))
 }
 
 /// Traefik's host-or-IP check for `HostSNI`: `[[:word:].-:]+`, optionally after `*.` in v3.
@@ -245,21 +209,8 @@ fn regex_error(name: &str, a: &Arg, reason: &str) -> RuleError {
 }
 
 fn client_ips(name: &str, args: &[Arg]) -> Result<TcpMatcher, RuleError> {
-    let nets = args
-        .iter()
-        .map(|a| {
-            ip::parse_net(&a.value).ok_or_else(|| {
-                error(
-                    a.col,
-                    format!(
-                        "invalid value `{}` for {name}: expected an IP address or a CIDR range",
-                        a.value
-                    ),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(TcpMatcher::ClientIp(nets.into_boxed_slice()))
+    let nets = logic::client_ip_nets(name, args, "expected an IP address or a CIDR range")?;
+    Ok(TcpMatcher::ClientIp(nets))
 }
 
 fn lower_call(

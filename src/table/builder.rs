@@ -3,8 +3,8 @@
 //! Providers publish whole configurations on `watch` channels; this task waits for any change, lets bursts
 //! settle for `providersThrottleDuration`, merges the latest value of every provider, and — unless the merged
 //! input equals the current table's — compiles and stores a new table in the [`Store`], logs a short diff, and
-//! restarts the active health checks. Compilation runs on tokio's blocking pool, so a large configuration
-//! never stalls the runtime's workers. Compilation never fails as a whole: bad items are dropped and logged,
+//! publishes the table's health check targets (the app's prober restarts its checks from them). Compilation
+//! runs on tokio's blocking pool, so a large configuration never stalls the runtime's workers. Compilation never fails as a whole: bad items are dropped and logged,
 //! so the previous table is replaced only by one that serves everything that is valid; if a build dies
 //! (a bug), the previous table and the state carried between builds are kept.
 //!
@@ -20,8 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::compile::{compile, BuildInput, CarriedState, CompileContext, Compiled};
 use super::{RoutingTable, Store, TableStatus};
-use crate::balance::health::{spawn_checker, CheckTarget};
-pub use crate::dynamic::{ProviderFeed, Snapshot};
+use crate::balance::health::CheckTarget;
+
+/// Provider snapshots, defined with the configuration model; named here for the code that feeds the builder.
+pub use crate::dynamic::snapshot::{ProviderFeed, Snapshot};
 
 /// Owns the control-plane state of table building.
 pub struct TableBuilder {
@@ -29,21 +31,21 @@ pub struct TableBuilder {
     ctx: Arc<CompileContext>,
     carried: Arc<CarriedState>,
     generation: u64,
-    checks: Option<CancellationToken>,
+    health: watch::Sender<Arc<Vec<CheckTarget>>>,
     shutdown: CancellationToken,
     wanted: watch::Sender<Arc<Vec<crate::tls::CertRequest>>>,
     changes: Option<ChangeLog>,
 }
 
 impl TableBuilder {
-    /// Creates the builder around an existing store; `shutdown` also stops the health checkers it starts.
+    /// Creates the builder around an existing store; it runs until `shutdown`.
     pub fn new(store: Store, ctx: CompileContext, shutdown: CancellationToken) -> TableBuilder {
         TableBuilder {
             store,
             ctx: Arc::new(ctx),
             carried: Arc::new(CarriedState::default()),
             generation: 0,
-            checks: None,
+            health: watch::Sender::new(Arc::new(Vec::new())),
             shutdown,
             wanted: watch::Sender::new(Arc::new(Vec::new())),
             changes: None,
@@ -59,6 +61,13 @@ impl TableBuilder {
     /// (only when the set changes). The ACME manager subscribes here.
     pub fn wanted_certificates(&self) -> watch::Receiver<Arc<Vec<crate::tls::CertRequest>>> {
         self.wanted.subscribe()
+    }
+
+    /// The servers to health-check, with their settings and shared state: replaced after every stored table
+    /// (even with equal targets, so the checks restart with the table, as they always have). The app's
+    /// prober (`proxy::health_check`) subscribes here.
+    pub fn health_targets(&self) -> watch::Receiver<Arc<Vec<CheckTarget>>> {
+        self.health.subscribe()
     }
 
     /// Compiles and stores a table for `input`, unless it equals the input of the current table; compiles
@@ -140,19 +149,12 @@ impl TableBuilder {
                 true
             }
         });
-        self.restart_health_checks(health_targets);
+        self.publish_health_targets(health_targets);
     }
 
-    /// Stops the previous table's active health checks and starts this table's.
-    fn restart_health_checks(&mut self, targets: Vec<CheckTarget>) {
-        if let Some(old) = self.checks.take() {
-            old.cancel();
-        }
-        if !targets.is_empty() {
-            let token = self.shutdown.child_token();
-            spawn_checker(targets, token.clone());
-            self.checks = Some(token);
-        }
+    /// Hands the new table's health check targets to the prober, which restarts its checks from them.
+    fn publish_health_targets(&self, targets: Vec<CheckTarget>) {
+        self.health.send_replace(Arc::new(targets));
     }
 
     /// Runs until `shutdown`: waits for provider changes, throttles, merges and applies.

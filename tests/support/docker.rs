@@ -37,13 +37,40 @@ pub fn docker_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
-/// Whether a Docker engine answers; tests skip (with a message) when it does not.
-pub fn available() -> bool {
-    Command::new("docker")
+/// The environment switch that lets the Docker tests pass without an engine: `SWARMGATE_SKIP_DOCKER_TESTS=1`.
+pub const SKIP_ENV: &str = "SWARMGATE_SKIP_DOCKER_TESTS";
+
+/// Whether a Docker engine answers `docker info`: `Err` says why not (the CLI's own error).
+fn engine() -> Result<(), String> {
+    match Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdin(Stdio::null())
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+        Err(e) => Err(format!("cannot run `docker`: {e}")),
+    }
+}
+
+/// Whether `test` should run. With a Docker engine: true. Without one the test fails with a clear message (a
+/// Docker test that silently passes proves nothing), unless `SWARMGATE_SKIP_DOCKER_TESTS=1` asks to skip:
+/// then false, after a loud note on stderr.
+pub fn engine_or_skip(test: &str) -> bool {
+    let Err(why) = engine() else {
+        return true;
+    };
+    if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") {
+        eprintln!(
+            "\n*** SKIPPED {test}: no Docker engine ({why}), and {SKIP_ENV}=1 asks to skip. \
+             This test proves nothing in this run. ***\n"
+        );
+        return false;
+    }
+    panic!(
+        "{test} needs a Docker engine and none answers `docker info`: {why}\n\
+         Start Docker (and give this user access to its socket), or set {SKIP_ENV}=1 to skip the Docker tests."
+    );
 }
 
 /// A name prefix unique to this test run and test.

@@ -104,6 +104,96 @@ impl Drop for Backend {
     }
 }
 
+/// A plain HTTP/1 backend that tells the test when a request has arrived and holds every request whose
+/// path starts with `/hold` until [`HoldingBackend::release`]: a test that needs "a request is in flight at
+/// the backend" waits for exactly that instead of sleeping and hoping. Other paths are answered at once.
+/// Answers are `200` with the body `Name: <name>` and `Connection: close`.
+pub struct HoldingBackend {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:port`.
+    pub url: String,
+    held: Arc<std::sync::atomic::AtomicUsize>,
+    release: tokio::sync::watch::Sender<bool>,
+    cancel: CancellationToken,
+}
+
+impl HoldingBackend {
+    /// Starts one.
+    pub async fn start(name: &str) -> HoldingBackend {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
+        let addr = l.local_addr().expect("addr");
+        let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let cancel = CancellationToken::new();
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\nName: {name}",
+            "Name: ".len() + name.len()
+        );
+        let (h, stop) = (held.clone(), cancel.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut s = tokio::select! {
+                    a = l.accept() => match a { Ok((s, _)) => s, Err(_) => return },
+                    () = stop.cancelled() => return,
+                };
+                let (h, mut released, answer) = (h.clone(), released.clone(), answer.clone());
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head);
+                    if line
+                        .split(' ')
+                        .nth(1)
+                        .is_some_and(|p| p.starts_with("/hold"))
+                    {
+                        h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let _ = released.wait_for(|r| *r).await;
+                    }
+                    let _ = s.write_all(answer.as_bytes()).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        HoldingBackend {
+            addr,
+            url: format!("http://{addr}"),
+            held,
+            release,
+            cancel,
+        }
+    }
+
+    /// Waits until `n` `/hold` requests have arrived (in all), up to `timeout`.
+    pub async fn wait_held(&self, n: usize, timeout: Duration) -> bool {
+        poll_until(timeout, || async {
+            self.held.load(std::sync::atomic::Ordering::SeqCst) >= n
+        })
+        .await
+    }
+
+    /// Answers every held request, and every later `/hold` request at once.
+    pub fn release(&self) {
+        let _ = self.release.send(true);
+    }
+}
+
+impl Drop for HoldingBackend {
+    fn drop(&mut self) {
+        let _ = self.release.send(true);
+        self.cancel.cancel();
+    }
+}
+
 /// A running swarmgate process, killed on drop.
 pub struct Gate {
     child: Option<Child>,

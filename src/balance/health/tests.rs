@@ -1,19 +1,12 @@
-//! Tests for the health state, the pure probe-URL logic, and the checker
-//! against a real hyper server on 127.0.0.1:0.
+//! Tests for the health state, the pure probe-URL logic and the redirect rules of one probe (the prober
+//! against real servers is tested in `proxy::health_check`).
 
 use super::*;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, AtomicUsize};
-use std::sync::Mutex;
+use std::time::Duration;
 
-use http::Response;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use http::header::{AUTHORIZATION, HOST, REFERER};
+use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 
 fn uri(s: &str) -> Uri {
     s.parse().expect("test URI")
@@ -366,138 +359,23 @@ mod props {
     }
 }
 
-// ---- real server -------------------------------------------------------
+// ---- the requests of one probe (Go's redirect rules) ----
 
-#[derive(Default)]
-struct Backend {
-    status: AtomicU16,
-    hits: AtomicUsize,
-    seen: Mutex<Vec<Seen>>,
+fn plan_for<'a>(server: &str, s: &'a HealthCheckSettings) -> ProbePlan<'a> {
+    ProbePlan::new(&uri(server), s).expect("plan")
 }
 
-#[derive(Debug, Clone)]
-struct Seen {
-    method: Method,
-    path: String,
-    host: Option<String>,
-    referer: Option<String>,
-    authorization: bool,
-    custom: Option<String>,
+fn header<'a>(r: &'a http::Request<()>, name: &HeaderName) -> Option<&'a str> {
+    r.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-impl Backend {
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
-    }
+fn redirect(plan: &mut ProbePlan<'_>, code: u16, to: &str) -> Result<Next, HealthError> {
+    let status = StatusCode::from_u16(code).expect("status");
+    plan.on_response(status, Some(&HeaderValue::from_str(to).expect("location")))
 }
 
-/// A tiny hyper server: `/health` answers the shared status; `/redirect`
-/// 302s to `/health`; `/see-other` 303s there; `/loop/N` redirects to
-/// `/loop/N+1` forever; `/abs` redirects to an absolute URL on the same
-/// server; `/https` redirects to https; `/slow` never answers in time.
-async fn start_backend() -> (SocketAddr, Arc<Backend>, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let backend = Arc::new(Backend {
-        status: AtomicU16::new(200),
-        ..Backend::default()
-    });
-    let shared = Arc::clone(&backend);
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let backend = Arc::clone(&shared);
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let backend = Arc::clone(&backend);
-                    async move { Ok::<_, Infallible>(respond(&backend, addr, &req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, backend, task)
-}
-
-async fn respond(
-    backend: &Backend,
-    addr: SocketAddr,
-    req: &Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    backend.hits.fetch_add(1, Ordering::Relaxed);
-    let header = |name: HeaderName| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let path = req.uri().path().to_owned();
-    if let Ok(mut seen) = backend.seen.lock() {
-        seen.push(Seen {
-            method: req.method().clone(),
-            path: path.clone(),
-            host: header(HOST),
-            referer: header(REFERER),
-            authorization: req.headers().contains_key(http::header::AUTHORIZATION),
-            custom: header(HeaderName::from_static("x-custom")),
-        });
-    }
-    let redirect = |code: u16, to: String| {
-        Response::builder()
-            .status(code)
-            .header(LOCATION, to)
-            .body(Full::new(Bytes::new()))
-            .unwrap_or_default()
-    };
-    match path.as_str() {
-        "/health" => Response::builder()
-            .status(backend.status.load(Ordering::Relaxed))
-            .body(Full::new(Bytes::from_static(b"ok")))
-            .unwrap_or_default(),
-        "/redirect" => redirect(302, "/health".into()),
-        "/see-other" => redirect(303, "health".into()),
-        "/temporary" => redirect(307, "/health".into()),
-        "/abs" => redirect(301, format!("http://localhost:{}/health", addr.port())),
-        "/https" => redirect(302, format!("https://127.0.0.1:{}/health", addr.port())),
-        "/no-location" => Response::builder()
-            .status(302)
-            .body(Full::new(Bytes::new()))
-            .unwrap_or_default(),
-        "/slow" => {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            Response::default()
-        }
-        p if p.starts_with("/loop/") => {
-            let n: u32 = p["/loop/".len()..].parse().unwrap_or(0);
-            redirect(302, format!("/loop/{}", n + 1))
-        }
-        _ => Response::builder()
-            .status(404)
-            .body(Full::new(Bytes::new()))
-            .unwrap_or_default(),
-    }
-}
-
-fn target(addr: SocketAddr, s: HealthCheckSettings) -> CheckTarget {
-    CheckTarget {
-        service: "whoami@docker".into(),
-        server_url: uri(&format!("http://{addr}")),
-        settings: Arc::new(s),
-        state: Arc::new(ServerHealth::new()),
-    }
-}
-
-async fn check(addr: SocketAddr, s: HealthCheckSettings) -> Result<(), HealthError> {
-    check_once(&probe_client(), &target(addr, s)).await
-}
-
-#[tokio::test]
-async fn probe_sends_go_style_request() {
-    let (addr, backend, server) = start_backend().await;
+#[test]
+fn first_request_is_origin_form_with_gos_host_and_headers() {
     let s = HealthCheckSettings {
         headers: vec![
             (
@@ -507,240 +385,136 @@ async fn probe_sends_go_style_request() {
             (HOST, HeaderValue::from_static("ignored")),
         ],
         method: Method::HEAD,
-        ..settings("/health")
+        ..settings("/health?x=1")
     };
-    check(addr, s).await.expect("healthy");
-    let seen = backend.seen();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].method, Method::HEAD);
-    assert_eq!(seen[0].host.as_deref(), Some(addr.to_string().as_str()));
-    assert_eq!(seen[0].custom.as_deref(), Some("foo"));
-
+    let plan = plan_for("http://10.0.0.1:80", &s);
+    let r = plan.request();
+    assert_eq!(r.method(), Method::HEAD);
+    assert_eq!(r.uri().to_string(), "/health?x=1");
+    assert_eq!(plan.uri().to_string(), "http://10.0.0.1:80/health?x=1");
+    // Go keeps the default port in `Host`; a `Host` entry in `headers` is ignored.
+    assert_eq!(header(&r, &HOST), Some("10.0.0.1:80"));
+    assert_eq!(
+        header(&r, &HeaderName::from_static("x-custom")),
+        Some("foo")
+    );
     let s = HealthCheckSettings {
         hostname: Some("myhost".into()),
         ..settings("/health")
     };
-    check(addr, s).await.expect("healthy");
-    assert_eq!(backend.seen()[1].host.as_deref(), Some("myhost"));
-    server.abort();
-}
-
-#[tokio::test]
-async fn probe_status_rules_against_server() {
-    let (addr, backend, server) = start_backend().await;
-    backend.status.store(503, Ordering::Relaxed);
-    let e = check(addr, settings("/health")).await;
-    assert!(
-        matches!(
-            e,
-            Err(HealthError::UnhealthyStatus {
-                status: 503,
-                expected: None
-            })
-        ),
-        "{e:?}"
+    assert_eq!(
+        header(&plan_for("https://h:8443", &s).request(), &HOST),
+        Some("myhost")
     );
-    let s = HealthCheckSettings {
-        status: Some(503),
+    let bad = HealthCheckSettings {
+        hostname: Some("bad\nhost".into()),
         ..settings("/health")
     };
-    check(addr, s).await.expect("503 expected and received");
-    backend.status.store(204, Ordering::Relaxed);
-    check(addr, settings("/health"))
-        .await
-        .expect("204 is healthy");
-    server.abort();
+    assert!(matches!(
+        ProbePlan::new(&uri("http://h"), &bad),
+        Err(HealthError::InvalidHostname { .. })
+    ));
 }
 
-#[tokio::test]
-async fn probe_follows_redirects_like_go() {
-    let (addr, backend, server) = start_backend().await;
-    backend.status.store(500, Ordering::Relaxed);
-    // Followed: the final 500 decides.
-    assert!(check(addr, settings("/redirect")).await.is_err());
-    // Not followed: the 302 itself is healthy (Traefik's NotFollowingRedirects test).
+#[test]
+fn statuses_are_final_unless_a_followed_redirect() {
+    let s = settings("/health");
+    let mut plan = plan_for("http://h:80", &s);
+    assert_eq!(
+        plan.on_response(StatusCode::OK, None).expect("ok"),
+        Next::Done(StatusCode::OK)
+    );
+    // A 3xx without Location (or with an empty one) is final.
+    let mut plan = plan_for("http://h:80", &s);
+    assert_eq!(
+        plan.on_response(StatusCode::FOUND, None).expect("ok"),
+        Next::Done(StatusCode::FOUND)
+    );
+    // Not following: the redirect itself is judged.
     let no_follow = HealthCheckSettings {
         follow_redirects: false,
         ..settings("/redirect")
     };
-    check(addr, no_follow).await.expect("302 is healthy");
-    backend.status.store(200, Ordering::Relaxed);
+    let mut plan = plan_for("http://h:80", &no_follow);
+    assert_eq!(
+        redirect(&mut plan, 302, "/health").expect("ok"),
+        Next::Done(StatusCode::FOUND)
+    );
+}
 
-    // 303 turns POST into GET; Referer is the previous URL; relative Location.
-    let before = backend.seen().len();
+#[test]
+fn redirects_follow_gos_rules() {
+    // 303 turns POST into GET; Referer is the previous URL; a relative Location keeps the Host override.
     let s = HealthCheckSettings {
         method: Method::POST,
         hostname: Some("myhost".into()),
         ..settings("/see-other")
     };
-    check(addr, s).await.expect("healthy after 303");
-    let seen = backend.seen();
-    assert_eq!(seen.len(), before + 2);
-    assert_eq!(seen[before].method, Method::POST);
-    assert_eq!(seen[before + 1].method, Method::GET);
-    assert_eq!(seen[before + 1].path, "/health");
+    let mut plan = plan_for("http://u:p@h:80", &s);
     assert_eq!(
-        seen[before + 1].referer.as_deref(),
-        Some(format!("http://{addr}/see-other").as_str())
+        redirect(&mut plan, 303, "health").expect("ok"),
+        Next::Follow
     );
-    // Host override kept through a relative redirect.
-    assert_eq!(seen[before + 1].host.as_deref(), Some("myhost"));
+    let r = plan.request();
+    assert_eq!(r.method(), Method::GET);
+    assert_eq!(r.uri().to_string(), "/health");
+    assert_eq!(header(&r, &REFERER), Some("http://h:80/see-other"));
+    assert_eq!(header(&r, &HOST), Some("myhost"));
 
     // 307 keeps the method.
-    let before = backend.seen().len();
     let s = HealthCheckSettings {
         method: Method::POST,
         ..settings("/temporary")
     };
-    check(addr, s).await.expect("healthy after 307");
-    assert_eq!(backend.seen()[before + 1].method, Method::POST);
+    let mut plan = plan_for("http://h:80", &s);
+    assert_eq!(
+        redirect(&mut plan, 307, "/health").expect("ok"),
+        Next::Follow
+    );
+    assert_eq!(plan.request().method(), Method::POST);
 
-    // Absolute redirect to another host name: Host override and credentials dropped.
-    let before = backend.seen().len();
+    // An absolute redirect to another host drops the Host override and credentials; to https it is
+    // followed (the prober speaks TLS).
     let s = HealthCheckSettings {
         hostname: Some("myhost".into()),
-        headers: vec![(
-            http::header::AUTHORIZATION,
-            HeaderValue::from_static("Basic eA=="),
-        )],
+        headers: vec![(AUTHORIZATION, HeaderValue::from_static("Basic eA=="))],
         ..settings("/abs")
     };
-    check(addr, s)
-        .await
-        .expect("healthy after absolute redirect");
-    let seen = backend.seen();
-    assert!(seen[before].authorization);
-    assert!(!seen[before + 1].authorization);
+    let mut plan = plan_for("http://h:80", &s);
+    assert!(plan.request().headers().contains_key(AUTHORIZATION));
     assert_eq!(
-        seen[before + 1].host.as_deref(),
-        Some(format!("localhost:{}", addr.port()).as_str())
+        redirect(&mut plan, 301, "https://other:8443/health").expect("ok"),
+        Next::Follow
     );
-
-    // A 3xx without Location is final.
-    check(addr, settings("/no-location"))
-        .await
-        .expect("302 without Location");
-
-    // Redirect to https is not followed: the 302 is judged.
-    check(addr, settings("/https"))
-        .await
-        .expect("302 to https judged as 302");
-
-    // Ten requests, then Go's error.
-    let before = backend.seen().len();
-    let e = check(addr, settings("/loop/0")).await;
-    assert!(matches!(e, Err(HealthError::TooManyRedirects)), "{e:?}");
-    assert_eq!(backend.seen().len() - before, MAX_REQUESTS_PER_PROBE);
-    server.abort();
+    assert_eq!(plan.uri().to_string(), "https://other:8443/health");
+    let r = plan.request();
+    assert!(!r.headers().contains_key(AUTHORIZATION));
+    assert_eq!(header(&r, &HOST), Some("other:8443"));
 }
 
-#[tokio::test]
-async fn probe_fails_on_timeout_refused_and_https() {
-    let (addr, _backend, server) = start_backend().await;
-    let s = HealthCheckSettings {
-        timeout: Duration::from_millis(100),
-        ..settings("/slow")
-    };
-    let e = check(addr, s).await;
-    assert!(matches!(e, Err(HealthError::Timeout { .. })), "{e:?}");
-    server.abort();
-
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        l.local_addr().expect("addr")
-    };
-    let e = check(closed, settings("/health")).await;
-    assert!(matches!(e, Err(HealthError::Request { .. })), "{e:?}");
-
-    let s = HealthCheckSettings {
-        scheme: Some("https".into()),
-        ..settings("/health")
-    };
-    let e = check(closed, s).await;
-    assert!(
-        matches!(e, Err(HealthError::UnsupportedScheme { .. })),
-        "{e:?}"
-    );
-    assert_eq!(
-        e.err().map(|e| e.to_string()).as_deref(),
-        Some("https health checks are not supported yet (only http)")
-    );
-}
-
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+#[test]
+fn redirect_errors() {
+    let s = settings("/loop");
+    let mut plan = plan_for("http://h:80", &s);
+    for i in 1..MAX_REQUESTS_PER_PROBE {
+        assert_eq!(
+            redirect(&mut plan, 302, &format!("/loop/{i}")).expect("ok"),
+            Next::Follow
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-#[tokio::test]
-async fn checker_flips_state_and_stops_on_cancel() {
-    let (addr, backend, server) = start_backend().await;
-    let s = HealthCheckSettings {
-        interval: Duration::from_millis(20),
-        timeout: Duration::from_millis(500),
-        ..settings("/health")
-    };
-    let t = target(addr, s);
-    let state = Arc::clone(&t.state);
-    // An https target is skipped, not probed, and stays up.
-    let https = CheckTarget {
-        server_url: uri("https://127.0.0.1:1"),
-        ..target(addr, HealthCheckSettings::default())
-    };
-    let https_state = Arc::clone(&https.state);
-    https_state.set_active(false);
-    let cancel = CancellationToken::new();
-    let handle = spawn_checker(vec![t, https], cancel.clone());
-
-    wait_until("first probes", || backend.hits.load(Ordering::Relaxed) >= 2).await;
-    assert!(state.is_up(now_ms()));
-
-    backend.status.store(500, Ordering::Relaxed);
-    wait_until("server marked down", || !state.is_up(now_ms())).await;
-
-    backend.status.store(200, Ordering::Relaxed);
-    wait_until("server marked up again", || state.is_up(now_ms())).await;
-    assert!(https_state.is_up(now_ms()));
-
-    cancel.cancel();
-    tokio::time::timeout(Duration::from_secs(1), handle)
-        .await
-        .expect("checker stops promptly")
-        .expect("checker task did not panic");
-    let hits = backend.hits.load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(60)).await;
-    assert_eq!(
-        backend.hits.load(Ordering::Relaxed),
-        hits,
-        "no probe after cancel"
-    );
-    server.abort();
-}
-
-#[tokio::test]
-async fn checker_uses_unhealthy_interval() {
-    let (addr, backend, server) = start_backend().await;
-    backend.status.store(500, Ordering::Relaxed);
-    let s = HealthCheckSettings {
-        interval: Duration::from_millis(10),
-        unhealthy_interval: Some(Duration::from_secs(3600)),
-        ..settings("/health")
-    };
-    let t = target(addr, s);
-    let state = Arc::clone(&t.state);
-    let cancel = CancellationToken::new();
-    let handle = spawn_checker(vec![t], cancel.clone());
-    wait_until("server marked down", || !state.is_up(now_ms())).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // Down servers wait the (long) unhealthy interval: one probe only.
-    assert_eq!(backend.hits.load(Ordering::Relaxed), 1);
-    cancel.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(1), handle).await;
-    server.abort();
+    assert!(matches!(
+        redirect(&mut plan, 302, "/loop/10"),
+        Err(HealthError::TooManyRedirects)
+    ));
+    let mut plan = plan_for("http://h:80", &s);
+    assert!(matches!(
+        redirect(&mut plan, 302, "mailto:x"),
+        Err(HealthError::BadRedirect { .. })
+    ));
+    let mut plan = plan_for("http://h:80", &s);
+    let location = HeaderValue::from_bytes(b"/\xff").expect("bytes");
+    assert!(matches!(
+        plan.on_response(StatusCode::FOUND, Some(&location)),
+        Err(HealthError::BadRedirect { .. })
+    ));
 }

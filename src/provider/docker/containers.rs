@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::client::{DockerClient, DockerError};
 use super::labels::{self, Settings, Workload};
-use super::network::{choose, Attachment};
+use super::network::{choose, not_attached, Attachment};
 use super::Reading;
 
 const COMPOSE_PROJECT: &str = "com.docker.compose.project";
@@ -128,27 +128,28 @@ pub async fn read(
             attached.sort_by(|a, b| a.0.name.cmp(&b.0.name));
             let only: Vec<Attachment> = attached.iter().map(|(a, _)| a.clone()).collect();
             let wanted = o.network.as_deref().or(provider_network);
-            match choose(
+            let chosen = choose(
                 &only,
                 wanted,
                 w.labels.get(COMPOSE_PROJECT).map(String::as_str),
                 ours,
-            ) {
-                Ok((i, warning)) => {
+            )
+            .and_then(|(i, warning)| Ok((attached.get(i).ok_or_else(not_attached)?, warning)));
+            match chosen {
+                Ok(((net, ip), warning)) => {
                     if let Some(warning) = warning {
                         reading
                             .problems
                             .push(format!("container `{container_name}`: {warning}"));
                     }
-                    let ip = attached[i].1.clone();
                     if ip.is_empty() {
                         reading.problems.push(format!(
                             "container `{container_name}`: no IP address on network `{}`; skipped",
-                            attached[i].0.name
+                            net.name
                         ));
                         continue;
                     }
-                    w.addresses = vec![ip];
+                    w.addresses = vec![ip.clone()];
                 }
                 Err(reason) => {
                     reading

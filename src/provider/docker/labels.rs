@@ -28,12 +28,13 @@ use sha1::{Digest, Sha1};
 
 use super::constraints::Constraint;
 use super::template::{normalize, Model, Template};
-use crate::config::node::{Node, NodeKind, Source};
 use crate::dynamic::{
-    decode_configuration, Configuration, DroppedItem, ItemError, ItemKind, LoadBalancer, Server,
-    Service, TcpLoadBalancer, TcpServer, TcpService,
+    decode_configuration, Configuration, DroppedItem, HttpConfiguration, ItemError, ItemKind,
+    LoadBalancer, Proto, Section, Server, Service, TcpConfiguration, TcpLoadBalancer, TcpServer,
+    TcpService, HTTP, TCP,
 };
 use crate::rule::Syntax;
+use crate::value::node::{Node, NodeKind, Source};
 
 /// Traefik's default `defaultRule`.
 pub const DEFAULT_RULE: &str = "Host(`{{ normalize .Name }}`)";
@@ -264,30 +265,31 @@ fn is_v1(key: &str) -> bool {
 }
 
 /// Translates v1 labels into v2/v3 ones; returns the entries and deprecation notes.
+///
+/// v2/v3 labels are kept as written; each v1 label becomes the modern labels it meant (reported as a note),
+/// and a v2/v3 label wins over a translation of the same key.
 fn translate_v1(
     w: &Workload,
     s: &Settings,
     notes: &mut Vec<String>,
     errors: &mut Vec<LabelError>,
 ) -> Vec<Entry> {
-    let owner = w.owner();
-    let mut out: Vec<Entry> = Vec::new();
     let v1: BTreeMap<String, (String, String)> = w
         .labels
         .iter()
         .filter(|(k, _)| is_v1(k))
         .map(|(k, v)| (k.to_ascii_lowercase(), (k.clone(), v.clone())))
         .collect();
-    for (k, v) in &w.labels {
-        if !is_v1(k) {
-            out.push(Entry {
-                key: k.clone(),
-                value: v.clone(),
-                written: k.clone(),
-            });
-        }
-    }
-    let has_v1_rule = v1.contains_key("traefik.frontend.rule");
+    let mut out: Vec<Entry> = w
+        .labels
+        .iter()
+        .filter(|(k, _)| !is_v1(k))
+        .map(|(k, v)| Entry {
+            key: k.clone(),
+            value: v.clone(),
+            written: k.clone(),
+        })
+        .collect();
     let v1_default = s.v1_domain.is_some()
         && !w
             .labels
@@ -296,148 +298,314 @@ fn translate_v1(
     if v1.is_empty() && !v1_default {
         return out;
     }
-    let backend = match v1.get("traefik.backend") {
-        Some((_, b)) if !b.trim().is_empty() => normalize(b),
-        _ => normalize(&w.name),
-    };
-    let svc = format!("traefik.http.services.{backend}.loadbalancer");
-    let rtr = format!("traefik.http.routers.{backend}");
-    let mut push = |key: String, value: String, written: &str, notes: &mut Vec<String>| {
-        notes.push(format!(
-            "{owner}: label `{written}` is Traefik v1; read as `{key}={value}`"
-        ));
-        out.push(Entry {
-            key,
-            value,
-            written: written.to_string(),
-        });
-    };
-    let mut middlewares: Vec<String> = Vec::new();
-    let mut rule_failed = false;
+    let mut t = V1Translation::new(w, &v1, notes);
     for (lk, (written, value)) in &v1 {
-        let value = value.clone();
-        match lk.as_str() {
-            "traefik.port" => push(format!("{svc}.server.port"), value, written, notes),
-            "traefik.protocol" => push(format!("{svc}.server.scheme"), value, written, notes),
-            "traefik.weight" => push(format!("{svc}.server.weight"), value, written, notes),
-            "traefik.backend" => notes.push(format!("{owner}: label `{written}` is Traefik v1; the service is named `{backend}`")),
-            "traefik.backend.loadbalancer.swarm" => notes.push(format!("{owner}: label `{written}` is Traefik v1; read as `traefik.{}.lbswarm={value}`", s.namespace)),
-            "traefik.backend.loadbalancer.sticky" => {
-                if parse_bool(&value) == Some(true) {
-                    push(format!("{svc}.sticky.cookie.name"), "_TRAEFIK_BACKEND".into(), written, notes);
-                }
-            }
-            "traefik.backend.loadbalancer.stickiness" => {
-                if parse_bool(&value) == Some(true) {
-                    let name = match v1.get("traefik.backend.loadbalancer.stickiness.cookiename") {
-                        Some((_, n)) if !n.is_empty() => n.clone(),
-                        _ => v1_cookie_name(&backend),
-                    };
-                    push(format!("{svc}.sticky.cookie.name"), name, written, notes);
-                }
-            }
-            "traefik.backend.loadbalancer.stickiness.cookiename" => {}
-            "traefik.backend.loadbalancer.method" => notes.push(format!("{owner}: label `{written}` is Traefik v1 and has no v2 equivalent (weighted round robin is used)")),
-            "traefik.backend.healthcheck.path" => push(format!("{svc}.healthcheck.path"), value, written, notes),
-            "traefik.backend.healthcheck.interval" => push(format!("{svc}.healthcheck.interval"), value, written, notes),
-            "traefik.backend.healthcheck.timeout" => push(format!("{svc}.healthcheck.timeout"), value, written, notes),
-            "traefik.backend.healthcheck.port" => push(format!("{svc}.healthcheck.port"), value, written, notes),
-            "traefik.backend.healthcheck.scheme" => push(format!("{svc}.healthcheck.scheme"), value, written, notes),
-            "traefik.backend.healthcheck.hostname" => push(format!("{svc}.healthcheck.hostname"), value, written, notes),
-            "traefik.frontend.rule" => match translate_v1_rule(&value) {
-                Ok(t) => {
-                    if !t.rule.is_empty() {
-                        push(format!("{rtr}.rule"), t.rule, written, notes);
-                        push(format!("{rtr}.ruleSyntax"), "v2".into(), written, notes);
-                    }
-                    for (i, p) in t.strip_prefixes.iter().enumerate() {
-                        push(format!("traefik.http.middlewares.{backend}-stripprefix.stripPrefix.prefixes[{i}]"), p.clone(), written, notes);
-                    }
-                    if !t.strip_prefixes.is_empty() {
-                        middlewares.push(format!("{backend}-stripprefix"));
-                    }
-                    if let Some(re) = t.strip_regex {
-                        push(format!("traefik.http.middlewares.{backend}-stripprefixregex.stripPrefixRegex.regex[0]"), re, written, notes);
-                        middlewares.push(format!("{backend}-stripprefixregex"));
-                    }
-                    if let Some(p) = t.add_prefix {
-                        push(format!("traefik.http.middlewares.{backend}-addprefix.addPrefix.prefix"), p, written, notes);
-                        middlewares.push(format!("{backend}-addprefix"));
-                    }
-                }
-                Err(reason) => {
-                    rule_failed = true;
-                    errors.push(LabelError {
-                        owner: owner.to_string(),
-                        kind: ItemKind::Router,
-                        item: backend.clone(),
-                        label: written.clone(),
-                        reason,
-                    })
-                }
-            },
-            "traefik.frontend.entrypoints" => push(format!("{rtr}.entryPoints"), value, written, notes),
-            "traefik.frontend.priority" => push(format!("{rtr}.priority"), value, written, notes),
-            "traefik.frontend.passhostheader" => push(format!("{svc}.passHostHeader"), value, written, notes),
-            "traefik.frontend.redirect.entrypoint" => {
-                let scheme = if value.to_ascii_lowercase().contains("http") && !value.eq_ignore_ascii_case("https") { "http" } else { "https" };
-                push(format!("traefik.http.middlewares.{backend}-redirect.redirectScheme.scheme"), scheme.into(), written, notes);
-                middlewares.insert(0, format!("{backend}-redirect"));
-            }
-            "traefik.frontend.redirect.permanent" => push(format!("traefik.http.middlewares.{backend}-redirect.redirectScheme.permanent"), value, written, notes),
-            "traefik.frontend.auth.basic.users" | "traefik.frontend.auth.basic" => {
-                for (i, u) in value.split(',').map(str::trim).filter(|u| !u.is_empty()).enumerate() {
-                    push(format!("traefik.http.middlewares.{backend}-auth.basicAuth.users[{i}]"), u.to_string(), written, notes);
-                }
-                let at = usize::from(middlewares.first().is_some_and(|m| m.ends_with("-redirect")));
-                middlewares.insert(at, format!("{backend}-auth"));
-            }
-            _ => notes.push(format!("{owner}: label `{written}` is Traefik v1 and is not translated; it has no effect")),
-        }
+        t.label(lk, written, value, s, errors);
     }
-    if !has_v1_rule {
-        if let Some(domain) = &s.v1_domain {
-            let sub = w.name.trim_start_matches('/').replace(['_', '/'], "-");
-            let rule = format!("Host(`{sub}.{domain}`)");
-            out.push(Entry {
-                key: format!("{rtr}.rule"),
-                value: rule,
-                written: "traefik.frontend.rule".into(),
-            });
-        }
-    }
-    if rule_failed {
-        // The frontend the user wrote is invalid: it is dropped (reported above), and neither its middlewares
-        // nor an implicit router take its place.
-        middlewares.clear();
-    }
-    if !middlewares.is_empty() {
-        out.push(Entry {
-            key: format!("{rtr}.middlewares"),
-            value: middlewares.join(","),
-            written: "traefik.frontend.rule".into(),
-        });
-    }
-    if !out.iter().any(|e| {
-        e.key.to_ascii_lowercase().starts_with(&format!(
-            "traefik.http.routers.{}.",
-            backend.to_ascii_lowercase()
-        ))
-    }) && !v1.is_empty()
-        && !rule_failed
-    {
-        // A v1 workload always had a frontend; make the implicit router explicit so that it is named after
-        // the backend, as v1 named frontends after backends.
-        out.push(Entry {
-            key: format!("{rtr}.service"),
-            value: backend.clone(),
-            written: "traefik.backend".into(),
-        });
-    }
+    t.finish(&mut out, s);
     // v2/v3 labels win over translations of the same key.
     let mut seen = BTreeSet::new();
     out.retain(|e| seen.insert(e.key.to_ascii_lowercase()));
     out
+}
+
+/// v1 labels that are one modern label under another name: (v1 key, on the router rather than the service's
+/// `loadbalancer`, modern field).
+const V1_RENAMES: &[(&str, bool, &str)] = &[
+    ("traefik.port", false, "server.port"),
+    ("traefik.protocol", false, "server.scheme"),
+    ("traefik.weight", false, "server.weight"),
+    (
+        "traefik.backend.healthcheck.path",
+        false,
+        "healthcheck.path",
+    ),
+    (
+        "traefik.backend.healthcheck.interval",
+        false,
+        "healthcheck.interval",
+    ),
+    (
+        "traefik.backend.healthcheck.timeout",
+        false,
+        "healthcheck.timeout",
+    ),
+    (
+        "traefik.backend.healthcheck.port",
+        false,
+        "healthcheck.port",
+    ),
+    (
+        "traefik.backend.healthcheck.scheme",
+        false,
+        "healthcheck.scheme",
+    ),
+    (
+        "traefik.backend.healthcheck.hostname",
+        false,
+        "healthcheck.hostname",
+    ),
+    ("traefik.frontend.entrypoints", true, "entryPoints"),
+    ("traefik.frontend.priority", true, "priority"),
+    ("traefik.frontend.passhostheader", false, "passHostHeader"),
+];
+
+/// The state of one workload's v1 translation: the names v1 derived from the backend, the entries and
+/// middlewares produced so far.
+struct V1Translation<'a> {
+    owner: &'a str,
+    name: &'a str,
+    v1: &'a BTreeMap<String, (String, String)>,
+    notes: &'a mut Vec<String>,
+    backend: String,
+    /// `traefik.http.services.<backend>.loadbalancer`
+    svc: String,
+    /// `traefik.http.routers.<backend>`
+    rtr: String,
+    out: Vec<Entry>,
+    middlewares: Vec<String>,
+    rule_failed: bool,
+}
+
+impl<'a> V1Translation<'a> {
+    fn new(
+        w: &'a Workload,
+        v1: &'a BTreeMap<String, (String, String)>,
+        notes: &'a mut Vec<String>,
+    ) -> Self {
+        let backend = match v1.get("traefik.backend") {
+            Some((_, b)) if !b.trim().is_empty() => normalize(b),
+            _ => normalize(&w.name),
+        };
+        V1Translation {
+            owner: w.owner(),
+            name: &w.name,
+            v1,
+            notes,
+            svc: format!("traefik.http.services.{backend}.loadbalancer"),
+            rtr: format!("traefik.http.routers.{backend}"),
+            backend,
+            out: Vec::new(),
+            middlewares: Vec::new(),
+            rule_failed: false,
+        }
+    }
+
+    /// Records a translated label and the note that tells the user its modern spelling.
+    fn push(&mut self, key: String, value: String, written: &str) {
+        let owner = self.owner;
+        self.notes.push(format!(
+            "{owner}: label `{written}` is Traefik v1; read as `{key}={value}`"
+        ));
+        self.out.push(Entry {
+            key,
+            value,
+            written: written.to_string(),
+        });
+    }
+
+    fn note(&mut self, written: &str, what: &str) {
+        let owner = self.owner;
+        self.notes
+            .push(format!("{owner}: label `{written}` is Traefik v1{what}"));
+    }
+
+    /// One v1 label (lower-cased key `lk`): a one-to-one rename ([`V1_RENAMES`]), or one of the labels that
+    /// build middlewares, stickiness or notes.
+    fn label(
+        &mut self,
+        lk: &str,
+        written: &str,
+        value: &str,
+        s: &Settings,
+        errors: &mut Vec<LabelError>,
+    ) {
+        if let Some((_, on_router, field)) = V1_RENAMES.iter().find(|(k, _, _)| *k == lk) {
+            let base = if *on_router { &self.rtr } else { &self.svc };
+            self.push(format!("{base}.{field}"), value.to_string(), written);
+            return;
+        }
+        let backend = self.backend.clone();
+        match lk {
+            "traefik.backend" => self.note(written, &format!("; the service is named `{backend}`")),
+            "traefik.backend.loadbalancer.swarm" => self.note(
+                written,
+                &format!("; read as `traefik.{}.lbswarm={value}`", s.namespace),
+            ),
+            "traefik.backend.loadbalancer.sticky" | "traefik.backend.loadbalancer.stickiness" => {
+                self.sticky(lk, value, written)
+            }
+            "traefik.backend.loadbalancer.stickiness.cookiename" => {}
+            "traefik.backend.loadbalancer.method" => self.note(
+                written,
+                " and has no v2 equivalent (weighted round robin is used)",
+            ),
+            "traefik.frontend.rule" => self.frontend_rule(value, written, errors),
+            "traefik.frontend.redirect.entrypoint" => {
+                let scheme = if value.to_ascii_lowercase().contains("http")
+                    && !value.eq_ignore_ascii_case("https")
+                {
+                    "http"
+                } else {
+                    "https"
+                };
+                self.push(
+                    format!("traefik.http.middlewares.{backend}-redirect.redirectScheme.scheme"),
+                    scheme.into(),
+                    written,
+                );
+                self.middlewares.insert(0, format!("{backend}-redirect"));
+            }
+            "traefik.frontend.redirect.permanent" => self.push(
+                format!("traefik.http.middlewares.{backend}-redirect.redirectScheme.permanent"),
+                value.to_string(),
+                written,
+            ),
+            "traefik.frontend.auth.basic.users" | "traefik.frontend.auth.basic" => {
+                self.basic_auth(value, written)
+            }
+            _ => self.note(written, " and is not translated; it has no effect"),
+        }
+    }
+
+    /// v1 stickiness: `sticky` used the fixed cookie `_TRAEFIK_BACKEND`, `stickiness` a named or generated one.
+    fn sticky(&mut self, lk: &str, value: &str, written: &str) {
+        if parse_bool(value) != Some(true) {
+            return;
+        }
+        let name = if lk == "traefik.backend.loadbalancer.sticky" {
+            "_TRAEFIK_BACKEND".to_string()
+        } else {
+            match self
+                .v1
+                .get("traefik.backend.loadbalancer.stickiness.cookiename")
+            {
+                Some((_, n)) if !n.is_empty() => n.clone(),
+                _ => v1_cookie_name(&self.backend),
+            }
+        };
+        self.push(format!("{}.sticky.cookie.name", self.svc), name, written);
+    }
+
+    /// v1 basic auth: a `basicAuth` middleware, placed after the redirect (if any) and before the others.
+    fn basic_auth(&mut self, value: &str, written: &str) {
+        let backend = self.backend.clone();
+        for (i, u) in value
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .enumerate()
+        {
+            self.push(
+                format!("traefik.http.middlewares.{backend}-auth.basicAuth.users[{i}]"),
+                u.to_string(),
+                written,
+            );
+        }
+        let at = usize::from(
+            self.middlewares
+                .first()
+                .is_some_and(|m| m.ends_with("-redirect")),
+        );
+        self.middlewares.insert(at, format!("{backend}-auth"));
+    }
+
+    /// `traefik.frontend.rule`: the router's rule, and the middlewares v1 folded into its modifiers. A rule that
+    /// does not translate drops the router (reported in `errors`).
+    fn frontend_rule(&mut self, value: &str, written: &str, errors: &mut Vec<LabelError>) {
+        let (rtr, backend) = (self.rtr.clone(), self.backend.clone());
+        let t = match translate_v1_rule(value) {
+            Ok(t) => t,
+            Err(reason) => {
+                self.rule_failed = true;
+                errors.push(LabelError {
+                    owner: self.owner.to_string(),
+                    kind: ItemKind::Router,
+                    item: backend,
+                    label: written.to_string(),
+                    reason,
+                });
+                return;
+            }
+        };
+        if !t.rule.is_empty() {
+            self.push(format!("{rtr}.rule"), t.rule, written);
+            self.push(format!("{rtr}.ruleSyntax"), "v2".into(), written);
+        }
+        for (i, p) in t.strip_prefixes.iter().enumerate() {
+            self.push(
+                format!("traefik.http.middlewares.{backend}-stripprefix.stripPrefix.prefixes[{i}]"),
+                p.clone(),
+                written,
+            );
+        }
+        if !t.strip_prefixes.is_empty() {
+            self.middlewares.push(format!("{backend}-stripprefix"));
+        }
+        if let Some(re) = t.strip_regex {
+            self.push(
+                format!(
+                    "traefik.http.middlewares.{backend}-stripprefixregex.stripPrefixRegex.regex[0]"
+                ),
+                re,
+                written,
+            );
+            self.middlewares.push(format!("{backend}-stripprefixregex"));
+        }
+        if let Some(p) = t.add_prefix {
+            self.push(
+                format!("traefik.http.middlewares.{backend}-addprefix.addPrefix.prefix"),
+                p,
+                written,
+            );
+            self.middlewares.push(format!("{backend}-addprefix"));
+        }
+    }
+
+    /// What v1 implied without a label: the `docker.domain` default rule, the router's middleware list, and
+    /// the router itself (a v1 workload always had a frontend). Appends the translation to `out`.
+    fn finish(mut self, out: &mut Vec<Entry>, s: &Settings) {
+        let rtr = self.rtr.clone();
+        if !self.v1.contains_key("traefik.frontend.rule") {
+            if let Some(domain) = &s.v1_domain {
+                let sub = self.name.trim_start_matches('/').replace(['_', '/'], "-");
+                self.out.push(Entry {
+                    key: format!("{rtr}.rule"),
+                    value: format!("Host(`{sub}.{domain}`)"),
+                    written: "traefik.frontend.rule".into(),
+                });
+            }
+        }
+        if self.rule_failed {
+            // The frontend the user wrote is invalid: it is dropped (reported already), and neither its
+            // middlewares nor an implicit router take its place.
+            self.middlewares.clear();
+        }
+        if !self.middlewares.is_empty() {
+            self.out.push(Entry {
+                key: format!("{rtr}.middlewares"),
+                value: self.middlewares.join(","),
+                written: "traefik.frontend.rule".into(),
+            });
+        }
+        out.append(&mut self.out);
+        let router_prefix = format!(
+            "traefik.http.routers.{}.",
+            self.backend.to_ascii_lowercase()
+        );
+        let has_router = out
+            .iter()
+            .any(|e| e.key.to_ascii_lowercase().starts_with(&router_prefix));
+        if !has_router && !self.v1.is_empty() && !self.rule_failed {
+            // Make the implicit router explicit so that it is named after the backend, as v1 named frontends
+            // after backends.
+            out.push(Entry {
+                key: format!("{rtr}.service"),
+                value: self.backend.clone(),
+                written: "traefik.backend".into(),
+            });
+        }
+    }
 }
 
 /// v1's generated stickiness cookie name: `_` and the first 5 hex digits of SHA-1 of
@@ -541,25 +709,138 @@ struct Shorthand {
 
 /// Builds one workload's configuration. See the module docs for the derivation; the caller has already
 /// checked [`options`] (enable, constraints) and chosen the addresses.
+///
+/// The steps: translate v1 labels, place every label in a configuration tree, decode the tree item by item,
+/// then complete each protocol section (implicit service, servers, implicit router, bindings and checks).
 pub fn build(w: &Workload, s: &Settings) -> Built {
     let owner: Arc<str> = Arc::from(w.owner());
     let mut b = Built::default();
     let entries = translate_v1(w, s, &mut b.notes, &mut b.errors);
-    let mut root = Node::map(Source::Internal);
-    let mut bad: BTreeMap<ItemKey, (String, String)> = BTreeMap::new();
-    let mut shorthand: BTreeMap<(String, String), Shorthand> = BTreeMap::new();
-    let mut present: BTreeSet<ItemKey> = BTreeSet::new();
-    let mut malformed_router = false;
-    for e in &entries {
+    let mut placed = Placed::new(&entries, &owner, &mut b.errors);
+    let (mut cfg, item_errors) = decode_configuration(&placed.root);
+    b.errors
+        .extend(item_errors.into_iter().map(|e| from_item_error(&owner, e)));
+    let cx = Cx {
+        w,
+        s,
+        owner: &owner,
+    };
+    let declared = |proto: &str, section: &str| placed.declared(proto, section);
+    let http_declared = !declared("http", "routers").is_empty()
+        || !declared("http", "services").is_empty()
+        || !declared("http", "middlewares").is_empty();
+    let tcp_declared =
+        !declared("tcp", "routers").is_empty() || !declared("tcp", "services").is_empty();
+    let udp_declared =
+        !declared("udp", "routers").is_empty() || !declared("udp", "services").is_empty();
+    if tcp_declared {
+        let services =
+            complete_services(&mut cfg.tcp.services, TCP, &mut placed, &cx, &mut b.errors);
+        complete_tcp_routers(&mut cfg.tcp, &services, &cx, &mut b.errors);
+    }
+    if udp_declared {
+        b.notes.push(format!(
+            "{owner}: UDP routers and services are parsed but not served"
+        ));
+    }
+    // A workload that only declares TCP or UDP items gets no implicit HTTP service or router.
+    if !((tcp_declared || udp_declared) && !http_declared) {
+        let services = complete_services(
+            &mut cfg.http.services,
+            HTTP,
+            &mut placed,
+            &cx,
+            &mut b.errors,
+        );
+        // A workload whose explicit router configuration is invalid (a v1 frontend rule that does not
+        // translate, a router label that cannot be read) gets no implicit router: a default `Host(...)` rule
+        // must never serve what the user meant to restrict.
+        let explicit_router_failed =
+            placed.malformed_router || b.errors.iter().any(|e| e.kind == ItemKind::Router);
+        if placed.declared("http", "routers").is_empty() && !explicit_router_failed {
+            add_implicit_router(&mut cfg.http, &services, &cx, &mut b.notes);
+        }
+        let middlewares = placed.declared("http", "middlewares");
+        complete_http_routers(&mut cfg.http, &services, &middlewares, &cx, &mut b.errors);
+    }
+    b.config = cfg;
+    b.config.dropped = b.errors.iter().map(dropped_item).collect();
+    b
+}
+
+/// What every completion step needs to know about the workload.
+struct Cx<'a> {
+    w: &'a Workload,
+    s: &'a Settings,
+    owner: &'a str,
+}
+
+impl Cx<'_> {
+    fn error(&self, kind: ItemKind, item: String, (label, reason): (String, String)) -> LabelError {
+        LabelError {
+            owner: self.owner.to_string(),
+            kind,
+            item,
+            label,
+            reason,
+        }
+    }
+}
+
+/// One workload's labels placed in a configuration tree, and what placing them found.
+struct Placed {
+    /// The tree the item decoder reads (`http.routers.r.rule`, …).
+    root: Node,
+    /// Items whose labels could not be placed in the tree: the first offending label and why.
+    bad: BTreeMap<ItemKey, (String, String)>,
+    /// `loadbalancer.server.{port,scheme}` per (protocol, service): kept out of the tree, they name the
+    /// servers the workload's addresses become.
+    shorthand: BTreeMap<(String, String), Shorthand>,
+    /// Every item a label names, placed or not (to tell "not declared" from "declared and dropped").
+    present: BTreeSet<ItemKey>,
+    /// A `traefik.<proto>.routers` label too short to name a router.
+    malformed_router: bool,
+}
+
+impl Placed {
+    /// Places every entry, gives shorthand-only services their node, and removes the items that could not be
+    /// placed (each reported once in `errors`).
+    fn new(entries: &[Entry], owner: &Arc<str>, errors: &mut Vec<LabelError>) -> Placed {
+        let mut p = Placed {
+            root: Node::map(Source::Internal),
+            bad: BTreeMap::new(),
+            shorthand: BTreeMap::new(),
+            present: BTreeSet::new(),
+            malformed_router: false,
+        };
+        for e in entries {
+            p.place(e, owner, errors);
+        }
+        p.add_shorthand_services(owner);
+        for ((proto, section, name), (label, reason)) in std::mem::take(&mut p.bad) {
+            remove_item(&mut p.root, &proto, &section, &name);
+            errors.push(LabelError {
+                owner: owner.to_string(),
+                kind: item_kind(&proto, &section),
+                item: name,
+                label,
+                reason,
+            });
+        }
+        p
+    }
+
+    /// Places one label; labels outside `traefik.<http|tcp|udp>.` and the default TLS store are ignored.
+    fn place(&mut self, e: &Entry, owner: &Arc<str>, errors: &mut Vec<LabelError>) {
         let lower = e.key.to_ascii_lowercase();
         let Some(rest) = lower.strip_prefix("traefik.") else {
-            continue;
+            return;
         };
         let segs_orig: Vec<&str> = e.key["traefik.".len()..].split('.').collect();
         let proto = rest.split('.').next().unwrap_or("");
         let tls_store = rest.starts_with("tls.stores.default.") || rest == "tls.stores.default";
         if !matches!(proto, "http" | "tcp" | "udp") && !tls_store {
-            continue;
+            return;
         }
         let source = Source::Label {
             owner: owner.clone(),
@@ -570,9 +851,9 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
                 .get(1)
                 .is_some_and(|x| x.eq_ignore_ascii_case("routers"))
             {
-                malformed_router = true;
+                self.malformed_router = true;
             }
-            b.errors.push(LabelError {
+            errors.push(LabelError {
                 owner: owner.to_string(),
                 kind: ItemKind::Configuration,
                 item: owner.to_string(),
@@ -580,7 +861,7 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
                 reason: "expected `traefik.<http|tcp|udp>.<routers|services|middlewares>.<name>.…`"
                     .into(),
             });
-            continue;
+            return;
         }
         let key: ItemKey = (
             proto.to_string(),
@@ -590,320 +871,367 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
                 .unwrap_or_default(),
             segs_orig.get(2).map(|x| x.to_string()).unwrap_or_default(),
         );
-        present.insert(key.clone());
+        self.present.insert(key.clone());
         let mut segs: Vec<String> = segs_orig.iter().map(|x| x.to_string()).collect();
-        // `loadbalancer.server.x` → servers[0].x, with port and scheme kept aside.
-        if key.1 == "services"
-            && segs.len() >= 6
-            && segs[3].eq_ignore_ascii_case("loadbalancer")
-            && segs[4].eq_ignore_ascii_case("server")
-        {
-            let field = segs[5].to_ascii_lowercase();
-            if segs.len() == 6 && (field == "port" || (field == "scheme" && proto == "http")) {
-                let sh = shorthand
-                    .entry((proto.to_string(), key.2.clone()))
-                    .or_default();
-                let v = Some((e.value.clone(), e.written.clone()));
-                if field == "port" {
-                    sh.port = v;
-                } else {
-                    sh.scheme = v;
-                }
-                continue;
-            }
-            segs[4] = "servers[0]".into();
+        if self.server_shorthand(&key, &mut segs, e) {
+            return;
         }
         let refs: Vec<&str> = segs.iter().map(String::as_str).collect();
-        if let Err(reason) = root.insert_path(&refs, Node::scalar(e.value.clone(), source)) {
-            bad.entry(key).or_insert((e.written.clone(), reason));
+        if let Err(reason) = self
+            .root
+            .insert_path(&refs, Node::scalar(e.value.clone(), source))
+        {
+            self.bad.entry(key).or_insert((e.written.clone(), reason));
         }
     }
-    // Shorthand-only services still exist.
-    for (proto, name) in shorthand.keys() {
-        let in_tree = root
-            .get(proto)
-            .and_then(|n| n.get("services"))
-            .and_then(|n| n.get(name))
-            .is_some();
-        if !in_tree {
-            let _ = root.insert_path(
-                &[proto.as_str(), "services", name.as_str(), "loadBalancer"],
-                Node::scalar(
-                    "true",
-                    Source::Label {
-                        owner: owner.clone(),
-                        key: format!("traefik.{proto}.services.{name}.loadbalancer.server"),
-                    },
-                ),
-            );
+
+    /// `loadbalancer.server.x` → `servers[0].x`; `port` (and `scheme` for HTTP) are kept aside instead, and
+    /// `true` is returned for them.
+    fn server_shorthand(&mut self, key: &ItemKey, segs: &mut [String], e: &Entry) -> bool {
+        let (proto, section, name) = key;
+        let is_server = section == "services"
+            && segs.len() >= 6
+            && segs
+                .get(3)
+                .is_some_and(|x| x.eq_ignore_ascii_case("loadbalancer"))
+            && segs
+                .get(4)
+                .is_some_and(|x| x.eq_ignore_ascii_case("server"));
+        if !is_server {
+            return false;
+        }
+        let field = segs
+            .get(5)
+            .map(|f| f.to_ascii_lowercase())
+            .unwrap_or_default();
+        if segs.len() == 6 && (field == "port" || (field == "scheme" && proto == "http")) {
+            let sh = self
+                .shorthand
+                .entry((proto.clone(), name.clone()))
+                .or_default();
+            let v = Some((e.value.clone(), e.written.clone()));
+            if field == "port" {
+                sh.port = v;
+            } else {
+                sh.scheme = v;
+            }
+            return true;
+        }
+        if let Some(s) = segs.get_mut(4) {
+            *s = "servers[0]".into();
+        }
+        false
+    }
+
+    /// Shorthand-only services still exist: give them an empty load balancer in the tree.
+    fn add_shorthand_services(&mut self, owner: &Arc<str>) {
+        for (proto, name) in self.shorthand.keys() {
+            let in_tree = self
+                .root
+                .get(proto)
+                .and_then(|n| n.get("services"))
+                .and_then(|n| n.get(name))
+                .is_some();
+            if !in_tree {
+                let _ = self.root.insert_path(
+                    &[proto.as_str(), "services", name.as_str(), "loadBalancer"],
+                    Node::scalar(
+                        "true",
+                        Source::Label {
+                            owner: owner.clone(),
+                            key: format!("traefik.{proto}.services.{name}.loadbalancer.server"),
+                        },
+                    ),
+                );
+            }
         }
     }
-    // Drop items whose labels could not even be placed in the tree.
-    for ((proto, section, name), (label, reason)) in &bad {
-        remove_item(&mut root, proto, section, name);
-        b.errors.push(LabelError {
-            owner: owner.to_string(),
-            kind: item_kind(proto, section),
-            item: name.clone(),
-            label: label.clone(),
-            reason: reason.clone(),
-        });
-    }
-    let (mut cfg, item_errors) = decode_configuration(&root);
-    for e in item_errors {
-        b.errors.push(from_item_error(&owner, e));
-    }
-    let names = |proto: &str, section: &str| -> Vec<String> {
-        present
+
+    /// Names of the items some label declares in `proto.section`, whether or not they survived.
+    fn declared(&self, proto: &str, section: &str) -> Vec<String> {
+        self.present
             .iter()
             .filter(|(p, s2, _)| p == proto && s2 == section)
             .map(|(_, _, n)| n.clone())
             .collect()
-    };
-    let http_routers = names("http", "routers");
-    let mut http_services = names("http", "services");
-    let http_middlewares = names("http", "middlewares");
-    let tcp_routers = names("tcp", "routers");
-    let mut tcp_services = names("tcp", "services");
-    let udp_any = !names("udp", "routers").is_empty() || !names("udp", "services").is_empty();
-    let default_name = normalize(&w.name);
+    }
+}
 
-    // TCP: implicit service, servers, router binding.
-    if !tcp_routers.is_empty() || !tcp_services.is_empty() {
-        if tcp_services.is_empty() {
-            tcp_services.push(default_name.clone());
-            cfg.tcp.services.insert(
-                default_name.clone(),
-                TcpService {
-                    load_balancer: Some(TcpLoadBalancer::default()),
-                    ..Default::default()
-                },
-            );
-        }
-        let svc_names: Vec<String> = cfg.tcp.services.keys().cloned().collect();
-        for name in svc_names {
-            let sh = shorthand
-                .remove(&("tcp".to_string(), name.clone()))
-                .unwrap_or_default();
-            let Some(svc) = cfg.tcp.services.get_mut(&name) else {
-                continue;
-            };
-            let Some(lb) = svc.load_balancer.as_mut() else {
-                continue;
-            };
-            if let Err((label, reason)) = fill_tcp_servers(lb, w, s, &name, sh) {
-                cfg.tcp.services.remove(&name);
-                b.errors.push(LabelError {
-                    owner: owner.to_string(),
-                    kind: ItemKind::TcpService,
-                    item: name,
-                    label,
-                    reason,
-                });
-            }
-        }
-        let routers: Vec<String> = cfg.tcp.routers.keys().cloned().collect();
-        for name in routers {
-            let label = format!("traefik.tcp.routers.{name}");
-            let Some(r) = cfg.tcp.routers.get_mut(&name) else {
-                continue;
-            };
-            let mut fail = None;
-            if r.service.is_empty() {
-                if tcp_services.len() == 1 {
-                    r.service = tcp_services[0].clone();
-                } else {
-                    fail = Some((format!("{label}.service"), format!("cannot be linked automatically to one of several TCP services ({}); set `{label}.service`", tcp_services.join(", "))));
-                }
-            }
-            if fail.is_none() {
-                if r.rule.trim().is_empty() {
-                    fail = Some((
-                        format!("{label}.rule"),
-                        "a TCP router needs a rule (e.g. ``HostSNI(`*`)``)".into(),
-                    ));
-                } else {
-                    let syntax = r
-                        .rule_syntax
-                        .as_deref()
-                        .and_then(|x| x.parse().ok())
-                        .unwrap_or(s.default_syntax);
-                    if let Err(e) = crate::rule::parse_tcp(&r.rule, syntax) {
-                        fail = Some((format!("{label}.rule"), format!("rule `{}`: {e}", r.rule)));
-                    }
-                }
-            }
-            if fail.is_none()
-                && !r.service.contains('@')
-                && !cfg.tcp.services.contains_key(&r.service)
-                && tcp_services.contains(&r.service)
-            {
-                fail = Some((
-                    format!("{label}.service"),
-                    format!("its TCP service `{}` was dropped", r.service),
-                ));
-            }
-            if let Some((label, reason)) = fail {
-                cfg.tcp.routers.remove(&name);
-                b.errors.push(LabelError {
-                    owner: owner.to_string(),
-                    kind: ItemKind::TcpRouter,
-                    item: name,
-                    label,
-                    reason,
-                });
-            }
+/// Fills a load balancer's servers from the workload's addresses (see [`fill_http_servers`]).
+type FillServers<L> =
+    fn(&mut L, &Workload, &Settings, &str, Shorthand) -> Result<(), (String, String)>;
+
+/// What the label function needs of a protocol's service type: its load balancer and that balancer's
+/// servers. HTTP and TCP differ only in the types and in how servers are derived; completing services and
+/// merging workloads are written once over this trait, so a further protocol is one more `impl`.
+trait LabelService: Default + Clone + PartialEq {
+    /// The protocol's `loadBalancer`.
+    type Lb: Default + Clone + PartialEq;
+    /// One of its servers.
+    type Server: Clone;
+    /// Derives the servers; the error names the label at fault and why.
+    const FILL: FillServers<Self::Lb>;
+    /// The service's load balancer, if it is one.
+    fn lb(&mut self) -> &mut Option<Self::Lb>;
+    /// The balancer's servers.
+    fn servers(lb: &mut Self::Lb) -> &mut Vec<Self::Server>;
+    /// What identifies a server when merging workloads (URL or address).
+    fn server_key(s: &Self::Server) -> &str;
+
+    /// The service a workload gets when its labels declare none: one empty load balancer.
+    fn implicit() -> Self {
+        let mut s = Self::default();
+        *s.lb() = Some(Self::Lb::default());
+        s
+    }
+
+    /// Turns the workload's addresses into this service's servers (a no-op when it is not a load balancer).
+    fn fill_servers(
+        &mut self,
+        cx: &Cx<'_>,
+        name: &str,
+        sh: Shorthand,
+    ) -> Result<(), (String, String)> {
+        match self.lb().as_mut() {
+            Some(lb) => Self::FILL(lb, cx.w, cx.s, name, sh),
+            None => Ok(()),
         }
     }
-    if udp_any {
-        b.notes.push(format!(
-            "{owner}: UDP routers and services are parsed but not served"
+}
+
+impl LabelService for Service {
+    type Lb = LoadBalancer;
+    type Server = Server;
+    const FILL: FillServers<LoadBalancer> = fill_http_servers;
+    fn lb(&mut self) -> &mut Option<LoadBalancer> {
+        &mut self.load_balancer
+    }
+    fn servers(lb: &mut LoadBalancer) -> &mut Vec<Server> {
+        &mut lb.servers
+    }
+    fn server_key(s: &Server) -> &str {
+        &s.url
+    }
+}
+
+impl LabelService for TcpService {
+    type Lb = TcpLoadBalancer;
+    type Server = TcpServer;
+    const FILL: FillServers<TcpLoadBalancer> = fill_tcp_servers;
+    fn lb(&mut self) -> &mut Option<TcpLoadBalancer> {
+        &mut self.load_balancer
+    }
+    fn servers(lb: &mut TcpLoadBalancer) -> &mut Vec<TcpServer> {
+        &mut lb.servers
+    }
+    fn server_key(s: &TcpServer) -> &str {
+        &s.address
+    }
+}
+
+/// A protocol's services: the implicit one (named after the workload) when labels declare none, then the
+/// servers of each; a service whose servers cannot be derived is dropped. Returns the declared names (with
+/// the implicit one), which routers without `service` are bound against.
+fn complete_services<S: LabelService>(
+    services: &mut BTreeMap<String, S>,
+    proto: Proto,
+    placed: &mut Placed,
+    cx: &Cx<'_>,
+    errors: &mut Vec<LabelError>,
+) -> Vec<String> {
+    let mut declared = placed.declared(proto.key, "services");
+    if declared.is_empty() {
+        let name = normalize(&cx.w.name);
+        declared.push(name.clone());
+        services.insert(name, S::implicit());
+    }
+    let names: Vec<String> = services.keys().cloned().collect();
+    for name in names {
+        let sh = placed
+            .shorthand
+            .remove(&(proto.key.to_string(), name.clone()))
+            .unwrap_or_default();
+        let Some(svc) = services.get_mut(&name) else {
+            continue;
+        };
+        if let Err(e) = svc.fill_servers(cx, &name, sh) {
+            services.remove(&name);
+            errors.push(cx.error(proto.service, name, e));
+        }
+    }
+    declared
+}
+
+/// Checks every router of a section with `check`, dropping (and reporting) the ones it refuses.
+fn retain_routers<R>(
+    routers: &mut BTreeMap<String, R>,
+    proto: Proto,
+    cx: &Cx<'_>,
+    errors: &mut Vec<LabelError>,
+    mut check: impl FnMut(&str, &mut R) -> Result<(), (String, String)>,
+) {
+    let names: Vec<String> = routers.keys().cloned().collect();
+    for name in names {
+        let label = format!("traefik.{}.routers.{name}", proto.key);
+        let Some(r) = routers.get_mut(&name) else {
+            continue;
+        };
+        if let Err(e) = check(&label, r) {
+            routers.remove(&name);
+            errors.push(cx.error(proto.router, name, e));
+        }
+    }
+}
+
+/// A router without `service` is bound to the workload's only service (`what` is `""` or `"TCP "`).
+fn bind_service(
+    service: &mut String,
+    declared: &[String],
+    label: &str,
+    what: &str,
+) -> Result<(), (String, String)> {
+    if !service.is_empty() {
+        return Ok(());
+    }
+    match declared {
+        [only] => {
+            *service = only.clone();
+            Ok(())
+        }
+        _ => Err((format!("{label}.service"), format!("cannot be linked automatically to one of several {what}services ({}); set `{label}.service`", declared.join(", ")))),
+    }
+}
+
+/// A router whose service this workload declared but dropped goes too (it would only answer 503/404).
+fn service_kept(
+    service: &str,
+    kept: bool,
+    declared: &[String],
+    label: &str,
+    what: &str,
+) -> Result<(), (String, String)> {
+    if !service.contains('@') && !kept && declared.iter().any(|d| d == service) {
+        return Err((
+            format!("{label}.service"),
+            format!("its {what}service `{service}` was dropped"),
         ));
     }
-    let tcp_or_udp = !tcp_routers.is_empty() || !tcp_services.is_empty() || udp_any;
-    if tcp_or_udp
-        && http_routers.is_empty()
-        && http_services.is_empty()
-        && http_middlewares.is_empty()
-    {
-        b.config = cfg;
-        b.config.dropped = b.errors.iter().map(dropped_item).collect();
-        return b;
-    }
+    Ok(())
+}
 
-    // HTTP: implicit service, servers.
-    if http_services.is_empty() {
-        http_services.push(default_name.clone());
-        cfg.http.services.insert(
-            default_name.clone(),
-            Service {
-                load_balancer: Some(LoadBalancer::default()),
-                ..Default::default()
-            },
-        );
-    }
-    let svc_names: Vec<String> = cfg.http.services.keys().cloned().collect();
-    for name in svc_names {
-        let sh = shorthand
-            .remove(&("http".to_string(), name.clone()))
-            .unwrap_or_default();
-        let Some(svc) = cfg.http.services.get_mut(&name) else {
-            continue;
-        };
-        let Some(lb) = svc.load_balancer.as_mut() else {
-            continue;
-        };
-        if let Err((label, reason)) = fill_http_servers(lb, w, s, &name, sh) {
-            cfg.http.services.remove(&name);
-            b.errors.push(LabelError {
-                owner: owner.to_string(),
-                kind: ItemKind::Service,
-                item: name,
-                label,
-                reason,
-            });
-        }
-    }
-    // HTTP routers: implicit router, default rule, binding, rule check. A workload whose explicit router
-    // configuration is invalid (a v1 frontend rule that does not translate, a router label that cannot be read)
-    // gets no implicit router: a default `Host(...)` rule must never serve what the user meant to restrict.
-    let explicit_router_failed =
-        malformed_router || b.errors.iter().any(|e| e.kind == ItemKind::Router);
-    if http_routers.is_empty() && !explicit_router_failed {
-        if http_services.len() > 1 {
-            b.notes.push(format!(
-                "{owner}: no router created: several services ({}) and no router labels",
-                http_services.join(", ")
-            ));
-        } else {
-            cfg.http
-                .routers
-                .insert(default_name.clone(), Default::default());
-        }
-    }
-    let routers: Vec<String> = cfg.http.routers.keys().cloned().collect();
-    for name in routers {
-        let label = format!("traefik.http.routers.{name}");
-        let Some(r) = cfg.http.routers.get_mut(&name) else {
-            continue;
-        };
-        let mut fail: Option<(String, String)> = None;
+/// TCP routers: bound to the only service, a rule that parses (TCP routers have no default rule), and a
+/// service that was kept.
+fn complete_tcp_routers(
+    tcp: &mut TcpConfiguration,
+    services: &[String],
+    cx: &Cx<'_>,
+    errors: &mut Vec<LabelError>,
+) {
+    let kept = &tcp.services;
+    retain_routers(&mut tcp.routers, TCP, cx, errors, |label, r| {
+        bind_service(&mut r.service, services, label, "TCP ")?;
         if r.rule.trim().is_empty() {
-            let model = Model {
-                name: &default_name_for_template(w),
-                container_name: &w.container_name,
-                labels: &w.labels,
-            };
-            match s.default_rule.render(&model) {
-                Ok(rule) if !rule.trim().is_empty() => r.rule = rule,
-                Ok(_) => {
-                    fail = Some((
-                        format!("{label}.rule"),
-                        "no rule, and defaultRule renders to nothing".into(),
-                    ))
-                }
-                Err(e) => fail = Some((format!("{label}.rule"), e.to_string())),
-            }
-        }
-        if fail.is_none() && r.service.is_empty() {
-            if http_services.len() == 1 {
-                r.service = http_services[0].clone();
-            } else {
-                fail = Some((format!("{label}.service"), format!("cannot be linked automatically to one of several services ({}); set `{label}.service`", http_services.join(", "))));
-            }
-        }
-        if fail.is_none() {
-            let syntax = match r.rule_syntax.as_deref() {
-                None | Some("") => Ok(s.default_syntax),
-                Some(x) => x.parse::<Syntax>().map_err(|e| e.to_string()),
-            };
-            match syntax {
-                Err(e) => fail = Some((format!("{label}.ruleSyntax"), e)),
-                Ok(syntax) => {
-                    if let Err(e) = crate::rule::parse(&r.rule, syntax) {
-                        fail = Some((format!("{label}.rule"), format!("rule `{}`: {e}", r.rule)));
-                    }
-                }
-            }
-        }
-        if fail.is_none()
-            && !r.service.contains('@')
-            && !cfg.http.services.contains_key(&r.service)
-            && http_services.contains(&r.service)
-        {
-            fail = Some((
-                format!("{label}.service"),
-                format!("its service `{}` was dropped", r.service),
+            return Err((
+                format!("{label}.rule"),
+                "a TCP router needs a rule (e.g. ``HostSNI(`*`)``)".into(),
             ));
         }
-        if fail.is_none() {
-            for m in &r.middlewares {
-                if !m.contains('@')
-                    && !cfg.http.middlewares.contains_key(m)
-                    && http_middlewares.iter().any(|x| x == m)
-                {
-                    fail = Some((
-                        format!("{label}.middlewares"),
-                        format!("its middleware `{m}` was dropped"),
-                    ));
-                    break;
-                }
+        let syntax = r
+            .rule_syntax
+            .as_deref()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(cx.s.default_syntax);
+        if let Err(e) = crate::rule::parse_tcp(&r.rule, syntax) {
+            return Err((format!("{label}.rule"), format!("rule `{}`: {e}", r.rule)));
+        }
+        service_kept(
+            &r.service,
+            kept.contains_key(&r.service),
+            services,
+            label,
+            "TCP ",
+        )
+    });
+}
+
+/// A workload without router labels gets one router named after it, unless it has several services (which
+/// one would it serve?).
+fn add_implicit_router(
+    http: &mut HttpConfiguration,
+    services: &[String],
+    cx: &Cx<'_>,
+    notes: &mut Vec<String>,
+) {
+    if services.len() > 1 {
+        notes.push(format!(
+            "{}: no router created: several services ({}) and no router labels",
+            cx.owner,
+            services.join(", ")
+        ));
+    } else {
+        http.routers
+            .insert(normalize(&cx.w.name), Default::default());
+    }
+}
+
+/// HTTP routers: the default rule when none is set, bound to the only service, a rule that parses in its
+/// syntax, and a service and middlewares that were kept.
+fn complete_http_routers(
+    http: &mut HttpConfiguration,
+    services: &[String],
+    middlewares: &[String],
+    cx: &Cx<'_>,
+    errors: &mut Vec<LabelError>,
+) {
+    let (kept_services, kept_middlewares) = (&http.services, &http.middlewares);
+    retain_routers(&mut http.routers, HTTP, cx, errors, |label, r| {
+        if r.rule.trim().is_empty() {
+            r.rule = default_rule(cx, label)?;
+        }
+        bind_service(&mut r.service, services, label, "")?;
+        let syntax = match r.rule_syntax.as_deref() {
+            None | Some("") => cx.s.default_syntax,
+            Some(x) => x
+                .parse::<Syntax>()
+                .map_err(|e| (format!("{label}.ruleSyntax"), e.to_string()))?,
+        };
+        if let Err(e) = crate::rule::parse(&r.rule, syntax) {
+            return Err((format!("{label}.rule"), format!("rule `{}`: {e}", r.rule)));
+        }
+        service_kept(
+            &r.service,
+            kept_services.contains_key(&r.service),
+            services,
+            label,
+            "",
+        )?;
+        for m in &r.middlewares {
+            if !m.contains('@') && !kept_middlewares.contains_key(m) && middlewares.contains(m) {
+                return Err((
+                    format!("{label}.middlewares"),
+                    format!("its middleware `{m}` was dropped"),
+                ));
             }
         }
-        if let Some((label, reason)) = fail {
-            cfg.http.routers.remove(&name);
-            b.errors.push(LabelError {
-                owner: owner.to_string(),
-                kind: ItemKind::Router,
-                item: name,
-                label,
-                reason,
-            });
-        }
+        Ok(())
+    });
+}
+
+/// `defaultRule` rendered for this workload; an empty rendering is an error (it would match nothing).
+fn default_rule(cx: &Cx<'_>, label: &str) -> Result<String, (String, String)> {
+    let model = Model {
+        name: &default_name_for_template(cx.w),
+        container_name: &cx.w.container_name,
+        labels: &cx.w.labels,
+    };
+    match cx.s.default_rule.render(&model) {
+        Ok(rule) if !rule.trim().is_empty() => Ok(rule),
+        Ok(_) => Err((
+            format!("{label}.rule"),
+            "no rule, and defaultRule renders to nothing".into(),
+        )),
+        Err(e) => Err((format!("{label}.rule"), e.to_string())),
     }
-    b.config = cfg;
-    b.config.dropped = b.errors.iter().map(dropped_item).collect();
-    b
 }
 
 /// A label error as the dropped item the API lists (`disabled`, with this error).
@@ -1074,143 +1402,31 @@ fn fill_tcp_servers(
 /// `parts` are (owner, configuration) pairs in a stable order (the provider sorts by name).
 pub fn merge(parts: &[(String, Configuration)]) -> (Configuration, Vec<LabelError>) {
     let mut out = Configuration::default();
-    let mut owners: BTreeMap<(Rank, String), Vec<String>> = BTreeMap::new();
-    let mut conflicts: BTreeSet<(Rank, String)> = BTreeSet::new();
-    struct Seen<'a> {
-        owners: &'a mut BTreeMap<(Rank, String), Vec<String>>,
-        conflicts: &'a mut BTreeSet<(Rank, String)>,
-    }
-    fn add<T: PartialEq + Clone>(
-        map: &mut BTreeMap<String, T>,
-        (name, item): (&str, &T),
-        kind: ItemKind,
-        owner: &str,
-        seen: &mut Seen<'_>,
-        mergeable: &dyn Fn(&mut T, &T) -> bool,
-    ) {
-        let Seen { owners, conflicts } = seen;
-        let key = (Rank(kind), name.to_string());
-        let list = owners.entry(key.clone()).or_default();
-        if !list.iter().any(|o| o == owner) {
-            list.push(owner.to_string());
-        }
-        match map.get_mut(name) {
-            None => {
-                map.insert(name.to_string(), item.clone());
-            }
-            Some(existing) => {
-                if existing != item && !mergeable(existing, item) {
-                    conflicts.insert(key);
-                }
-            }
-        }
-    }
-    let no_merge_mw = |_: &mut crate::dynamic::Middleware, _: &crate::dynamic::Middleware| false;
-    let mut seen = Seen {
-        owners: &mut owners,
-        conflicts: &mut conflicts,
-    };
+    let mut seen = Seen::default();
     for (owner, cfg) in parts {
         out.dropped.extend(cfg.dropped.iter().cloned());
-        for (n, r) in &cfg.http.routers {
-            add(
-                &mut out.http.routers,
-                (n, r),
-                ItemKind::Router,
-                owner,
-                &mut seen,
-                &|_, _| false,
-            );
-        }
-        for (n, sv) in &cfg.http.services {
-            add(
-                &mut out.http.services,
-                (n, sv),
-                ItemKind::Service,
-                owner,
-                &mut seen,
-                &merge_http_service,
-            );
-        }
-        for (n, m) in &cfg.http.middlewares {
-            add(
-                &mut out.http.middlewares,
-                (n, m),
-                ItemKind::Middleware,
-                owner,
-                &mut seen,
-                &no_merge_mw,
-            );
-        }
-        for (n, t) in &cfg.http.servers_transports {
-            add(
-                &mut out.http.servers_transports,
-                (n, t),
-                ItemKind::ServersTransport,
-                owner,
-                &mut seen,
-                &|_, _| false,
-            );
-        }
-        for (n, r) in &cfg.tcp.routers {
-            add(
-                &mut out.tcp.routers,
-                (n, r),
-                ItemKind::TcpRouter,
-                owner,
-                &mut seen,
-                &|_, _| false,
-            );
-        }
-        for (n, sv) in &cfg.tcp.services {
-            add(
-                &mut out.tcp.services,
-                (n, sv),
-                ItemKind::TcpService,
-                owner,
-                &mut seen,
-                &merge_tcp_service,
-            );
-        }
-        for (n, m) in &cfg.tcp.middlewares {
-            add(
-                &mut out.tcp.middlewares,
-                (n, m),
-                ItemKind::Middleware,
-                owner,
-                &mut seen,
-                &no_merge_mw,
-            );
-        }
-        for (n, st) in &cfg.tls.stores {
-            add(
-                &mut out.tls.stores,
-                (n, st),
-                ItemKind::Tls,
-                owner,
-                &mut seen,
-                &|_, _| false,
-            );
-        }
+        seen.section(&mut out.http, &cfg.http, HTTP, owner, merge_service);
+        seen.add_all(
+            &mut out.http.servers_transports,
+            &cfg.http.servers_transports,
+            ItemKind::ServersTransport,
+            owner,
+            no_merge,
+        );
+        seen.section(&mut out.tcp, &cfg.tcp, TCP, owner, merge_service);
+        seen.add_all(
+            &mut out.tls.stores,
+            &cfg.tls.stores,
+            ItemKind::Tls,
+            owner,
+            no_merge,
+        );
     }
     let mut errors = Vec::new();
-    for (Rank(kind), name) in conflicts {
-        match kind {
-            ItemKind::Router => out.http.routers.remove(&name).map(|_| ()),
-            ItemKind::Service => out.http.services.remove(&name).map(|_| ()),
-            ItemKind::Middleware => out
-                .http
-                .middlewares
-                .remove(&name)
-                .or_else(|| out.tcp.middlewares.remove(&name))
-                .map(|_| ()),
-            ItemKind::ServersTransport => out.http.servers_transports.remove(&name).map(|_| ()),
-            ItemKind::TcpRouter => out.tcp.routers.remove(&name).map(|_| ()),
-            ItemKind::TcpService => out.tcp.services.remove(&name).map(|_| ()),
-            ItemKind::Tls => out.tls.stores.remove(&name).map(|_| ()),
-            ItemKind::Configuration => None,
-        };
-        let who = owners
+    for (Rank(kind), name) in std::mem::take(&mut seen.conflicts) {
+        remove_conflicting(&mut out, kind, &name);
+        let who = seen
+            .owners
             .get(&(Rank(kind), name.clone()))
             .map(|o| o.join(", "))
             .unwrap_or_default();
@@ -1225,6 +1441,100 @@ pub fn merge(parts: &[(String, Configuration)]) -> (Configuration, Vec<LabelErro
         errors.push(e);
     }
     (out, errors)
+}
+
+/// Who defined each item so far, and which items were defined differently.
+#[derive(Default)]
+struct Seen {
+    owners: BTreeMap<(Rank, String), Vec<String>>,
+    conflicts: BTreeSet<(Rank, String)>,
+}
+
+impl Seen {
+    /// Routers, services and middlewares of one protocol section (transports are merged by the caller: only
+    /// HTTP's are).
+    fn section<R: PartialEq + Clone, S: PartialEq + Clone, T>(
+        &mut self,
+        out: &mut Section<R, S, T>,
+        part: &Section<R, S, T>,
+        proto: Proto,
+        owner: &str,
+        merge_service: fn(&mut S, &S) -> bool,
+    ) {
+        self.add_all(
+            &mut out.routers,
+            &part.routers,
+            proto.router,
+            owner,
+            no_merge,
+        );
+        self.add_all(
+            &mut out.services,
+            &part.services,
+            proto.service,
+            owner,
+            merge_service,
+        );
+        self.add_all(
+            &mut out.middlewares,
+            &part.middlewares,
+            ItemKind::Middleware,
+            owner,
+            no_merge,
+        );
+    }
+
+    /// Adds `items` to `map`; an item already there must be equal or `mergeable` into it, or it conflicts.
+    fn add_all<T: PartialEq + Clone>(
+        &mut self,
+        map: &mut BTreeMap<String, T>,
+        items: &BTreeMap<String, T>,
+        kind: ItemKind,
+        owner: &str,
+        mergeable: fn(&mut T, &T) -> bool,
+    ) {
+        for (name, item) in items {
+            let key = (Rank(kind), name.to_string());
+            let list = self.owners.entry(key.clone()).or_default();
+            if !list.iter().any(|o| o == owner) {
+                list.push(owner.to_string());
+            }
+            match map.get_mut(name) {
+                None => {
+                    map.insert(name.to_string(), item.clone());
+                }
+                Some(existing) => {
+                    if existing != item && !mergeable(existing, item) {
+                        self.conflicts.insert(key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Items of this kind are never merged: any difference is a conflict.
+fn no_merge<T>(_: &mut T, _: &T) -> bool {
+    false
+}
+
+/// Drops an item defined differently by several workloads.
+fn remove_conflicting(out: &mut Configuration, kind: ItemKind, name: &str) {
+    match kind {
+        ItemKind::Router => out.http.routers.remove(name).map(|_| ()),
+        ItemKind::Service => out.http.services.remove(name).map(|_| ()),
+        ItemKind::Middleware => out
+            .http
+            .middlewares
+            .remove(name)
+            .or_else(|| out.tcp.middlewares.remove(name))
+            .map(|_| ()),
+        ItemKind::ServersTransport => out.http.servers_transports.remove(name).map(|_| ()),
+        ItemKind::TcpRouter => out.tcp.routers.remove(name).map(|_| ()),
+        ItemKind::TcpService => out.tcp.services.remove(name).map(|_| ()),
+        ItemKind::Tls => out.tls.stores.remove(name).map(|_| ()),
+        ItemKind::Configuration => None,
+    };
 }
 
 /// `ItemKind` ordered for use as a map key (the model type itself is not `Ord`).
@@ -1258,41 +1568,27 @@ impl Ord for Rank {
     }
 }
 
-fn merge_http_service(existing: &mut Service, new: &Service) -> bool {
-    let (Some(a), Some(b)) = (existing.load_balancer.as_mut(), new.load_balancer.as_ref()) else {
+/// Two definitions of one service merge when they differ only in their load balancer's servers: the
+/// servers are unioned (by URL or address) into `existing`.
+fn merge_service<S: LabelService>(existing: &mut S, new: &S) -> bool {
+    let (mut rest_a, mut rest_b) = (existing.clone(), new.clone());
+    let (Some(mut a), Some(mut b)) = (rest_a.lb().take(), rest_b.lb().take()) else {
         return false;
     };
-    let same_except_servers = {
-        let mut a2 = a.clone();
-        a2.servers = b.servers.clone();
-        &a2 == b
-            && existing.weighted == new.weighted
-            && existing.mirroring == new.mirroring
-            && existing.failover == new.failover
-    };
-    if !same_except_servers {
+    let new_servers = std::mem::take(S::servers(&mut b));
+    S::servers(&mut a).clear();
+    if rest_a != rest_b || a != b {
         return false;
     }
-    for s in &b.servers {
-        if !a.servers.iter().any(|x| x.url == s.url) {
-            a.servers.push(s.clone());
-        }
-    }
-    true
-}
-
-fn merge_tcp_service(existing: &mut TcpService, new: &TcpService) -> bool {
-    let (Some(a), Some(b)) = (existing.load_balancer.as_mut(), new.load_balancer.as_ref()) else {
-        return false;
-    };
-    let mut a2 = a.clone();
-    a2.servers = b.servers.clone();
-    if &a2 != b || existing.weighted != new.weighted {
-        return false;
-    }
-    for s in &b.servers {
-        if !a.servers.iter().any(|x| x.address == s.address) {
-            a.servers.push(s.clone());
+    if let Some(lb) = existing.lb().as_mut() {
+        let servers = S::servers(lb);
+        for s in new_servers {
+            if !servers
+                .iter()
+                .any(|x| S::server_key(x) == S::server_key(&s))
+            {
+                servers.push(s);
+            }
         }
     }
     true

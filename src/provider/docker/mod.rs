@@ -11,6 +11,8 @@
 //! flags translated into them) as background tasks and returns their feeds for the table builder. A provider
 //! that cannot start (bad template, bad constraints, bad endpoint) is logged and left out; the others run.
 
+// Control plane: checks the Docker socket path before connecting
+#[allow(clippy::disallowed_methods)]
 pub mod client;
 pub mod constraints;
 pub mod containers;
@@ -155,11 +157,15 @@ pub fn settings(
     Ok((mode, s))
 }
 
-/// Starts the configured Docker/Swarm providers in the background and returns their feeds (possibly none).
+/// Starts the configured Docker/Swarm providers as supervised `tasks` and returns their feeds (possibly none).
 ///
 /// Called once by `app::run`; never blocks on the Docker API. Each provider's first snapshot arrives when
 /// its first read completes; until then the table builder leaves it out.
-pub fn spawn(cfg: &StaticConfig, cancel: CancellationToken) -> Vec<ProviderFeed> {
+pub fn spawn(
+    cfg: &StaticConfig,
+    cancel: CancellationToken,
+    tasks: &mut crate::supervisor::Supervisor,
+) -> Vec<ProviderFeed> {
     let mut feeds = Vec::new();
     let docker_host = std::env::var("DOCKER_HOST").ok();
     for (name, p) in [
@@ -193,7 +199,11 @@ pub fn spawn(cfg: &StaticConfig, cancel: CancellationToken) -> Vec<ProviderFeed>
         };
         tracing::info!(provider = name, endpoint = %spec.endpoint, swarm = mode == Mode::Swarm, "starting the Docker provider");
         let (tx, rx) = tokio::sync::watch::channel(None);
-        tokio::spawn(watch::run(spec, tx, cancel.clone()));
+        // May end on its own: a bad endpoint disables this provider and leaves the others working.
+        tasks.spawn_may_end(
+            format!("{name} provider"),
+            watch::run(spec, tx, cancel.clone()),
+        );
         feeds.push(ProviderFeed {
             name: name.to_string(),
             rx,

@@ -43,23 +43,25 @@ pub fn choose(
                     .as_deref()
                     .and_then(|p| attached.iter().position(|a| a.name == p))
             });
-        return match found {
-            Some(i) if attached[i].ingress => Err(format!(
+        return match found.and_then(|i| Some((i, attached.get(i)?))) {
+            Some((_, a)) if a.ingress => Err(format!(
                 "network `{w}` is the Swarm ingress network, which cannot reach tasks"
             )),
-            Some(i) => Ok((i, None)),
+            Some((i, _)) => Ok((i, None)),
             None => Err(format!(
                 "network `{w}` is not attached (attached: {})",
                 names()
             )),
         };
     }
-    let mut candidates: Vec<usize> = (0..attached.len())
-        .filter(|i| !attached[*i].ingress)
+    let mut candidates: Vec<(usize, &Attachment)> = attached
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| !a.ingress)
         .collect();
-    candidates.sort_by(|a, b| attached[*a].name.cmp(&attached[*b].name));
-    match candidates.len() {
-        0 => Err(format!(
+    candidates.sort_by(|(_, a), (_, b)| a.name.cmp(&b.name));
+    match candidates.as_slice() {
+        [] => Err(format!(
             "no usable network (attached: {})",
             if attached.is_empty() {
                 "none".into()
@@ -67,26 +69,32 @@ pub fn choose(
                 names()
             }
         )),
-        1 => Ok((candidates[0], None)),
-        _ => {
-            if let Some(i) = candidates
+        [(only, _)] => Ok((*only, None)),
+        [(first, first_net), ..] => {
+            if let Some((i, _)) = candidates
                 .iter()
-                .copied()
-                .find(|i| ours.contains(&attached[*i].name) || ours.contains(&attached[*i].id))
+                .find(|(_, a)| ours.contains(&a.name) || ours.contains(&a.id))
             {
-                return Ok((i, None));
+                return Ok((*i, None));
             }
             let list = candidates
                 .iter()
-                .map(|i| attached[*i].name.as_str())
+                .map(|(_, a)| a.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
             Ok((
-                candidates[0],
-                Some(format!("attached to several networks ({list}) and none is shared with swarmgate; using `{}` (set traefik.docker.network or the provider's network)", attached[candidates[0]].name)),
+                *first,
+                Some(format!("attached to several networks ({list}) and none is shared with swarmgate; using `{}` (set traefik.docker.network or the provider's network)", first_net.name)),
             ))
         }
     }
+}
+
+/// The error for an index [`choose`] returned that is not in its list (never expected: `choose` only returns
+/// positions it found there).
+#[must_use]
+pub fn not_attached() -> String {
+    "the chosen network is not attached".to_string()
 }
 
 /// Strips a CIDR suffix (`10.0.1.5/24` → `10.0.1.5`).

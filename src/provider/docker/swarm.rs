@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::client::{DockerClient, DockerError};
 use super::labels::{self, Settings, Workload};
-use super::network::{choose, strip_prefix_len, Attachment};
+use super::network::{choose, not_attached, strip_prefix_len, Attachment};
 use super::Reading;
 
 const STACK: &str = "com.docker.stack.namespace";
@@ -191,12 +191,14 @@ pub async fn read(
         }
         attached.sort_by(|a, b| a.name.cmp(&b.name));
         let wanted = o.network.as_deref().or(provider_network);
-        let (i, warning) = match choose(
+        let chosen = choose(
             &attached,
             wanted,
             w.labels.get(STACK).map(String::as_str),
             ours,
-        ) {
+        )
+        .and_then(|(i, warning)| Ok((attached.get(i).ok_or_else(not_attached)?, warning)));
+        let (net, warning) = match chosen {
             Ok(c) => c,
             Err(reason) => {
                 reading
@@ -210,7 +212,6 @@ pub async fn read(
                 .problems
                 .push(format!("service `{name}`: {warning}"));
         }
-        let net = &attached[i];
         if o.lbswarm {
             match vips.iter().find(|v| v.0 == net.id) {
                 Some((_, addr)) => w.addresses = vec![strip_prefix_len(addr).to_string()],

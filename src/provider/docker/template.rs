@@ -92,10 +92,9 @@ impl Template {
             let tokens = tokenize(inner)?;
             let mut pos = 0;
             let pipeline = parse_pipeline(&tokens, &mut pos)?;
-            if pos != tokens.len() {
+            if let Some(extra) = tokens.get(pos) {
                 return Err(TemplateError(format!(
-                    "unexpected `{}` in `{{{{{inner}}}}}`",
-                    tokens[pos]
+                    "unexpected `{extra}` in `{{{{{inner}}}}}`"
                 )));
             }
             if pipeline.is_empty() {
@@ -156,8 +155,7 @@ fn tokenize(s: &str) -> Result<Vec<String>, TemplateError> {
     let mut out = Vec::new();
     let chars: Vec<char> = s.chars().collect();
     let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
+    while let Some(&c) = chars.get(i) {
         if c.is_whitespace() {
             i += 1;
         } else if c == '|' || c == '(' || c == ')' {
@@ -189,15 +187,13 @@ fn tokenize(s: &str) -> Result<Vec<String>, TemplateError> {
             out.push(format!("\"{lit}"));
             i = j + 1;
         } else {
-            let mut j = i;
-            while j < chars.len()
-                && !chars[j].is_whitespace()
-                && !matches!(chars[j], '|' | '(' | ')' | '"' | '`')
-            {
-                j += 1;
-            }
-            out.push(chars[i..j].iter().collect());
-            i = j;
+            let word: String = chars
+                .iter()
+                .skip(i)
+                .take_while(|c| !c.is_whitespace() && !matches!(c, '|' | '(' | ')' | '"' | '`'))
+                .collect();
+            i += word.chars().count();
+            out.push(word);
         }
     }
     Ok(out)
@@ -302,6 +298,13 @@ fn text(v: Value<'_>) -> Result<String, TemplateError> {
     }
 }
 
+/// The arguments of a function as a fixed-size array, so each one is named instead of indexed.
+fn exact<const N: usize>(args: Vec<String>) -> Result<[String; N], TemplateError> {
+    args.try_into().map_err(|a: Vec<String>| {
+        TemplateError(format!("expected {N} argument(s), got {}", a.len()))
+    })
+}
+
 fn eval_command<'a>(
     cmd: &Command,
     piped: Option<Value<'a>>,
@@ -333,32 +336,40 @@ fn eval_command<'a>(
         std::mem::take(&mut args).into_iter().map(text).collect()
     };
     Ok(Value::Str(match f.as_str() {
-        "normalize" => normalize(&strs(1)?[0]),
-        "lower" => strs(1)?[0].to_lowercase(),
-        "upper" => strs(1)?[0].to_uppercase(),
-        "trim" => strs(1)?[0].trim().to_string(),
+        "normalize" => {
+            let [a] = exact(strs(1)?)?;
+            normalize(&a)
+        }
+        "lower" => {
+            let [a] = exact(strs(1)?)?;
+            a.to_lowercase()
+        }
+        "upper" => {
+            let [a] = exact(strs(1)?)?;
+            a.to_uppercase()
+        }
+        "trim" => {
+            let [a] = exact(strs(1)?)?;
+            a.trim().to_string()
+        }
         "trimPrefix" => {
-            let a = strs(2)?;
-            a[1].strip_prefix(a[0].as_str())
-                .unwrap_or(&a[1])
-                .to_string()
+            let [prefix, s] = exact(strs(2)?)?;
+            s.strip_prefix(prefix.as_str()).unwrap_or(&s).to_string()
         }
         "trimSuffix" => {
-            let a = strs(2)?;
-            a[1].strip_suffix(a[0].as_str())
-                .unwrap_or(&a[1])
-                .to_string()
+            let [suffix, s] = exact(strs(2)?)?;
+            s.strip_suffix(suffix.as_str()).unwrap_or(&s).to_string()
         }
         "replace" => {
-            let a = strs(3)?;
-            a[2].replace(a[0].as_str(), &a[1])
+            let [old, new, s] = exact(strs(3)?)?;
+            s.replace(old.as_str(), &new)
         }
         "default" => {
-            let a = strs(2)?;
-            if a[1].is_empty() {
-                a[0].clone()
+            let [fallback, s] = exact(strs(2)?)?;
+            if s.is_empty() {
+                fallback
             } else {
-                a[1].clone()
+                s
             }
         }
         _ => {

@@ -72,7 +72,9 @@ pub fn issuance_lock_name(resolver: &str, names: &[String]) -> String {
     sorted.sort();
     sorted.dedup();
     let digest = Sha256::digest(format!("{resolver}\n{}", sorted.join(",")).as_bytes());
-    format!("issue-{}.lock", hex::encode(&digest[..12]))
+    // The first 12 bytes (of 32) name the lock.
+    let short: Vec<u8> = digest.iter().take(12).copied().collect();
+    format!("issue-{}.lock", hex::encode(short))
 }
 
 /// A held lock; removed on drop (if still ours).

@@ -19,10 +19,14 @@
 //! current certificate and schedules the same work again with jittered exponential backoff (at least 15
 //! minutes after a rate limit), never in a tight loop. Lifecycle of an order: see [`order`].
 
+// Control plane: challenge files shared through the storage directory
+#[allow(clippy::disallowed_methods)]
 pub mod challenge_store;
+#[allow(clippy::disallowed_methods)] // control plane: the cluster lock file next to acme.json
 pub mod cluster;
 pub mod order;
 pub mod renewal;
+#[allow(clippy::disallowed_methods)] // control plane: acme.json reads and atomic writes
 pub mod storage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,8 +39,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::types::CertificateResolver;
+use crate::dynamic::snapshot::{ProviderFeed, Snapshot};
 use crate::dynamic::{CertificateFile, Configuration};
-use crate::dynamic::{ProviderFeed, Snapshot};
 use crate::tls::challenge::SharedChallenges;
 use crate::tls::CertRequest;
 use challenge_store::StoredChallenges;
@@ -293,6 +297,7 @@ struct FileState {
     data: AcmeFile,
 }
 
+#[allow(clippy::disallowed_methods)] // ACME storage poll (control plane): acme.json mtime and size
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
@@ -551,21 +556,23 @@ impl Acme {
         cfg
     }
 
-    /// Starts the manager and the watcher of the shared challenge directories; both run until `cancel`.
-    /// `wanted` comes from the table builder.
+    /// Starts the manager and the watcher of the shared challenge directories in `tasks`; both run until
+    /// `cancel`. `wanted` comes from the table builder.
     pub fn start(
         self,
         wanted: watch::Receiver<Arc<Vec<CertRequest>>>,
         cancel: CancellationToken,
+        tasks: &mut crate::supervisor::Supervisor,
     ) -> ProviderFeed {
         let (tx, mut rx) = watch::channel(self.initial());
         rx.mark_unchanged();
-        tokio::spawn(
+        tasks.spawn_may_end(
+            "ACME challenge watcher",
             self.challenges
                 .clone()
                 .watch(self.timing.challenge_poll, cancel.clone()),
         );
-        tokio::spawn(self.run(wanted, tx, cancel));
+        tasks.spawn("ACME manager", self.run(wanted, tx, cancel));
         ProviderFeed {
             name: PROVIDER.into(),
             rx,
@@ -841,6 +848,10 @@ impl Acme {
         let Some(r) = self.resolvers.iter().find(|r| r.name == resolver).cloned() else {
             return Ok(Outcome::Done);
         };
+        // The first name is the certificate's main domain, the rest its SANs; no name, nothing to obtain.
+        let Some((main, sans)) = names.split_first() else {
+            return Ok(Outcome::Done);
+        };
         let locks = cluster::locks_dir(&r.storage_dir);
         let lock_name = cluster::issuance_lock_name(&r.name, &names);
         let guard = cluster::try_lock(&locks, &lock_name, owner, &self.timing.locks)
@@ -856,8 +867,8 @@ impl Acme {
         let want: Vec<CertRequest> = match work {
             Work::Issue { .. } => vec![CertRequest {
                 resolver: r.name.clone(),
-                main: names[0].clone(),
-                sans: names[1..].to_vec(),
+                main: main.clone(),
+                sans: sans.to_vec(),
             }],
             Work::Renew { .. } => Vec::new(),
         };
@@ -901,8 +912,8 @@ impl Acme {
             _ = cancel.cancelled() => return Ok(Outcome::Busy),
         };
         let domain = StoredDomain {
-            main: names[0].clone(),
-            sans: names[1..].to_vec(),
+            main: main.clone(),
+            sans: sans.to_vec(),
         };
         let cert = StoredCertificate {
             domain: domain.clone(),
@@ -988,15 +999,17 @@ pub fn spawn(
     resolvers: &BTreeMap<String, CertificateResolver>,
     wanted: watch::Receiver<Arc<Vec<CertRequest>>>,
     cancel: CancellationToken,
+    tasks: &mut crate::supervisor::Supervisor,
 ) -> Result<Option<AcmeHandles>, AcmeError> {
     Ok(prepare(resolvers)?.map(|acme| {
         let challenges = acme.challenges();
         AcmeHandles {
-            feed: acme.start(wanted, cancel),
+            feed: acme.start(wanted, cancel, tasks),
             challenges,
         }
     }))
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests write acme.json fixtures
 mod tests;

@@ -211,6 +211,7 @@ impl HttpClient for AcmeHttp {
 
 /// Loads PEM CA files into a root store (`caCertificates`, `LEGO_CA_CERTIFICATES`); with none, or with
 /// `system`, the bundled Mozilla roots are added.
+#[allow(clippy::disallowed_methods)] // ACME client setup: reads the CA bundle files once
 pub fn root_store(files: &[PathBuf], system: bool) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     for f in files {

@@ -1,7 +1,7 @@
 //! Upstream connections: one keep-alive pool per worker thread, keyed by server, with no lock and no
 //! hashing of strings per request.
 //!
-//! Each worker (see [`super::workers`]) serves a connection and the upstream connection it uses on the same
+//! Each worker (see the proxy's `workers`) serves a connection and the upstream connection it uses on the same
 //! thread, so the idle connections live in a thread-local map: checking one out or giving it back is a
 //! `RefCell` borrow and a `Vec` push/pop. The key is the address of the server's [`ServerHealth`], which the
 //! table builder keeps across rebuilds for the same (service, URL) — so pooled connections survive a reload
@@ -19,25 +19,21 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::body::UpstreamBody;
-use super::error::{connect_cause, ConnectCause};
-use super::forward::{upstream_tls, PoolSettings, TransportError};
+use super::transport::{upstream_tls, PoolSettings, TransportError};
 use crate::balance::health::{now_ms, ServerHealth};
-use crate::table::{ServerRuntime, UpstreamScheme};
+use crate::balance::{ServerRuntime, UpstreamScheme};
+use crate::http::body::{GiveBack, Lease, PooledBody, UpstreamBody};
+use crate::http::error::{connect_cause, UpstreamError};
 
 /// How long an idle connection is kept when `idleConnTimeout` is not set (Traefik's default).
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -65,23 +61,6 @@ impl<'a> Target<'a> {
             identity: &server.health,
         }
     }
-}
-
-/// Why a request could not be sent or answered.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    /// No connection could be opened (nothing was sent: the request may go to another server).
-    #[error("connect: {source}")]
-    Connect {
-        /// Refused, timed out, or other.
-        cause: ConnectCause,
-        /// What failed.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// The connection failed while the request was sent or the response read.
-    #[error(transparent)]
-    Http(#[from] hyper::Error),
 }
 
 /// A request that failed, with the request itself when nothing of it was written (connect failures), so
@@ -181,7 +160,7 @@ impl Upstreams {
                 continue;
             }
             match conn.send(req, target).await {
-                Ok(resp) => return Ok(conn.attach(resp, key, target.identity, max_idle)),
+                Ok(resp) => return Ok(conn.attach(resp, target.identity, max_idle)),
                 Err(mut e) => match e.take_message() {
                     Some(r) => {
                         conn.evict(key);
@@ -204,7 +183,7 @@ impl Upstreams {
                 if let Some(mut conn) = checkout(key, self.settings.idle_timeout_ms) {
                     if conn.ready().await.is_ok() {
                         return match conn.send(req, target).await {
-                            Ok(resp) => Ok(conn.attach(resp, key, target.identity, max_idle)),
+                            Ok(resp) => Ok(conn.attach(resp, target.identity, max_idle)),
                             Err(e) => Err(SendFailure::lost(e.into_error())),
                         };
                     }
@@ -227,10 +206,10 @@ impl Upstreams {
             }
         };
         if let Conn::H2(s) = &conn {
-            give_back(key, target.identity, Conn::H2(s.clone()), max_idle);
+            give_back(key, target.identity.clone(), Conn::H2(s.clone()), max_idle);
         }
         match conn.send(req, target).await {
-            Ok(resp) => Ok(conn.attach(resp, key, target.identity, max_idle)),
+            Ok(resp) => Ok(conn.attach(resp, target.identity, max_idle)),
             Err(e) => Err(SendFailure::lost(e.into_error())),
         }
     }
@@ -405,32 +384,21 @@ impl Conn {
     fn attach(
         self,
         resp: Response<Incoming>,
-        key: usize,
         identity: &Arc<ServerHealth>,
         max_idle: usize,
     ) -> Response<PooledBody> {
         let give = match self {
-            Conn::H1(s) => Some(GiveBack {
-                key,
-                identity: identity.clone(),
+            Conn::H1(s) => Some(Lease {
                 sender: s,
+                identity: identity.clone(),
                 max_idle,
             }),
             // Shared while in use; it is already in the pool.
             Conn::H2(_) => None,
         };
         let upgrade = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
-        resp.map(|body| {
-            let mut b = PooledBody {
-                body,
-                // An upgraded connection belongs to the tunnel.
-                give: if upgrade { None } else { give },
-            };
-            if b.body.is_end_stream() {
-                b.release();
-            }
-            b
-        })
+        // An upgraded connection belongs to the tunnel.
+        resp.map(|body| PooledBody::new(body, if upgrade { None } else { give }))
     }
 }
 
@@ -520,19 +488,26 @@ fn checkout(key: usize, idle_timeout_ms: u64) -> Option<Conn> {
     })
 }
 
-fn give_back(key: usize, identity: &Arc<ServerHealth>, conn: Conn, max_idle: usize) {
+fn give_back(key: usize, identity: Arc<ServerHealth>, conn: Conn, max_idle: usize) {
     IDLE.with_borrow_mut(|m| {
         let list = m.entry(key).or_default();
         if list.len() < max_idle {
             list.push(Idle {
                 conn,
                 since_ms: now_ms(),
-                _identity: identity.clone(),
+                _identity: identity,
             });
         }
     });
 }
 
+/// What a [`PooledBody`] calls when its HTTP/1.1 exchange is complete: the server's identity is the key.
+impl GiveBack for ServerHealth {
+    fn give_back(self: Arc<Self>, sender: http1::SendRequest<UpstreamBody>, max_idle: usize) {
+        let key = Arc::as_ptr(&self) as usize;
+        give_back(key, self, Conn::H1(sender), max_idle);
+    }
+}
 /// Closes this thread's idle connections that are closed or idle for longer than `limit` ms, and forgets
 /// servers with none left.
 fn sweep(limit: u64) {
@@ -549,61 +524,20 @@ fn sweep(limit: u64) {
 pub fn idle_count() -> usize {
     IDLE.with_borrow(|m| m.values().map(Vec::len).sum())
 }
-
-/// What an HTTP/1.1 response body gives back to the pool when it ends.
-struct GiveBack {
-    key: usize,
-    identity: Arc<ServerHealth>,
-    sender: http1::SendRequest<UpstreamBody>,
-    max_idle: usize,
-}
-
-/// A backend's response body; returns its HTTP/1.1 connection to the pool once read to the end. A body
-/// dropped before its end closes the connection instead (it may still carry unread bytes).
-#[derive(Debug)]
-pub struct PooledBody {
-    body: Incoming,
-    give: Option<GiveBack>,
-}
-
-impl std::fmt::Debug for GiveBack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GiveBack")
-    }
-}
-
-impl PooledBody {
-    fn release(&mut self) {
-        if let Some(g) = self.give.take() {
-            give_back(g.key, &g.identity, Conn::H1(g.sender), g.max_idle);
-        }
-    }
-}
-
-impl Body for PooledBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let frame = ready!(Pin::new(&mut this.body).poll_frame(cx));
-        match &frame {
-            None => this.release(),
-            Some(Ok(_)) if this.body.is_end_stream() => this.release(),
-            Some(Err(_)) => this.give = None,
-            Some(Ok(_)) => {}
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+impl Upstreams {
+    /// Sends `req` (origin-form URI, `Host` set) to `target` over a new connection that is never pooled and
+    /// is closed once the response is dropped: what an active health probe needs. Same dial timeout, TLS
+    /// settings (`insecureSkipVerify`, `rootCAs`, SNI from the authority) and protocol choice (ALPN, h2c)
+    /// as traffic; a fresh connection measures what a new proxied connection would meet, and a keep-alive
+    /// connection closed by the server between two probes can never fail one. Control plane.
+    pub async fn send_unpooled(
+        &self,
+        target: Target<'_>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut conn = Box::pin(self.connect(target)).await?;
+        conn.send(req, target)
+            .await
+            .map_err(|e| UpstreamError::Http(e.into_error()))
     }
 }

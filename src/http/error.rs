@@ -10,7 +10,7 @@ use std::io;
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use super::body::ProxyBody;
+use super::body::{BodyError, ProxyBody};
 
 /// Why a connection to a backend failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,23 @@ pub enum ConnectCause {
     Timeout,
     /// Anything else (unreachable, DNS, TLS handshake).
     Other,
+}
+
+/// Why a request could not be sent to a backend or answered by it (what the upstream pool reports).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be opened (nothing was sent: the request may go to another server).
+    #[error("connect: {source}")]
+    Connect {
+        /// Refused, timed out, or other.
+        cause: ConnectCause,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The connection failed while the request was sent or the response read.
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
 }
 
 /// A failed request, by origin: the client, the routing table, or the backend.
@@ -121,12 +138,10 @@ impl ProxyError {
     }
 
     /// Classifies an error from the upstream pool.
-    pub fn from_client(server: std::sync::Arc<str>, e: super::pool::UpstreamError) -> ProxyError {
+    pub fn from_client(server: std::sync::Arc<str>, e: UpstreamError) -> ProxyError {
         match e {
-            super::pool::UpstreamError::Connect { cause, .. } => {
-                ProxyError::Connect { server, cause }
-            }
-            super::pool::UpstreamError::Http(source) => match client_body_failure(&source) {
+            UpstreamError::Connect { cause, .. } => ProxyError::Connect { server, cause },
+            UpstreamError::Http(source) => match client_body_failure(&source) {
                 Some(body) => ProxyError::from_body_ref(body),
                 None => ProxyError::Upstream { server, source },
             },
@@ -134,16 +149,16 @@ impl ProxyError {
     }
 
     /// Classifies a failed read of the client's body by a middleware (`buffering`).
-    pub fn from_body(e: super::body::BodyError) -> ProxyError {
+    pub fn from_body(e: BodyError) -> ProxyError {
         ProxyError::from_body_ref(&e)
     }
 
     /// The same for a body error found in a backend exchange's cause chain: the client's fault (a stalled
     /// or malformed body — 408 or 400), never the backend's (502).
-    fn from_body_ref(e: &super::body::BodyError) -> ProxyError {
+    fn from_body_ref(e: &BodyError) -> ProxyError {
         match e {
-            super::body::BodyError::Timeout => ProxyError::ClientTimeout,
-            super::body::BodyError::Read(_) => ProxyError::BadRequest("request body read failed"),
+            BodyError::Timeout => ProxyError::ClientTimeout,
+            BodyError::Read(_) => ProxyError::BadRequest("request body read failed"),
         }
     }
 
@@ -155,10 +170,10 @@ impl ProxyError {
 
 /// The client-body failure that aborted a backend exchange, if that is why it failed (hyper reports the
 /// request body's error as the cause).
-fn client_body_failure(e: &hyper::Error) -> Option<&super::body::BodyError> {
+fn client_body_failure(e: &hyper::Error) -> Option<&BodyError> {
     let mut cur: Option<&(dyn StdError + 'static)> = StdError::source(e);
     while let Some(err) = cur {
-        if let Some(body) = err.downcast_ref::<super::body::BodyError>() {
+        if let Some(body) = err.downcast_ref::<BodyError>() {
             return Some(body);
         }
         cur = err.source();
@@ -198,6 +213,42 @@ pub fn error_response(e: &ProxyError) -> Response<ProxyBody> {
         HeaderValue::from_static("nosniff"),
     );
     resp
+}
+
+/// Marks a response that stands for a forwarding failure, so that outer `retry` / `circuitBreaker` steps
+/// still see the failure after inner steps turned it into a response.
+#[derive(Clone, Copy, Debug)]
+pub struct NetworkFailure {
+    /// Nothing reached the backend (another attempt is safe).
+    pub retryable: bool,
+}
+
+/// The response for a failure, marked as a network failure when it is one (middlewares that turn failures
+/// into responses use this rather than [`error_response`]).
+pub fn failure_response(e: &ProxyError) -> Response<ProxyBody> {
+    let mut r = error_response(e);
+    if matches!(
+        e,
+        ProxyError::Connect { .. }
+            | ProxyError::Upstream { .. }
+            | ProxyError::UpstreamTimeout { .. }
+    ) {
+        r.extensions_mut().insert(NetworkFailure {
+            retryable: e.is_retryable() || matches!(e, ProxyError::Upstream { .. }),
+        });
+    }
+    r
+}
+
+/// A short plain-text answer (`401 Unauthorized\n` style bodies, as Traefik writes them).
+pub fn text_response(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
 }
 
 #[cfg(test)]
