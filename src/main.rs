@@ -113,7 +113,7 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Check { file, name, flags }) => {
             std::process::exit(swarmgate::check::run(&file, &flags, name.as_deref()))
         }
-        // issue 9: healthcheck subcommand.
+        // `swarmgate healthcheck`: the container HEALTHCHECK, a GET of the ping endpoint; exit code 0 or 1.
         Some(Command::Healthcheck { flags }) => {
             let env: Vec<(String, String)> = std::env::vars().collect();
             let code = match config::load(&flags, &env) {

@@ -104,9 +104,9 @@ impl RequestStats {
 
     fn render(&self, out: &mut String, prefix: &str, label: &str, value: &str) {
         let value = escape(value);
-        for (m, method) in METHODS.iter().enumerate() {
-            for c in 0..SLOTS {
-                let n = self.counts[m * SLOTS + c].load(Ordering::Relaxed);
+        for (counts, method) in self.counts.chunks(SLOTS).zip(METHODS.iter()) {
+            for (c, count) in counts.iter().enumerate() {
+                let n = count.load(Ordering::Relaxed);
                 if n > 0 {
                     let _ = writeln!(
                         out,
@@ -118,11 +118,15 @@ impl RequestStats {
             }
         }
         let mut cumulative = 0u64;
-        for (i, bound) in self.bounds.iter().enumerate() {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
+        // `buckets` has one slot per bound plus the last, `+Inf` one.
+        for (bound, bucket) in self.bounds.iter().zip(self.buckets.iter()) {
+            cumulative += bucket.load(Ordering::Relaxed);
             let _ = writeln!(out, "{prefix}_request_duration_seconds_bucket{{protocol=\"http\",{label}=\"{value}\",le=\"{bound}\"}} {cumulative}");
         }
-        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
+        cumulative += self
+            .buckets
+            .get(self.bounds.len())
+            .map_or(0, |b| b.load(Ordering::Relaxed));
         let _ = writeln!(out, "{prefix}_request_duration_seconds_bucket{{protocol=\"http\",{label}=\"{value}\",le=\"+Inf\"}} {cumulative}");
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(

@@ -191,6 +191,13 @@ fn with_status(mut obj: Value, name: &str, provider: &str, st: Option<&ItemStatu
     obj
 }
 
+/// Sets `key` on a JSON object (every item built here is one); any other value is left as it is.
+fn set(v: &mut Value, key: &str, val: Value) {
+    if let Value::Object(m) = v {
+        m.insert(key.into(), val);
+    }
+}
+
 /// Go's `omitempty` for the top level of a serialized item: empty strings and arrays are left out.
 fn omit_empty(v: &mut Value) {
     if let Value::Object(m) = v {
@@ -330,7 +337,7 @@ fn internal_services(
         .map(|s| {
             let mut v = json!({ "name": &*s.name, "provider": "internal", "status": "enabled" });
             if let Some(users) = used_by.get(&*s.name) {
-                v["usedBy"] = json!(users);
+                set(&mut v, "usedBy", json!(users));
             }
             v
         })
@@ -439,6 +446,7 @@ fn filtered(items: Vec<Value>, query: Option<&str>) -> (Vec<Value>, Option<usize
 }
 
 /// Answers `/api/...`.
+#[allow(clippy::indexing_slicing)] // TODO(lints): being split on its own branch, which fixes this
 pub fn serve(
     req: &Request<Incoming>,
     table: &RoutingTable,
@@ -625,7 +633,7 @@ pub fn certificates(table: &RoutingTable) -> Vec<Value> {
             ("issuerCN", first(&mut x.issuer().iter_common_name())),
         ] {
             if !val.is_empty() {
-                v[k] = json!(val);
+                set(&mut v, k, json!(val));
             }
         }
         out.push(v);
@@ -641,7 +649,10 @@ fn stats(state: &AdminState) -> Value {
     };
     let mut out = json!({ "enabled": true, "entrypoint": {}, "router": {}, "service": {} });
     for (family, name, t) in m.totals() {
-        out[family][name] = serde_json::to_value(t).unwrap_or_default();
+        if let Value::Object(o) = &mut out {
+            let items = o.entry(family).or_insert_with(|| json!({}));
+            set(items, &name, serde_json::to_value(t).unwrap_or_default());
+        }
     }
     out
 }
@@ -659,16 +670,18 @@ fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+    while let Some(&c) = bytes.get(i) {
+        if c == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
             if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(b);
                 i += 3;
                 continue;
             }
         }
-        out.push(bytes[i]);
+        out.push(c);
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()

@@ -94,7 +94,7 @@ pub async fn run(cfg: &StaticConfig) -> Result<(), HealthcheckError> {
             if n == 0 {
                 break;
             }
-            buf.extend_from_slice(&chunk[..n]);
+            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
         let line = String::from_utf8_lossy(&buf);
         let code: u16 = line

@@ -223,7 +223,7 @@ pub(super) fn transport(cfg: &StaticConfig) -> Result<PoolSettings, AppError> {
     Ok(settings)
 }
 
-/// One line saying what runs: entrypoints, providers, routers served and certificates (issue 9).
+/// One line saying what runs: entrypoints, providers, routers served and certificates, logged at startup.
 pub(super) fn startup_summary(
     cfg: &StaticConfig,
     eps: &[(String, SocketAddr)],

@@ -70,7 +70,7 @@ pub fn pick<'t>(
                 {
                     if lb.servers.get(i).is_some_and(|s| s.health.is_up(now)) {
                         if rewrite {
-                            cookies.push(&st.set_cookie[i]);
+                            push_cookie(cookies, &st.set_cookie, i);
                         }
                         return Ok((lb, i));
                     }
@@ -78,11 +78,14 @@ pub fn pick<'t>(
             }
             let i = lb
                 .wrr
-                .pick(|i| lb.servers[i].health.is_up(now))
-                .or_else(|| lb.wrr.pick(|i| lb.servers[i].health.active_up()))
+                .pick(|i| lb.servers.get(i).is_some_and(|s| s.health.is_up(now)))
+                .or_else(|| {
+                    lb.wrr
+                        .pick(|i| lb.servers.get(i).is_some_and(|s| s.health.active_up()))
+                })
                 .ok_or(ProxyError::NoHealthyServer)?;
             if let Some(st) = &lb.sticky {
-                cookies.push(&st.set_cookie[i]);
+                push_cookie(cookies, &st.set_cookie, i);
             }
             Ok((lb, i))
         }
@@ -94,23 +97,36 @@ pub fn pick<'t>(
                     if let Some(&child) = w.children.get(i) {
                         if service_up(services, child, now, depth + 1) {
                             if rewrite {
-                                cookies.push(&st.set_cookie[i]);
+                                push_cookie(cookies, &st.set_cookie, i);
                             }
                             return pick(services, child, headers, now, cookies, depth + 1);
                         }
                     }
                 }
             }
-            let i = w
+            let (i, child) = w
                 .wrr
-                .pick(|i| service_up(services, w.children[i], now, depth + 1))
+                .pick(|i| {
+                    w.children
+                        .get(i)
+                        .is_some_and(|&c| service_up(services, c, now, depth + 1))
+                })
+                .and_then(|i| w.children.get(i).map(|&c| (i, c)))
                 .ok_or(ProxyError::NoHealthyServer)?;
             if let Some(st) = &w.sticky {
-                cookies.push(&st.set_cookie[i]);
+                push_cookie(cookies, &st.set_cookie, i);
             }
-            pick(services, w.children[i], headers, now, cookies, depth + 1)
+            pick(services, child, headers, now, cookies, depth + 1)
         }
         // Internal services are not balanced (a weighted service cannot point at one).
         Some(ServiceKind::Internal(_)) | None => Err(ProxyError::NoHealthyServer),
+    }
+}
+
+/// Notes the `Set-Cookie` value of server or child `i`. The values are built with one per server (or child)
+/// at compile time, so `i` is always in range; an out-of-range index sends no cookie rather than panicking.
+fn push_cookie<'t>(cookies: &mut Cookies<'t>, set_cookie: &'t [HeaderValue], i: usize) {
+    if let Some(v) = set_cookie.get(i) {
+        cookies.push(v);
     }
 }

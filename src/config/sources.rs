@@ -337,7 +337,11 @@ impl YamlBuilder {
                         // An explicit key replaces what a merge brought in.
                         Some((i, merged @ true)) => {
                             *merged = false;
-                            entries[*i] = (k, value);
+                            // `i` was `entries.len()` when the merged entry was pushed; entries only grow.
+                            match entries.get_mut(*i) {
+                                Some(slot) => *slot = (k, value),
+                                None => entries.push((k, value)),
+                            }
                         }
                         Some(_) => entries.push((k, value)),
                         None => {

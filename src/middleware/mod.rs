@@ -471,8 +471,9 @@ pub(crate) async fn run_steps<'m>(
     cx: &Cx<'_>,
 ) -> Outcome<'m> {
     let mut after: Vec<After<'_>> = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let rest = &steps[i + 1..];
+    let mut rest = steps;
+    while let Some((step, tail)) = rest.split_first() {
+        rest = tail;
         let flow = match step.as_ref() {
             Middleware::Redirect(m) => m.on_request(&req, cx),
             Middleware::StripPrefix(m) => m.on_request(&mut req),

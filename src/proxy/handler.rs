@@ -499,7 +499,12 @@ async fn forward(
     let req = Request::from_parts(parts, upstream_body(body));
     let first = Attempt { lb, idx, cookies };
     let (mut resp, sent) = send_with_retry(req, table, service, ctx, first, &origin).await?;
-    let server = &sent.lb.servers[sent.idx];
+    // `pick` returns indices of `lb.servers` only; out of range is answered like an empty pool, not a panic.
+    let server = sent
+        .lb
+        .servers
+        .get(sent.idx)
+        .ok_or(ProxyError::NoHealthyServer)?;
     if ctx.shared.access_logger.is_some() {
         let status = resp.status().as_u16();
         resp.extensions_mut().insert(Upstream {
@@ -606,7 +611,11 @@ async fn send_with_retry<'t>(
     let mut upstream_req = build_upstream_request(req, at.lb, at.idx, origin.host, origin.pq)?;
     loop {
         attempts += 1;
-        let server = &at.lb.servers[at.idx];
+        let server = at
+            .lb
+            .servers
+            .get(at.idx)
+            .ok_or(ProxyError::NoHealthyServer)?;
         let fut = ctx.shared.upstreams.send(Target::of(server), upstream_req);
         let result = match ctx.shared.response_header_timeout {
             Some(t) => {
@@ -700,7 +709,7 @@ fn build_upstream_request(
     original_host: Option<&HeaderValue>,
     client_pq: Option<&PathAndQuery>,
 ) -> Result<Request<UpstreamBody>, ProxyError> {
-    let server = &lb.servers[idx];
+    let server = lb.servers.get(idx).ok_or(ProxyError::NoHealthyServer)?;
     let pq = client_pq
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));

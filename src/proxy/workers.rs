@@ -135,13 +135,14 @@ where
     let make_shared = Arc::new(make_shared);
     let finish = CancellationToken::new();
     let handoffs_done = CancellationToken::new();
-    let (senders, mut receivers): (Vec<_>, Vec<_>) =
+    let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..count).map(|_| mpsc::unbounded_channel()).unzip();
     let spread = (count > 1).then(|| Arc::new(Spread::new(senders)));
     let per_worker = sockets_per_worker(count, entry_points)?;
     let mut threads = Vec::with_capacity(count);
     let mut accepting = Vec::with_capacity(count);
-    for (i, eps) in per_worker.into_iter().enumerate() {
+    // One socket set and one inbox per worker: both have `count` entries.
+    for (i, (eps, inbox)) in per_worker.into_iter().zip(receivers).enumerate() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -162,7 +163,7 @@ where
             finish: finish.clone(),
             handoffs_done: handoffs_done.clone(),
             spread: spread.clone().map(|s| (s, i)),
-            inbox: std::mem::replace(&mut receivers[i], mpsc::unbounded_channel().1),
+            inbox,
             accepting_stopped: done_tx,
         };
         let make_shared = make_shared.clone();

@@ -194,22 +194,31 @@ fn query_first_matches(q: &QueryFirstMatch, query: Option<&str>) -> bool {
                 return false;
             };
             let key = q.key.as_bytes();
-            let len = key.len() + 1 + value.len();
-            if len <= QUERY_BUF {
-                let mut buf = [0u8; QUERY_BUF];
-                buf[..key.len()].copy_from_slice(key);
-                buf[key.len()] = b'=';
-                buf[key.len() + 1..len].copy_from_slice(&value);
-                re.is_match(&buf[..len])
-            } else {
-                let mut buf = Vec::with_capacity(len);
-                buf.extend_from_slice(key);
-                buf.push(b'=');
-                buf.extend_from_slice(&value);
-                re.is_match(&buf)
+            let mut scratch = [0u8; QUERY_BUF];
+            match join_query(&mut scratch, key, &value) {
+                Some(joined) => re.is_match(joined),
+                None => {
+                    let mut buf = Vec::with_capacity(key.len() + 1 + value.len());
+                    buf.extend_from_slice(key);
+                    buf.push(b'=');
+                    buf.extend_from_slice(&value);
+                    re.is_match(&buf)
+                }
             }
         }
     }
+}
+
+/// Writes `key=value` at the start of `buf` and returns it, or `None` when it does not fit.
+fn join_query<'b>(buf: &'b mut [u8], key: &[u8], value: &[u8]) -> Option<&'b [u8]> {
+    let joined = buf.get_mut(..key.len() + 1 + value.len())?;
+    let (k, rest) = joined.split_at_mut_checked(key.len())?;
+    let (eq, v) = rest.split_first_mut()?;
+    // Both halves have exactly the lengths taken from `key` and `value` above.
+    k.copy_from_slice(key);
+    *eq = b'=';
+    v.copy_from_slice(value);
+    Some(joined)
 }
 
 /// A compiled HTTP router rule: an immutable matcher tree.
@@ -560,8 +569,7 @@ fn v2_path(name: &str, args: &[Arg]) -> Result<Matcher, RuleError> {
 
 /// v2 `Headers` / `HeadersRegexp`: name and value pairs, all of which must match.
 fn v2_headers(name: &str, args: &[Arg]) -> Result<Matcher, RuleError> {
-    if args.len() % 2 != 0 {
-        let last = &args[args.len() - 1];
+    if let (1, Some(last)) = (args.len() % 2, args.last()) {
         return Err(error(
             last.col,
             format!(
@@ -603,8 +611,7 @@ fn v2_query(name: &str, args: &[Arg]) -> Result<Matcher, RuleError> {
             None => pieces.push((&a.value, a)),
         }
     }
-    if pieces.len() % 2 != 0 {
-        let a = pieces[pieces.len() - 1].1;
+    if let (1, Some(&(_, a))) = (pieces.len() % 2, pieces.last()) {
         return Err(error(
             a.col,
             format!(

@@ -161,9 +161,13 @@ impl TableBuilder {
     pub async fn run(mut self, mut feeds: Vec<ProviderFeed>, throttle: Duration) {
         let shutdown = self.shutdown.clone();
         // A provider whose channel closed keeps its last snapshot in every merge; we stop waiting on it.
-        let mut closed = vec![false; feeds.len()];
+        let mut open = vec![true; feeds.len()];
         loop {
-            let live: Vec<usize> = (0..feeds.len()).filter(|&i| !closed[i]).collect();
+            let live: Vec<usize> = (0..feeds.len())
+                .zip(&open)
+                .filter(|(_, o)| **o)
+                .map(|(i, _)| i)
+                .collect();
             if live.is_empty() {
                 shutdown.cancelled().await;
                 return;
@@ -171,9 +175,9 @@ impl TableBuilder {
             let changed = futures_util::future::select_all(
                 feeds
                     .iter_mut()
-                    .enumerate()
-                    .filter(|(i, _)| !closed[*i])
-                    .map(|(_, f)| Box::pin(f.rx.changed())),
+                    .zip(&open)
+                    .filter(|(_, o)| **o)
+                    .map(|(f, _)| Box::pin(f.rx.changed())),
             );
             let (result, pos, _) = tokio::select! {
                 r = changed => r,
@@ -183,9 +187,14 @@ impl TableBuilder {
                 if shutdown.is_cancelled() {
                     return; // providers stop with us; nothing to report
                 }
-                let idx = live[pos];
-                closed[idx] = true;
-                tracing::warn!(provider = %feeds[idx].name, "provider stopped; its last configuration is kept");
+                if let Some(&idx) = live.get(pos) {
+                    if let Some(o) = open.get_mut(idx) {
+                        *o = false;
+                    }
+                    if let Some(f) = feeds.get(idx) {
+                        tracing::warn!(provider = %f.name, "provider stopped; its last configuration is kept");
+                    }
+                }
                 continue;
             }
             if !throttle.is_zero() {

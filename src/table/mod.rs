@@ -191,8 +191,9 @@ impl RouterSet {
                 }
                 (None, None) => return None,
             };
-            let route = &self.routes[next as usize];
-            if route.rule.matches(req) {
+            // `by_host` and `any_host` hold indices of `routes` only (built together in `new`).
+            let route = self.routes.get(next as usize);
+            if let Some(route) = route.filter(|r| r.rule.matches(req)) {
                 return Some(route);
             }
         }

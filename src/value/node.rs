@@ -180,7 +180,10 @@ impl Node {
                 entries.len() - 1
             }
         };
-        let slot = &mut entries[pos].1;
+        // `pos` is the index just found or just pushed.
+        let Some((_, slot)) = entries.get_mut(pos) else {
+            return Err(format!("`{name}` could not be inserted"));
+        };
         let target = match index {
             None => slot,
             Some(i) => {
@@ -196,7 +199,10 @@ impl Node {
                 while items.len() <= i {
                     items.push(Node::map(source.clone()));
                 }
-                &mut items[i]
+                let Some(item) = items.get_mut(i) else {
+                    return Err(format!("`{name}[{i}]` could not be inserted"));
+                };
+                item
             }
         };
         if rest.is_empty() {

@@ -116,8 +116,8 @@ pub(super) fn parse_reference(s: &str) -> Result<Reference<'_>, &'static str> {
 fn valid_escapes(s: &str) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
             let ok = b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
                 && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
             if !ok {
@@ -281,12 +281,17 @@ fn push_encoded(out: &mut String, s: &str, in_query: bool) {
         if keep {
             out.push(char::from(b));
         } else {
-            const HEX: &[u8; 16] = b"0123456789ABCDEF";
             out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
+            out.push(hex_upper(b >> 4));
+            out.push(hex_upper(b & 0xf));
         }
     }
+}
+
+/// The upper-case hex digit of the low four bits of `n` (Go escapes with `0123456789ABCDEF`).
+fn hex_upper(n: u8) -> char {
+    let n = n & 0xf;
+    char::from(if n < 10 { b'0' + n } else { b'A' + (n - 10) })
 }
 
 /// `host[:port]` of the URI's authority, without user info (Go's `URL.Host`).

@@ -194,7 +194,10 @@ pub fn options(w: &Workload, s: &Settings) -> Result<WorkloadOptions, LabelError
     let has = |ns: &str| {
         let p = format!("traefik.{ns}.");
         w.labels.keys().any(|k| {
-            k.len() > p.len() && k.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+            k.len() > p.len()
+                && k.as_bytes()
+                    .get(..p.len())
+                    .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
         })
     };
     let mut namespaces = vec![s.namespace];
