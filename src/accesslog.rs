@@ -667,7 +667,11 @@ impl AccessLogger {
     /// Queues a record; when the queue is full (or the writer has closed) the record is dropped and
     /// counted. Never blocks: hot path.
     pub fn log(&self, record: Record) {
-        if self.tx.try_send(Message::Record(Box::new(record))).is_err() {
+        // After `close` the writer may have ended while its queue still has room: such a record would be
+        // lost without being counted, so it is counted as dropped up front.
+        if self.signals.close.load(Ordering::Relaxed)
+            || self.tx.try_send(Message::Record(Box::new(record))).is_err()
+        {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
