@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::server::WebPkiClientVerifier;
 use rustls::crypto::SupportedKxGroup;
+use rustls::pki_types::pem::PemObject;
 use rustls::server::WantsServerCert;
+use rustls::server::WebPkiClientVerifier;
 use rustls::{
     ConfigBuilder, RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion,
     WantsVerifier,

@@ -398,7 +398,9 @@ pub async fn obtain(account: &Account, req: &OrderRequest<'_>) -> Result<Issued,
         .await
         .map_err(|e| timeout_or_acme(e, req.timeout))?;
     if status != OrderStatus::Ready {
-        return Err(OrderError::Invalid(invalid_reasons(&mut order, status).await));
+        return Err(OrderError::Invalid(
+            invalid_reasons(&mut order, status).await,
+        ));
     }
 
     let (key, csr) = certificate_request(req)?;
