@@ -129,61 +129,84 @@ async fn answer(
         tokio::time::sleep(wait).await;
     }
     if req.headers().contains_key(header::UPGRADE) {
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            if let Ok(up) = on_upgrade.await {
-                let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            }
-        });
-        let mut resp = Response::new(Full::new(Bytes::new()));
-        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        let h = resp.headers_mut();
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        if let Some(u) = req.headers().get(header::UPGRADE) {
-            h.insert(header::UPGRADE, u.clone());
-        }
-        if let Some(key) = req.headers().get("sec-websocket-key") {
-            h.insert("sec-websocket-accept", websocket_accept(key.as_bytes()));
-        }
-        return Ok(resp);
+        return Ok(upgrade(&mut req));
     }
-    if req.uri().path() == "/health" {
-        if req.method() == http::Method::POST {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            if let Some(code) = std::str::from_utf8(&body)
-                .ok()
-                .and_then(|s| s.trim().parse::<u16>().ok())
-            {
-                st.health.store(code, Ordering::Relaxed);
-            }
-            return Ok(Response::new(Full::new(Bytes::from_static(b"OK\n"))));
+    Ok(match req.uri().path() {
+        "/health" => health(req, &st).await,
+        "/data" => data(&req),
+        _ => echo(req, &st, peer, local).await,
+    })
+}
+
+/// Accepts any upgrade (WebSocket included) and echoes the upgraded stream back.
+fn upgrade(req: &mut Request<Incoming>) -> Response<Full<Bytes>> {
+    let on_upgrade = hyper::upgrade::on(&mut *req);
+    tokio::spawn(async move {
+        if let Ok(up) = on_upgrade.await {
+            let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+            let _ = tokio::io::copy(&mut r, &mut w).await;
         }
-        let code = st.health.load(Ordering::Relaxed);
-        let mut resp = Response::new(Full::new(Bytes::from(format!("{code}\n"))));
-        *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-        return Ok(resp);
+    });
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Some(u) = req.headers().get(header::UPGRADE) {
+        h.insert(header::UPGRADE, u.clone());
     }
-    if req.uri().path() == "/data" {
-        let size: usize = query_param(req.uri().query(), "size")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(1024)
-            .min(1 << 30);
-        let mut body = Vec::with_capacity(size);
-        while body.len() < size {
-            body.extend_from_slice(b"swarmgate whoami data line\n");
+    if let Some(key) = req.headers().get("sec-websocket-key") {
+        h.insert("sec-websocket-accept", websocket_accept(key.as_bytes()));
+    }
+    resp
+}
+
+/// `/health`: GET answers with the current status code; POST of a number sets it (health-check tests).
+async fn health(req: Request<Incoming>, st: &State) -> Response<Full<Bytes>> {
+    if req.method() == http::Method::POST {
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if let Some(code) = std::str::from_utf8(&body)
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+        {
+            st.health.store(code, Ordering::Relaxed);
         }
-        body.truncate(size);
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        return Ok(resp);
+        return Response::new(Full::new(Bytes::from_static(b"OK\n")));
     }
+    let code = st.health.load(Ordering::Relaxed);
+    let mut resp = Response::new(Full::new(Bytes::from(format!("{code}\n"))));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    resp
+}
+
+/// `/data?size=N`: N bytes of text (1 KiB by default, at most 1 GiB).
+fn data(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let size: usize = query_param(req.uri().query(), "size")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024)
+        .min(1 << 30);
+    let mut body = Vec::with_capacity(size);
+    while body.len() < size {
+        body.extend_from_slice(b"swarmgate whoami data line\n");
+    }
+    body.truncate(size);
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    resp
+}
+
+/// Any other path: Traefik whoami's echo of the request, with the size of its body.
+async fn echo(
+    req: Request<Incoming>,
+    st: &State,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) -> Response<Full<Bytes>> {
     let mut out = String::with_capacity(512);
     let _ = writeln!(out, "Name: {}", st.name);
     let _ = writeln!(out, "Hostname: {}", st.hostname);
@@ -200,8 +223,20 @@ async fn answer(
             String::from_utf8_lossy(v.as_bytes())
         );
     }
-    // Read the body to the end, counting it (streams of any size; nothing is kept).
-    let mut body = req.into_body();
+    let n = body_len(req.into_body()).await;
+    if n > 0 {
+        let _ = writeln!(out, "Body-Bytes: {n}");
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(out)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// Reads the body to the end, counting it (streams of any size; nothing is kept; an error ends the count).
+async fn body_len(mut body: Incoming) -> u64 {
     let mut n: u64 = 0;
     while let Some(frame) = body.frame().await {
         match frame {
@@ -213,15 +248,7 @@ async fn answer(
             Err(_) => break,
         }
     }
-    if n > 0 {
-        let _ = writeln!(out, "Body-Bytes: {n}");
-    }
-    let mut resp = Response::new(Full::new(Bytes::from(out)));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(resp)
+    n
 }
 
 /// `Host` → `Host`, `x-forwarded-for` → `X-Forwarded-For`, as Go prints header names.

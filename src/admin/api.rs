@@ -453,21 +453,7 @@ pub fn serve(
     state: &AdminState,
 ) -> Response<ProxyBody> {
     let path = req.uri().path().trim_end_matches('/');
-    let query = req.uri().query();
-    let list = |items: Vec<Value>| {
-        let (items, next) = filtered(items, query);
-        let mut r = json_response(StatusCode::OK, &Value::Array(items));
-        r.headers_mut()
-            .insert("x-next-page", HeaderValue::from(next.unwrap_or(1)));
-        r
-    };
-    let one = |items: Vec<Value>, name: &str, what: &str| match items
-        .into_iter()
-        .find(|v| v.get("name").and_then(Value::as_str) == Some(name))
-    {
-        Some(v) => json_response(StatusCode::OK, &v),
-        None => not_found(what),
-    };
+    let list = |items: Vec<Value>| list_response(items, req.uri().query());
     match path {
         "/api/version" => json_response(
             StatusCode::OK,
@@ -477,65 +463,11 @@ pub fn serve(
                 "startDate": crate::accesslog::rfc3339_nano(state.started),
             }),
         ),
-        "/api/overview" => {
-            let providers: Vec<String> = table
-                .input
-                .providers
-                .keys()
-                .filter(|p| p.as_str() != "internal")
-                .map(|p| capitalize(p))
-                .collect();
-            let certs = certificates(table);
-            let mut v = json!({
-                "http": { "routers": counts(&routers(table)), "services": counts(&services(table)), "middlewares": counts(&middlewares(table)) },
-                "tcp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0}, "middlewares": {"total": 0, "warnings": 0, "errors": 0} },
-                "udp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0} },
-                "certificates": {
-                    "total": certs.len(),
-                    "warnings": certs.iter().filter(|c| c["status"] == "warning").count(),
-                    "errors": certs.iter().filter(|c| c["status"] == "expired").count(),
-                },
-                "features": { "tracing": "", "metrics": if state.metrics.is_some() { "Prometheus" } else { "" }, "accessLog": state.access_log },
-            });
-            if !providers.is_empty() {
-                v["providers"] = json!(providers);
-            }
-            json_response(StatusCode::OK, &v)
-        }
-        "/api/rawdata" => {
-            // Traefik's runtime representation: the items without the list-only fields.
-            let to_map = |items: Vec<Value>| -> Value {
-                Value::Object(
-                    items
-                        .into_iter()
-                        .filter_map(|mut v| {
-                            let name = v.get("name")?.as_str()?.to_string();
-                            if let Value::Object(m) = &mut v {
-                                for k in ["name", "provider", "type", "priorityStr"] {
-                                    m.remove(k);
-                                }
-                            }
-                            Some((name, v))
-                        })
-                        .collect(),
-                )
-            };
-            json_response(
-                StatusCode::OK,
-                &json!({ "routers": to_map(routers(table)), "services": to_map(services(table)), "middlewares": to_map(middlewares(table)) }),
-            )
-        }
+        "/api/overview" => json_response(StatusCode::OK, &overview(table, state)),
+        "/api/rawdata" => json_response(StatusCode::OK, &rawdata(table)),
         "/api/certificates" => list(certificates(table)),
         "/api/x/stats" => json_response(StatusCode::OK, &stats(state)),
-        "/api/x/changes" => {
-            let ring = state.changes.lock().unwrap_or_else(|e| e.into_inner());
-            let v: Vec<Value> = ring
-                .iter()
-                .rev()
-                .map(|c| serde_json::to_value(c).unwrap_or_default())
-                .collect();
-            json_response(StatusCode::OK, &Value::Array(v))
-        }
+        "/api/x/changes" => json_response(StatusCode::OK, &changes(state)),
         "/api/entrypoints" => list(
             state
                 .entry_points
@@ -551,27 +483,109 @@ pub fn serve(
         | "/api/tcp/middlewares"
         | "/api/udp/routers"
         | "/api/udp/services" => list(Vec::new()),
-        p => {
-            if let Some(n) = p.strip_prefix("/api/http/routers/") {
-                one(routers(table), &percent_decode(n), "router")
-            } else if let Some(n) = p.strip_prefix("/api/http/services/") {
-                one(services(table), &percent_decode(n), "service")
-            } else if let Some(n) = p.strip_prefix("/api/http/middlewares/") {
-                one(middlewares(table), &percent_decode(n), "middleware")
-            } else if let Some(n) = p.strip_prefix("/api/certificates/") {
-                one(certificates(table), &percent_decode(n), "certificate")
-            } else if let Some(n) = p.strip_prefix("/api/entrypoints/") {
-                match state.entry_points.iter().find(|e| e.name == n) {
-                    Some(e) => {
-                        json_response(StatusCode::OK, &serde_json::to_value(e).unwrap_or_default())
-                    }
-                    None => not_found("entry point"),
-                }
-            } else {
-                not_found("resource")
-            }
-        }
+        p => serve_one(p, table, state),
     }
+}
+
+/// A list endpoint's answer: the filtered page, and Traefik's `X-Next-Page` (1 when there is none).
+fn list_response(items: Vec<Value>, query: Option<&str>) -> Response<ProxyBody> {
+    let (items, next) = filtered(items, query);
+    let mut r = json_response(StatusCode::OK, &Value::Array(items));
+    r.headers_mut()
+        .insert("x-next-page", HeaderValue::from(next.unwrap_or(1)));
+    r
+}
+
+/// `/api/<kind>/<name>`: the one item of that kind with that (percent-encoded) name, or 404.
+fn serve_one(path: &str, table: &RoutingTable, state: &AdminState) -> Response<ProxyBody> {
+    let one = |items: Vec<Value>, name: &str, what: &str| match items
+        .into_iter()
+        .find(|v| v.get("name").and_then(Value::as_str) == Some(name))
+    {
+        Some(v) => json_response(StatusCode::OK, &v),
+        None => not_found(what),
+    };
+    if let Some(n) = path.strip_prefix("/api/http/routers/") {
+        one(routers(table), &percent_decode(n), "router")
+    } else if let Some(n) = path.strip_prefix("/api/http/services/") {
+        one(services(table), &percent_decode(n), "service")
+    } else if let Some(n) = path.strip_prefix("/api/http/middlewares/") {
+        one(middlewares(table), &percent_decode(n), "middleware")
+    } else if let Some(n) = path.strip_prefix("/api/certificates/") {
+        one(certificates(table), &percent_decode(n), "certificate")
+    } else if let Some(n) = path.strip_prefix("/api/entrypoints/") {
+        match state.entry_points.iter().find(|e| e.name == n) {
+            Some(e) => json_response(StatusCode::OK, &serde_json::to_value(e).unwrap_or_default()),
+            None => not_found("entry point"),
+        }
+    } else {
+        not_found("resource")
+    }
+}
+
+/// `/api/overview`: Traefik's counts per kind, certificate health, features and providers.
+fn overview(table: &RoutingTable, state: &AdminState) -> Value {
+    let providers: Vec<String> = table
+        .input
+        .providers
+        .keys()
+        .filter(|p| p.as_str() != "internal")
+        .map(|p| capitalize(p))
+        .collect();
+    let certs = certificates(table);
+    let status_count = |s: &str| {
+        certs
+            .iter()
+            .filter(|c| c.get("status").and_then(Value::as_str) == Some(s))
+            .count()
+    };
+    let mut v = json!({
+        "http": { "routers": counts(&routers(table)), "services": counts(&services(table)), "middlewares": counts(&middlewares(table)) },
+        "tcp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0}, "middlewares": {"total": 0, "warnings": 0, "errors": 0} },
+        "udp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0} },
+        "certificates": {
+            "total": certs.len(),
+            "warnings": status_count("warning"),
+            "errors": status_count("expired"),
+        },
+        "features": { "tracing": "", "metrics": if state.metrics.is_some() { "Prometheus" } else { "" }, "accessLog": state.access_log },
+    });
+    if let (false, Some(m)) = (providers.is_empty(), v.as_object_mut()) {
+        m.insert("providers".into(), json!(providers));
+    }
+    v
+}
+
+/// `/api/rawdata`: Traefik's runtime representation, the items by name without the list-only fields.
+fn rawdata(table: &RoutingTable) -> Value {
+    let to_map = |items: Vec<Value>| -> Value {
+        Value::Object(
+            items
+                .into_iter()
+                .filter_map(|mut v| {
+                    let name = v.get("name")?.as_str()?.to_string();
+                    if let Value::Object(m) = &mut v {
+                        for k in ["name", "provider", "type", "priorityStr"] {
+                            m.remove(k);
+                        }
+                    }
+                    Some((name, v))
+                })
+                .collect(),
+        )
+    };
+    json!({ "routers": to_map(routers(table)), "services": to_map(services(table)), "middlewares": to_map(middlewares(table)) })
+}
+
+/// `/api/x/changes`: the recent table changes, newest first.
+fn changes(state: &AdminState) -> Value {
+    let ring = state.changes.lock().unwrap_or_else(|e| e.into_inner());
+    Value::Array(
+        ring.iter()
+            .rev()
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .collect(),
+    )
 }
 
 /// Certificates as Traefik's `/api/certificates` shows them (a subset of its fields: names, validity,

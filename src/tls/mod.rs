@@ -185,6 +185,35 @@ pub fn compile(
     shared: &TlsShared,
 ) -> (TlsRuntime, Vec<String>) {
     let mut issues = Vec::new();
+    let (set, default_cert) = load_certificates(tls, shared, &mut issues);
+    let certs = Arc::new(set);
+    let build = OptionsBuild {
+        certs: &certs,
+        default_cert: &default_cert,
+        shared,
+    };
+    let (configs, default) = build.all(tls, &mut issues);
+    let host_options = host_options(usage, &configs, &mut issues);
+    (
+        TlsRuntime {
+            configs,
+            host_options,
+            default,
+            certs,
+            challenges: shared.challenges.clone(),
+            challenge_config: shared.challenge_config.clone(),
+        },
+        issues,
+    )
+}
+
+/// Every provider's `tls.certificates`, and the default certificate (`tls.stores.default`, else the
+/// generated one); other stores are reported as ignored.
+fn load_certificates(
+    tls: &[(String, &TlsConfiguration)],
+    shared: &TlsShared,
+    issues: &mut Vec<String>,
+) -> (CertSet, Arc<CertifiedKey>) {
     let mut set = CertSet::default();
     let mut default_cert = shared.generated_default.clone();
     for (provider, t) in tls {
@@ -212,54 +241,87 @@ pub fn compile(
             }
         }
     }
-    let certs = Arc::new(set);
-    let build =
-        |opts: &TlsOptions, name: &str, issues: &mut Vec<String>| -> Option<Arc<ServerConfig>> {
-            let resolver = Arc::new(SniResolver {
-                certs: certs.clone(),
-                default: default_cert.clone(),
-                strict: opts.sni_strict,
-            });
-            match options::server_config(opts, resolver, shared) {
-                Ok((cfg, warnings)) => {
-                    issues.extend(
-                        warnings
-                            .into_iter()
-                            .map(|w| format!("TLS options `{name}`: {w}")),
-                    );
-                    Some(Arc::new(cfg))
+    (set, default_cert)
+}
+
+/// What every TLS options' server configuration shares: the certificates and session state.
+struct OptionsBuild<'a> {
+    certs: &'a Arc<CertSet>,
+    default_cert: &'a Arc<CertifiedKey>,
+    shared: &'a TlsShared,
+}
+
+impl OptionsBuild<'_> {
+    /// Every provider's options by qualified name, and the `default` configuration (built from the
+    /// defaults when no provider defines it, refusing every handshake if even that fails).
+    fn all(
+        &self,
+        tls: &[(String, &TlsConfiguration)],
+        issues: &mut Vec<String>,
+    ) -> (HashMap<String, Arc<ServerConfig>>, Arc<ServerConfig>) {
+        let mut configs = HashMap::new();
+        let mut default_opts = TlsOptions::default();
+        for (provider, t) in tls {
+            for (name, opts) in &t.options {
+                let qualified = if name == "default" {
+                    name.clone()
+                } else {
+                    crate::dynamic::qualify(name, provider)
+                };
+                if qualified == "default" {
+                    default_opts = opts.clone();
                 }
-                Err(e) => {
-                    issues.push(format!("TLS options `{name}` disabled: {e}"));
-                    None
+                if let Some(cfg) = self.config(opts, &qualified, issues) {
+                    configs.insert(qualified, cfg);
                 }
             }
+        }
+        let default = match configs.get("default") {
+            Some(c) => c.clone(),
+            None => match self.config(&default_opts, "default", issues) {
+                Some(c) => c,
+                None => Arc::new(empty_config()),
+            },
         };
-    let mut configs = HashMap::new();
-    let mut default_opts = TlsOptions::default();
-    for (provider, t) in tls {
-        for (name, opts) in &t.options {
-            let qualified = if name == "default" {
-                name.clone()
-            } else {
-                crate::dynamic::qualify(name, provider)
-            };
-            if qualified == "default" {
-                default_opts = opts.clone();
+        (configs, default)
+    }
+
+    /// One options' server configuration; its warnings and errors become issues naming it.
+    fn config(
+        &self,
+        opts: &TlsOptions,
+        name: &str,
+        issues: &mut Vec<String>,
+    ) -> Option<Arc<ServerConfig>> {
+        let resolver = Arc::new(SniResolver {
+            certs: self.certs.clone(),
+            default: self.default_cert.clone(),
+            strict: opts.sni_strict,
+        });
+        match options::server_config(opts, resolver, self.shared) {
+            Ok((cfg, warnings)) => {
+                issues.extend(
+                    warnings
+                        .into_iter()
+                        .map(|w| format!("TLS options `{name}`: {w}")),
+                );
+                Some(Arc::new(cfg))
             }
-            if let Some(cfg) = build(opts, &qualified, &mut issues) {
-                configs.insert(qualified, cfg);
+            Err(e) => {
+                issues.push(format!("TLS options `{name}` disabled: {e}"));
+                None
             }
         }
     }
-    let default = match configs.get("default") {
-        Some(c) => c.clone(),
-        None => match build(&default_opts, "default", &mut issues) {
-            Some(c) => c,
-            None => Arc::new(empty_config()),
-        },
-    };
-    // Routers on the same host must agree on their options, else the host gets `default` (as Traefik).
+}
+
+/// Which options each host's handshakes use. Routers on the same host must agree on their options, else
+/// the host gets `default` (as Traefik); options that do not exist mean `default` too.
+fn host_options(
+    usage: &TlsUsage,
+    configs: &HashMap<String, Arc<ServerConfig>>,
+    issues: &mut Vec<String>,
+) -> HashMap<String, String> {
     let mut host_options: HashMap<String, String> = HashMap::new();
     let mut conflicted: Vec<String> = Vec::new();
     for (host, opts, router) in &usage.host_options {
@@ -282,17 +344,7 @@ pub fn compile(
         ));
         host_options.remove(&h);
     }
-    (
-        TlsRuntime {
-            configs,
-            host_options,
-            default,
-            certs,
-            challenges: shared.challenges.clone(),
-            challenge_config: shared.challenge_config.clone(),
-        },
-        issues,
-    )
+    host_options
 }
 
 fn load(cert: &str, key: &str, what: &str) -> Result<CertifiedKey, CertError> {

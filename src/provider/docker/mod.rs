@@ -41,6 +41,51 @@ pub struct Reading {
     pub problems: Vec<String>,
 }
 
+/// The steps [`containers`] and [`swarm`] share: each skips a workload with one problem line.
+impl Reading {
+    /// The workload's options when it is enabled; unreadable options are listed and the workload skipped.
+    fn enabled_options(
+        &mut self,
+        w: &Workload,
+        settings: &Settings,
+    ) -> Option<labels::WorkloadOptions> {
+        match labels::options(w, settings) {
+            Ok(o) => o.enable.then_some(o),
+            Err(e) => {
+                self.problems.push(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The network `owner` (``service `x` `` or ``container `x` ``) is reached on, by [`network::choose`]; a
+    /// guess is listed as a warning, no usable network as a problem that skips the workload.
+    fn pick_network<'a>(
+        &mut self,
+        owner: &str,
+        attached: &'a [network::Attachment],
+        wanted: Option<&str>,
+        stack: Option<&str>,
+        ours: &std::collections::BTreeSet<String>,
+    ) -> Option<&'a network::Attachment> {
+        let chosen = network::choose(attached, wanted, stack, ours).and_then(|(i, warning)| {
+            Ok((attached.get(i).ok_or_else(network::not_attached)?, warning))
+        });
+        match chosen {
+            Ok((net, warning)) => {
+                if let Some(warning) = warning {
+                    self.problems.push(format!("{owner}: {warning}"));
+                }
+                Some(net)
+            }
+            Err(reason) => {
+                self.problems.push(format!("{owner}: {reason}; skipped"));
+                None
+            }
+        }
+    }
+}
+
 /// The provider's whole configuration for one read, and what to tell the user.
 #[derive(Debug, Default)]
 pub struct Assembled {

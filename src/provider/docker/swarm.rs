@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 
 use super::client::{DockerClient, DockerError};
-use super::labels::{self, Settings, Workload};
-use super::network::{choose, not_attached, strip_prefix_len, Attachment};
+use super::labels::{Settings, Workload};
+use super::network::{strip_prefix_len, Attachment};
 use super::Reading;
 
 const STACK: &str = "com.docker.stack.namespace";
@@ -119,7 +119,36 @@ pub async fn read(
             call: "GET /tasks".into(),
             reason,
         })?;
-    let by_id: BTreeMap<String, Attachment> = networks
+    let cluster = Cluster {
+        networks: networks_by_id(networks),
+        tasks,
+        settings,
+        provider_network,
+        ours,
+    };
+    let mut reading = Reading::default();
+    for svc in &services {
+        if let Some(w) = service_workload(svc, &cluster, &mut reading) {
+            reading.workloads.push(w);
+        }
+    }
+    Ok(reading)
+}
+
+/// What one read knows besides the services themselves.
+struct Cluster<'a> {
+    /// Every network, by ID.
+    networks: BTreeMap<String, Attachment>,
+    /// The serving tasks of every service.
+    tasks: Vec<RawTask>,
+    settings: &'a Settings,
+    provider_network: Option<&'a str>,
+    ours: &'a BTreeSet<String>,
+}
+
+/// `GET /networks` by ID; a network named `ingress` counts as the routing mesh even when not flagged so.
+fn networks_by_id(networks: Vec<bollard::models::Network>) -> BTreeMap<String, Attachment> {
+    networks
         .into_iter()
         .filter_map(|n| {
             let id = n.id?;
@@ -133,115 +162,111 @@ pub async fn read(
                 },
             ))
         })
+        .collect()
+}
+
+/// One service → its workload, or `None` when it is skipped (disabled, or a problem listed in `reading`).
+fn service_workload(
+    svc: &bollard::models::Service,
+    cluster: &Cluster<'_>,
+    reading: &mut Reading,
+) -> Option<Workload> {
+    let spec = svc.spec.as_ref()?;
+    let name = spec.name.clone().unwrap_or_default();
+    let service_id = svc.id.clone().unwrap_or_default();
+    let labels: BTreeMap<String, String> = spec
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
         .collect();
-    let by_name = |t: &str| by_id.values().find(|a| a.name == t).cloned();
-    let mut reading = Reading::default();
-    for svc in services {
-        let Some(spec) = svc.spec.as_ref() else {
-            continue;
+    let mut w = Workload {
+        name: name.clone(),
+        container_name: name.clone(),
+        labels,
+        ..Default::default()
+    };
+    let o = reading.enabled_options(&w, cluster.settings)?;
+    let vips = virtual_ips(svc);
+    let attached = service_networks(spec, &vips, &cluster.networks);
+    let net = reading.pick_network(
+        &format!("service `{name}`"),
+        &attached,
+        o.network.as_deref().or(cluster.provider_network),
+        w.labels.get(STACK).map(String::as_str),
+        cluster.ours,
+    )?;
+    if o.lbswarm {
+        let Some((_, addr)) = vips.iter().find(|v| v.0 == net.id) else {
+            reading.problems.push(format!("service `{name}`: lbswarm is set but the service has no virtual IP on `{}` (endpoint mode dnsrr?); skipped", net.name));
+            return None;
         };
-        let name = spec.name.clone().unwrap_or_default();
-        let service_id = svc.id.clone().unwrap_or_default();
-        let labels: BTreeMap<String, String> = spec
-            .labels
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        let mut w = Workload {
-            name: name.clone(),
-            container_name: name.clone(),
-            labels,
-            ..Default::default()
-        };
-        let o = match labels::options(&w, settings) {
-            Ok(o) => o,
-            Err(e) => {
-                reading.problems.push(e.to_string());
-                continue;
-            }
-        };
-        if !o.enable {
-            continue;
-        }
-        let vips: Vec<(String, String)> = svc
-            .endpoint
-            .as_ref()
-            .and_then(|e| e.virtual_ips.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|v| Some((v.network_id?, v.addr?)))
-            .collect();
-        let mut attached: Vec<Attachment> = Vec::new();
-        let targets = spec
-            .task_template
-            .as_ref()
-            .and_then(|t| t.networks.clone())
-            .unwrap_or_default();
-        for t in targets
-            .iter()
-            .filter_map(|n| n.target.clone())
-            .chain(vips.iter().map(|v| v.0.clone()))
-        {
-            if let Some(a) = by_id.get(&t).cloned().or_else(|| by_name(&t)) {
-                if !attached.iter().any(|x| x.id == a.id) {
-                    attached.push(a);
-                }
-            }
-        }
-        attached.sort_by(|a, b| a.name.cmp(&b.name));
-        let wanted = o.network.as_deref().or(provider_network);
-        let chosen = choose(
-            &attached,
-            wanted,
-            w.labels.get(STACK).map(String::as_str),
-            ours,
-        )
-        .and_then(|(i, warning)| Ok((attached.get(i).ok_or_else(not_attached)?, warning)));
-        let (net, warning) = match chosen {
-            Ok(c) => c,
-            Err(reason) => {
-                reading
-                    .problems
-                    .push(format!("service `{name}`: {reason}; skipped"));
-                continue;
-            }
-        };
-        if let Some(warning) = warning {
-            reading
-                .problems
-                .push(format!("service `{name}`: {warning}"));
-        }
-        if o.lbswarm {
-            match vips.iter().find(|v| v.0 == net.id) {
-                Some((_, addr)) => w.addresses = vec![strip_prefix_len(addr).to_string()],
-                None => {
-                    reading.problems.push(format!("service `{name}`: lbswarm is set but the service has no virtual IP on `{}` (endpoint mode dnsrr?); skipped", net.name));
-                    continue;
-                }
-            }
-        } else {
-            let mut addrs: Vec<String> = tasks
-                .iter()
-                .filter(|t| t.service_id == service_id)
-                .filter_map(|t| {
-                    t.networks_attachments
-                        .iter()
-                        .find(|a| a.network.id == net.id)
-                })
-                .filter_map(|a| a.addresses.first().map(|x| strip_prefix_len(x).to_string()))
-                .collect();
-            addrs.sort();
-            addrs.dedup();
-            w.addresses = addrs;
-        }
-        if w.addresses.is_empty() && !settings.allow_empty_services {
-            tracing::debug!(service = %name, "no running task; not routed");
-            continue;
-        }
-        reading.workloads.push(w);
+        w.addresses = vec![strip_prefix_len(addr).to_string()];
+    } else {
+        w.addresses = task_addresses(&cluster.tasks, &service_id, &net.id);
     }
-    Ok(reading)
+    if w.addresses.is_empty() && !cluster.settings.allow_empty_services {
+        tracing::debug!(service = %name, "no running task; not routed");
+        return None;
+    }
+    Some(w)
+}
+
+/// The service's virtual IPs as (network ID, CIDR address).
+fn virtual_ips(svc: &bollard::models::Service) -> Vec<(String, String)> {
+    svc.endpoint
+        .as_ref()
+        .and_then(|e| e.virtual_ips.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| Some((v.network_id?, v.addr?)))
+        .collect()
+}
+
+/// The networks a service is attached to (by its task template, by ID or name, and by its virtual IPs),
+/// once each, in name order.
+fn service_networks(
+    spec: &bollard::models::ServiceSpec,
+    vips: &[(String, String)],
+    by_id: &BTreeMap<String, Attachment>,
+) -> Vec<Attachment> {
+    let by_name = |t: &str| by_id.values().find(|a| a.name == t).cloned();
+    let targets = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.networks.clone())
+        .unwrap_or_default();
+    let mut attached: Vec<Attachment> = Vec::new();
+    for t in targets
+        .iter()
+        .filter_map(|n| n.target.clone())
+        .chain(vips.iter().map(|v| v.0.clone()))
+    {
+        if let Some(a) = by_id.get(&t).cloned().or_else(|| by_name(&t)) {
+            if !attached.iter().any(|x| x.id == a.id) {
+                attached.push(a);
+            }
+        }
+    }
+    attached.sort_by(|a, b| a.name.cmp(&b.name));
+    attached
+}
+
+/// The service's serving tasks' addresses on network `net_id`, without prefix length, sorted and unique.
+fn task_addresses(tasks: &[RawTask], service_id: &str, net_id: &str) -> Vec<String> {
+    let mut addrs: Vec<String> = tasks
+        .iter()
+        .filter(|t| t.service_id == service_id)
+        .filter_map(|t| {
+            t.networks_attachments
+                .iter()
+                .find(|a| a.network.id == net_id)
+        })
+        .filter_map(|a| a.addresses.first().map(|x| strip_prefix_len(x).to_string()))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    addrs
 }
 
 #[cfg(test)]

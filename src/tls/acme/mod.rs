@@ -38,7 +38,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::types::CertificateResolver;
+use crate::config::types::{Acme as AcmeConfig, CertificateResolver};
 use crate::dynamic::snapshot::{ProviderFeed, Snapshot};
 use crate::dynamic::{CertificateFile, Configuration};
 use crate::tls::challenge::SharedChallenges;
@@ -132,117 +132,136 @@ pub fn settings(
     resolvers: &BTreeMap<String, CertificateResolver>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<ResolverSettings>, AcmeError> {
-    let mut out = Vec::new();
-    for (name, r) in resolvers {
-        let Some(a) = &r.acme else { continue };
-        let resolver = name.clone();
-        let invalid = |key, reason: String| AcmeError::Invalid {
-            resolver: resolver.clone(),
-            key,
-            reason,
-        };
-        let dns = a
-            .dns_challenge
-            .as_ref()
-            .filter(|v| !v.is_null() && **v != serde_json::Value::Bool(false));
-        let http = a
-            .http_challenge
-            .as_ref()
-            .filter(|h| !h.entry_point.is_empty());
-        let tls = a
-            .tls_challenge
-            .as_ref()
-            .filter(|v| !v.is_null() && **v != serde_json::Value::Bool(false));
-        let kind = match (http, tls, dns) {
-            (Some(h), _, _) => ChallengeKind::Http01 {
-                entry_point: h.entry_point.clone(),
-            },
-            (None, Some(_), _) => ChallengeKind::TlsAlpn01,
-            (None, None, Some(_)) => return Err(AcmeError::DnsNotSupported { resolver }),
-            (None, None, None) => return Err(AcmeError::NoChallenge { resolver }),
-        };
-        let key_type = KeyType::parse(a.key_type.as_deref().unwrap_or(""))
-            .map_err(|e| invalid("keyType", e))?;
-        let eab = match &a.eab {
-            Some(e) if !e.kid.is_empty() => Some((
-                e.kid.clone(),
-                order::decode_hmac(&e.hmac_encoded).map_err(|r| invalid("eab.hmacEncoded", r))?,
-            )),
-            _ => None,
-        };
-        let (ca_files, ca_system, ca_server_name) = if !a.ca_certificates.is_empty()
-            || a.ca_server_name.is_some()
-        {
-            (
-                a.ca_certificates.iter().map(PathBuf::from).collect(),
-                a.ca_system_cert_pool,
-                a.ca_server_name.clone(),
-            )
-        } else {
-            let files = env("LEGO_CA_CERTIFICATES")
-                .map(|v| {
-                    v.split(':')
-                        .filter(|s| !s.is_empty())
-                        .map(PathBuf::from)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let system = env("LEGO_CA_SYSTEM_CERT_POOL")
-                .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
-            (
-                files,
-                system,
-                env("LEGO_CA_SERVER_NAME").filter(|s| !s.is_empty()),
-            )
-        };
-        let storage = PathBuf::from(
-            a.storage
-                .clone()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "acme.json".into()),
-        );
-        let storage_dir = match storage.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        storage::check_permissions(&storage).map_err(|source| AcmeError::Storage {
-            resolver: resolver.clone(),
-            source,
-        })?;
-        if a.preferred_chain.as_deref().is_some_and(|p| !p.is_empty()) {
-            tracing::warn!(resolver = %name, "acme.preferredChain is not supported yet: the CA's default chain is used");
-        }
-        out.push(ResolverSettings {
-            name: name.clone(),
-            directory: a
-                .ca_server
-                .clone()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| DEFAULT_CA_SERVER.into()),
-            email: a.email.clone().unwrap_or_default(),
-            storage,
-            storage_dir,
-            kind,
-            key_type,
-            certificates_duration: a.certificates_duration.filter(|d| *d > 0).unwrap_or(2160),
-            eab,
-            ca_files,
-            ca_system,
-            ca_server_name,
-            disable_common_name: a.disable_common_name,
-            profile: a.profile.clone().filter(|p| !p.is_empty()),
-            client_timeout: a
-                .client_timeout
-                .non_zero()
-                .unwrap_or(Duration::from_secs(120)),
-            certificate_timeout: a
-                .certificate_timeout
-                .non_zero()
-                .unwrap_or(Duration::from_secs(30))
-                .max(Duration::from_secs(60)),
-        });
+    resolvers
+        .iter()
+        .filter_map(|(name, r)| Some(resolver_settings(name, r.acme.as_ref()?, env)))
+        .collect()
+}
+
+/// One resolver's `acme` section, validated in Traefik's order: challenge, key type, EAB, storage.
+fn resolver_settings(
+    name: &str,
+    a: &AcmeConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ResolverSettings, AcmeError> {
+    let invalid = |key, reason: String| AcmeError::Invalid {
+        resolver: name.to_string(),
+        key,
+        reason,
+    };
+    let kind = challenge_kind(name, a)?;
+    let key_type =
+        KeyType::parse(a.key_type.as_deref().unwrap_or("")).map_err(|e| invalid("keyType", e))?;
+    let eab = match &a.eab {
+        Some(e) if !e.kid.is_empty() => Some((
+            e.kid.clone(),
+            order::decode_hmac(&e.hmac_encoded).map_err(|r| invalid("eab.hmacEncoded", r))?,
+        )),
+        _ => None,
+    };
+    let (ca_files, ca_system, ca_server_name) = ca_trust(a, env);
+    let (storage, storage_dir) = storage_paths(name, a)?;
+    if a.preferred_chain.as_deref().is_some_and(|p| !p.is_empty()) {
+        tracing::warn!(resolver = %name, "acme.preferredChain is not supported yet: the CA's default chain is used");
     }
-    Ok(out)
+    Ok(ResolverSettings {
+        name: name.to_string(),
+        directory: a
+            .ca_server
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_CA_SERVER.into()),
+        email: a.email.clone().unwrap_or_default(),
+        storage,
+        storage_dir,
+        kind,
+        key_type,
+        certificates_duration: a.certificates_duration.filter(|d| *d > 0).unwrap_or(2160),
+        eab,
+        ca_files,
+        ca_system,
+        ca_server_name,
+        disable_common_name: a.disable_common_name,
+        profile: a.profile.clone().filter(|p| !p.is_empty()),
+        client_timeout: a
+            .client_timeout
+            .non_zero()
+            .unwrap_or(Duration::from_secs(120)),
+        certificate_timeout: a
+            .certificate_timeout
+            .non_zero()
+            .unwrap_or(Duration::from_secs(30))
+            .max(Duration::from_secs(60)),
+    })
+}
+
+/// The challenge to answer: HTTP-01 before TLS-ALPN-01 when both are set; DNS-01 alone is refused.
+fn challenge_kind(name: &str, a: &AcmeConfig) -> Result<ChallengeKind, AcmeError> {
+    let set = |v: &&serde_json::Value| !v.is_null() && **v != serde_json::Value::Bool(false);
+    let dns = a.dns_challenge.as_ref().filter(set);
+    let http = a
+        .http_challenge
+        .as_ref()
+        .filter(|h| !h.entry_point.is_empty());
+    let tls = a.tls_challenge.as_ref().filter(set);
+    let resolver = name.to_string();
+    match (http, tls, dns) {
+        (Some(h), _, _) => Ok(ChallengeKind::Http01 {
+            entry_point: h.entry_point.clone(),
+        }),
+        (None, Some(_), _) => Ok(ChallengeKind::TlsAlpn01),
+        (None, None, Some(_)) => Err(AcmeError::DnsNotSupported { resolver }),
+        (None, None, None) => Err(AcmeError::NoChallenge { resolver }),
+    }
+}
+
+/// The CAs trusted for the ACME server (files, system pool, server name): the resolver's own settings,
+/// else lego's `LEGO_CA_*` environment variables, as Traefik reads them.
+fn ca_trust(
+    a: &AcmeConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Vec<PathBuf>, bool, Option<String>) {
+    if !a.ca_certificates.is_empty() || a.ca_server_name.is_some() {
+        return (
+            a.ca_certificates.iter().map(PathBuf::from).collect(),
+            a.ca_system_cert_pool,
+            a.ca_server_name.clone(),
+        );
+    }
+    let files = env("LEGO_CA_CERTIFICATES")
+        .map(|v| {
+            v.split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let system = env("LEGO_CA_SYSTEM_CERT_POOL")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
+    (
+        files,
+        system,
+        env("LEGO_CA_SERVER_NAME").filter(|s| !s.is_empty()),
+    )
+}
+
+/// The storage file (`acme.json` by default) and its directory, once its permissions are checked.
+fn storage_paths(name: &str, a: &AcmeConfig) -> Result<(PathBuf, PathBuf), AcmeError> {
+    let storage = PathBuf::from(
+        a.storage
+            .clone()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "acme.json".into()),
+    );
+    let storage_dir = match storage.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    storage::check_permissions(&storage).map_err(|source| AcmeError::Storage {
+        resolver: name.to_string(),
+        source,
+    })?;
+    Ok((storage, storage_dir))
 }
 
 /// Timing knobs of the manager (defaults for production; tests shorten them).

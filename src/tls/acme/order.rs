@@ -378,28 +378,7 @@ impl Drop for Published<'_> {
 
 /// Places one order and returns the certificate (see the module doc).
 pub async fn obtain(account: &Account, req: &OrderRequest<'_>) -> Result<Issued, OrderError> {
-    let ids: Vec<Identifier> = req
-        .names
-        .iter()
-        .map(|n| Identifier::Dns(n.clone()))
-        .collect();
-    let mut new = NewOrder::new(&ids);
-    if let Some(p) = req.profile.filter(|p| !p.is_empty()) {
-        new = new.profile(p);
-    }
-    let mut order = match &req.replaces {
-        Some(r) => match account.new_order(&new.replaces(r.clone())).await {
-            Err(instant_acme::Error::Unsupported(_)) => {
-                let mut plain = NewOrder::new(&ids);
-                if let Some(p) = req.profile.filter(|p| !p.is_empty()) {
-                    plain = plain.profile(p);
-                }
-                account.new_order(&plain).await?
-            }
-            other => other?,
-        },
-        None => account.new_order(&new).await?,
-    };
+    let mut order = place_order(account, req).await?;
     tracing::debug!(order = %order.url(), names = ?req.names, "ACME order placed");
 
     let mut published = Published {
@@ -408,76 +387,133 @@ pub async fn obtain(account: &Account, req: &OrderRequest<'_>) -> Result<Issued,
         http01: Vec::new(),
         alpn: Vec::new(),
     };
-    {
-        let mut authzs = order.authorizations();
-        while let Some(a) = authzs.next().await {
-            let mut a = a?;
-            let domain = a.identifier().to_string();
-            match a.status {
-                AuthorizationStatus::Valid => continue,
-                AuthorizationStatus::Pending => {}
-                status => return Err(OrderError::Authorization { domain, status }),
-            }
-            let Some(mut ch) = a.challenge(req.kind.acme_type()) else {
-                return Err(OrderError::NoChallenge {
-                    domain,
-                    kind: req.kind.clone(),
-                });
-            };
-            let ka = ch.key_authorization();
-            match req.kind {
-                ChallengeKind::Http01 { .. } => {
-                    let token = ch.token.clone();
-                    published.http01.push(token.clone());
-                    req.challenges
-                        .add_http01(req.storage_dir, &token, ka.as_str())?;
-                }
-                ChallengeKind::TlsAlpn01 => {
-                    published.alpn.push(domain.clone());
-                    req.challenges
-                        .add_tls_alpn01(req.storage_dir, &domain, ka.as_str())?;
-                }
-                ChallengeKind::Dns01 { .. } => {
-                    return Err(OrderError::NoChallenge {
-                        domain,
-                        kind: req.kind.clone(),
-                    })
-                }
-            }
-            // Other replicas load the answer at their next poll of the shared directory; the CA may
-            // reach any of them as soon as it is told.
-            tokio::time::sleep(req.propagation).await;
-            ch.set_ready().await?;
-        }
-    }
+    answer_challenges(&mut order, req, &mut published).await?;
 
     let retry = RetryPolicy::new()
         .initial_delay(Duration::from_millis(250))
         .backoff(1.5)
         .timeout(req.timeout);
-    let status = order.poll_ready(&retry).await.map_err(|e| match e {
-        instant_acme::Error::Timeout(_) => OrderError::Timeout(req.timeout),
-        e => OrderError::Acme(e),
-    })?;
+    let status = order
+        .poll_ready(&retry)
+        .await
+        .map_err(|e| timeout_or_acme(e, req.timeout))?;
     if status != OrderStatus::Ready {
-        let mut reasons = Vec::new();
-        let mut authzs = order.authorizations();
-        while let Some(a) = authzs.next().await {
-            let Ok(mut a) = a else { continue };
-            let _ = a.refresh().await;
-            let domain = a.identifier().to_string();
-            for c in &a.challenges {
-                if let Some(p) = &c.error {
-                    reasons.push(format!("{domain}: {p}"));
-                }
-            }
-        }
-        if reasons.is_empty() {
-            reasons.push(format!("order is {status:?}"));
-        }
-        return Err(OrderError::Invalid(reasons.join("; ")));
+        return Err(OrderError::Invalid(
+            invalid_reasons(&mut order, status).await,
+        ));
     }
 
+    let (key, csr) = certificate_request(req)?;
+    order.finalize_csr(&csr).await?;
+    let chain_pem = order
+        .poll_certificate(&retry)
+        .await
+        .map_err(|e| timeout_or_acme(e, req.timeout))?;
+    drop(published);
+    Ok(Issued {
+        chain_pem,
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// `newOrder`, with ARI `replaces` when renewing; a CA without ARI gets the same order without it.
+async fn place_order(
+    account: &Account,
+    req: &OrderRequest<'_>,
+) -> Result<instant_acme::Order, OrderError> {
+    let ids: Vec<Identifier> = req
+        .names
+        .iter()
+        .map(|n| Identifier::Dns(n.clone()))
+        .collect();
+    let plain = || {
+        let new = NewOrder::new(&ids);
+        match req.profile.filter(|p| !p.is_empty()) {
+            Some(p) => new.profile(p),
+            None => new,
+        }
+    };
+    Ok(match &req.replaces {
+        Some(r) => match account.new_order(&plain().replaces(r.clone())).await {
+            Err(instant_acme::Error::Unsupported(_)) => account.new_order(&plain()).await?,
+            other => other?,
+        },
+        None => account.new_order(&plain()).await?,
+    })
+}
+
+/// For each pending authorization: publish the answer (recorded in `published` so it is withdrawn on every
+/// exit path), wait for the replicas to load it, and tell the CA it is ready.
+async fn answer_challenges(
+    order: &mut instant_acme::Order,
+    req: &OrderRequest<'_>,
+    published: &mut Published<'_>,
+) -> Result<(), OrderError> {
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        let mut a = a?;
+        let domain = a.identifier().to_string();
+        match a.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            status => return Err(OrderError::Authorization { domain, status }),
+        }
+        let Some(mut ch) = a.challenge(req.kind.acme_type()) else {
+            return Err(OrderError::NoChallenge {
+                domain,
+                kind: req.kind.clone(),
+            });
+        };
+        let ka = ch.key_authorization();
+        match req.kind {
+            ChallengeKind::Http01 { .. } => {
+                let token = ch.token.clone();
+                published.http01.push(token.clone());
+                req.challenges
+                    .add_http01(req.storage_dir, &token, ka.as_str())?;
+            }
+            ChallengeKind::TlsAlpn01 => {
+                published.alpn.push(domain.clone());
+                req.challenges
+                    .add_tls_alpn01(req.storage_dir, &domain, ka.as_str())?;
+            }
+            ChallengeKind::Dns01 { .. } => {
+                return Err(OrderError::NoChallenge {
+                    domain,
+                    kind: req.kind.clone(),
+                })
+            }
+        }
+        // Other replicas load the answer at their next poll of the shared directory; the CA may
+        // reach any of them as soon as it is told.
+        tokio::time::sleep(req.propagation).await;
+        ch.set_ready().await?;
+    }
+    Ok(())
+}
+
+/// Why an order did not become ready: the challenges' errors, or the order status when the CA gave none.
+async fn invalid_reasons(order: &mut instant_acme::Order, status: OrderStatus) -> String {
+    let mut reasons = Vec::new();
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        let Ok(mut a) = a else { continue };
+        let _ = a.refresh().await;
+        let domain = a.identifier().to_string();
+        for c in &a.challenges {
+            if let Some(p) = &c.error {
+                reasons.push(format!("{domain}: {p}"));
+            }
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push(format!("order is {status:?}"));
+    }
+    reasons.join("; ")
+}
+
+/// A fresh certificate key and the DER CSR for the order's names (first name as CN unless disabled).
+fn certificate_request(req: &OrderRequest<'_>) -> Result<(KeyPair, Vec<u8>), OrderError> {
     let key = req
         .key_type
         .generate()
@@ -495,16 +531,15 @@ pub async fn obtain(account: &Account, req: &OrderRequest<'_>) -> Result<Issued,
     let csr = params
         .serialize_request(&key)
         .map_err(|e| OrderError::Key(e.to_string()))?;
-    order.finalize_csr(csr.der()).await?;
-    let chain_pem = order.poll_certificate(&retry).await.map_err(|e| match e {
-        instant_acme::Error::Timeout(_) => OrderError::Timeout(req.timeout),
+    Ok((key, csr.der().to_vec()))
+}
+
+/// instant-acme's polling timeout is ours (with the configured duration); anything else stays an ACME error.
+fn timeout_or_acme(e: instant_acme::Error, timeout: Duration) -> OrderError {
+    match e {
+        instant_acme::Error::Timeout(_) => OrderError::Timeout(timeout),
         e => OrderError::Acme(e),
-    })?;
-    drop(published);
-    Ok(Issued {
-        chain_pem,
-        key_pem: key.serialize_pem(),
-    })
+    }
 }
 
 #[cfg(test)]
