@@ -446,7 +446,6 @@ fn filtered(items: Vec<Value>, query: Option<&str>) -> (Vec<Value>, Option<usize
 }
 
 /// Answers `/api/...`.
-#[allow(clippy::indexing_slicing)] // TODO(lints): being split on its own branch, which fixes this
 pub fn serve(
     req: &Request<Incoming>,
     table: &RoutingTable,
