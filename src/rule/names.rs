@@ -221,18 +221,26 @@ fn spelled_as(written: &str, declared: &str) -> bool {
     if written == declared {
         return true;
     }
-    let lower = declared.to_ascii_lowercase();
-    if written == lower || written == declared.to_ascii_uppercase() {
+    // Compared byte by byte, without building the spellings: this runs for every matcher of every rule
+    // at table-build time. `to_ascii_*` on a `str` maps each byte alone, so this equals comparing with
+    // `declared.to_ascii_lowercase()`, `to_ascii_uppercase()` and the title case of the lower case.
+    if written.len() != declared.len() {
+        return false;
+    }
+    let pairs = || written.bytes().zip(declared.bytes());
+    if pairs().all(|(w, d)| w == d.to_ascii_lowercase())
+        || pairs().all(|(w, d)| w == d.to_ascii_uppercase())
+    {
         return true;
     }
     // Title case of the lower-cased name: first letter upper, the rest lower.
-    let mut title = String::with_capacity(lower.len());
-    let mut chars = lower.chars();
-    if let Some(first) = chars.next() {
-        title.push(first.to_ascii_uppercase());
-        title.extend(chars);
-    }
-    written == title
+    pairs().enumerate().all(|(i, (w, d))| {
+        w == if i == 0 {
+            d.to_ascii_uppercase()
+        } else {
+            d.to_ascii_lowercase()
+        }
+    })
 }
 
 impl Vocabulary {
@@ -314,4 +322,67 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
         std::mem::swap(&mut prev, &mut cur);
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spelled_as;
+
+    /// The spellings Traefik accepts, built the obvious (allocating) way.
+    fn reference(written: &str, declared: &str) -> bool {
+        let lower = declared.to_ascii_lowercase();
+        let mut title = String::new();
+        let mut chars = lower.chars();
+        if let Some(first) = chars.next() {
+            title.push(first.to_ascii_uppercase());
+            title.extend(chars);
+        }
+        written == declared
+            || written == lower
+            || written == declared.to_ascii_uppercase()
+            || written == title
+    }
+
+    #[test]
+    fn byte_comparison_accepts_exactly_the_four_spellings() {
+        let declared = [
+            "PathPrefix",
+            "Host",
+            "HostSNI",
+            "ClientIP",
+            "Query",
+            "Header",
+        ];
+        let written = [
+            "PathPrefix",
+            "pathprefix",
+            "PATHPREFIX",
+            "Pathprefix",
+            "pathPrefix",
+            "PathPrefiX",
+            "Path",
+            "Host",
+            "host",
+            "HOST",
+            "hOst",
+            "HostSNI",
+            "hostsni",
+            "HOSTSNI",
+            "Hostsni",
+            "HostSni",
+            "ClientIP",
+            "clientip",
+            "Clientip",
+            "CLIENTIP",
+            "ClientIp",
+            "",
+            "Hóst",
+            "Qu\u{e9}ry",
+        ];
+        for d in declared {
+            for w in written {
+                assert_eq!(spelled_as(w, d), reference(w, d), "`{w}` as `{d}`");
+            }
+        }
+    }
 }

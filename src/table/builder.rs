@@ -35,6 +35,8 @@ pub struct TableBuilder {
     shutdown: CancellationToken,
     wanted: watch::Sender<Arc<Vec<crate::tls::CertRequest>>>,
     changes: Option<ChangeLog>,
+    /// Replaced tables that requests still held when they left the store (see [`TableBuilder::retire`]).
+    retired: Vec<Arc<RoutingTable>>,
 }
 
 impl TableBuilder {
@@ -49,6 +51,7 @@ impl TableBuilder {
             shutdown,
             wanted: watch::Sender::new(Arc::new(Vec::new())),
             changes: None,
+            retired: Vec::new(),
         }
     }
 
@@ -140,7 +143,8 @@ impl TableBuilder {
             }
             ring.push_back(change);
         }
-        self.store.store(Arc::new(table));
+        let replaced = self.store.swap(Arc::new(table));
+        self.retire(replaced);
         self.wanted.send_if_modified(|cur| {
             if **cur == cert_requests {
                 false
@@ -150,6 +154,32 @@ impl TableBuilder {
             }
         });
         self.publish_health_targets(health_targets);
+    }
+
+    /// Keeps a replaced table until no request holds it any more, and frees the ones nobody holds here, on
+    /// the blocking pool. Requests hold the table (`load_full`) while they run: without this, the last
+    /// request using a replaced table would free it — for a large stack, milliseconds of deallocation on a
+    /// proxy worker, in the middle of serving. After `swap` the reference counts are exact (arc-swap turns
+    /// outstanding guards into counted references), and a table out of the store gains no new holder, so a
+    /// count of one means only this builder holds it. Checked at every stored table.
+    fn retire(&mut self, replaced: Arc<RoutingTable>) {
+        self.retired.push(replaced);
+        let (free, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retired)
+            .into_iter()
+            .partition(|t| Arc::strong_count(t) == 1);
+        self.retired = held;
+        if free.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(move || drop(free))),
+            Err(_) => drop(free),
+        }
+    }
+
+    /// Tables replaced but still held by requests (tests, diagnostics).
+    pub fn retired_tables(&self) -> usize {
+        self.retired.len()
     }
 
     /// Hands the new table's health check targets to the prober, which restarts its checks from them.

@@ -339,3 +339,28 @@ async fn the_builder_compiles_off_the_runtime_and_skips_equal_input() {
     assert_eq!(store.load().generation, 2);
     assert!(store.load().status.routers.is_empty());
 }
+
+#[tokio::test]
+async fn a_replaced_table_is_freed_by_the_builder_once_no_request_holds_it() {
+    let with_router = |r: &str| {
+        format!("{BASE}  routers:\n    {r}:\n      rule: Host(`{r}`)\n      service: s\n")
+    };
+    let store = empty_store(&["web".to_string()]);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut b = builder::TableBuilder::new(store.clone(), ctx(&[("web", false)]), shutdown);
+    assert!(b.apply_off_runtime(input_of(&with_router("a"))).await);
+    let in_flight = store.load_full(); // a request still running on table 1
+    assert!(b.apply_off_runtime(input_of(&with_router("b"))).await);
+    assert_eq!(
+        b.retired_tables(),
+        1,
+        "table 1 is held by the request: kept"
+    );
+    drop(in_flight);
+    assert!(b.apply_off_runtime(input_of(&with_router("c"))).await);
+    assert_eq!(
+        b.retired_tables(),
+        0,
+        "table 1 (released) and table 2 (unheld) freed by the builder"
+    );
+}

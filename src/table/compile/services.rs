@@ -218,8 +218,9 @@ fn build_service(
             "more than one kind (loadBalancer, weighted, mirroring, failover) is set".into(),
         );
     }
+    let shared_name: Arc<str> = Arc::from(name);
     let kind = if let Some(lb) = &svc.load_balancer {
-        ServiceKind::LoadBalancer(load_balancer(name, lb, health)?)
+        ServiceKind::LoadBalancer(load_balancer(&shared_name, lb, health)?)
     } else if let Some(w) = &svc.weighted {
         ServiceKind::Weighted(weighted(name, provider, w, index)?)
     } else if svc.mirroring.is_some() {
@@ -230,14 +231,14 @@ fn build_service(
         return Err("no loadBalancer or weighted section".into());
     };
     Ok(ServiceRuntime {
-        name: Arc::from(name),
+        name: shared_name,
         kind,
         stats: None,
     })
 }
 
 fn load_balancer(
-    name: &str,
+    name: &Arc<str>,
     lb: &dynamic::LoadBalancer,
     health: &mut HealthCx<'_>,
 ) -> Result<LoadBalancerRuntime, String> {
@@ -254,7 +255,8 @@ fn load_balancer(
         if !seen.insert(s.url.as_str()) {
             continue; // the same server twice (e.g. merged from two containers) counts once
         }
-        let state = health.carried.take(name, &s.url, health.next);
+        let url: Arc<str> = Arc::from(s.url.as_str());
+        let state = health.carried.take(name, &url, health.next);
         if let Some(settings) = &health_settings {
             if let Ok(uri) = s.url.parse::<Uri>() {
                 health.targets.push(CheckTarget {
@@ -268,7 +270,7 @@ fn load_balancer(
             // No active check: a server that a former check marked down must not stay down forever.
             state.set_active(true);
         }
-        servers.push(parsed.with_health(&s.url, state));
+        servers.push(parsed.with_health(url, state));
         weights.push(s.weight.unwrap_or(1));
     }
     let servers: Box<[ServerRuntime]> = servers.into_boxed_slice();
@@ -413,9 +415,9 @@ pub(super) struct ParsedServer {
 }
 
 impl ParsedServer {
-    fn with_health(self, url: &str, health: Arc<ServerHealth>) -> ServerRuntime {
+    fn with_health(self, url: Arc<str>, health: Arc<ServerHealth>) -> ServerRuntime {
         ServerRuntime {
-            url: Arc::from(url),
+            url,
             scheme: self.scheme,
             uri_scheme: self.uri_scheme,
             authority: self.authority,
@@ -472,5 +474,5 @@ fn parse_server(url: &str, preserve_path: bool) -> Result<ParsedServer, String> 
 
 #[cfg(test)]
 pub(in crate::table) fn build_server_for_tests(url: &str) -> Result<ServerRuntime, String> {
-    parse_server(url, false).map(|p| p.with_health(url, Arc::new(ServerHealth::new())))
+    parse_server(url, false).map(|p| p.with_health(Arc::from(url), Arc::new(ServerHealth::new())))
 }

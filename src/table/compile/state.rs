@@ -19,9 +19,12 @@ pub struct CarriedState {
 }
 
 /// Per-server health state, kept across builds by (service, server URL).
+///
+/// Keyed by the `Arc<str>` names the table itself holds (the service's and the server's), so recording a
+/// server costs two reference counts, not two string copies: this runs for every server of every build.
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
-    states: HashMap<(String, String), Arc<ServerHealth>>,
+    states: HashMap<Arc<str>, HashMap<Arc<str>, Arc<ServerHealth>>>,
 }
 
 impl HealthRegistry {
@@ -29,17 +32,20 @@ impl HealthRegistry {
     /// (healthy); recorded in `next` either way.
     pub(super) fn take(
         &self,
-        service: &str,
-        url: &str,
+        service: &Arc<str>,
+        url: &Arc<str>,
         next: &mut HealthRegistry,
     ) -> Arc<ServerHealth> {
-        let key = (service.to_string(), url.to_string());
         let state = self
             .states
-            .get(&key)
+            .get(&**service)
+            .and_then(|servers| servers.get(&**url))
             .cloned()
             .unwrap_or_else(|| Arc::new(ServerHealth::new()));
-        next.states.insert(key, state.clone());
+        next.states
+            .entry(service.clone())
+            .or_default()
+            .insert(url.clone(), state.clone());
         state
     }
 }
