@@ -10,7 +10,6 @@
 //! ```text
 //! wiring     app.rs      wiring and lifecycle (bind, start, supervise, drain; docs/lifecycle.md); injects
 //!                        admin into the proxy
-//!            supervisor.rs named background tasks: a panic or an early end stops the process
 //!            main.rs     flags → static config → app; anyhow only here
 //!            check.rs    `swarmgate check stack.yml`: the Docker label function run offline on a compose file
 //! admin/     internal services: API, dashboard, ping, metrics exposition (admin/metrics.rs reads the table)
@@ -33,6 +32,8 @@
 //!            snapshot.rs: what providers publish
 //! value/     the vocabulary config and dynamic share: the configuration tree (node.rs), Go durations
 //! backoff.rs jittered exponential backoff (Docker reconnects, ACME retries)
+//! supervisor.rs named background tasks (a panic or an early end stops the process); names nothing in
+//!            the crate, so every task owner (providers, ACME, access log, app) can register with it
 //! whoami.rs  the test backend used by the demo, tests and benches
 //! fuzzing.rs invariant checks over untrusted input, run by the fuzz targets and the corpus replay test
 //! ```
