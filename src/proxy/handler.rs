@@ -472,15 +472,7 @@ async fn forward(
     service: usize,
     ctx: &ConnCtx,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let mut cookies = Cookies::default();
-    let (lb, idx) = pick(
-        &table.services,
-        service,
-        req.headers(),
-        now_ms(),
-        &mut cookies,
-        0,
-    )?;
+    let first = Attempt::pick(table, service, req.headers())?;
     let upgrade = upgrade_requested(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     // What the response must match: the protocol asked for, and the client's HTTP version.
@@ -497,7 +489,6 @@ async fn forward(
         pq: client_pq.as_ref(),
     };
     let req = Request::from_parts(parts, upstream_body(body));
-    let first = Attempt { lb, idx, cookies };
     let (mut resp, sent) = send_with_retry(req, table, service, ctx, first, &origin).await?;
     // `pick` returns indices of `lb.servers` only; out of range is answered like an empty pool, not a panic.
     let server = sent
@@ -539,6 +530,20 @@ struct Attempt<'t> {
     lb: &'t LoadBalancerRuntime,
     idx: usize,
     cookies: Cookies<'t>,
+}
+
+impl<'t> Attempt<'t> {
+    /// Picks a server of `service` now (sticky cookie first, then weighted round robin): the first try and
+    /// the retry after a refused connect choose the same way.
+    fn pick(
+        table: &'t RoutingTable,
+        service: usize,
+        headers: &HeaderMap,
+    ) -> Result<Self, ProxyError> {
+        let mut cookies = Cookies::default();
+        let (lb, idx) = pick(&table.services, service, headers, now_ms(), &mut cookies, 0)?;
+        Ok(Attempt { lb, idx, cookies })
+    }
 }
 
 /// What a successful send went through.
@@ -647,23 +652,15 @@ async fn send_with_retry<'t>(
         if !can_retry || attempts >= 2 {
             return Err(e);
         }
-        let mut cookies = Cookies::default();
-        let (lb, idx) = pick(
-            &table.services,
-            service,
-            req.headers(),
-            now_ms(),
-            &mut cookies,
-            0,
-        )?;
-        if std::ptr::eq(lb, at.lb) && idx == at.idx {
+        let next = Attempt::pick(table, service, req.headers())?;
+        if std::ptr::eq(next.lb, at.lb) && next.idx == at.idx {
             return Err(e);
         }
         if let Some(st) = table.services.get(service).and_then(|s| s.stats.as_ref()) {
             st.retries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        at = Attempt { lb, idx, cookies };
+        at = next;
         upstream_req = build_upstream_request(req, at.lb, at.idx, origin.host, origin.pq)?;
     }
 }
