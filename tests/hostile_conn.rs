@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{get, poll_until, self_signed, tls_client, Backend, Gate};
+use support::{catch_all_config, get, poll_until, self_signed, tls_client, Backend, Gate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -30,26 +30,9 @@ fn flag(name: &str, value: &str) -> String {
     format!("{FLAG}{name}={value}")
 }
 
-/// A catch-all router to `url`.
-fn dynamic(url: &str) -> String {
-    format!(
-        r#"http:
-  routers:
-    all:
-      rule: PathPrefix(`/`)
-      service: s
-  services:
-    s:
-      loadBalancer:
-        servers:
-          - url: "{url}"
-"#
-    )
-}
-
 fn start(url: &str, flags: &[String]) -> Gate {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    Gate::with_dynamic(&dynamic(url), &flags)
+    Gate::with_dynamic(&catch_all_config(url), &flags)
 }
 
 /// Reads (discarding) until the server closes; the time that took, or None if still open after `max`.
@@ -132,7 +115,7 @@ async fn zero_byte_partial_handshake_and_silent_tls_clients_are_closed_at_the_he
     std::fs::write(&kp, &key).expect("w");
     let text = format!(
         "{}tls:\n  certificates:\n    - certFile: {}\n      keyFile: {}\n",
-        dynamic(&b.url).replace("      service: s\n", "      service: s\n      tls: {}\n"),
+        catch_all_config(&b.url).replace("      service: s\n", "      service: s\n      tls: {}\n"),
         cp.display(),
         kp.display()
     );
@@ -341,13 +324,17 @@ async fn a_slow_upload_that_makes_progress_is_not_cut() {
 async fn write_timeout_closes_a_client_that_does_not_read_its_response() {
     let b = Backend::start("a").await;
     let gate = start(&b.url, &[flag("writeTimeout", "1s")]);
+    assert_closed_while_not_reading(&gate).await;
+}
+
+/// Asks `gate` for 64 MB (far more than the socket buffers hold), does not read for 2.5 s, then drains:
+/// the connection must have been closed part way.
+async fn assert_closed_while_not_reading(gate: &Gate) {
     let mut s = TcpStream::connect(gate.web()).await.expect("connect");
-    // 64 MB: far more than the socket buffers hold.
     let size = 64usize << 20;
     s.write_all(format!("GET /data?size={size} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .expect("w");
-    // Do not read for 2.5 s, then drain: the connection must have been closed part way.
     let (closed, got) =
         drain_after(&mut s, Duration::from_millis(2500), Duration::from_secs(10)).await;
     assert!(closed, "still open after draining {got} bytes");
@@ -378,15 +365,7 @@ async fn send_timeout_closes_a_client_that_stops_reading_even_without_write_time
     let b = Backend::start("a").await;
     // writeTimeout stays 0 (Traefik's default): only the stalled-write bound can close this client.
     let gate = start(&b.url, &[flag("sendTimeout", "1s")]);
-    let mut s = TcpStream::connect(gate.web()).await.expect("connect");
-    let size = 64usize << 20;
-    s.write_all(format!("GET /data?size={size} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .expect("w");
-    let (closed, got) =
-        drain_after(&mut s, Duration::from_millis(2500), Duration::from_secs(10)).await;
-    assert!(closed, "still open after draining {got} bytes");
-    assert!(got < size, "the whole response was written ({got} bytes)");
+    assert_closed_while_not_reading(&gate).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -515,7 +494,7 @@ async fn an_idle_http2_connection_answering_pings_gets_goaway_after_idle_timeout
 fn limited(nofile: &str, url: &str) -> Gate {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("dynamic.yml");
-    std::fs::write(&file, dynamic(url)).expect("w");
+    std::fs::write(&file, catch_all_config(url)).expect("w");
     let args = [
         "--entrypoints.web.address=127.0.0.1:0".to_string(),
         format!("--providers.file.filename={}", file.display()),

@@ -27,27 +27,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{get, rss_kb, status_kb, Gate};
+use support::{catch_all_config, get, rss_kb, status_kb, Gate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-
-/// A catch-all router to `url`.
-fn dynamic(url: &str) -> String {
-    format!(
-        r#"http:
-  routers:
-    all:
-      rule: PathPrefix(`/`)
-      service: s
-  services:
-    s:
-      loadBalancer:
-        servers:
-          - url: "{url}"
-"#
-    )
-}
 
 /// A backend that records every byte it receives and answers each complete request (head plus its
 /// `Content-Length` or chunked body) with a small 200, keeping the connection open. A request whose body
@@ -352,7 +335,7 @@ fn cases() -> Vec<Case> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_attempts_are_refused_or_closed_and_nothing_smuggled_reaches_the_backend() {
     let rec = Recorder::start().await;
-    let gate = Gate::with_dynamic(&dynamic(&rec.url), &[]);
+    let gate = Gate::with_dynamic(&catch_all_config(&rec.url), &[]);
     let addr = gate.web();
 
     // Positive control: a legitimate request reaches the recorder, which logs its request line.
@@ -677,7 +660,7 @@ fn assert_rss(what: &str, base: u64, peak: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_reset_gets_goaway_and_few_requests_reach_the_backend() {
     let rec = Recorder::start().await;
-    let gate = Gate::with_dynamic(&dynamic(&rec.url), &[]);
+    let gate = Gate::with_dynamic(&catch_all_config(&rec.url), &[]);
     let addr = gate.web();
     let base = rss_kb(gate.pid());
     let rss = RssWatch::start(gate.pid());
@@ -727,7 +710,7 @@ async fn rapid_reset_gets_goaway_and_few_requests_reach_the_backend() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn continuation_flood_is_cut_before_it_ends_and_memory_stays_bounded() {
     let rec = Recorder::start().await;
-    let gate = Gate::with_dynamic(&dynamic(&rec.url), &[]);
+    let gate = Gate::with_dynamic(&catch_all_config(&rec.url), &[]);
     let addr = gate.web();
     let base = rss_kb(gate.pid());
     let rss = RssWatch::start(gate.pid());
@@ -790,7 +773,7 @@ async fn continuation_flood_is_cut_before_it_ends_and_memory_stays_bounded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_continuation_flood_is_cut() {
     let rec = Recorder::start().await;
-    let gate = Gate::with_dynamic(&dynamic(&rec.url), &[]);
+    let gate = Gate::with_dynamic(&catch_all_config(&rec.url), &[]);
     let addr = gate.web();
     let base = rss_kb(gate.pid());
     let rss = RssWatch::start(gate.pid());
@@ -824,7 +807,7 @@ async fn empty_continuation_flood_is_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hpack_bomb_is_not_served_and_memory_stays_bounded() {
     let rec = Recorder::start().await;
-    let gate = Gate::with_dynamic(&dynamic(&rec.url), &[]);
+    let gate = Gate::with_dynamic(&catch_all_config(&rec.url), &[]);
     let addr = gate.web();
     let base = rss_kb(gate.pid());
     let rss = RssWatch::start(gate.pid());
@@ -888,7 +871,7 @@ async fn hpack_bomb_is_not_served_and_memory_stays_bounded() {
 /// memory bounded, and new clients served.
 async fn control_flood(what: &str, one: Vec<u8>, acked: fn(&Seen) -> usize) {
     let rec = Recorder::start().await;
-    let gate = Gate::with_dynamic(&dynamic(&rec.url), &[]);
+    let gate = Gate::with_dynamic(&catch_all_config(&rec.url), &[]);
     let addr = gate.web();
     let base = rss_kb(gate.pid());
     let rss = RssWatch::start(gate.pid());

@@ -492,6 +492,23 @@ pub async fn get_with(
     send(c, b.body(Full::new(Bytes::new())).expect("request")).await
 }
 
+/// A dynamic configuration (YAML) with one catch-all router (`PathPrefix(`/`)`) to service `s` on `url`.
+pub fn catch_all_config(url: &str) -> String {
+    format!(
+        r#"http:
+  routers:
+    all:
+      rule: PathPrefix(`/`)
+      service: s
+  services:
+    s:
+      loadBalancer:
+        servers:
+          - url: "{url}"
+"#
+    )
+}
+
 /// Polls `f` every 25 ms until it returns true or `timeout` passes; returns whether it succeeded.
 pub async fn poll_until<F, Fut>(timeout: Duration, mut f: F) -> bool
 where
