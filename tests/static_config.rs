@@ -155,3 +155,119 @@ async fn traefik_yaml_file_and_env_sources_serve() {
     let _ = child.wait();
     assert_eq!(r.status, StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_options_swarmgate_lacks_start_with_one_warning_each() {
+    let a = Backend::start("A").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let dynamic = dir.path().join("dyn.yml");
+    std::fs::write(&dynamic, support::catch_all_config(&a.url)).expect("w");
+    let args: Vec<String> = vec![
+        "--entrypoints.web.address=127.0.0.1:0".into(),
+        format!("--providers.file.filename={}", dynamic.display()),
+        // Traefik v3 knows these; swarmgate implements neither (a KV provider, an HTTP/2 tuning knob).
+        "--providers.consul.endpoints=127.0.0.1:8500".into(),
+        "--providers.consul.rootKey=traefik".into(),
+        "--entrypoints.web.http2.maxDecoderHeaderTableSize=8192".into(),
+        // Traefik v1's KV flag, from a v1 stack.
+        "--consul.endpoint=127.0.0.1:8500".into(),
+    ];
+    let gate = Gate::start_in(dir, &args, 1);
+    let logs = gate.logs();
+    for key in [
+        "providers.consul",
+        "entryPoints.web.http2",
+        "consul` (from flag `--consul.endpoint",
+    ] {
+        let lines = logs
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(key) && l.contains("ignored"))
+            .count();
+        assert_eq!(lines, 1, "one warning for `{key}`:\n{logs}");
+    }
+    assert_eq!(
+        get(gate.web(), "any.test", "/").await.status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn an_ignored_option_that_would_weaken_security_stops_start_up() {
+    let (code, _, err) = run(
+        &[
+            "--entrypoints.web.address=127.0.0.1:0",
+            "--entrypoints.web.http.encodedCharacters.allowEncodedSlash=false",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot be ignored safely") && err.contains("allowEncodedSlash"),
+        "{err}"
+    );
+    // The same key at its safe value (what swarmgate does anyway) only warns.
+    let (code, _, err) = run(
+        &[
+            "--entrypoints.web.address=127.0.0.1:0",
+            "--entrypoints.web.http.encodedCharacters.allowEncodedSlash=true",
+            "--entrypoints.web.adress=x",
+        ],
+        &[],
+    );
+    // The typo beside it still stops start-up, naming the nearest key.
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("did you mean `entryPoints.web.address`"),
+        "{err}"
+    );
+    // A typo below a section Traefik knows is still a typo.
+    let (code, _, err) = run(
+        &[
+            "--entrypoints.web.address=127.0.0.1:0",
+            "--providers.consul.endpoinz=x",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("providers.consul.endpoinz"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn underscore_headers_strategy_keeps_deletes_or_rejects() {
+    let a = Backend::start("A").await;
+    for (strategy, status, forwarded) in [
+        ("keep", StatusCode::OK, true),
+        ("delete", StatusCode::OK, false),
+        ("reject", StatusCode::BAD_REQUEST, false),
+    ] {
+        let flag = format!("--entrypoints.web.http.underscoreHeadersStrategy={strategy}");
+        let gate = Gate::with_dynamic(&support::catch_all_config(&a.url), &[&flag]);
+        let r = support::get_with(
+            &support::client(),
+            gate.web(),
+            "u.test",
+            "/",
+            &[("x_forwarded_user", "admin"), ("x-plain", "1")],
+        )
+        .await;
+        assert_eq!(r.status, status, "{strategy}: {}", r.body);
+        if status == StatusCode::OK {
+            assert!(r.body.contains("X-Plain"), "{strategy}: {}", r.body);
+            assert_eq!(
+                r.body.to_ascii_lowercase().contains("x_forwarded_user"),
+                forwarded,
+                "{strategy}: {}",
+                r.body
+            );
+        }
+    }
+    let (code, _, err) = run(
+        &[
+            "--entrypoints.web.address=127.0.0.1:0",
+            "--entrypoints.web.http.underscoreHeadersStrategy=drop",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("underscoreHeadersStrategy"), "{err}");
+}

@@ -148,6 +148,13 @@ pub(super) fn compile_context(
             middlewares: ep.http.middlewares.clone(),
             tls: ep.http.tls.clone(),
             sanitize_path: ep.http.sanitize_path.unwrap_or(true),
+            // Validated when the static configuration was loaded.
+            underscore_headers: ep
+                .http
+                .underscore_headers_strategy
+                .as_deref()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_default(),
         });
     }
     Ok(CompileContext {

@@ -5,6 +5,7 @@
 //! or the working directory) wins and other flags are ignored (with a warning listing them); otherwise flags;
 //! otherwise `TRAEFIK_*` environment variables. Errors name the full key, its source and the nearest known key.
 
+pub mod known;
 pub mod legacy;
 pub mod sources;
 pub mod types;
@@ -104,7 +105,7 @@ pub fn load(flags: &[String], env: &[(String, String)]) -> Result<Loaded, Config
             (env_tree, "environment".to_string())
         }
     };
-    let config: StaticConfig = decode(&tree, "")?;
+    let config = decode_static(tree, &mut warnings)?;
     warnings.extend(unsupported_warnings(&config));
     validate(&config)?;
     Ok(Loaded {
@@ -112,6 +113,49 @@ pub fn load(flags: &[String], env: &[(String, String)]) -> Result<Loaded, Config
         origin,
         warnings,
     })
+}
+
+/// Decodes the tree, dropping each key Traefik knows but swarmgate does not implement (one warning each, see
+/// [`known`]); a key nobody knows, or one whose value cannot safely be ignored, stops start-up.
+fn decode_static(mut tree: Node, warnings: &mut Vec<String>) -> Result<StaticConfig, ConfigError> {
+    loop {
+        let e = match decode::<StaticConfig>(&tree, "") {
+            Ok(config) => return Ok(config),
+            Err(e) if e.is_unknown_key() => e,
+            Err(e) => return Err(e.into()),
+        };
+        let verdict = match known::remove_path(&mut tree, &e.key) {
+            Some(node) => known::judge(&e.key, &node),
+            // Not found again in the tree: never loop, report the decoder's error.
+            None => return Err(e.into()),
+        };
+        match verdict {
+            known::Verdict::Ignore { versions } => warnings.push(format!(
+                "`{}` (from {}) is a Traefik {versions} option swarmgate does not implement; it is ignored",
+                e.key, e.origin
+            )),
+            known::Verdict::Refuse { reason } => {
+                return Err(ConfigError::Invalid {
+                    key: e.key,
+                    reason: format!(
+                        "a Traefik option swarmgate does not implement, and it cannot be ignored safely: {reason}"
+                    ),
+                })
+            }
+            known::Verdict::Unknown { path } if path.eq_ignore_ascii_case(&e.key) => {
+                return Err(e.into())
+            }
+            known::Verdict::Unknown { path } => {
+                return Err(ConfigError::Invalid {
+                    key: path,
+                    reason: format!(
+                        "unknown key (neither swarmgate nor Traefik has it; from {})",
+                        e.origin
+                    ),
+                })
+            }
+        }
+    }
 }
 
 fn default_file(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
@@ -174,6 +218,15 @@ fn validate(c: &StaticConfig) -> Result<(), ConfigError> {
                     ),
                 });
             }
+        }
+    }
+    for (name, ep) in &c.entry_points {
+        if let Some(s) = &ep.http.underscore_headers_strategy {
+            s.parse::<crate::http::underscore::UnderscoreHeaders>()
+                .map_err(|reason| ConfigError::Invalid {
+                    key: format!("entryPoints.{name}.http.underscoreHeadersStrategy"),
+                    reason,
+                })?;
         }
     }
     if let Some(syntax) = &c.core.default_rule_syntax {

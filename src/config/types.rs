@@ -193,6 +193,8 @@ pub struct EntryPointHttp {
     pub sanitize_path: Option<bool>,
     /// Largest request header block, bytes (default 1 MiB as Go's http.Server).
     pub max_header_bytes: Option<usize>,
+    /// Request headers whose name contains `_`: `keep` (default), `delete` or `reject` (Traefik v3.6).
+    pub underscore_headers_strategy: Option<String>,
 }
 
 /// `http.redirections`.

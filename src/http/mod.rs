@@ -8,6 +8,7 @@
 pub mod body;
 pub mod context;
 pub mod error;
+pub mod underscore;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -273,6 +273,9 @@ async fn route_and_forward(
         seen.entry_point = ep.stats.clone();
     }
     normalize_request(&mut req, ep.sanitize_path)?;
+    ep.underscore_headers
+        .apply(req.headers_mut())
+        .map_err(|_| ProxyError::BadRequest("header name with an underscore"))?;
     // After `normalize_request` the Host header is the one authority (the URI is origin-form); it was
     // validated there only when it came from the URI, so the routing host is parsed (and checked) here.
     let raw_host = match req.headers().get(header::HOST) {

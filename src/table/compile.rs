@@ -80,6 +80,8 @@ pub struct EntryPointInfo {
     pub tls: Option<crate::config::types::EntryPointTls>,
     /// `http.sanitizePath`: resolve dot segments and duplicate slashes before routing (Traefik's default).
     pub sanitize_path: bool,
+    /// `http.underscoreHeadersStrategy`.
+    pub underscore_headers: crate::http::underscore::UnderscoreHeaders,
 }
 
 impl Default for EntryPointInfo {
@@ -92,6 +94,7 @@ impl Default for EntryPointInfo {
             middlewares: Vec::new(),
             tls: None,
             sanitize_path: true,
+            underscore_headers: Default::default(),
         }
     }
 }

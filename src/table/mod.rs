@@ -98,6 +98,8 @@ pub struct EntryPointRoutes {
     /// `http.sanitizePath`: the handler resolves dot segments and duplicate slashes of the request path
     /// before redirection, routing and middlewares, and forwards the result (Traefik's default, true).
     pub sanitize_path: bool,
+    /// `http.underscoreHeadersStrategy`: what happens to request headers whose name has `_`.
+    pub underscore_headers: crate::http::underscore::UnderscoreHeaders,
     /// Request metrics of this entrypoint (when metrics are on).
     pub stats: Option<Arc<crate::metrics::RequestStats>>,
 }
@@ -111,6 +113,7 @@ impl Default for EntryPointRoutes {
             https: RouterSet::default(),
             redirect: None,
             sanitize_path: true,
+            underscore_headers: Default::default(),
             stats: None,
         }
     }

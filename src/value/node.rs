@@ -243,6 +243,17 @@ pub struct DecodeError {
     pub message: String,
 }
 
+/// The message of a key no struct field accepts; [`DecodeError::is_unknown_key`] recognises it.
+const UNKNOWN_KEY: &str = "unknown key";
+
+impl DecodeError {
+    /// True when the error is a key the typed configuration does not know (as opposed to a bad value), so
+    /// that the static loader can ask whether Traefik knows it (`config::known`).
+    pub fn is_unknown_key(&self) -> bool {
+        self.message.starts_with(UNKNOWN_KEY)
+    }
+}
+
 impl de::Error for DecodeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         DecodeError {
@@ -495,7 +506,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         // Reject unknown keys up front, naming the nearest known one.
         for (key, node) in entries {
             if !fields.iter().any(|f| f.eq_ignore_ascii_case(key)) {
-                let mut message = "unknown key".to_string();
+                let mut message = UNKNOWN_KEY.to_string();
                 if let Some(near) = nearest(key, fields) {
                     message.push_str(&format!("; did you mean `{}`?", self.child_path(near)));
                 }

@@ -373,6 +373,7 @@ pub(super) fn entry_point_routes(
                     https: RouterSet::new(https),
                     redirect: info.redirect.clone(),
                     sanitize_path: info.sanitize_path,
+                    underscore_headers: info.underscore_headers,
                     stats: None,
                 }
             },
