@@ -149,3 +149,32 @@ async fn api_json_matches_traefik_for_the_same_file_config() {
     assert_eq!(r.status, 404);
     assert!(r.body.contains("not found"), "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_entrypoint_answers_404_outside_api_dashboard_ping_and_metrics() {
+    let gate = Gate::with_dynamic(
+        "http: {}\n",
+        &[
+            "--api.insecure",
+            "--ping",
+            "--metrics.prometheus",
+            "--entrypoints.traefik.address=127.0.0.1:0",
+        ],
+    );
+    let admin = gate.ep("traefik");
+    for (path, want) in [
+        ("/api/overview", 200),
+        ("/ping", 200),
+        ("/metrics", 200),
+        ("/dashboard/", 200),
+        ("/", 302),
+        ("/dashboard", 302),
+        ("/health", 404),
+        ("/healthz", 404),
+        ("/dashboard/nope.js", 404),
+        ("/index.html", 404),
+    ] {
+        let r = get(admin, "localhost", path).await;
+        assert_eq!(r.status.as_u16(), want, "{path}: {}", r.body);
+    }
+}

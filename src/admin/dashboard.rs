@@ -8,10 +8,16 @@ use crate::http::body::ProxyBody;
 
 const INDEX: &str = include_str!("dashboard/index.html");
 
-/// Answers `/dashboard/...` (and redirects `/` and `/dashboard` there, as Traefik does).
+/// Answers `/dashboard/` (and redirects `/` and `/dashboard` there, as Traefik does). Any other path is
+/// 404, as Traefik's file server answers for a file its dashboard does not have: a health check pointed at
+/// `/health` on the `traefik` entrypoint must fail, not pass on the dashboard's page.
 pub fn serve(req: &Request<Incoming>, state: &AdminState) -> Response<ProxyBody> {
     let path = req.uri().path();
-    if !state.dashboard {
+    let page = matches!(
+        path,
+        "/" | "/dashboard" | "/dashboard/" | "/dashboard/index.html"
+    );
+    if !state.dashboard || !page {
         let mut r = Response::new(ProxyBody::full("404 page not found\n"));
         *r.status_mut() = StatusCode::NOT_FOUND;
         return r;
