@@ -40,6 +40,21 @@ use crate::tls::TlsShared;
 
 pub use setup::internal_config;
 
+/// The compile context the running proxy would build for `cfg`, without binding a socket: `check` compiles
+/// a stack's configuration with it, so that what `check` reports is what the runtime will serve (one code
+/// path). Metrics are left out; TLS is compiled against an empty challenge store.
+///
+/// # Errors
+///
+/// The same start-up errors as [`run`] for entrypoints and redirections.
+pub fn offline_compile_context(cfg: &StaticConfig) -> Result<CompileContext, AppError> {
+    let eps = setup::tcp_entry_points(cfg)?;
+    let mut ctx = setup::compile_context(cfg, &eps)?;
+    let challenges: SharedChallenges = Arc::new(MemoryChallenges::default());
+    ctx.tls = Some(TlsShared::new(challenges).map_err(|e| AppError::Invalid(format!("TLS: {e}")))?);
+    Ok(ctx)
+}
+
 /// How long background tasks get to end after the root token is cancelled before they are aborted.
 const TASK_STOP_DEADLINE: Duration = Duration::from_secs(5);
 

@@ -291,10 +291,66 @@ pub fn check_text(
         ok = false;
         lines.push(format!("error: {e}"));
     }
-    let (rawdata, more, all_ok) = rawdata(&assembled.config, provider, &cfg);
+    let (mut rawdata, more, all_ok) = rawdata(&assembled.config, provider, &cfg);
     ok &= all_ok;
     lines.extend(more);
+    ok &= runtime_statuses(assembled.config, provider, &cfg, &mut rawdata, &mut lines)?;
     Ok(Report { rawdata, lines, ok })
+}
+
+/// Compiles the configuration exactly as the running proxy does ([`crate::table::compile`], with the
+/// internal routers and the entrypoints of `cfg`), and writes each item's runtime status and errors into
+/// `rawdata`: an item the runtime would disable is reported disabled here, with the runtime's reason.
+/// Returns false when the runtime would disable any item of the stack.
+fn runtime_statuses(
+    config: crate::dynamic::Configuration,
+    provider: &str,
+    cfg: &StaticConfig,
+    rawdata: &mut Value,
+    lines: &mut Vec<String>,
+) -> Result<bool, CheckError> {
+    use std::sync::Arc;
+    let ctx = crate::app::offline_compile_context(cfg)
+        .map_err(|e| CheckError::Invalid(format!("static configuration: {e}")))?;
+    let mut providers = BTreeMap::new();
+    providers.insert(provider.to_string(), Arc::new(config));
+    providers.insert(
+        "internal".to_string(),
+        Arc::new(crate::app::internal_config(cfg).0),
+    );
+    let input = crate::table::BuildInput { providers };
+    let compiled = crate::table::compile(&input, &ctx, &Default::default(), 1);
+    let status = &compiled.table.status;
+    let mut ok = true;
+    for (section, items) in [
+        ("routers", &status.routers),
+        ("services", &status.services),
+        ("middlewares", &status.middlewares),
+    ] {
+        for (name, st) in items.iter().filter(|(_, st)| st.provider == provider) {
+            let Some(Value::Object(item)) = rawdata.get_mut(section).and_then(|s| s.get_mut(name))
+            else {
+                continue;
+            };
+            let before = item
+                .get("status")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            item.insert("status".into(), json!(st.status.as_str()));
+            if !st.errors.is_empty() {
+                item.insert("error".into(), json!(st.errors));
+            }
+            if st.status == crate::table::Status::Disabled {
+                ok = false;
+                if before.as_deref() != Some("disabled") {
+                    for e in &st.errors {
+                        lines.push(format!("error: {name}: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(ok)
 }
 
 /// The static flags to check with: the given ones, else the `-` arguments of the stack's Traefik (or
