@@ -467,6 +467,37 @@ async fn forward_auth_passes_headers_or_returns_the_auth_answer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_auth_max_response_body_size_refuses_longer_auth_answers() {
+    let a = Backend::start("A").await;
+    let (auth, _) = auth_server().await;
+    // The denial body ("denied by auth") is 14 bytes: over a 5-byte limit → 401 without it, as Traefik.
+    for (limit, denial_body) in [(5, ""), (100, "denied by auth")] {
+        let mws = format!("    fa:\n      forwardAuth:\n        address: http://{auth}/verify\n        maxResponseBodySize: {limit}\n");
+        let gate = Gate::with_dynamic(
+            &config(
+                &router("r", "Host(`f.test`)", &["fa"]),
+                &mws,
+                &lb("s", &a.url),
+            ),
+            &[],
+        );
+        let r = get(gate.web(), "f.test", "/private?x=1").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", gate.logs());
+        assert_eq!(r.body, denial_body, "limit {limit}");
+        // The success answer has an empty body: within any limit, the request goes through.
+        let r = get_with(
+            &client(),
+            gate.web(),
+            "f.test",
+            "/private?x=1",
+            &[("authorization", "ok")],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "limit {limit}: {}", gate.logs());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_rejects_with_retry_after() {
     let a = Backend::start("A").await;
     let mws =

@@ -11,7 +11,6 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
@@ -26,7 +25,8 @@ use crate::http::error::ProxyError;
 use crate::upstream::pool::{Target, Upstreams};
 use crate::upstream::transport::PoolSettings;
 
-/// Largest auth-server answer body relayed to the client.
+/// Largest auth-server answer body read when `maxResponseBodySize` is not set (Traefik reads any size and
+/// warns that this invites memory exhaustion; swarmgate keeps a bound).
 const MAX_AUTH_BODY: usize = 1 << 20;
 /// Deadline for the auth server's answer.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,6 +54,10 @@ pub struct ForwardAuth {
     response_headers: Vec<HeaderName>,
     response_regex: Option<Regex>,
     request_headers: Vec<HeaderName>,
+    /// `maxResponseBodySize`: the auth answer's body is read up to this many bytes; a longer one → 401.
+    max_response_body: usize,
+    /// Whether `maxResponseBodySize` was set: then a success answer's body is checked too, as Traefik does.
+    check_success_body: bool,
     own_tls: Option<PoolSettings>,
     own_pool: OnceLock<Option<Upstreams>>,
     /// Pool identity of the auth server: its keep-alive connections are shared by this middleware's
@@ -143,6 +147,17 @@ impl ForwardAuth {
         let _ = o.bool("addAuthCookiesToResponse");
         let _ = o.bool("forwardBody");
         let _ = o.u64("maxBodySize");
+        // Traefik: bytes, -1 (its default) for no limit; swarmgate keeps its 1 MiB bound for -1.
+        let max_response = match o.f64("maxResponseBodySize")? {
+            Some(n) if n.fract() != 0.0 => {
+                return Err(o.err(
+                    "maxResponseBodySize",
+                    format!("expected a whole number of bytes, found `{n}`"),
+                ))
+            }
+            Some(n) if n >= 0.0 => Some(n.min(usize::MAX as f64) as usize),
+            _ => None,
+        };
         let _ = o.string("headerField");
         let _ = o.bool("preserveLocationHeader");
         let _ = o.bool("preserveRequestMethod");
@@ -155,6 +170,8 @@ impl ForwardAuth {
             response_headers,
             response_regex,
             request_headers,
+            max_response_body: max_response.unwrap_or(MAX_AUTH_BODY),
+            check_success_body: max_response.is_some(),
             own_tls,
             own_pool: OnceLock::new(),
             identity: Arc::new(ServerHealth::new()),
@@ -257,19 +274,23 @@ impl ForwardAuth {
             _ => return Ok(Flow::Respond(internal_error())),
         };
         let (parts, body) = resp.into_parts();
-        if !parts.status.is_success() {
-            let body = match Limited::new(body, MAX_AUTH_BODY).collect().await {
+        let success = parts.status.is_success();
+        if !success || self.check_success_body {
+            let body = match Limited::new(body, self.max_response_body).collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(_) => Bytes::new(),
+                // Too long (or broken): refused, as Traefik answers an auth body over its limit.
+                Err(_) => return Ok(Flow::Respond(unauthorized())),
             };
-            let mut out = Response::new(ProxyBody::full(body));
-            *out.status_mut() = parts.status;
-            for (n, v) in &parts.headers {
-                if !HOP_BY_HOP.contains(&n.as_str()) {
-                    out.headers_mut().append(n.clone(), v.clone());
+            if !success {
+                let mut out = Response::new(ProxyBody::full(body));
+                *out.status_mut() = parts.status;
+                for (n, v) in &parts.headers {
+                    if !HOP_BY_HOP.contains(&n.as_str()) {
+                        out.headers_mut().append(n.clone(), v.clone());
+                    }
                 }
+                return Ok(Flow::Respond(out));
             }
-            return Ok(Flow::Respond(out));
         }
         let h = req.headers_mut();
         for n in &self.response_headers {
@@ -292,6 +313,10 @@ impl ForwardAuth {
     }
 }
 
+fn unauthorized() -> Response<ProxyBody> {
+    text_response(StatusCode::UNAUTHORIZED, "")
+}
+
 fn internal_error() -> Response<ProxyBody> {
     text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n")
 }
@@ -300,6 +325,22 @@ fn internal_error() -> Response<ProxyBody> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn max_response_body_size_as_traefik_spells_it() {
+        let build =
+            |v: serde_json::Value| ForwardAuth::build(Opts::new("forwardAuth", &v).expect("o"));
+        let f = build(json!({"address": "http://a/", "maxResponseBodySize": "1024"})).expect("b");
+        assert_eq!((f.max_response_body, f.check_success_body), (1024, true));
+        // -1 is Traefik's "no limit": swarmgate keeps its bound and checks only refusals.
+        let f = build(json!({"address": "http://a/", "maxResponseBodySize": -1})).expect("b");
+        assert_eq!(
+            (f.max_response_body, f.check_success_body),
+            (MAX_AUTH_BODY, false)
+        );
+        assert!(build(json!({"address": "http://a/", "maxResponseBodySize": "1.5"})).is_err());
+        assert!(build(json!({"address": "http://a/", "maxResponseBodySize": "big"})).is_err());
+    }
 
     #[test]
     fn options() {
