@@ -245,3 +245,129 @@ async fn entrypoint_tls_and_http_to_https_redirection() {
     .expect("tls");
     assert_eq!(r.reply.expect("reply").status, StatusCode::OK);
 }
+
+/// A CA (cert PEM, the issuer to sign with) and a client certificate it signed: (CA PEM, client cert PEM,
+/// client key PEM).
+fn client_ca_and_cert(cn: &str) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "test client CA");
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["client.test".to_string()]).expect("p");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    let cert = params.signed_by(&key, &issuer).expect("client cert");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_tls_client_cert_hands_the_mutual_tls_certificate_to_the_backend() {
+    use rustls::pki_types::pem::PemObject;
+    let a = Backend::start("A").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cert, key) = self_signed(&["a.test"]);
+    let (cp, kp) = (dir.path().join("a.crt"), dir.path().join("a.key"));
+    std::fs::write(&cp, &cert).expect("w");
+    std::fs::write(&kp, &key).expect("w");
+    let (ca, client_cert, client_key) = client_ca_and_cert("client one");
+    let ca_path = dir.path().join("ca.crt");
+    std::fs::write(&ca_path, &ca).expect("w");
+    let dynamic = format!(
+        r#"http:
+  routers:
+    secure:
+      rule: Host(`a.test`)
+      service: s
+      middlewares: [pc]
+      tls:
+        options: mtls
+  middlewares:
+    pc:
+      passTLSClientCert:
+        pem: true
+        info:
+          notAfter: true
+          subject:
+            commonName: true
+          issuer:
+            commonName: true
+  services:
+    s:
+      loadBalancer:
+        servers:
+          - url: "{}"
+tls:
+  certificates:
+    - certFile: {}
+      keyFile: {}
+  options:
+    mtls:
+      clientAuth:
+        caFiles: ["{}"]
+        clientAuthType: RequireAndVerifyClientCert
+"#,
+        a.url,
+        cp.display(),
+        kp.display(),
+        ca_path.display()
+    );
+    let gate = Gate::with_dynamic(&dynamic, &[]);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes()) {
+        roots.add(c.expect("pem")).expect("root");
+    }
+    let chain: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(client_cert.as_bytes())
+        .map(|c| c.expect("pem"))
+        .collect();
+    let client_key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(client_key.as_bytes()).expect("key");
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(ALL)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain.clone(), client_key)
+        .expect("client auth");
+    let r = tls_get(gate.web(), "a.test", Some("/"), std::sync::Arc::new(cfg))
+        .await
+        .expect("mutual TLS handshake")
+        .reply
+        .expect("reply");
+    assert_eq!(r.status, StatusCode::OK, "{}", gate.logs());
+    use base64::Engine as _;
+    let der_b64 = base64::engine::general_purpose::STANDARD.encode(chain[0].as_ref());
+    assert!(
+        r.body
+            .contains(&format!("X-Forwarded-Tls-Client-Cert: {der_b64}")),
+        "{}",
+        r.body
+    );
+    let info = r
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Forwarded-Tls-Client-Cert-Info: "))
+        .expect("info header");
+    assert!(
+        info.starts_with(
+            "Subject%3D%22CN%3Dclient+one%22%3BIssuer%3D%22CN%3Dtest+client+CA%22%3BNA%3D%22"
+        ),
+        "{info}"
+    );
+    // Without a client certificate the handshake is refused (RequireAndVerifyClientCert).
+    let no_cert = tls_get(
+        gate.web(),
+        "a.test",
+        Some("/"),
+        tls_client(Some(&cert), &[], ALL),
+    )
+    .await;
+    assert!(
+        no_cert.is_err() || no_cert.is_ok_and(|r| r.reply.is_none()),
+        "a client without a certificate must not be served"
+    );
+}

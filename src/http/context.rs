@@ -20,6 +20,8 @@ pub struct ConnInfo {
     pub trusted: bool,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The client's certificate chain when it sent one (mutual TLS); read by `passTLSClientCert`.
+    pub client_certs: Option<std::sync::Arc<[rustls::pki_types::CertificateDer<'static>]>>,
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) as plain IPv4, so that one client has one address in

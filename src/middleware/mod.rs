@@ -36,6 +36,7 @@ pub mod in_flight;
 pub mod ip_allow_list;
 pub mod ip_strategy;
 pub mod opts;
+pub mod pass_tls_client_cert;
 pub mod rate_limit;
 pub mod redirect;
 pub mod replace_path;
@@ -149,6 +150,8 @@ pub enum Middleware {
     CircuitBreaker(circuit_breaker::CircuitBreaker),
     /// `errors`.
     Errors(errors::Errors),
+    /// `passTLSClientCert`.
+    PassTlsClientCert(pass_tls_client_cert::PassTlsClientCert),
 }
 
 /// Canonical Traefik type names, for case-insensitive lookup of the type key.
@@ -353,12 +356,9 @@ pub fn build(m: &dynamic::Middleware, cx: &BuildCx<'_>) -> Result<Built, Middlew
                 ),
             ));
         }
-        "passTLSClientCert" => {
-            return Err(MiddlewareError::new(
-                "passTLSClientCert",
-                "not supported yet: needs the client certificate from TLS termination".into(),
-            ))
-        }
+        "passTLSClientCert" => Middleware::PassTlsClientCert(
+            pass_tls_client_cert::PassTlsClientCert::build(Opts::new(kind, value)?)?,
+        ),
         other => {
             return Err(MiddlewareError::new(
                 other,
@@ -478,6 +478,7 @@ pub(crate) async fn run_steps<'m>(
             Middleware::Redirect(m) => m.on_request(&req, cx),
             Middleware::StripPrefix(m) => m.on_request(&mut req),
             Middleware::AddPrefix(m) => m.on_request(&mut req),
+            Middleware::PassTlsClientCert(m) => m.on_request(&mut req, cx),
             Middleware::ReplacePath(m) => m.on_request(&mut req),
             Middleware::Headers(m) => {
                 let (flow, facts) = m.on_request(&mut req, cx);

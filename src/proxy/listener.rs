@@ -276,7 +276,7 @@ impl Conn {
             return; // closed or failed before a byte
         }
         if first[0] != TLS_HANDSHAKE {
-            self.http(stream, false, accepted).await;
+            self.http(stream, false, None, accepted).await;
             return;
         }
         let table = self.shared.store.load_full();
@@ -297,7 +297,13 @@ impl Conn {
                     // TLS-ALPN-01 validation: the handshake was the answer.
                     return;
                 }
-                self.http(tls_stream, true, tokio::time::Instant::now())
+                // Mutual TLS: the chain, for `passTLSClientCert` (kept once per connection).
+                let client_certs = tls_stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .map(|c| c.iter().map(|d| d.clone().into_owned()).collect());
+                self.http(tls_stream, true, client_certs, tokio::time::Instant::now())
                     .await;
             }
             Ok(Err(e)) => tracing::debug!(peer = %self.peer, "TLS handshake failed: {e}"),
@@ -306,8 +312,13 @@ impl Conn {
     }
 
     /// Serves HTTP on `io`; the first request head is bounded from `head_start`.
-    async fn http<I>(self, io: I, tls: bool, head_start: tokio::time::Instant)
-    where
+    async fn http<I>(
+        self,
+        io: I,
+        tls: bool,
+        client_certs: Option<Arc<[rustls::pki_types::CertificateDer<'static>]>>,
+        head_start: tokio::time::Instant,
+    ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let ip = canonical_ip(self.peer.ip());
@@ -322,6 +333,7 @@ impl Conn {
                 port_header: self.port_header,
                 trusted: self.trusted,
                 tls,
+                client_certs,
             },
             body_clock: BodyClock {
                 activity: activity.clone(),
