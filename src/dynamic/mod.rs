@@ -573,6 +573,16 @@ pub struct ItemError {
 }
 
 const TOP_KEYS: &[&str] = &["http", "tcp", "udp", "tls"];
+
+/// Sections (Go pointers to structs in Traefik's model) that mean "absent" when written `false`.
+const FALSE_SECTIONS: &[&str] = &[
+    "sticky",
+    "cookie",
+    "tls",
+    "healthCheck",
+    "responseForwarding",
+    "proxyProtocol",
+];
 const SECTION_KEYS: &[&str] = &["routers", "services", "middlewares", "serversTransports"];
 const TLS_KEYS: &[&str] = &["certificates", "options", "stores"];
 
@@ -582,6 +592,10 @@ const TLS_KEYS: &[&str] = &["certificates", "options", "stores"];
 /// reported in the returned list, its neighbours are kept. Unknown top-level sections are reported too (and
 /// ignored). Called by the file provider and the Docker label parser; pure.
 pub fn decode_configuration(root: &Node) -> (Configuration, Vec<ItemError>) {
+    // `sticky=false`, a router's `tls=false`, …: no such section, as Traefik reads them.
+    let mut pruned = root.clone();
+    crate::value::node::drop_false_sections(&mut pruned, FALSE_SECTIONS);
+    let root = &pruned;
     let mut cfg = Configuration::default();
     let mut errors = Vec::new();
     let NodeKind::Map(top) = &root.kind else {

@@ -145,10 +145,14 @@ impl Node {
         if name.is_empty() {
             return Err(format!("empty segment in key near `{first}`"));
         }
-        // A scalar "true" means "section with defaults": widen it into a map when children arrive.
+        // A scalar "true" means "section with defaults": widen it into a map when children arrive. A
+        // section set to "false" stays off and its options are ignored, as Traefik's decoder leaves the
+        // section's pointer nil (`sticky=false` beside `sticky.cookie.name=x`: no stickiness).
         if let NodeKind::Scalar(s) = &self.kind {
             if s.eq_ignore_ascii_case("true") {
                 self.kind = NodeKind::Map(Vec::new());
+            } else if s.eq_ignore_ascii_case("false") {
+                return Ok(());
             } else {
                 return Err(format!(
                     "`{name}` is nested under a value that is already set to `{s}`"
@@ -211,6 +215,31 @@ impl Node {
             return Ok(());
         }
         target.insert_path(rest, value)
+    }
+}
+
+/// Removes, at any depth, the map entries named like one of `sections` (ASCII case ignored) whose value is
+/// `false`: Traefik's decoder reads `sticky=false` or a router's `tls=false` as "no such section" (a nil
+/// pointer), where a typed decoder would expect a section. Only the listed names: a boolean option written
+/// `false` keeps its value.
+pub fn drop_false_sections(node: &mut Node, sections: &[&str]) {
+    match &mut node.kind {
+        NodeKind::Map(entries) => {
+            entries.retain(|(k, v)| {
+                !(sections.iter().any(|s| s.eq_ignore_ascii_case(k))
+                    && v.as_str()
+                        .is_some_and(|s| s.trim().eq_ignore_ascii_case("false")))
+            });
+            for (_, v) in entries.iter_mut() {
+                drop_false_sections(v, sections);
+            }
+        }
+        NodeKind::List(items) => {
+            for v in items.iter_mut() {
+                drop_false_sections(v, sections);
+            }
+        }
+        NodeKind::Scalar(_) => {}
     }
 }
 

@@ -60,6 +60,11 @@ pub struct Settings {
     pub exposed_by_default: bool,
     /// `defaultRule`, parsed.
     pub default_rule: Template,
+    /// `defaultRule` was configured empty: a router without a rule is not created, as in Traefik.
+    pub default_rule_off: bool,
+    /// `defaultRule` did not parse: each router that needs it is dropped with this error; routers with
+    /// their own rule are served.
+    pub default_rule_error: Option<String>,
     /// Traefik v1 `docker.domain`: when set and `defaultRule` is not, the default rule is v1's
     /// `Host:<name with _ and / as ->.<domain>`.
     pub v1_domain: Option<String>,
@@ -82,6 +87,8 @@ impl Settings {
             },
             exposed_by_default: true,
             default_rule: Template::traefik_default(),
+            default_rule_off: false,
+            default_rule_error: None,
             v1_domain: None,
             constraints: None,
             allow_empty_services: false,
@@ -1186,6 +1193,10 @@ fn complete_http_routers(
     cx: &Cx<'_>,
     errors: &mut Vec<LabelError>,
 ) {
+    if cx.s.default_rule_off {
+        // Traefik removes a router whose rule renders empty, without an error.
+        http.routers.retain(|_, r| !r.rule.trim().is_empty());
+    }
     let (kept_services, kept_middlewares) = (&http.services, &http.middlewares);
     retain_routers(&mut http.routers, HTTP, cx, errors, |label, r| {
         if r.rule.trim().is_empty() {
@@ -1222,6 +1233,9 @@ fn complete_http_routers(
 
 /// `defaultRule` rendered for this workload; an empty rendering is an error (it would match nothing).
 fn default_rule(cx: &Cx<'_>, label: &str) -> Result<String, (String, String)> {
+    if let Some(e) = &cx.s.default_rule_error {
+        return Err((format!("{label}.rule"), e.clone()));
+    }
     let model = Model {
         name: &default_name_for_template(cx.w),
         container_name: &cx.w.container_name,
@@ -1299,7 +1313,8 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// The port of a workload's servers: the label, else (containers) the lowest exposed port.
+/// The port of a workload's servers: the label, else (containers) the lowest exposed port. An empty
+/// `server.port` label is no label (Traefik's tables: the exposed port).
 fn server_port(
     w: &Workload,
     s: &Settings,
@@ -1307,7 +1322,7 @@ fn server_port(
     proto: &str,
     sh_port: Option<(String, String)>,
 ) -> Result<u16, (String, String)> {
-    match sh_port {
+    match sh_port.filter(|(v, _)| !v.trim().is_empty()) {
         Some((v, label)) => match v.trim().parse::<u16>() {
             Ok(p) if p > 0 => Ok(p),
             _ => Err((label, format!("`{v}` is not a port number (1-65535)"))),
@@ -1343,11 +1358,15 @@ fn fill_http_servers(
     }
     let template = lb.servers.first().cloned().unwrap_or_default();
     if !template.url.is_empty() {
-        if sh.port.is_some() {
-            return Err((
-                sh.port.map(|p| p.1).unwrap_or_default(),
-                "`server.url` and `server.port` are both set".into(),
-            ));
+        // Traefik refuses a server with both a URL and a port or scheme (its tables drop the container's
+        // configuration); swarmgate drops this service only.
+        for (option, given) in [("port", sh.port), ("scheme", sh.scheme)] {
+            if let Some((_, label)) = given {
+                return Err((
+                    label,
+                    format!("`server.url` and `server.{option}` are both set"),
+                ));
+            }
         }
         lb.servers = vec![template];
         return Ok(());

@@ -1116,3 +1116,99 @@ fn a_non_ascii_label_key_near_the_namespace_prefix_does_not_panic() {
         assert!(o.enable, "{key}");
     }
 }
+
+/// Cases from Traefik's own tables (pkg/config/label/label_test.go, pkg/provider/docker/config_test.go at
+/// v3.7.9) where swarmgate used to differ.
+#[test]
+fn traefik_table_edge_cases() {
+    let container = |labels: &[(&str, &str)]| {
+        let mut wl = w("Test", labels, &["127.0.0.1"]);
+        wl.exposed_ports = vec![80];
+        build(&wl, &docker())
+    };
+    // `sticky=false` beside `sticky.cookie.*`: stickiness off, the service kept (label_test.go Service1).
+    let b = container(&[
+        ("traefik.http.services.s.loadbalancer.sticky", "false"),
+        (
+            "traefik.http.services.s.loadbalancer.sticky.cookie.name",
+            "fui",
+        ),
+    ]);
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    let lb = b.config.http.services["s"]
+        .load_balancer
+        .as_ref()
+        .expect("lb");
+    assert!(lb.sticky.is_none(), "{lb:?}");
+    assert_eq!(urls(&b.config, "s"), ["http://127.0.0.1:80"]);
+    // A router's `tls=false` is a plain router.
+    let b = container(&[("traefik.http.routers.r.tls", "false")]);
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert!(b.config.http.routers["r"].tls.is_none());
+    // An empty `server.port` is no port label: the exposed port ("one container with label port on two
+    // services").
+    let b = container(&[
+        (
+            "traefik.http.services.Service1.LoadBalancer.server.port",
+            "",
+        ),
+        (
+            "traefik.http.services.Service2.LoadBalancer.server.port",
+            "8080",
+        ),
+    ]);
+    assert_eq!(urls(&b.config, "Service1"), ["http://127.0.0.1:80"]);
+    assert_eq!(urls(&b.config, "Service2"), ["http://127.0.0.1:8080"]);
+    // `server.url` with `server.scheme`: refused. Traefik drops the container's whole configuration;
+    // swarmgate (docs/differences.md, per-item isolation) drops the service and the router that uses it,
+    // each with its error.
+    let b = container(&[
+        (
+            "traefik.http.services.Service1.LoadBalancer.server.url",
+            "http://1.2.3.4:5678",
+        ),
+        (
+            "traefik.http.services.Service1.LoadBalancer.server.scheme",
+            "https",
+        ),
+    ]);
+    assert!(b.config.http.services.is_empty() && b.config.http.routers.is_empty());
+    assert!(
+        b.errors
+            .iter()
+            .any(|e| e.reason.contains("`server.url` and `server.scheme`")),
+        "{:?}",
+        b.errors
+    );
+}
+
+#[test]
+fn default_rule_configured_empty_or_broken_costs_only_the_default_routers() {
+    let wl = w(
+        "app",
+        &[
+            ("traefik.http.routers.explicit.rule", "Host(`x.test`)"),
+            ("traefik.http.routers.implicit.service", "app"),
+            ("traefik.http.services.app.loadbalancer.server.port", "80"),
+        ],
+        &["10.0.0.2"],
+    );
+    let mut off = swarm();
+    off.default_rule_off = true;
+    let b = build(&wl, &off);
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert_eq!(rule(&b.config, "explicit"), "Host(`x.test`)");
+    assert!(!b.config.http.routers.contains_key("implicit"));
+    let mut broken = swarm();
+    broken.default_rule_error = Some("providers.swarm.defaultRule: unknown field `.Nam`".into());
+    let b = build(&wl, &broken);
+    assert_eq!(rule(&b.config, "explicit"), "Host(`x.test`)");
+    assert!(!b.config.http.routers.contains_key("implicit"));
+    assert!(
+        b.errors
+            .iter()
+            .any(|e| e.item == "implicit" && e.reason.contains(".Nam")),
+        "{:?}",
+        b.errors
+    );
+}

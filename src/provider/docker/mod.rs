@@ -148,14 +148,6 @@ pub struct ProviderSpec {
 /// Why a provider's settings are unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    /// `defaultRule` does not parse.
-    #[error("providers.{provider}.defaultRule: {source}")]
-    DefaultRule {
-        /// `docker` or `swarm`.
-        provider: &'static str,
-        /// The template error.
-        source: template::TemplateError,
-    },
     /// `constraints` does not parse.
     #[error("providers.{provider}.constraints: {source}")]
     Constraints {
@@ -180,13 +172,17 @@ pub fn settings(
     let mut s = Settings::new(mode);
     s.namespace = name;
     s.exposed_by_default = cfg.exposed_by_default;
-    if let Some(r) = cfg.default_rule.as_deref().filter(|r| !r.trim().is_empty()) {
-        s.default_rule = template::Template::parse(r).map_err(|source| SpecError::DefaultRule {
-            provider: name,
-            source,
-        })?;
-    } else {
-        s.v1_domain = cfg.domain.clone().filter(|d| !d.is_empty());
+    match cfg.default_rule.as_deref() {
+        // Configured empty: routers without a rule are not created (Traefik: "undefined rule").
+        Some(r) if r.trim().is_empty() => s.default_rule_off = true,
+        // A template that does not parse costs the routers that need it, not the provider.
+        Some(r) => match template::Template::parse(r) {
+            Ok(t) => s.default_rule = t,
+            Err(e) => {
+                s.default_rule_error = Some(format!("providers.{name}.defaultRule: {e}"));
+            }
+        },
+        None => s.v1_domain = cfg.domain.clone().filter(|d| !d.is_empty()),
     }
     if let Some(c) = cfg.constraints.as_deref().filter(|c| !c.trim().is_empty()) {
         s.constraints =
