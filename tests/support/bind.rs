@@ -1,6 +1,6 @@
 //! BIND 9 fixture for DNS-01 tests: a real authoritative `named` on a free loopback port serving the zone
 //! `example.test` (SOA, NS `ns.example.test` → 127.0.0.1), dynamic updates allowed with the TSIG key
-//! [`KEY_NAME`] (hmac-sha256). [`Bind::nsupdate`] writes into the zone with Debian's `nsupdate`, the way the
+//! [`KEY_NAME`] (hmac-sha256). [`nsupdate`] writes into the zone with Debian's `nsupdate`, the way the
 //! exec/httpreq/API stand-ins of the tests do. Needs `named` and `nsupdate` (`apt-get install bind9
 //! bind9-utils`); killed on drop.
 
@@ -106,32 +106,6 @@ zone "{ZONE}" {{
             .collect()
     }
 
-    /// A file with `nsupdate` commands adding (`add`) or deleting a TXT value, signed with the key.
-    pub fn nsupdate_script(&self, add: bool, fqdn: &str, value: &str) -> String {
-        let verb = if add { "add" } else { "delete" };
-        let ttl = if add { "5 " } else { "" };
-        format!(
-            "server 127.0.0.1 {}\nkey hmac-sha256:{KEY_NAME} {KEY_SECRET}\nupdate {verb} {fqdn} {ttl}TXT \"{value}\"\nsend\n",
-            self.addr.port()
-        )
-    }
-
-    /// Runs `nsupdate` to add or delete a TXT value; true when it succeeded.
-    pub fn nsupdate(&self, add: bool, fqdn: &str, value: &str) -> bool {
-        use std::io::Write;
-        let mut child = Command::new("nsupdate")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn nsupdate (apt-get install bind9-utils)");
-        let script = self.nsupdate_script(add, fqdn, value);
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(script.as_bytes());
-        }
-        child.wait().map(|s| s.success()).unwrap_or(false)
-    }
-
     /// The directory of this run (scripts may be written there).
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
@@ -145,4 +119,29 @@ impl Drop for Bind {
             let _ = c.wait();
         }
     }
+}
+
+/// The `nsupdate` commands adding (`add`) or deleting a TXT value at the server on `port`, signed with the key.
+pub fn nsupdate_script(port: u16, add: bool, fqdn: &str, value: &str) -> String {
+    let verb = if add { "add" } else { "delete" };
+    let ttl = if add { "5 " } else { "" };
+    format!(
+        "server 127.0.0.1 {port}\nkey hmac-sha256:{KEY_NAME} {KEY_SECRET}\nupdate {verb} {fqdn} {ttl}TXT \"{value}\"\nsend\n"
+    )
+}
+
+/// Runs `nsupdate` against the server on `port` (blocking); true when it succeeded.
+pub fn nsupdate(port: u16, add: bool, fqdn: &str, value: &str) -> bool {
+    use std::io::Write;
+    let mut child = Command::new("nsupdate")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nsupdate (apt-get install bind9-utils)");
+    let script = nsupdate_script(port, add, fqdn, value);
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(script.as_bytes());
+    }
+    child.wait().map(|s| s.success()).unwrap_or(false)
 }

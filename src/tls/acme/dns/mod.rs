@@ -12,12 +12,15 @@
 //! tell the CA each challenge is ready → … → `cleanup` each record ([`Published`], also on error and on
 //! cancellation).
 
+pub mod cloudflare;
 #[allow(clippy::disallowed_methods)] // control plane: runs the configured program
 pub mod exec;
 mod http;
 pub mod httpreq;
 pub mod query;
 pub mod rfc2136;
+pub mod route53;
+pub mod sigv4;
 
 use std::fmt;
 use std::future::Future;
@@ -272,6 +275,8 @@ pub fn provider(name: &str, env: &Env<'_>) -> Result<Arc<dyn DnsProvider>, Strin
         "rfc2136" => Arc::new(rfc2136::Rfc2136::from_env(env)?),
         "exec" => Arc::new(exec::Exec::from_env(env)?),
         "httpreq" => Arc::new(httpreq::HttpReq::from_env(env)?),
+        "cloudflare" => Arc::new(cloudflare::Cloudflare::from_env(env)?),
+        "route53" => Arc::new(route53::Route53::from_env(env)?),
         "" => {
             return Err(format!(
                 "provider is not set (supported: {})",
