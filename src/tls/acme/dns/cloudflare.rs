@@ -143,10 +143,15 @@ impl Cloudflare {
         let rsp = self.http.send(method.clone(), &url, h, bytes).await?;
         let v: serde_json::Value = serde_json::from_slice(&rsp.body)
             .map_err(|_| format!("{method} {url}: {} with a non-JSON body", rsp.status))?;
-        if rsp.status.is_success() && v["success"] == serde_json::Value::Bool(true) {
-            Ok(v["result"].clone())
+        let field = |k: &str| v.get(k).cloned().unwrap_or_default();
+        if rsp.status.is_success() && field("success") == serde_json::Value::Bool(true) {
+            Ok(field("result"))
         } else {
-            Err(format!("{method} {url}: {}: {}", rsp.status, v["errors"]))
+            Err(format!(
+                "{method} {url}: {}: {}",
+                rsp.status,
+                field("errors")
+            ))
         }
     }
 
@@ -157,8 +162,11 @@ impl Cloudflare {
         let result = self.call(&self.zone_auth, Method::GET, &path, None).await?;
         result
             .as_array()
-            .and_then(|a| a.iter().find(|z| z["name"].as_str() == Some(name)))
-            .and_then(|z| z["id"].as_str())
+            .and_then(|a| {
+                a.iter()
+                    .find(|z| z.get("name").and_then(|n| n.as_str()) == Some(name))
+            })
+            .and_then(|z| z.get("id")?.as_str())
             .map(str::to_string)
             .ok_or_else(|| format!("zone {name} not found in the Cloudflare account"))
     }
@@ -179,8 +187,9 @@ impl Cloudflare {
                 Some(body),
             )
             .await?;
-        let id = result["id"]
-            .as_str()
+        let id = result
+            .get("id")
+            .and_then(|i| i.as_str())
             .ok_or("record created without an id")?
             .to_string();
         if let Ok(mut m) = self.records.lock() {

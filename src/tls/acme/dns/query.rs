@@ -259,7 +259,7 @@ pub async fn propagated(lookup: &Lookup, p: &Propagation, r: &Record) -> Result<
         for s in &lookup.resolvers {
             let name = fqdn_name(&r.fqdn)?;
             let m = exchange(*s, &query_message(&name, RecordType::TXT), false).await?;
-            if !txt_values(&m).iter().any(|v| *v == r.value) {
+            if !txt_values(&m).contains(&r.value) {
                 return Err(format!("resolver {s} does not answer the value yet"));
             }
         }
