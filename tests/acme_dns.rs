@@ -241,6 +241,21 @@ async fn wildcard_with(
         served_sans(g.ep("websecure"), "b.example.test", &root).await,
         ["*.example.test", "example.test"]
     );
+    // Secrets never reach the log.
+    for secret in [
+        bind::KEY_SECRET,
+        "s3cret",
+        "dns-token",
+        "zone-token",
+        "route53-test-secret",
+        "session-tok",
+    ] {
+        assert!(
+            !g.logs().contains(secret),
+            "secret in the log:\n{}",
+            g.logs()
+        );
+    }
     // The TXT records are removed after the order.
     assert!(
         poll_until(Duration::from_secs(10), || async {
@@ -260,20 +275,19 @@ async fn rfc2136_wildcard_certificate_validated_by_pebble_through_bind() {
     wildcard_with(&bind, &pebble, "rfc2136", &[], &rfc2136_env(&bind)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exec_script_running_nsupdate_is_validated_by_pebble() {
+/// A shell script speaking lego's exec protocol (`<present|cleanup> <fqdn> <value>`) that runs `nsupdate`
+/// against `bind`, writing `value` (a shell expression: `$3` is the right value), and appends each call to
+/// the returned log file.
+fn exec_hook(bind: &Bind, value: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     use std::os::unix::fs::PermissionsExt;
-    let bind = Bind::start();
-    let pebble = pebble_on(&bind);
     let script = bind.dir().join("hook.sh");
     let calls = bind.dir().join("calls.log");
     std::fs::write(
         &script,
         format!(
             r#"#!/bin/sh
-# lego's exec protocol: <present|cleanup> <fqdn> <value>
 case "$1" in present) verb=add; ttl=5 ;; cleanup) verb=delete; ttl= ;; *) exit 2 ;; esac
-printf 'server 127.0.0.1 {port}\nkey hmac-sha256:{key} {secret}\nupdate %s %s %s TXT "%s"\nsend\n' "$verb" "$2" "$ttl" "$3" | nsupdate || exit 1
+printf 'server 127.0.0.1 {port}\nkey hmac-sha256:{key} {secret}\nupdate %s %s %s TXT "%s"\nsend\n' "$verb" "$2" "$ttl" "{value}" | nsupdate || exit 1
 echo "$1 $2 $3" >> {calls}
 "#,
             port = bind.addr.port(),
@@ -284,6 +298,14 @@ echo "$1 $2 $3" >> {calls}
     )
     .expect("script");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (script, calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_script_running_nsupdate_is_validated_by_pebble() {
+    let bind = Bind::start();
+    let pebble = pebble_on(&bind);
+    let (script, calls) = exec_hook(&bind, "$3");
     let env = vec![
         ("EXEC_PATH", script.display().to_string()),
         ("EXEC_POLLING_INTERVAL", "1".to_string()),
@@ -652,4 +674,153 @@ async fn rfc2136_wildcard_issuance_time_median_of_5() {
         "wildcard issuance via rfc2136 (start to first verified answer): median {:?} of {:?}",
         times[2], times
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_removed_when_validation_fails() {
+    let bind = Bind::start();
+    let pebble = pebble_on(&bind);
+    // The hook publishes a wrong value; with checks disabled the CA is asked anyway and refuses.
+    let (script, calls) = exec_hook(&bind, "wrong-$3");
+    let backend = Backend::start("dns").await;
+    let storage_dir = tempfile::tempdir().expect("tmp");
+    let exec = script.display().to_string();
+    let g = gate(
+        free_port(),
+        &dynamic(&["a.example.test"], "*.example.test", &[], &backend.url),
+        &storage_dir.path().join("acme.json"),
+        &pebble,
+        &dns_flags("exec", &bind, &["propagation.disableChecks=true"]),
+        &[("EXEC_PATH", exec.as_str())],
+    );
+    assert!(
+        g.wait_log("ACME order failed", Duration::from_secs(60)),
+        "{}\n--- pebble\n{}",
+        g.logs(),
+        pebble.log()
+    );
+    assert!(
+        g.logs()
+            .contains("Correct value not found for DNS challenge"),
+        "{}",
+        g.logs()
+    );
+    let log = std::fs::read_to_string(&calls).expect("calls");
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines.len() >= 2, "{log}");
+    assert!(
+        lines[0].starts_with("present _acme-challenge.example.test. "),
+        "{log}"
+    );
+    assert!(
+        lines[1].starts_with("cleanup _acme-challenge.example.test. "),
+        "{log}"
+    );
+    assert!(bind.txt("_acme-challenge.example.test").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_provider_disables_that_resolver_naming_the_supported_ones() {
+    let bind = Bind::start();
+    let pebble = pebble_on(&bind);
+    let backend = Backend::start("dns").await;
+    let storage_dir = tempfile::tempdir().expect("tmp");
+    let tls_port = free_port();
+    let g = gate(
+        tls_port,
+        &dynamic(&["a.example.test"], "*.example.test", &[], &backend.url),
+        &storage_dir.path().join("acme.json"),
+        &pebble,
+        &dns_flags("gandiv5", &bind, &[]),
+        &[],
+    );
+    assert!(
+        g.wait_log(
+            "provider `gandiv5` is not supported (supported: cloudflare, exec, httpreq, rfc2136, route53)",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        g.logs()
+    );
+    assert!(
+        g.logs().contains("this resolver is disabled"),
+        "{}",
+        g.logs()
+    );
+    // swarmgate runs on: the router is served (with the default certificate) without an order.
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            tls_get(
+                g.ep("websecure"),
+                "a.example.test",
+                Some("/"),
+                tls_client(None, &[b"http/1.1"], TLS13),
+            )
+            .await
+            .is_ok_and(|r| r.reply.is_some())
+        })
+        .await,
+        "{}",
+        g.logs()
+    );
+    assert!(
+        !g.logs().contains("obtaining a certificate"),
+        "{}",
+        g.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_storage_order_once_and_create_the_records_once() {
+    let bind = Bind::start();
+    let pebble = pebble_on(&bind);
+    let (script, calls) = exec_hook(&bind, "$3");
+    let backend = Backend::start("dns").await;
+    let root = pebble.issuing_root().await;
+    let shared = tempfile::tempdir().expect("tmp");
+    let storage = shared.path().join("acme.json");
+    let exec = script.display().to_string();
+    let env = [("EXEC_PATH", exec.as_str()), ("EXEC_POLLING_INTERVAL", "1")];
+    let cfg = dynamic(
+        &["a.example.test", "b.example.test"],
+        "*.example.test",
+        &[],
+        &backend.url,
+    );
+    let flags = dns_flags(
+        "exec",
+        &bind,
+        &[
+            "propagation.requireAllRNS=true",
+            "propagation.disableANSChecks=true",
+        ],
+    );
+    let a = gate(free_port(), &cfg, &storage, &pebble, &flags, &env);
+    let b = gate(free_port(), &cfg, &storage, &pebble, &flags, &env);
+    for (g, host) in [(&a, "a.example.test"), (&b, "b.example.test")] {
+        assert!(
+            wait_verified(g.ep("websecure"), host, &root, Duration::from_secs(60)).await,
+            "--- A\n{}\n--- B\n{}",
+            a.logs(),
+            b.logs()
+        );
+    }
+    // Deliberate gap: 3 s in which a second order would show in the hook's log.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = std::fs::read_to_string(&calls).expect("calls");
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("present ")).count(),
+        1,
+        "the record was created more than once:\n{log}"
+    );
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("cleanup ")).count(),
+        1,
+        "{log}"
+    );
+    let ordered = [&a, &b]
+        .iter()
+        .filter(|g| g.logs().contains("obtaining a certificate"))
+        .count();
+    assert_eq!(ordered, 1, "--- A\n{}\n--- B\n{}", a.logs(), b.logs());
 }
