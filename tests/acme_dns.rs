@@ -191,6 +191,7 @@ async fn wildcard_with(
     provider: &str,
     extra_flags: &[&str],
     env: &[(&str, String)],
+    keep: &[&str],
 ) -> Duration {
     let backend = Backend::start("dns").await;
     let root = pebble.issuing_root().await;
@@ -256,10 +257,10 @@ async fn wildcard_with(
             g.logs()
         );
     }
-    // The TXT records are removed after the order.
+    // The TXT records are removed after the order (values others put there stay).
     assert!(
         poll_until(Duration::from_secs(10), || async {
-            bind.txt("_acme-challenge.example.test").is_empty()
+            bind.txt("_acme-challenge.example.test") == keep
         })
         .await,
         "challenge records left: {:?}",
@@ -272,7 +273,7 @@ async fn wildcard_with(
 async fn rfc2136_wildcard_certificate_validated_by_pebble_through_bind() {
     let bind = Bind::start();
     let pebble = pebble_on(&bind);
-    wildcard_with(&bind, &pebble, "rfc2136", &[], &rfc2136_env(&bind)).await;
+    wildcard_with(&bind, &pebble, "rfc2136", &[], &rfc2136_env(&bind), &[]).await;
 }
 
 /// A shell script speaking lego's exec protocol (`<present|cleanup> <fqdn> <value>`) that runs `nsupdate`
@@ -315,7 +316,7 @@ async fn exec_script_running_nsupdate_is_validated_by_pebble() {
         "propagation.requireAllRNS=true",
         "propagation.disableANSChecks=true",
     ];
-    wildcard_with(&bind, &pebble, "exec", &flags, &env).await;
+    wildcard_with(&bind, &pebble, "exec", &flags, &env, &[]).await;
     let log = std::fs::read_to_string(&calls).expect("calls");
     let lines: Vec<&str> = log.lines().collect();
     // Two values (wildcard and bare name) on one name, each presented then cleaned up.
@@ -450,7 +451,7 @@ async fn httpreq_server_running_nsupdate_is_validated_by_pebble() {
         ("HTTPREQ_POLLING_INTERVAL", "1".to_string()),
         ("SWARMGATE_DNS01_NS_PORT", port.to_string()),
     ];
-    wildcard_with(&bind, &pebble, "httpreq", &[], &env).await;
+    wildcard_with(&bind, &pebble, "httpreq", &[], &env, &[]).await;
     let seen = seen.lock().unwrap().clone();
     let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
     assert_eq!(
@@ -523,7 +524,7 @@ async fn cloudflare_api_contract_with_tokens_validated_by_pebble() {
         ("CLOUDFLARE_POLLING_INTERVAL", "1".to_string()),
         ("SWARMGATE_DNS01_NS_PORT", port.to_string()),
     ];
-    wildcard_with(&bind, &pebble, "cloudflare", &[], &env).await;
+    wildcard_with(&bind, &pebble, "cloudflare", &[], &env, &[]).await;
     let seen = seen.lock().unwrap().clone();
     let calls: Vec<String> = seen
         .iter()
@@ -613,6 +614,20 @@ fn route53_handler(port: u16) -> Handler {
                 *cur = keep;
                 (200, "<ChangeResourceRecordSetsResponse><ChangeInfo><Id>/change/C1</Id><Status>PENDING</Status></ChangeInfo></ChangeResourceRecordSetsResponse>".into())
             }
+            ("GET", "/2013-04-01/hostedzone/Z1/rrset") => {
+                assert_eq!(s.query, "name=_acme-challenge.example.test.&type=TXT&maxitems=1");
+                let cur = current.lock().unwrap();
+                let records: String = cur
+                    .iter()
+                    .map(|v| format!("<ResourceRecord><Value>\"{v}\"</Value></ResourceRecord>"))
+                    .collect();
+                let set = if cur.is_empty() {
+                    String::new()
+                } else {
+                    format!("<ResourceRecordSet><Name>_acme-challenge.example.test.</Name><Type>TXT</Type><TTL>10</TTL><ResourceRecords>{records}</ResourceRecords></ResourceRecordSet>")
+                };
+                (200, format!("<ListResourceRecordSetsResponse><ResourceRecordSets>{set}</ResourceRecordSets><IsTruncated>false</IsTruncated><MaxItems>1</MaxItems></ListResourceRecordSetsResponse>"))
+            }
             ("GET", "/2013-04-01/change/C1") => (200, "<GetChangeResponse><ChangeInfo><Id>/change/C1</Id><Status>INSYNC</Status></ChangeInfo></GetChangeResponse>".into()),
             _ => (404, "<ErrorResponse><Error><Message>not found</Message></Error></ErrorResponse>".into()),
         }
@@ -624,6 +639,12 @@ async fn route53_api_contract_with_sigv4_validated_by_pebble() {
     let bind = Bind::start();
     let pebble = pebble_on(&bind);
     let port = bind.addr.port();
+    assert!(bind::nsupdate(
+        port,
+        true,
+        "_acme-challenge.example.test.",
+        "foreign"
+    ));
     let (addr, seen) = serve(route53_handler(port)).await;
     let env = vec![
         ("AWS_ENDPOINT_URL_ROUTE_53", format!("http://{addr}")),
@@ -634,7 +655,7 @@ async fn route53_api_contract_with_sigv4_validated_by_pebble() {
         ("AWS_POLLING_INTERVAL", "1".to_string()),
         ("SWARMGATE_DNS01_NS_PORT", port.to_string()),
     ];
-    wildcard_with(&bind, &pebble, "route53", &[], &env).await;
+    wildcard_with(&bind, &pebble, "route53", &[], &env, &["foreign"]).await;
     let seen = seen.lock().unwrap().clone();
     let calls: Vec<String> = seen
         .iter()
@@ -652,7 +673,12 @@ async fn route53_api_contract_with_sigv4_validated_by_pebble() {
         calls.contains(&"GET /2013-04-01/change/C1".to_string()),
         "{calls:?}"
     );
-    assert!(bind.txt("_acme-challenge.example.test").is_empty());
+    assert!(
+        calls.contains(&"GET /2013-04-01/hostedzone/Z1/rrset".to_string()),
+        "{calls:?}"
+    );
+    // The value another tool had put there survived every UPSERT.
+    assert_eq!(bind.txt("_acme-challenge.example.test"), ["foreign"]);
 }
 
 /// Wildcard issuance time via rfc2136 against Pebble + BIND, median of 5 (fresh storage and process each
@@ -667,7 +693,7 @@ async fn rfc2136_wildcard_issuance_time_median_of_5() {
     let pebble = pebble_on(&bind);
     let mut times = Vec::new();
     for _ in 0..5 {
-        times.push(wildcard_with(&bind, &pebble, "rfc2136", &[], &rfc2136_env(&bind)).await);
+        times.push(wildcard_with(&bind, &pebble, "rfc2136", &[], &rfc2136_env(&bind), &[]).await);
     }
     times.sort();
     println!(

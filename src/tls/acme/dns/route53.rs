@@ -2,9 +2,10 @@
 //!
 //! Zone: `AWS_HOSTED_ZONE_ID`, else `GET /2013-04-01/hostedzonesbyname?dnsname=<zone>` (the zone found by SOA
 //! walk; public zones, or private ones with `AWS_PRIVATE_ZONE=true`). Records: `POST
-//! /2013-04-01/hostedzone/<id>/rrset/` with a `ChangeResourceRecordSetsRequest` — `UPSERT` of the TXT set
-//! holding every value this provider has presented for the name (the wildcard and the bare name share one),
-//! `DELETE` of the last one — then `GET /2013-04-01/change/<id>` until `INSYNC` (unless
+//! /2013-04-01/hostedzone/<id>/rrset/` with a `ChangeResourceRecordSetsRequest` — the TXT set is read first
+//! (`GET /2013-04-01/hostedzone/<id>/rrset?name=<fqdn>&type=TXT&maxitems=1`), then `UPSERT` with the value
+//! added or removed (other values, e.g. the bare name's next to the wildcard's, survive), or `DELETE` when it
+//! was the last — then `GET /2013-04-01/change/<id>` until `INSYNC` (unless
 //! `AWS_WAIT_FOR_RECORD_SETS_CHANGED=false`).
 //!
 //! Environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` (also `_FILE`),
@@ -13,8 +14,7 @@
 //! `AWS_ENDPOINT_URL_ROUTE_53` / `AWS_ENDPOINT_URL`; requests are signed for `us-east-1` (Route 53 is
 //! global). Not read: `AWS_PROFILE`, shared credentials files, instance roles, `AWS_ASSUME_ROLE_ARN`.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use http::header::{CONTENT_TYPE, HOST};
@@ -41,8 +41,6 @@ pub struct Route53 {
     ttl: u32,
     http: Http,
     timing: Timing,
-    /// fqdn → values presented and not yet cleaned up.
-    values: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 /// The text of each `<tag>…</tag>` in `xml`, in order (Route 53's answers are flat enough for this).
@@ -123,7 +121,6 @@ impl Route53 {
                     interval: Duration::from_secs(4),
                 },
             )?,
-            values: Mutex::new(HashMap::new()),
         })
     }
 
@@ -226,25 +223,56 @@ impl Route53 {
             .ok_or_else(|| format!("no hosted zone {zone} found"))
     }
 
+    /// The values of the TXT set at `fqdn` now (`ListResourceRecordSets`), so other values survive.
+    async fn existing(&self, zone: &str, fqdn: &str) -> Result<BTreeSet<String>, String> {
+        let query = format!(
+            "name={}&type=TXT&maxitems=1",
+            sigv4::uri_encode(fqdn, false)
+        );
+        let xml = self
+            .call(
+                Method::GET,
+                &format!("{API}/hostedzone/{zone}/rrset"),
+                &query,
+                String::new(),
+            )
+            .await?;
+        let same = |n: &str| {
+            n.trim_end_matches('.')
+                .eq_ignore_ascii_case(fqdn.trim_end_matches('.'))
+        };
+        Ok(tags(&xml, "ResourceRecordSet")
+            .into_iter()
+            .find(|set| {
+                tags(set, "Name").first().is_some_and(|n| same(n))
+                    && tags(set, "Type").first() == Some(&"TXT")
+            })
+            .map(|set| {
+                tags(set, "Value")
+                    .iter()
+                    .map(|v| v.trim_matches('"').to_string())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// lego's way: read the set, then `UPSERT` it with the value added (or removed), or `DELETE` it when the
+    /// value was its last one.
     async fn change(&self, r: &Record, lookup: &Lookup, add: bool) -> Result<(), String> {
         let zone = self.zone_id(&r.fqdn, lookup).await?;
-        let (action, values) = {
-            let mut m = self
-                .values
-                .lock()
-                .map_err(|_| "state poisoned".to_string())?;
-            let set = m.entry(r.fqdn.clone()).or_default();
-            if add {
-                set.insert(r.value.clone());
-                ("UPSERT", set.clone())
-            } else if set.len() <= 1 {
-                let last: BTreeSet<String> = std::iter::once(r.value.clone()).collect();
-                m.remove(&r.fqdn);
-                ("DELETE", last)
-            } else {
-                set.remove(&r.value);
-                ("UPSERT", set.clone())
+        let mut values = self.existing(&zone, &r.fqdn).await?;
+        let action = if add {
+            if !values.insert(r.value.clone()) {
+                return Ok(());
             }
+            "UPSERT"
+        } else if !values.contains(&r.value) {
+            return Ok(());
+        } else if values.len() == 1 {
+            "DELETE"
+        } else {
+            values.remove(&r.value);
+            "UPSERT"
         };
         let body = change_body(action, &r.fqdn, self.ttl, &values);
         let xml = self

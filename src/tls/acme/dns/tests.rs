@@ -164,3 +164,36 @@ fn exec_and_httpreq_speak_lego() {
     let get = env_of(&[("HTTPREQ_ENDPOINT", "not a url")]);
     assert!(httpreq::HttpReq::from_env(&Env::new(&get)).is_err());
 }
+
+#[test]
+fn cloudflare_credentials_as_lego_reads_them() {
+    let get = env_of(&[("CF_API_EMAIL", "ops@example.com")]);
+    let e = provider("cloudflare", &Env::new(&get))
+        .err()
+        .expect("no key");
+    assert!(
+        e.contains("CF_DNS_API_TOKEN") && e.contains("CF_API_KEY"),
+        "{e}"
+    );
+    let get = env_of(&[
+        ("CLOUDFLARE_EMAIL", "ops@example.com"),
+        ("CLOUDFLARE_API_KEY", "k"),
+    ]);
+    assert!(provider("cloudflare", &Env::new(&get)).is_ok());
+    let get = env_of(&[("CF_DNS_API_TOKEN", "t"), ("CLOUDFLARE_TTL", "60")]);
+    let e = provider("cloudflare", &Env::new(&get)).err().expect("ttl");
+    assert!(e.contains("120"), "{e}");
+}
+
+#[test]
+fn route53_change_batches_and_answers() {
+    let values: std::collections::BTreeSet<String> = ["b".to_string(), "a".to_string()].into();
+    let body = route53::change_body("UPSERT", "_acme-challenge.example.test.", 10, &values);
+    assert_eq!(route53::tags(&body, "Action"), ["UPSERT"]);
+    assert_eq!(route53::tags(&body, "Value"), ["\"a\"", "\"b\""]);
+    assert_eq!(route53::tags(&body, "TTL"), ["10"]);
+    assert!(body.contains("xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\""));
+    let get = env_of(&[("AWS_ACCESS_KEY_ID", "id")]);
+    let e = provider("route53", &Env::new(&get)).err().expect("secret");
+    assert!(e.contains("AWS_SECRET_ACCESS_KEY"), "{e}");
+}
