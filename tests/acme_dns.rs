@@ -850,3 +850,42 @@ async fn two_replicas_on_one_storage_order_once_and_create_the_records_once() {
         .count();
     assert_eq!(ordered, 1, "--- A\n{}\n--- B\n{}", a.logs(), b.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc2136_updates_are_signed_and_a_wrong_key_is_refused() {
+    use swarmgate::tls::acme::dns::{provider, query::Lookup, Env, Record};
+    let bind = Bind::start();
+    let lookup = Lookup::new(vec![bind.addr]);
+    let record = Record {
+        domain: "x.example.test".into(),
+        fqdn: "_acme-challenge.x.example.test.".into(),
+        value: "direct-value".into(),
+        token: String::new(),
+        key_auth: String::new(),
+    };
+    let ns = bind.addr.to_string();
+    let vars = |secret: &str| {
+        let (ns, secret) = (ns.clone(), secret.to_string());
+        move |k: &str| match k {
+            "RFC2136_NAMESERVER" => Some(ns.clone()),
+            "RFC2136_TSIG_KEY" => Some(bind::KEY_NAME.to_string()),
+            "RFC2136_TSIG_SECRET" => Some(secret.clone()),
+            "RFC2136_TSIG_ALGORITHM" => Some("hmac-sha256.".to_string()),
+            _ => None,
+        }
+    };
+    let good = vars(bind::KEY_SECRET);
+    let p = provider("rfc2136", &Env::new(&good)).expect("provider");
+    p.present(&record, &lookup).await.expect("present");
+    assert_eq!(bind.txt("_acme-challenge.x.example.test"), ["direct-value"]);
+    p.cleanup(&record, &lookup).await.expect("cleanup");
+    assert!(bind.txt("_acme-challenge.x.example.test").is_empty());
+
+    let wrong_secret = "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC0zMi1ieXRlcw==";
+    let bad = vars(wrong_secret);
+    let p = provider("rfc2136", &Env::new(&bad)).expect("provider");
+    let e = p.present(&record, &lookup).await.expect_err("wrong key");
+    assert!(e.contains("refused") || e.contains("TSIG"), "{e}");
+    assert!(!e.contains(wrong_secret), "{e}");
+    assert!(bind.txt("_acme-challenge.x.example.test").is_empty());
+}

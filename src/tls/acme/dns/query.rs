@@ -55,11 +55,23 @@ pub fn query_message(name: &Name, rtype: RecordType) -> Message {
 
 /// Sends `msg` to `server` (UDP; TCP when the answer is truncated or `tcp`) and returns the answer.
 pub async fn exchange(server: SocketAddr, msg: &Message, tcp: bool) -> Result<Message, String> {
+    let raw = exchange_bytes(server, msg, tcp).await?;
+    Message::from_vec(&raw).map_err(|e| format!("{server}: bad answer: {e}"))
+}
+
+/// [`exchange`], returning the answer's bytes (a TSIG verifier needs them).
+pub async fn exchange_bytes(
+    server: SocketAddr,
+    msg: &Message,
+    tcp: bool,
+) -> Result<Vec<u8>, String> {
     let wire = msg.to_vec().map_err(|e| format!("encoding: {e}"))?;
     let fut = async {
         if !tcp {
             let answer = udp(server, &wire, msg.id()).await?;
-            if !answer.truncated() {
+            // TC is bit 1 of the third header byte.
+            let truncated = answer.get(2).is_some_and(|b| b & 0x02 != 0);
+            if !truncated {
                 return Ok(answer);
             }
         }
@@ -70,7 +82,7 @@ pub async fn exchange(server: SocketAddr, msg: &Message, tcp: bool) -> Result<Me
         .map_err(|_| format!("{server}: no answer within {EXCHANGE_TIMEOUT:?}"))?
 }
 
-async fn udp(server: SocketAddr, wire: &[u8], id: u16) -> Result<Message, String> {
+async fn udp(server: SocketAddr, wire: &[u8], id: u16) -> Result<Vec<u8>, String> {
     let bind: SocketAddr = if server.is_ipv4() {
         SocketAddr::from(([0, 0, 0, 0], 0))
     } else {
@@ -91,16 +103,14 @@ async fn udp(server: SocketAddr, wire: &[u8], id: u16) -> Result<Message, String
             .recv(&mut buf)
             .await
             .map_err(|e| format!("{server}: {e}"))?;
-        let Ok(m) = Message::from_vec(buf.get(..n).unwrap_or_default()) else {
-            continue;
-        };
-        if m.id() == id {
-            return Ok(m);
+        let answer = buf.get(..n).unwrap_or_default();
+        if answer.get(..2) == Some(&id.to_be_bytes()[..]) && n >= 12 {
+            return Ok(answer.to_vec());
         }
     }
 }
 
-async fn tcp_exchange(server: SocketAddr, wire: &[u8]) -> Result<Message, String> {
+async fn tcp_exchange(server: SocketAddr, wire: &[u8]) -> Result<Vec<u8>, String> {
     let mut s = tokio::net::TcpStream::connect(server)
         .await
         .map_err(|e| format!("{server}: {e}"))?;
@@ -115,7 +125,7 @@ async fn tcp_exchange(server: SocketAddr, wire: &[u8]) -> Result<Message, String
     s.read_exact(&mut buf)
         .await
         .map_err(|e| format!("{server}: {e}"))?;
-    Message::from_vec(&buf).map_err(|e| format!("{server}: bad answer: {e}"))
+    Ok(buf)
 }
 
 /// `name` as an absolute DNS name.

@@ -4,7 +4,7 @@
 //! `RFC2136_TSIG_SECRET`, `RFC2136_TSIG_ALGORITHM` (hmac-sha256 when unset; hmac-sha384 and hmac-sha512 too),
 //! or `RFC2136_TSIG_FILE` (a `tsig-keygen` key file); `RFC2136_TTL` (120), `RFC2136_DNS_TIMEOUT` (10 s),
 //! `RFC2136_PROPAGATION_TIMEOUT` (60 s), `RFC2136_POLLING_INTERVAL` (2 s). Without key and secret, updates
-//! are unsigned. The zone is found by SOA walk through the resolvers, else on the nameserver itself.
+//! are unsigned; signed updates require a signed answer (its TSIG is verified). The zone is found by SOA walk through the resolvers, else on the nameserver itself.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -13,11 +13,11 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm;
 use hickory_proto::dnssec::tsig::TSigner;
-use hickory_proto::op::{update_message, Message, ResponseCode};
+use hickory_proto::op::{update_message, Message, MessageVerifier, ResponseCode};
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{Name, RData, RecordSet, RecordType};
 
-use super::query::{exchange, fqdn_name, Lookup};
+use super::query::{exchange_bytes, fqdn_name, Lookup};
 use super::{BoxFuture, DnsProvider, Env, Record, Timing};
 
 /// The rfc2136 provider.
@@ -154,26 +154,34 @@ impl Rfc2136 {
         } else {
             update_message::delete_by_rdata(rrset, zone, false)
         };
-        self.sign(&mut msg)?;
-        let answer = tokio::time::timeout(self.timeout, exchange(server, &msg, false))
+        let verifier = self.sign(&mut msg)?;
+        let raw = tokio::time::timeout(self.timeout, exchange_bytes(server, &msg, false))
             .await
             .map_err(|_| format!("{server}: no answer within {:?}", self.timeout))??;
+        let answer = Message::from_vec(&raw).map_err(|e| format!("{server}: bad answer: {e}"))?;
         match answer.response_code() {
-            ResponseCode::NoError => Ok(()),
-            code => Err(format!("{server} refused the update: {code}")),
+            ResponseCode::NoError => {}
+            code => return Err(format!("{server} refused the update: {code}")),
+        }
+        // A signed update expects a signed answer: an unsigned or forged "NOERROR" is not success.
+        match verifier {
+            Some(mut verify) => verify(&raw)
+                .map(|_| ())
+                .map_err(|e| format!("{server}: the answer's TSIG signature did not verify: {e}")),
+            None => Ok(()),
         }
     }
 
-    fn sign(&self, msg: &mut Message) -> Result<(), String> {
+    /// Signs `msg` with the TSIG key, returning the verifier of the answer (none without a key).
+    fn sign(&self, msg: &mut Message) -> Result<Option<MessageVerifier>, String> {
         let Some(signer) = &self.signer else {
-            return Ok(());
+            return Ok(None);
         };
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
         msg.finalize(signer, u32::try_from(now).unwrap_or(u32::MAX))
-            .map(|_| ())
             .map_err(|e| format!("TSIG signing: {e}"))
     }
 }
