@@ -889,3 +889,45 @@ async fn rfc2136_updates_are_signed_and_a_wrong_key_is_refused() {
     assert!(!e.contains(wrong_secret), "{e}");
     assert!(bind.txt("_acme-challenge.x.example.test").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn challenge_cname_is_followed_as_lego_does() {
+    let bind = Bind::start();
+    let pebble = pebble_on(&bind);
+    let backend = Backend::start("dns").await;
+    let root = pebble.issuing_root().await;
+    let storage_dir = tempfile::tempdir().expect("tmp");
+    let env = rfc2136_env(&bind);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let g = gate(
+        free_port(),
+        &dynamic(&["c.example.test"], "c.example.test", &[], &backend.url),
+        &storage_dir.path().join("acme.json"),
+        &pebble,
+        &dns_flags("rfc2136", &bind, &[]),
+        &env,
+    );
+    assert!(
+        wait_verified(
+            g.ep("websecure"),
+            "c.example.test",
+            &root,
+            Duration::from_secs(60)
+        )
+        .await,
+        "{}\n--- pebble\n{}\n--- named\n{}",
+        g.logs(),
+        pebble.log(),
+        bind.log()
+    );
+    // The record went to the CNAME's target, and is gone.
+    assert!(
+        bind.log()
+            .contains("adding an RR at '_acme-challenge.delegated.example.test' TXT"),
+        "{}",
+        bind.log()
+    );
+    assert!(bind
+        .txt("_acme-challenge.delegated.example.test")
+        .is_empty());
+}

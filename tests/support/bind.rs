@@ -1,5 +1,6 @@
 //! BIND 9 fixture for DNS-01 tests: a real authoritative `named` on a free loopback port serving the zone
-//! `example.test` (SOA, NS `ns.example.test` → 127.0.0.1), dynamic updates allowed with the TSIG key
+//! `example.test` (SOA, NS `ns.example.test` → 127.0.0.1, `*` → 127.0.0.1, and the CNAME
+//! `_acme-challenge.c` → `_acme-challenge.delegated`), dynamic updates allowed with the TSIG key
 //! [`KEY_NAME`] (hmac-sha256). [`nsupdate`] writes into the zone with Debian's `nsupdate`, the way the
 //! exec/httpreq/API stand-ins of the tests do. Needs `named` and `nsupdate` (`apt-get install bind9
 //! bind9-utils`); killed on drop.
@@ -52,7 +53,7 @@ zone "{ZONE}" {{
 "#
         );
         let zone = format!(
-            "$TTL 5\n@ IN SOA ns.{ZONE}. hostmaster.{ZONE}. 1 60 60 600 5\n@ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\n* IN A 127.0.0.1\n"
+            "$TTL 5\n@ IN SOA ns.{ZONE}. hostmaster.{ZONE}. 1 60 60 600 5\n@ IN NS ns.{ZONE}.\nns IN A 127.0.0.1\n* IN A 127.0.0.1\n_acme-challenge.c IN CNAME _acme-challenge.delegated.{ZONE}.\n"
         );
         std::fs::write(dir.path().join("named.conf"), conf).expect("conf");
         std::fs::write(dir.path().join(format!("{ZONE}.zone")), zone).expect("zone");
