@@ -619,7 +619,7 @@ pub struct Acme {
     pub http_challenge: Option<HttpChallenge>,
     /// TLS-ALPN-01 challenge.
     pub tls_challenge: Option<serde_json::Value>,
-    /// DNS-01 challenge: parsed, reported as not supported yet.
+    /// DNS-01 challenge (`provider`, `resolvers`, `propagation.*`, v2 keys): read by `tls::acme::dns`.
     pub dns_challenge: Option<serde_json::Value>,
     /// Timeout of one HTTP exchange with the ACME server (Traefik default 2m; 0 = default).
     pub client_timeout: GoDuration,

@@ -61,6 +61,11 @@ fn wait_port(addr: SocketAddr, timeout: Duration) -> bool {
 impl Pebble {
     /// Starts both processes and waits until the ACME API accepts connections.
     pub fn start(options: PebbleOptions) -> Pebble {
+        Pebble::start_with_dns(options, None)
+    }
+
+    /// [`Pebble::start`], resolving (and validating DNS-01) through `dns` instead of challtestsrv when given.
+    pub fn start_with_dns(options: PebbleOptions, dns: Option<SocketAddr>) -> Pebble {
         let dir = tempfile::tempdir().expect("tmp");
         // CA → leaf for the API (webpki refuses a self-signed end-entity certificate).
         let ca_key = rcgen::KeyPair::generate().expect("ca key");
@@ -95,7 +100,10 @@ impl Pebble {
             options,
         };
         p.directory = format!("https://{}/dir", p.api);
-        p.start_challtestsrv();
+        match dns {
+            Some(d) => p.dns = d,
+            None => p.start_challtestsrv(),
+        }
         p.start_pebble();
         p
     }

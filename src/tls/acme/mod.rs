@@ -24,6 +24,7 @@
 pub mod challenge_store;
 #[allow(clippy::disallowed_methods)] // control plane: the cluster lock file next to acme.json
 pub mod cluster;
+pub mod dns;
 pub mod order;
 pub mod renewal;
 #[allow(clippy::disallowed_methods)] // control plane: acme.json reads and atomic writes
@@ -57,11 +58,16 @@ pub const PROVIDER: &str = "acme";
 /// A resolver's configuration that cannot work. Each variant names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
-    /// DNS-01 is configured.
-    #[error("certificatesResolvers.{resolver}.acme.dnsChallenge: the DNS-01 challenge is not supported yet; use httpChallenge or tlsChallenge")]
-    DnsNotSupported {
+    /// `dnsChallenge` cannot work (unknown provider, missing credentials, bad option): the resolver is
+    /// disabled, the others still run.
+    #[error(
+        "certificatesResolvers.{resolver}.acme.dnsChallenge: {reason}; this resolver is disabled"
+    )]
+    Dns {
         /// Resolver name.
         resolver: String,
+        /// Why (names variables, never their values).
+        reason: String,
     },
     /// No challenge is configured (Traefik's message).
     #[error("certificatesResolvers.{resolver}.acme: ACME challenge not specified, please select TLS or HTTP or DNS Challenge")]
@@ -135,7 +141,19 @@ pub fn settings(
     resolvers
         .iter()
         .filter_map(|(name, r)| Some(resolver_settings(name, r.acme.as_ref()?, env)))
+        .filter(dns_usable)
         .collect()
+}
+
+/// A resolver whose `dnsChallenge` cannot work is disabled (logged), as Traefik does; other errors stop.
+fn dns_usable(r: &Result<ResolverSettings, AcmeError>) -> bool {
+    match r {
+        Err(e @ AcmeError::Dns { .. }) => {
+            tracing::error!("{e}");
+            false
+        }
+        _ => true,
+    }
 }
 
 /// One resolver's `acme` section, validated in Traefik's order: challenge, key type, EAB, storage.
@@ -149,7 +167,7 @@ fn resolver_settings(
         key,
         reason,
     };
-    let kind = challenge_kind(name, a)?;
+    let kind = challenge_kind(name, a, env)?;
     let key_type =
         KeyType::parse(a.key_type.as_deref().unwrap_or("")).map_err(|e| invalid("keyType", e))?;
     let eab = match &a.eab {
@@ -195,8 +213,12 @@ fn resolver_settings(
     })
 }
 
-/// The challenge to answer: HTTP-01 before TLS-ALPN-01 when both are set; DNS-01 alone is refused.
-fn challenge_kind(name: &str, a: &AcmeConfig) -> Result<ChallengeKind, AcmeError> {
+/// The challenge to answer: HTTP-01, else TLS-ALPN-01, else DNS-01 (the first configured, in that order).
+fn challenge_kind(
+    name: &str,
+    a: &AcmeConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ChallengeKind, AcmeError> {
     let set = |v: &&serde_json::Value| !v.is_null() && **v != serde_json::Value::Bool(false);
     let dns = a.dns_challenge.as_ref().filter(set);
     let http = a
@@ -210,9 +232,20 @@ fn challenge_kind(name: &str, a: &AcmeConfig) -> Result<ChallengeKind, AcmeError
             entry_point: h.entry_point.clone(),
         }),
         (None, Some(_), _) => Ok(ChallengeKind::TlsAlpn01),
-        (None, None, Some(_)) => Err(AcmeError::DnsNotSupported { resolver }),
+        (None, None, Some(d)) => dns_kind(resolver, d, env),
         (None, None, None) => Err(AcmeError::NoChallenge { resolver }),
     }
+}
+
+/// `dnsChallenge`: provider (from the environment), resolvers, propagation.
+fn dns_kind(
+    resolver: String,
+    v: &serde_json::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ChallengeKind, AcmeError> {
+    dns::Dns01::from_config(v, &dns::Env::new(env))
+        .map(|d| ChallengeKind::Dns01(Arc::new(d)))
+        .map_err(|reason| AcmeError::Dns { resolver, reason })
 }
 
 /// The CAs trusted for the ACME server (files, system pool, server name): the resolver's own settings,

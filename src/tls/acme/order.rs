@@ -30,6 +30,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 use super::challenge_store::{ChallengeError, StoredChallenges};
+use super::dns::{self, Dns01, DnsError};
 use super::storage::{GoBytes, Registration, StoredAccount};
 
 /// How the CA validates control of a name.
@@ -43,11 +44,8 @@ pub enum ChallengeKind {
     },
     /// TLS-ALPN-01 (`tlsChallenge`), answered on every TLS entrypoint (the CA connects to port 443).
     TlsAlpn01,
-    /// DNS-01: configuration accepted, issuance not supported yet.
-    Dns01 {
-        /// `dnsChallenge.provider`.
-        provider: String,
-    },
+    /// DNS-01 (`dnsChallenge`): a TXT record created through the configured provider.
+    Dns01(Arc<Dns01>),
 }
 
 impl ChallengeKind {
@@ -55,7 +53,7 @@ impl ChallengeKind {
         match self {
             ChallengeKind::Http01 { .. } => ChallengeType::Http01,
             ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
-            ChallengeKind::Dns01 { .. } => ChallengeType::Dns01,
+            ChallengeKind::Dns01(_) => ChallengeType::Dns01,
         }
     }
 }
@@ -125,6 +123,9 @@ pub enum OrderError {
     /// An ACME request did not complete in time.
     #[error("ACME server did not answer within {0:?}")]
     Timeout(Duration),
+    /// DNS-01: a record could not be created or did not propagate.
+    #[error(transparent)]
+    Dns(#[from] DnsError),
     /// The stored account is unusable.
     #[error("account: {0}")]
     Account(String),
@@ -387,8 +388,27 @@ pub async fn obtain(account: &Account, req: &OrderRequest<'_>) -> Result<Issued,
         http01: Vec::new(),
         alpn: Vec::new(),
     };
+    if let ChallengeKind::Dns01(d) = req.kind {
+        // TXT records are removed whatever the outcome (and by a task if this future is dropped).
+        let mut records = dns::Published::new(d.clone());
+        let result = match answer_dns(&mut order, d, &mut records).await {
+            Ok(()) => finish(&mut order, req).await,
+            Err(e) => Err(e),
+        };
+        records.cleanup().await;
+        return result;
+    }
     answer_challenges(&mut order, req, &mut published).await?;
+    let issued = finish(&mut order, req).await;
+    drop(published);
+    issued
+}
 
+/// Readiness, CSR, certificate: the part of an order after the challenges are answered.
+async fn finish(
+    order: &mut instant_acme::Order,
+    req: &OrderRequest<'_>,
+) -> Result<Issued, OrderError> {
     let retry = RetryPolicy::new()
         .initial_delay(Duration::from_millis(250))
         .backoff(1.5)
@@ -398,9 +418,7 @@ pub async fn obtain(account: &Account, req: &OrderRequest<'_>) -> Result<Issued,
         .await
         .map_err(|e| timeout_or_acme(e, req.timeout))?;
     if status != OrderStatus::Ready {
-        return Err(OrderError::Invalid(
-            invalid_reasons(&mut order, status).await,
-        ));
+        return Err(OrderError::Invalid(invalid_reasons(order, status).await));
     }
 
     let (key, csr) = certificate_request(req)?;
@@ -409,7 +427,6 @@ pub async fn obtain(account: &Account, req: &OrderRequest<'_>) -> Result<Issued,
         .poll_certificate(&retry)
         .await
         .map_err(|e| timeout_or_acme(e, req.timeout))?;
-    drop(published);
     Ok(Issued {
         chain_pem,
         key_pem: key.serialize_pem(),
@@ -477,7 +494,7 @@ async fn answer_challenges(
                 req.challenges
                     .add_tls_alpn01(req.storage_dir, &domain, ka.as_str())?;
             }
-            ChallengeKind::Dns01 { .. } => {
+            ChallengeKind::Dns01(_) => {
                 return Err(OrderError::NoChallenge {
                     domain,
                     kind: req.kind.clone(),
@@ -488,6 +505,54 @@ async fn answer_challenges(
         // reach any of them as soon as it is told.
         tokio::time::sleep(req.propagation).await;
         ch.set_ready().await?;
+    }
+    Ok(())
+}
+
+/// DNS-01: creates every pending authorization's TXT record, waits until each is visible (see
+/// [`Dns01::wait_propagation`]), then tells the CA the challenges are ready.
+async fn answer_dns(
+    order: &mut instant_acme::Order,
+    dns: &Dns01,
+    records: &mut dns::Published,
+) -> Result<(), OrderError> {
+    let mut pending = Vec::new();
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        let mut a = a?;
+        let id = a.identifier();
+        let domain = match id.identifier {
+            Identifier::Dns(n) => n.clone(),
+            other => format!("{other:?}"),
+        };
+        match a.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            status => return Err(OrderError::Authorization { domain, status }),
+        }
+        let Some(ch) = a.challenge(ChallengeType::Dns01) else {
+            return Err(OrderError::NoChallenge {
+                domain,
+                kind: ChallengeKind::Dns01(Arc::new(dns.clone())),
+            });
+        };
+        let ka = ch.key_authorization();
+        let record = dns.record(&domain, &ch.token, ka.as_str()).await;
+        records.present(record.clone()).await?;
+        pending.push((domain, record));
+    }
+    for (_, r) in &pending {
+        dns.wait_propagation(r).await?;
+    }
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        let mut a = a?;
+        if a.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        if let Some(mut ch) = a.challenge(ChallengeType::Dns01) {
+            ch.set_ready().await?;
+        }
     }
     Ok(())
 }
