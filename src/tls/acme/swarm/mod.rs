@@ -5,10 +5,12 @@
 //! - [`seal`]: AES-256-GCM of private keys under the key file (a Docker secret);
 //! - [`lease`]: mutual exclusion per (resolver, names) from Raft's unique names;
 //! - [`store`]: the cache every replica keeps, fed by config events and a periodic resync, and the writes;
-//! - [`glue`]: the manager's calls into the store (issuance lease, read-modify-write, propagation delay).
+//! - [`glue`]: the manager's calls into the store (issuance lease, read-modify-write, propagation delay);
+//! - [`migrate`]: `swarmgate acme import` / `export` of a Traefik `acme.json`.
 
 pub mod glue;
 pub mod lease;
+pub mod migrate;
 pub mod names;
 pub mod seal;
 pub mod store;
