@@ -456,6 +456,101 @@ async fn a_replica_killed_mid_order_is_taken_over_after_its_lease_expires() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lived_certificate_is_renewed_once_for_both_replicas() {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let keys = tempfile::tempdir().expect("tmp");
+    let key = key_file(keys.path());
+    let backend = Backend::start("acme").await;
+    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
+    // 30 s certificates: renewed when 10 s remain, by whichever replica takes the lease.
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: b_web,
+        tls_port: b_tls,
+        validity_secs: Some(30),
+    });
+    let root = pebble.issuing_root().await;
+    let host = format!("renew.{}.example.com", store.prefix);
+    let hosts = vec![host.clone()];
+    let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);
+    let b = gate(
+        b_web,
+        b_tls,
+        &dynamic(&[], &backend.url),
+        &store,
+        &key,
+        dir,
+        ca,
+        &[],
+    );
+    let a = gate(
+        a_web,
+        a_tls,
+        &dynamic(&hosts, &backend.url),
+        &store,
+        &key,
+        dir,
+        ca,
+        &[],
+    );
+    assert!(
+        a.wait_log(ORDERING, Duration::from_secs(30)),
+        "{}",
+        a.logs()
+    );
+    support::write_atomic(&b.dynamic_file(), &dynamic(&hosts, &backend.url));
+    let (a_ep, b_ep) = (a.ep("websecure"), b.ep("websecure"));
+    assert!(
+        poll_until(Duration::from_secs(60), || async {
+            serves_verified(a_ep, &host, &root).await && serves_verified(b_ep, &host, &root).await
+        })
+        .await,
+        "--- A\n{}\n--- B\n{}",
+        a.logs(),
+        b.logs()
+    );
+    let first = fingerprint(a_ep, &host).await.expect("first");
+    // Both replicas serve the renewed certificate (same one).
+    assert!(
+        poll_until(Duration::from_secs(60), || async {
+            let (fa, fb) = (
+                fingerprint(a_ep, &host).await,
+                fingerprint(b_ep, &host).await,
+            );
+            fa.is_some()
+                && fa == fb
+                && fa.as_deref() != Some(first.as_str())
+                && serves_verified(a_ep, &host, &root).await
+        })
+        .await,
+        "not renewed everywhere\n--- A\n{}\n--- B\n{}",
+        a.logs(),
+        b.logs()
+    );
+    const RENEWING: &str = "ACME: renewing a certificate";
+    let renewals = count(&a.logs(), RENEWING) + count(&b.logs(), RENEWING);
+    let orders = count(&a.logs(), ORDERING) + count(&b.logs(), ORDERING);
+    assert_eq!(
+        (orders, renewals),
+        (1, 1),
+        "--- A\n{}\n--- B\n{}",
+        a.logs(),
+        b.logs()
+    );
+    // The old generation is removed: one certificate object for the name.
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            store.configs(names::kind::CERT, None).len() == 1
+        })
+        .await,
+        "{:?}",
+        store.configs(names::kind::CERT, None)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lease_contenders_race_on_the_engine_and_exactly_one_wins() {
     if !swarm_or_skip("acme_swarm") {

@@ -69,15 +69,21 @@ pub fn open_store(
         reason,
     };
     let sealer = Sealer::from_file(&sw.key_file).map_err(|e| invalid(e.to_string()))?;
-    let client = DockerClient::new(&sw.endpoint, None, Duration::from_secs(30))
+    let mut client = DockerClient::new(&sw.endpoint, None, Duration::from_secs(30))
         .map_err(|e| invalid(e.to_string()))?;
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if let Some(h) = &multi_thread {
+        // Agree on the API version (GET /version), so an older engine is spoken to in its version.
+        client = tokio::task::block_in_place(|| h.block_on(client.connect()))
+            .map_err(|e| invalid(e.to_string()))?;
+    }
     let store = Arc::new(SwarmStore::new(client, sw.clone(), sealer, changed.clone()));
-    if let Ok(h) = tokio::runtime::Handle::try_current() {
-        if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
-            let s = store.clone();
-            tokio::task::block_in_place(|| h.block_on(s.resync()))
-                .map_err(|e| invalid(e.to_string()))?;
-        }
+    if let Some(h) = &multi_thread {
+        let s = store.clone();
+        tokio::task::block_in_place(|| h.block_on(s.resync()))
+            .map_err(|e| invalid(e.to_string()))?;
     }
     let data = store.data();
     swarms.insert(r.storage.clone(), store);
