@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pebble::{free_port, Pebble, PebbleOptions};
 use rustls::pki_types::ServerName;
 use sha2::{Digest, Sha256};
-use support::docker::{docker, docker_ok, engine_or_skip, ensure_swarm, percentile};
+use support::docker::{docker, docker_ok, engine_or_skip, ensure_swarm, images, percentile};
 use support::{poll_until, tls_client, Backend, Gate};
 use swarmgate::provider::docker::client::DockerClient;
 use swarmgate::provider::docker::configs;
@@ -777,4 +777,128 @@ fn swarm_storage_without_a_key_file_is_refused_at_start_up() {
             && err.contains("docker secret create"),
         "{err}"
     );
+}
+
+/// Removes a service, then a secret it uses, on drop.
+struct SwarmObjects {
+    service: String,
+    secret: String,
+}
+
+impl Drop for SwarmObjects {
+    fn drop(&mut self) {
+        docker(&["service", "rm", &self.service]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !docker(&["secret", "rm", &self.secret]).status.success() && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_service_task_orders_with_its_key_from_a_docker_secret_and_a_process_replica_serves(
+) {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let backend = Backend::start("acme").await;
+    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: b_web,
+        tls_port: b_tls,
+        validity_secs: None,
+    });
+    let root = pebble.issuing_root().await;
+    let host = format!("global.{}.example.com", store.prefix);
+    // The sealing key as a real Docker secret, mounted by Swarm at the default path.
+    let key = key_file(tmp.path());
+    let objects = SwarmObjects {
+        service: format!("{}-gate", store.prefix),
+        secret: format!("{}-key", store.prefix),
+    };
+    docker_ok(&[
+        "secret",
+        "create",
+        &objects.secret,
+        &key.display().to_string(),
+    ]);
+    let conf = tmp.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::write(
+        conf.join("dynamic.yml"),
+        dynamic(std::slice::from_ref(&host), &backend.url),
+    )
+    .expect("write");
+    std::fs::copy(&pebble.api_ca_file, conf.join("pebble-ca.pem")).expect("copy");
+    let image = images().gate;
+    let secret = format!(
+        "source={},target=swarmgate-acme-key,mode=0400",
+        objects.secret
+    );
+    let conf_mount = format!("type=bind,source={},target=/conf", conf.display());
+    // Host networking: the task reaches Pebble and the backend on 127.0.0.1, as the process replica does.
+    let args = [
+        format!("--entrypoints.web.address=127.0.0.1:{a_web}"),
+        format!("--entrypoints.websecure.address=127.0.0.1:{a_tls}"),
+        "--providers.file.filename=/conf/dynamic.yml".to_string(),
+        "--certificatesresolvers.le.acme.email=ops@example.com".to_string(),
+        format!("--certificatesresolvers.le.acme.storage={}", store.url()),
+        format!(
+            "--certificatesresolvers.le.acme.caserver={}",
+            pebble.directory
+        ),
+        "--certificatesresolvers.le.acme.cacertificates=/conf/pebble-ca.pem".to_string(),
+        "--certificatesresolvers.le.acme.httpchallenge.entrypoint=web".to_string(),
+    ];
+    let mut create = vec![
+        "service",
+        "create",
+        "--detach",
+        "--no-resolve-image",
+        "--mode",
+        "global",
+        "--name",
+        &objects.service,
+        "--network",
+        "host",
+        "--secret",
+        &secret,
+        "--mount",
+        "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
+        "--mount",
+        &conf_mount,
+        "--restart-condition",
+        "none",
+        &image,
+    ];
+    create.extend(args.iter().map(String::as_str));
+    docker_ok(&create);
+    let b = gate(
+        b_web,
+        b_tls,
+        &dynamic(&[], &backend.url),
+        &store,
+        &key,
+        &pebble.directory,
+        &pebble.api_ca_file,
+        &[],
+    );
+    let ok = poll_until(Duration::from_secs(90), || async {
+        serves_verified(SocketAddr::from(([127, 0, 0, 1], a_tls)), &host, &root).await
+            && serves_verified(b.ep("websecure"), &host, &root).await
+    })
+    .await;
+    let task_logs = support::docker::logs(&objects.service, true);
+    assert!(
+        ok,
+        "--- task\n{task_logs}\n--- B\n{}\n--- pebble\n{}",
+        b.logs(),
+        pebble.log()
+    );
+    assert_eq!(count(&task_logs, ORDERING), 1, "{task_logs}");
+    assert_eq!(count(&b.logs(), ORDERING), 0, "{}", b.logs());
+    assert_eq!(store.configs(names::kind::CERT, None).len(), 1);
 }
