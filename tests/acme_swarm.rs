@@ -449,6 +449,16 @@ async fn a_replica_killed_mid_order_is_taken_over_after_its_lease_expires() {
     assert_eq!(count(&b.logs(), ORDERING), 1, "{}", b.logs());
     // B did not order before the lease expired.
     assert!(served >= expires, "served before the lease expired");
+    // A's orphaned challenge answer expires with the lease and is removed by a live replica.
+    assert!(
+        poll_until(Duration::from_secs(30), || async {
+            store.configs(names::kind::HTTP01, None).is_empty()
+        })
+        .await,
+        "{:?}\n{}",
+        store.configs(names::kind::HTTP01, None),
+        b.logs()
+    );
     eprintln!(
         "MEASURE acme_swarm: lease {ttl}s; A killed mid-order -> B serves: {:?}; lease expiry -> B serves: {:?}",
         kill_to_served,

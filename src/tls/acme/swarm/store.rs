@@ -188,7 +188,8 @@ impl SwarmStore {
 
     /// Reads the whole store; returns whether the data or the answers changed.
     pub async fn resync(&self) -> Result<bool, SwarmStoreError> {
-        let objects = configs::list(&self.client, &self.label()).await?;
+        let mut objects = configs::list(&self.client, &self.label()).await?;
+        self.remove_expired_answers(&mut objects).await;
         let mut cache = self.cache();
         let (data, answers, generations) = self.decode(&objects, &mut cache.warned);
         let changed = data != cache.data || answers != cache.answers;
@@ -203,6 +204,35 @@ impl SwarmStore {
             self.changed.notify_one();
         }
         Ok(changed)
+    }
+
+    /// Challenge answers outlive their order only when the ordering replica died: each carries an expiry
+    /// (the lease length from its creation), after which any replica removes it (by id).
+    async fn remove_expired_answers(&self, objects: &mut Vec<ConfigObject>) {
+        let now = super::lease::now_ms();
+        let expired = |o: &ConfigObject| {
+            matches!(
+                o.labels.get(names::KIND).map(String::as_str),
+                Some(kind::HTTP01 | kind::TLS_ALPN01)
+            ) && o
+                .labels
+                .get(names::EXPIRES)
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|e| e <= now)
+        };
+        let (old, keep): (Vec<ConfigObject>, Vec<ConfigObject>) =
+            std::mem::take(objects).into_iter().partition(expired);
+        *objects = keep;
+        for o in old {
+            match configs::remove(&self.client, &o.id).await {
+                Ok(_) => {
+                    tracing::info!(config = %o.name, "ACME swarm storage: expired challenge answer removed (its replica ended without withdrawing it)")
+                }
+                Err(e) => {
+                    tracing::warn!(config = %o.name, "ACME swarm storage: expired answer not removed: {e}")
+                }
+            }
+        }
     }
 
     /// Decodes the store's objects (see the module doc).
@@ -443,7 +473,9 @@ impl SwarmStore {
             name: name.to_string(),
             key_authorization: key_authorization.to_string(),
         });
-        let labels = self.labels(k, "");
+        let mut labels = self.labels(k, "");
+        let expires = super::lease::now_ms() + self.settings.lease_ttl.as_millis() as u64;
+        labels.insert(names::EXPIRES.into(), expires.to_string());
         let result = match payload {
             Ok(p) => configs::create(&self.client, object, &labels, &p)
                 .await
