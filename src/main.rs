@@ -55,6 +55,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         flags: Vec<String>,
     },
+    /// ACME storage migration: move a Traefik `acme.json` into Swarm storage (`swarm://<prefix>`) and back,
+    /// without re-issuing. Uses the Docker API at `DOCKER_HOST` (default: the local socket) of a manager.
+    Acme {
+        #[command(subcommand)]
+        action: AcmeAction,
+    },
     /// Run the whoami test backend.
     Whoami {
         /// Address to listen on.
@@ -64,6 +70,79 @@ enum Command {
         #[arg(long, default_value = "whoami")]
         name: String,
     },
+}
+
+/// `swarmgate acme …`.
+#[derive(Subcommand, Debug)]
+enum AcmeAction {
+    /// Write the certificates (and swarmgate's account) of an `acme.json` into a Swarm store.
+    Import {
+        /// The `acme.json` (Traefik's format).
+        file: std::path::PathBuf,
+        /// Target store, `swarm://<prefix>` (as in `certificatesResolvers.<r>.acme.storage`).
+        #[arg(long)]
+        storage: String,
+        /// Key file sealing private keys (default `/run/secrets/swarmgate-acme-key`).
+        #[arg(long)]
+        key_file: Option<String>,
+    },
+    /// Write a Swarm store's certificates and account as an `acme.json` (mode 0600).
+    Export {
+        /// Source store, `swarm://<prefix>`.
+        #[arg(long)]
+        storage: String,
+        /// Key file sealing private keys (default `/run/secrets/swarmgate-acme-key`).
+        #[arg(long)]
+        key_file: Option<String>,
+        /// Output file (default: `acme.json`).
+        #[arg(long, short, default_value = "acme.json")]
+        output: std::path::PathBuf,
+    },
+}
+
+/// `swarmgate acme import|export`: prints what was done; errors exit non-zero.
+async fn acme_command(action: AcmeAction) -> anyhow::Result<()> {
+    use swarmgate::tls::acme::swarm::migrate;
+    match action {
+        AcmeAction::Import {
+            file,
+            storage,
+            key_file,
+        } => {
+            let store = migrate::open(&storage, key_file.as_deref()).await?;
+            let done = migrate::import_file(&store, &file).await?;
+            println!(
+                "imported {} into {storage}: {} certificate(s) written, {} already present, {} account(s) written{}",
+                file.display(),
+                done.certificates,
+                done.unchanged,
+                done.accounts,
+                if done.traefik_accounts_skipped > 0 {
+                    format!("; {} Traefik (RSA) account(s) not imported: swarmgate registers its own at the next order", done.traefik_accounts_skipped)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        AcmeAction::Export {
+            storage,
+            key_file,
+            output,
+        } => {
+            let store = migrate::open(&storage, key_file.as_deref()).await?;
+            migrate::export_file(&store, &output)?;
+            let n: usize = migrate::export(&store)
+                .resolvers
+                .values()
+                .map(|d| d.certificates.len())
+                .sum();
+            println!(
+                "exported {storage} to {}: {n} certificate(s)",
+                output.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 const DEMO_DYNAMIC: &str = include_str!("../config/demo.yml");
@@ -110,6 +189,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Some(Command::Demo) => rt.block_on(demo()),
+        Some(Command::Acme { action }) => rt.block_on(acme_command(action)),
         Some(Command::Check { file, name, flags }) => {
             std::process::exit(swarmgate::check::run(&file, &flags, name.as_deref()))
         }

@@ -596,8 +596,11 @@ pub struct Acme {
     pub certificates_duration: Option<u64>,
     /// Preferred chain by issuer CN.
     pub preferred_chain: Option<String>,
-    /// `acme.json` path.
+    /// `acme.json` path, or `swarm://<prefix>` (state kept in Swarm configs).
     pub storage: Option<String>,
+    /// swarmgate: key file sealing private keys in `swarm://` storage (default
+    /// `/run/secrets/swarmgate-acme-key`).
+    pub storage_key_file: Option<String>,
     /// EC256, EC384, RSA2048, RSA4096, RSA8192.
     pub key_type: Option<String>,
     /// External account binding.

@@ -14,6 +14,7 @@
 // Control plane: checks the Docker socket path before connecting
 #[allow(clippy::disallowed_methods)]
 pub mod client;
+pub mod configs;
 pub mod constraints;
 pub mod containers;
 pub mod labels;

@@ -123,6 +123,20 @@ struct State {
     shared: SharedAnswers,
     /// Certificates built for the shared TLS-ALPN-01 answers: domain → (key authorization, certificate).
     shared_alpn: HashMap<String, (String, Arc<CertifiedKey>)>,
+    /// Answers read from remote stores (Swarm), by store.
+    remote: BTreeMap<String, SharedAnswers>,
+}
+
+/// A store that shares answers other than through a directory (the Swarm store): answers whose storage
+/// "directory" it [`handles`](RemoteAnswers::handles) are published through it instead of files, and what
+/// it reads comes back through [`StoredChallenges::set_remote_answers`].
+pub trait RemoteAnswers: Send + Sync + std::fmt::Debug {
+    /// Does this store serve the resolver whose storage key is `storage_dir`?
+    fn handles(&self, storage_dir: &Path) -> bool;
+    /// Publishes an answer (`http01`: token; else TLS-ALPN-01: domain).
+    fn publish(&self, http01: bool, name: &str, key_authorization: &str);
+    /// Withdraws an answer.
+    fn withdraw(&self, http01: bool, name: &str);
 }
 
 /// This replica's answers plus the shared directories', published to the data plane as one snapshot.
@@ -134,6 +148,8 @@ pub struct StoredChallenges {
     dirs: Vec<PathBuf>,
     /// Control-plane bookkeeping; never locked by the data plane.
     state: Mutex<State>,
+    /// Stores that publish answers themselves (Swarm).
+    remotes: Vec<Arc<dyn RemoteAnswers>>,
 }
 
 impl StoredChallenges {
@@ -147,7 +163,37 @@ impl StoredChallenges {
             answers: Arc::new(MemoryChallenges::default()),
             dirs,
             state: Mutex::new(State::default()),
+            remotes: Vec::new(),
         }
+    }
+
+    /// Adds stores that publish answers themselves; storage directories they handle are not scanned.
+    pub fn with_remotes(mut self, remotes: Vec<Arc<dyn RemoteAnswers>>) -> StoredChallenges {
+        self.dirs
+            .retain(|d| !remotes.iter().any(|r| d.ancestors().any(|a| r.handles(a))));
+        self.remotes = remotes;
+        self
+    }
+
+    fn remote_for(&self, storage_dir: &Path) -> Option<&Arc<dyn RemoteAnswers>> {
+        self.remotes.iter().find(|r| r.handles(storage_dir))
+    }
+
+    /// Installs the answers a remote store (`store`) read, and republishes.
+    pub fn set_remote_answers(&self, store: &str, answers: SharedAnswers) {
+        let (file, mut remote, reuse) = {
+            let st = self.state();
+            if st.remote.get(store) == Some(&answers) {
+                return;
+            }
+            (st.shared.clone(), st.remote.clone(), alpn_reuse(&st))
+        };
+        remote.insert(store.to_string(), answers);
+        let shared_alpn = build_alpn(&file, &remote, &reuse);
+        let mut st = self.state();
+        st.remote = remote;
+        st.shared_alpn = shared_alpn;
+        self.republish(&st);
     }
 
     /// The snapshot the data plane reads (cheap to clone, shared).
@@ -178,6 +224,10 @@ impl StoredChallenges {
                 .insert(token.to_string(), Arc::from(key_authorization));
             self.republish(&st);
         }
+        if let Some(r) = self.remote_for(storage_dir) {
+            r.publish(true, token, key_authorization);
+            return Ok(());
+        }
         write_atomic(
             &challenges_dir(storage_dir).join(HTTP01).join(token),
             key_authorization.as_bytes(),
@@ -200,6 +250,10 @@ impl StoredChallenges {
                 .insert(domain.clone(), (key_authorization.to_string(), cert));
             self.republish(&st);
         }
+        if let Some(r) = self.remote_for(storage_dir) {
+            r.publish(false, &domain, key_authorization);
+            return Ok(());
+        }
         if valid_domain(&domain) {
             write_atomic(
                 &challenges_dir(storage_dir).join(TLS_ALPN01).join(&domain),
@@ -216,7 +270,14 @@ impl StoredChallenges {
             st.own_http01.remove(token);
             // Our own file was read by a poll too: forget it now rather than at the next poll.
             st.shared.http01.remove(token);
+            for a in st.remote.values_mut() {
+                a.http01.remove(token);
+            }
             self.republish(&st);
+        }
+        if let Some(r) = self.remote_for(storage_dir) {
+            r.withdraw(true, token);
+            return;
         }
         if valid_token(token) {
             let _ = std::fs::remove_file(challenges_dir(storage_dir).join(HTTP01).join(token));
@@ -231,7 +292,14 @@ impl StoredChallenges {
             st.own_alpn.remove(&domain);
             st.shared.tls_alpn01.remove(&domain);
             st.shared_alpn.remove(&domain);
+            for a in st.remote.values_mut() {
+                a.tls_alpn01.remove(&domain);
+            }
             self.republish(&st);
+        }
+        if let Some(r) = self.remote_for(storage_dir) {
+            r.withdraw(false, &domain);
+            return;
         }
         if valid_domain(&domain) {
             let _ =
@@ -243,32 +311,15 @@ impl StoredChallenges {
     /// directories and republishes the answers when they changed. Returns whether they changed.
     pub fn refresh(&self) -> bool {
         let shared = scan(&self.dirs);
-        let reuse: HashMap<String, (String, Arc<CertifiedKey>)> = {
+        let (remote, reuse) = {
             let st = self.state();
             if st.shared == shared {
                 return false;
             }
-            st.shared_alpn
-                .iter()
-                .chain(st.own_alpn.iter())
-                .map(|(d, v)| (d.clone(), v.clone()))
-                .collect()
+            (st.remote.clone(), alpn_reuse(&st))
         };
         // Build the certificates of new TLS-ALPN-01 answers outside the lock (a key generation each).
-        let mut shared_alpn = HashMap::new();
-        for (domain, key_auth) in &shared.tls_alpn01 {
-            match reuse.get(domain) {
-                Some((ka, cert)) if ka == key_auth => {
-                    shared_alpn.insert(domain.clone(), (ka.clone(), cert.clone()));
-                }
-                _ => match tls_alpn01_certificate(domain, key_auth) {
-                    Ok(c) => {
-                        shared_alpn.insert(domain.clone(), (key_auth.clone(), Arc::new(c)));
-                    }
-                    Err(e) => tracing::warn!("{e}"),
-                },
-            }
-        }
+        let shared_alpn = build_alpn(&shared, &remote, &reuse);
         let mut st = self.state();
         st.shared = shared;
         st.shared_alpn = shared_alpn;
@@ -299,6 +350,9 @@ impl StoredChallenges {
     /// Builds the data plane's snapshot from our answers over the shared ones, and swaps it in.
     fn republish(&self, st: &State) {
         let mut answers = Answers::default();
+        for (token, ka) in st.remote.values().flat_map(|a| a.http01.iter()) {
+            answers.http01.insert(token.clone(), Arc::from(ka.as_str()));
+        }
         for (token, ka) in &st.shared.http01 {
             answers.http01.insert(token.clone(), Arc::from(ka.as_str()));
         }
@@ -313,6 +367,43 @@ impl StoredChallenges {
         }
         self.answers.publish(answers);
     }
+}
+
+/// The TLS-ALPN-01 certificates already built (shared and own), to reuse for unchanged answers.
+fn alpn_reuse(st: &State) -> HashMap<String, (String, Arc<CertifiedKey>)> {
+    st.shared_alpn
+        .iter()
+        .chain(st.own_alpn.iter())
+        .map(|(d, v)| (d.clone(), v.clone()))
+        .collect()
+}
+
+/// The certificates of the TLS-ALPN-01 answers read from directories and remote stores: reused when the
+/// key authorization is unchanged, else built (a key generation each).
+fn build_alpn(
+    file: &SharedAnswers,
+    remote: &BTreeMap<String, SharedAnswers>,
+    reuse: &HashMap<String, (String, Arc<CertifiedKey>)>,
+) -> HashMap<String, (String, Arc<CertifiedKey>)> {
+    let mut out = HashMap::new();
+    let all = remote
+        .values()
+        .flat_map(|a| a.tls_alpn01.iter())
+        .chain(file.tls_alpn01.iter());
+    for (domain, key_auth) in all {
+        match reuse.get(domain) {
+            Some((ka, cert)) if ka == key_auth => {
+                out.insert(domain.clone(), (ka.clone(), cert.clone()));
+            }
+            _ => match tls_alpn01_certificate(domain, key_auth) {
+                Ok(c) => {
+                    out.insert(domain.clone(), (key_auth.clone(), Arc::new(c)));
+                }
+                Err(e) => tracing::warn!("{e}"),
+            },
+        }
+    }
+    out
 }
 
 /// Reads the answers in `dirs` (see the module doc for the bounds). Missing directories are empty.

@@ -29,6 +29,7 @@ pub mod order;
 pub mod renewal;
 #[allow(clippy::disallowed_methods)] // control plane: acme.json reads and atomic writes
 pub mod storage;
+pub mod swarm;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -130,6 +131,8 @@ pub struct ResolverSettings {
     pub client_timeout: Duration,
     /// `certificateTimeout`, used as the bound on validation + issuance (at least 60 s).
     pub certificate_timeout: Duration,
+    /// `storage=swarm://<prefix>`: the Swarm store's settings (then `storage` is the URL itself).
+    pub swarm: Option<swarm::SwarmSettings>,
 }
 
 /// Validates the ACME resolvers (others, e.g. tailscale, are skipped). `env` reads environment variables
@@ -179,6 +182,7 @@ fn resolver_settings(
     };
     let (ca_files, ca_system, ca_server_name) = ca_trust(a, env);
     let (storage, storage_dir) = storage_paths(name, a)?;
+    let swarm = swarm::glue::resolver_swarm(name, a, env)?;
     if a.preferred_chain.as_deref().is_some_and(|p| !p.is_empty()) {
         tracing::warn!(resolver = %name, "acme.preferredChain is not supported yet: the CA's default chain is used");
     }
@@ -210,6 +214,7 @@ fn resolver_settings(
             .non_zero()
             .unwrap_or(Duration::from_secs(30))
             .max(Duration::from_secs(60)),
+        swarm,
     })
 }
 
@@ -280,6 +285,9 @@ fn ca_trust(
 
 /// The storage file (`acme.json` by default) and its directory, once its permissions are checked.
 fn storage_paths(name: &str, a: &AcmeConfig) -> Result<(PathBuf, PathBuf), AcmeError> {
+    if let Some(url) = a.storage.as_deref().filter(|s| swarm::glue::is_swarm(s)) {
+        return Ok((PathBuf::from(url), PathBuf::from(url)));
+    }
     let storage = PathBuf::from(
         a.storage
             .clone()
@@ -333,6 +341,10 @@ pub struct Acme {
     timing: ManagerTiming,
     /// This replica's id in lock files.
     owner: String,
+    /// Swarm stores (`storage=swarm://…`), by storage key.
+    swarm: swarm::glue::Swarms,
+    /// Notified when a Swarm store changed (the manager re-reads at once).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// What the application wires: the `acme` provider feed and the challenge answers for the data plane.
@@ -378,25 +390,31 @@ pub fn prepare_with(
         return Ok(None);
     }
     let mut files = BTreeMap::new();
+    let mut swarms = swarm::glue::Swarms::new();
+    let changed = Arc::new(tokio::sync::Notify::new());
     for r in &resolvers {
         if files.contains_key(&r.storage) {
             continue;
         }
-        let data = storage::load(&r.storage).map_err(|source| AcmeError::Storage {
-            resolver: r.name.clone(),
-            source,
-        })?;
+        let data = match &r.swarm {
+            Some(sw) => swarm::glue::open_store(r, sw, &mut swarms, &changed)?,
+            None => storage::load(&r.storage).map_err(|source| AcmeError::Storage {
+                resolver: r.name.clone(),
+                source,
+            })?,
+        };
         files.insert(
             r.storage.clone(),
             FileState {
-                stamp: stamp(&r.storage),
+                stamp: swarm::glue::stamp_of(&swarms, &r.storage, stamp),
                 data,
             },
         );
     }
-    let challenges = Arc::new(StoredChallenges::new(
-        resolvers.iter().map(|r| r.storage_dir.clone()).collect(),
-    ));
+    let challenges = Arc::new(
+        StoredChallenges::new(resolvers.iter().map(|r| r.storage_dir.clone()).collect())
+            .with_remotes(swarm::glue::remotes(&swarms)),
+    );
     // Answers other replicas published before we started are served from the first request.
     challenges.refresh();
     let acme = Acme {
@@ -405,6 +423,8 @@ pub fn prepare_with(
         files,
         timing,
         owner: cluster::replica_id(),
+        swarm: swarms,
+        changed,
     };
     acme.log_expiry();
     Ok(Some(acme))
@@ -624,6 +644,7 @@ impl Acme {
                 .clone()
                 .watch(self.timing.challenge_poll, cancel.clone()),
         );
+        self.start_swarm(&cancel, tasks);
         tasks.spawn("ACME manager", self.run(wanted, tx, cancel));
         ProviderFeed {
             name: PROVIDER.into(),
@@ -635,11 +656,11 @@ impl Acme {
     fn refresh(&mut self) -> bool {
         let mut changed = false;
         for (path, state) in self.files.iter_mut() {
-            let now = stamp(path);
+            let now = swarm::glue::stamp_of(&self.swarm, path, stamp);
             if now == state.stamp {
                 continue;
             }
-            match storage::load(path) {
+            match swarm::glue::load_of(&self.swarm, path) {
                 Ok(data) => {
                     state.stamp = now;
                     if data != state.data {
@@ -674,6 +695,7 @@ impl Acme {
         cancel: CancellationToken,
     ) {
         let owner = self.owner.clone();
+        let swarm_changed = self.changed.clone();
         let mut builder_alive = true;
         let mut retries: HashMap<(String, Vec<String>), Retry> = HashMap::new();
         let mut accounts: HashMap<String, instant_acme::Account> = HashMap::new();
@@ -763,6 +785,7 @@ impl Acme {
                     }
                 }
                 _ = tokio::time::sleep_until(wake) => {}
+                _ = swarm_changed.notified() => {}
             }
         }
     }
@@ -904,15 +927,10 @@ impl Acme {
         let Some((main, sans)) = names.split_first() else {
             return Ok(Outcome::Done);
         };
-        let locks = cluster::locks_dir(&r.storage_dir);
-        let lock_name = cluster::issuance_lock_name(&r.name, &names);
-        let guard = cluster::try_lock(&locks, &lock_name, owner, &self.timing.locks)
-            .map_err(|e| order::OrderError::Account(e.to_string()))?;
-        let Some(mut guard) = guard else {
+        let Some(guard) = self.issuance_lock(&r, &names, owner).await? else {
             tracing::info!(resolver = %r.name, domains = ?names, "another replica is obtaining this certificate; waiting for it");
             return Ok(Outcome::Busy);
         };
-        guard.keep_alive(self.timing.locks.heartbeat);
         // Under the lock, look again: another replica may have finished just before.
         self.files.entry(r.storage.clone()).or_default().stamp = None;
         self.refresh();
@@ -952,16 +970,18 @@ impl Acme {
             kind: &r.kind,
             key_type: r.key_type,
             challenges: &self.challenges,
-            propagation: challenge_store::propagation_delay(self.timing.challenge_poll),
+            propagation: self.propagation(&r),
             storage_dir: &r.storage_dir,
             replaces,
             disable_common_name: r.disable_common_name,
             profile: r.profile.as_deref(),
             timeout: r.certificate_timeout,
         };
+        let lease_over = guard.expired();
         let issued = tokio::select! {
             res = order::obtain(&account, &req) => res?,
             _ = cancel.cancelled() => return Ok(Outcome::Busy),
+            _ = lease_over.cancelled() => return Err(order::OrderError::Account("the issuance lease expired before the order ended; another replica may take over".into())),
         };
         let domain = StoredDomain {
             main: main.clone(),
@@ -996,6 +1016,9 @@ impl Acme {
         cancel: &CancellationToken,
         change: impl Fn(&mut storage::ResolverData),
     ) -> Result<(), order::OrderError> {
+        if let Some(store) = self.swarm.get(&r.storage).cloned() {
+            return self.update_swarm(&store, r, change).await;
+        }
         let locks = cluster::locks_dir(&r.storage_dir);
         let name = format!(
             "file-{}.lock",

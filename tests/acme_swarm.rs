@@ -1,0 +1,919 @@
+//! ACME state in Swarm's own store (`storage=swarm://<prefix>`), with the real binary, the real Docker engine
+//! (a one-node Swarm, initialised when needed) and a real Pebble that validates for real:
+//! two replicas with separate local directories, one order per name, Pebble's validation answered by the
+//! replica that did not order, every replica serving each certificate (timed: issuance → served everywhere),
+//! a replica killed mid-order taken over once its lease expires (timed), lease contenders racing on the
+//! engine, `swarmgate acme import/export`, and the refusal without a key file.
+//!
+//! Every config a test creates carries the label `swarmgate.acme.store=h19-…` and is removed at the end.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
+#[path = "support/pebble.rs"]
+#[allow(dead_code)] // `stop` is for the other ACME tests
+mod pebble;
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pebble::{free_port, Pebble, PebbleOptions};
+use rustls::pki_types::ServerName;
+use sha2::{Digest, Sha256};
+use support::docker::{docker, docker_ok, engine_or_skip, ensure_swarm, images, percentile};
+use support::{poll_until, tls_client, Backend, Gate};
+use swarmgate::provider::docker::client::DockerClient;
+use swarmgate::provider::docker::configs;
+use swarmgate::tls::acme::swarm::{lease, names};
+
+static TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+/// A store prefix unique to this test (`h19-` + 8 hex), its configs removed on drop.
+struct Store {
+    prefix: String,
+}
+
+impl Store {
+    fn new() -> Store {
+        Store {
+            prefix: format!("h19-{:08x}", fastrand::u32(..)),
+        }
+    }
+    fn url(&self) -> String {
+        format!("swarm://{}", self.prefix)
+    }
+    /// Names of this store's configs of `kind`, optionally with label `extra`.
+    fn configs(&self, kind: &str, extra: Option<&str>) -> Vec<String> {
+        let store = format!("label={}={}", names::STORE, self.prefix);
+        let kind = format!("label={}={kind}", names::KIND);
+        let mut args = vec![
+            "config",
+            "ls",
+            "--filter",
+            &store,
+            "--filter",
+            &kind,
+            "--format",
+            "{{.Name}}",
+        ];
+        let extra = extra.map(|e| format!("label={e}"));
+        if let Some(e) = &extra {
+            args.extend(["--filter", e]);
+        }
+        docker_ok(&args)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let filter = format!("label={}={}", names::STORE, self.prefix);
+        let o = docker(&["config", "ls", "-q", "--filter", &filter]);
+        for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+            docker(&["config", "rm", id]);
+        }
+    }
+}
+
+fn key_file(dir: &Path) -> PathBuf {
+    let p = dir.join("swarmgate-acme-key");
+    std::fs::write(&p, "c3dhcm1nYXRlIHRlc3Qga2V5IG1hdGVyaWFsIDMyIGJ5dGVz\n").expect("key");
+    p
+}
+
+fn dynamic(hosts: &[String], backend: &str) -> String {
+    let mut routers = String::new();
+    for (i, h) in hosts.iter().enumerate() {
+        routers.push_str(&format!(
+            "    r{i}:\n      rule: Host(`{h}`)\n      entryPoints: [websecure]\n      service: app\n      tls:\n        certResolver: le\n"
+        ));
+    }
+    let routers = if routers.is_empty() {
+        String::new()
+    } else {
+        format!("  routers:\n{routers}")
+    };
+    format!("http:\n{routers}  services:\n    app:\n      loadBalancer:\n        servers:\n          - url: \"{backend}\"\n")
+}
+
+/// swarmgate with `web`/`websecure` on the given ports, the resolver `le` on `store` (HTTP-01 on `web`),
+/// its own local directory, and `env`.
+#[allow(clippy::too_many_arguments)]
+fn gate(
+    web: u16,
+    websecure: u16,
+    dynamic_text: &str,
+    store: &Store,
+    key: &Path,
+    ca_server: &str,
+    ca_file: &Path,
+    env: &[(&str, &str)],
+) -> Gate {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("dynamic.yml");
+    std::fs::write(&file, dynamic_text).expect("write dynamic");
+    let args = vec![
+        format!("--entrypoints.web.address=127.0.0.1:{web}"),
+        format!("--entrypoints.websecure.address=127.0.0.1:{websecure}"),
+        format!("--providers.file.filename={}", file.display()),
+        "--providers.file.watch=true".to_string(),
+        "--providers.providersThrottleDuration=50ms".to_string(),
+        "--certificatesresolvers.le.acme.email=ops@example.com".to_string(),
+        format!("--certificatesresolvers.le.acme.storage={}", store.url()),
+        format!(
+            "--certificatesresolvers.le.acme.storageKeyFile={}",
+            key.display()
+        ),
+        format!("--certificatesresolvers.le.acme.caserver={ca_server}"),
+        format!(
+            "--certificatesresolvers.le.acme.cacertificates={}",
+            ca_file.display()
+        ),
+        "--certificatesresolvers.le.acme.httpchallenge.entrypoint=web".to_string(),
+    ];
+    Gate::start_in_env(dir, &args, 2, env)
+}
+
+/// Does `addr` serve `host` with a certificate that verifies against `root` (a TLS handshake only)?
+async fn serves_verified(addr: SocketAddr, host: &str, root: &str) -> bool {
+    let Ok(tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return false;
+    };
+    let cfg = tls_client(Some(root), &[b"http/1.1"], TLS13);
+    let name = ServerName::try_from(host.to_string()).expect("name");
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// SHA-256 of the leaf `addr` serves for `sni` (no verification).
+async fn fingerprint(addr: SocketAddr, sni: &str) -> Option<String> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let cfg = tls_client(None, &[b"http/1.1"], TLS13);
+    let name = ServerName::try_from(sni.to_string()).ok()?;
+    let tls = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let leaf = tls.get_ref().1.peer_certificates()?.first()?.clone();
+    Some(hex::encode(Sha256::digest(leaf.as_ref())))
+}
+
+/// `2026-12-05T12:55:01.123456789Z` → time (UTC only, as Docker prints it).
+fn parse_rfc3339(s: &str) -> SystemTime {
+    let (date, time) = s.trim().split_once('T').expect("T");
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().expect("date")).collect();
+    let time = time.trim_end_matches('Z');
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<u64> = hms.split(':').map(|x| x.parse().expect("time")).collect();
+    // Days from civil (Howard Hinnant).
+    let (y, m, day) = (if d[1] <= 2 { d[0] - 1 } else { d[0] }, d[1], d[2]);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe - 719_468) as u64;
+    let nanos: u64 = format!("{frac:0<9}")[..9].parse().expect("frac");
+    UNIX_EPOCH
+        + Duration::from_secs(days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2])
+        + Duration::from_nanos(nanos)
+}
+
+fn created_at(config: &str) -> SystemTime {
+    parse_rfc3339(
+        docker_ok(&[
+            "config",
+            "inspect",
+            "--format",
+            "{{json .CreatedAt}}",
+            config,
+        ])
+        .trim_matches('"'),
+    )
+}
+
+fn count(logs: &str, needle: &str) -> usize {
+    logs.matches(needle).count()
+}
+
+const ORDERING: &str = "ACME: obtaining a certificate";
+
+fn swarm_or_skip(test: &str) -> bool {
+    if !engine_or_skip(test) {
+        return false;
+    }
+    ensure_swarm();
+    true
+}
+
+/// Trials of the issuance → served-everywhere measurement (`SWARMGATE_ACME_SWARM_TRIALS`, default 10).
+fn trials() -> usize {
+    std::env::var("SWARMGATE_ACME_SWARM_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_order_per_name_validation_by_the_other_served_everywhere() {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let keys = tempfile::tempdir().expect("tmp");
+    let key = key_file(keys.path());
+    let backend = Backend::start("acme").await;
+    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
+    // Pebble validates against replica B only; replica A places the orders.
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: b_web,
+        tls_port: b_tls,
+        validity_secs: None,
+    });
+    let root = pebble.issuing_root().await;
+    let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);
+    let b = gate(
+        b_web,
+        b_tls,
+        &dynamic(&[], &backend.url),
+        &store,
+        &key,
+        dir,
+        ca,
+        &[],
+    );
+    let a = gate(
+        a_web,
+        a_tls,
+        &dynamic(&[], &backend.url),
+        &store,
+        &key,
+        dir,
+        ca,
+        &[],
+    );
+    let (a_ep, b_ep) = (a.ep("websecure"), b.ep("websecure"));
+    let n = trials();
+    let mut hosts: Vec<String> = Vec::new();
+    let mut latencies = Vec::new();
+    for i in 0..n {
+        let host = format!("t{i}.{}.example.com", store.prefix);
+        hosts.push(host.clone());
+        support::write_atomic(&a.dynamic_file(), &dynamic(&hosts, &backend.url));
+        if i == 0 {
+            // B wants the first name too, once A is ordering it: B must wait for A's result, not order.
+            assert!(
+                a.wait_log(ORDERING, Duration::from_secs(30)),
+                "{}",
+                a.logs()
+            );
+            support::write_atomic(&b.dynamic_file(), &dynamic(&hosts[..1], &backend.url));
+        }
+        let (mut at_a, mut at_b) = (None, None);
+        // Bounded poll (10 ms apart) recording when each replica first serves the new certificate.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (at_a.is_none() || at_b.is_none()) && Instant::now() < deadline {
+            if at_a.is_none() && serves_verified(a_ep, &host, &root).await {
+                at_a = Some(SystemTime::now());
+            }
+            if at_b.is_none() && serves_verified(b_ep, &host, &root).await {
+                at_b = Some(SystemTime::now());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let done = at_a.is_some() && at_b.is_some();
+        assert!(
+            done,
+            "trial {i}: A {at_a:?} B {at_b:?}\n--- A\n{}\n--- B\n{}\n--- pebble\n{}",
+            a.logs(),
+            b.logs(),
+            pebble.log()
+        );
+        let certs = store.configs(
+            names::kind::CERT,
+            Some(&format!("{}={host}", names::DOMAINS)),
+        );
+        assert_eq!(certs.len(), 1, "trial {i}: {certs:?}");
+        let issued = created_at(&certs[0]);
+        let everywhere = at_a.max(at_b).expect("both");
+        latencies.push(everywhere.duration_since(issued).unwrap_or(Duration::ZERO));
+    }
+    // Same certificate on both replicas (polled: a handshake may time out on a loaded machine).
+    assert!(
+        poll_until(Duration::from_secs(20), || async {
+            let fa = fingerprint(a_ep, &hosts[0]).await;
+            fa.is_some() && fa == fingerprint(b_ep, &hosts[0]).await
+        })
+        .await,
+        "A and B serve different certificates for {}",
+        hosts[0]
+    );
+    // One order per name, all by A; B ordered nothing (it wanted the first name while A held its lease).
+    assert_eq!(count(&a.logs(), ORDERING), n, "{}", a.logs());
+    assert_eq!(count(&b.logs(), ORDERING), 0, "B ordered:\n{}", b.logs());
+    assert_eq!(store.configs(names::kind::CERT, None).len(), n);
+    assert_eq!(store.configs(names::kind::ACCOUNT, None).len(), 1);
+    // Answers and leases are removed after the orders.
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            store.configs(names::kind::HTTP01, None).is_empty()
+                && store.configs(names::kind::LEASE, None).is_empty()
+        })
+        .await,
+        "answers or leases left: {:?} {:?}",
+        store.configs(names::kind::HTTP01, None),
+        store.configs(names::kind::LEASE, None)
+    );
+    // Private keys are not in clear in the store.
+    for c in store.configs(names::kind::CERT, None) {
+        let data = docker_ok(&["config", "inspect", "--format", "{{json .Spec.Data}}", &c]);
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(data.trim_matches('"'))
+            .expect("b64");
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.contains("sealedKey"), "{text}");
+        assert!(!text.contains("PRIVATE KEY"), "key in clear: {text}");
+    }
+    latencies.sort();
+    eprintln!(
+        "MEASURE acme_swarm: orders per name = 1 ({n} names, {n} orders); issuance -> served by both replicas over {n} trials: p50 {:?}, p99 {:?}, max {:?}",
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        latencies.last().copied().unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_order_is_taken_over_after_its_lease_expires() {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let keys = tempfile::tempdir().expect("tmp");
+    let key = key_file(keys.path());
+    let backend = Backend::start("acme").await;
+    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: b_web,
+        tls_port: b_tls,
+        validity_secs: None,
+    });
+    let root = pebble.issuing_root().await;
+    let host = format!("takeover.{}.example.com", store.prefix);
+    let hosts = vec![host.clone()];
+    let ttl = 6u64;
+    let env = [("SWARMGATE_ACME_LEASE_TTL", "6")];
+    let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);
+    let mut a = gate(
+        a_web,
+        a_tls,
+        &dynamic(&hosts, &backend.url),
+        &store,
+        &key,
+        dir,
+        ca,
+        &env,
+    );
+    // A is mid-order once its challenge answer is published: kill it there, lease held.
+    assert!(
+        poll_until(Duration::from_secs(30), || async {
+            !store.configs(names::kind::HTTP01, None).is_empty()
+        })
+        .await,
+        "{}",
+        a.logs()
+    );
+    a.signal("KILL");
+    a.wait_exit(Duration::from_secs(10)).expect("A exits");
+    let killed = Instant::now();
+    let leases = store.configs(names::kind::LEASE, None);
+    assert_eq!(leases.len(), 1, "A's lease: {leases:?}");
+    let expires_ms: u64 = docker_ok(&[
+        "config",
+        "inspect",
+        "--format",
+        &format!("{{{{index .Spec.Labels \"{}\"}}}}", names::EXPIRES),
+        &leases[0],
+    ])
+    .parse()
+    .expect("expires");
+    let expires = UNIX_EPOCH + Duration::from_millis(expires_ms);
+
+    let b = gate(
+        b_web,
+        b_tls,
+        &dynamic(&hosts, &backend.url),
+        &store,
+        &key,
+        dir,
+        ca,
+        &env,
+    );
+    assert!(
+        b.wait_log(
+            "another replica is obtaining this certificate",
+            Duration::from_secs(20)
+        ),
+        "{}",
+        b.logs()
+    );
+    assert!(
+        poll_until(Duration::from_secs(60), || async {
+            serves_verified(b.ep("websecure"), &host, &root).await
+        })
+        .await,
+        "--- B\n{}\n--- pebble\n{}",
+        b.logs(),
+        pebble.log()
+    );
+    let served = SystemTime::now();
+    let kill_to_served = killed.elapsed();
+    assert!(
+        b.logs().contains("stale ACME lease taken over"),
+        "{}",
+        b.logs()
+    );
+    assert_eq!(count(&b.logs(), ORDERING), 1, "{}", b.logs());
+    // B did not order before the lease expired.
+    assert!(served >= expires, "served before the lease expired");
+    // A's orphaned challenge answer expires with the lease and is removed by a live replica.
+    assert!(
+        poll_until(Duration::from_secs(30), || async {
+            store.configs(names::kind::HTTP01, None).is_empty()
+        })
+        .await,
+        "{:?}\n{}",
+        store.configs(names::kind::HTTP01, None),
+        b.logs()
+    );
+    eprintln!(
+        "MEASURE acme_swarm: lease {ttl}s; A killed mid-order -> B serves: {:?}; lease expiry -> B serves: {:?}",
+        kill_to_served,
+        served.duration_since(expires).unwrap_or_default()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_lived_certificate_is_renewed_once_for_both_replicas() {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let keys = tempfile::tempdir().expect("tmp");
+    let key = key_file(keys.path());
+    let backend = Backend::start("acme").await;
+    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
+    // 30 s certificates: renewed when 10 s remain, by whichever replica takes the lease.
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: b_web,
+        tls_port: b_tls,
+        validity_secs: Some(30),
+    });
+    let root = pebble.issuing_root().await;
+    let host = format!("renew.{}.example.com", store.prefix);
+    let hosts = vec![host.clone()];
+    let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);
+    let b = gate(
+        b_web,
+        b_tls,
+        &dynamic(&[], &backend.url),
+        &store,
+        &key,
+        dir,
+        ca,
+        &[],
+    );
+    let a = gate(
+        a_web,
+        a_tls,
+        &dynamic(&hosts, &backend.url),
+        &store,
+        &key,
+        dir,
+        ca,
+        &[],
+    );
+    assert!(
+        a.wait_log(ORDERING, Duration::from_secs(30)),
+        "{}",
+        a.logs()
+    );
+    support::write_atomic(&b.dynamic_file(), &dynamic(&hosts, &backend.url));
+    let (a_ep, b_ep) = (a.ep("websecure"), b.ep("websecure"));
+    assert!(
+        poll_until(Duration::from_secs(60), || async {
+            serves_verified(a_ep, &host, &root).await && serves_verified(b_ep, &host, &root).await
+        })
+        .await,
+        "--- A\n{}\n--- B\n{}",
+        a.logs(),
+        b.logs()
+    );
+    let first = fingerprint(a_ep, &host).await.expect("first");
+    // Both replicas serve the renewed certificate (same one).
+    assert!(
+        poll_until(Duration::from_secs(60), || async {
+            let (fa, fb) = (
+                fingerprint(a_ep, &host).await,
+                fingerprint(b_ep, &host).await,
+            );
+            fa.is_some()
+                && fa == fb
+                && fa.as_deref() != Some(first.as_str())
+                && serves_verified(a_ep, &host, &root).await
+        })
+        .await,
+        "not renewed everywhere\n--- A\n{}\n--- B\n{}",
+        a.logs(),
+        b.logs()
+    );
+    const RENEWING: &str = "ACME: renewing a certificate";
+    let renewals = count(&a.logs(), RENEWING) + count(&b.logs(), RENEWING);
+    let orders = count(&a.logs(), ORDERING) + count(&b.logs(), ORDERING);
+    assert_eq!(
+        (orders, renewals),
+        (1, 1),
+        "--- A\n{}\n--- B\n{}",
+        a.logs(),
+        b.logs()
+    );
+    // The old generation is removed: one certificate object for the name.
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            store.configs(names::kind::CERT, None).len() == 1
+        })
+        .await,
+        "{:?}",
+        store.configs(names::kind::CERT, None)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_contenders_race_on_the_engine_and_exactly_one_wins() {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let client = DockerClient::new(
+        &std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
+        None,
+        Duration::from_secs(30),
+    )
+    .expect("client")
+    .connect()
+    .await
+    .expect("engine");
+    let names_ = vec!["race.example.com".to_string()];
+    for round in 0..10 {
+        let name = format!("{}-lease-r{round}", store.prefix);
+        let prefix = store.prefix.clone();
+        let labels =
+            move |exp| lease::lease_labels(&prefix, "le", &["race.example.com".into()], "x", exp);
+        // Odd rounds: a stale lease (expired a second ago) is there first; contenders must take it over.
+        let stale_id = if round % 2 == 1 {
+            let l =
+                lease::lease_labels(&store.prefix, "le", &names_, "dead", lease::now_ms() - 1000);
+            match configs::create(&client, &name, &l, b"dead")
+                .await
+                .expect("create")
+            {
+                configs::Created::Id(id) => Some(id),
+                configs::Created::Exists => panic!("exists"),
+            }
+        } else {
+            None
+        };
+        let mut tasks = Vec::new();
+        for c in 0..8 {
+            let (client, name, labels) = (client.clone(), name.clone(), labels.clone());
+            tasks.push(tokio::spawn(async move {
+                let me = format!("contender-{c}");
+                lease::acquire(&client, &name, labels, &me, Duration::from_secs(30))
+                    .await
+                    .expect("acquire")
+            }));
+        }
+        let mut held = Vec::new();
+        for t in tasks {
+            if let lease::Acquired::Held(g) = t.await.expect("join") {
+                held.push(g);
+            }
+        }
+        assert_eq!(held.len(), 1, "round {round}: {held:?}");
+        let now = configs::inspect(&client, &name)
+            .await
+            .expect("inspect")
+            .expect("lease");
+        assert_eq!(now.id, held[0].id);
+        if let Some(stale) = stale_id {
+            assert_ne!(now.id, stale, "the stale lease was replaced");
+        }
+        drop(held);
+        assert!(
+            poll_until(Duration::from_secs(10), || async {
+                configs::inspect(&client, &name)
+                    .await
+                    .expect("inspect")
+                    .is_none()
+            })
+            .await,
+            "released on drop"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acme_json_imports_into_swarm_is_served_without_an_order_and_exports_back() {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let key = key_file(tmp.path());
+    let host = format!("import.{}.example.com", store.prefix);
+    let (cert, cert_key) = support::self_signed(&[&host]);
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let fixture = serde_json::json!({ "le": {
+        "Account": { "Email": "ops@example.com", "PrivateKey": "MIIJKAIBAAKCAgEAwJ3pL", "KeyType": "4096" },
+        "Certificates": [ { "domain": { "main": host }, "certificate": b64(&cert), "key": b64(&cert_key), "Store": "default" } ]
+    }});
+    let file = tmp.path().join("acme.json");
+    std::fs::write(&file, fixture.to_string()).expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(support::bin())
+            .args(args)
+            .output()
+            .expect("run");
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let url = store.url();
+    let key_arg = key.display().to_string();
+    let file_arg = file.display().to_string();
+    let (ok, out) = run(&[
+        "acme",
+        "import",
+        &file_arg,
+        "--storage",
+        &url,
+        "--key-file",
+        &key_arg,
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 certificate(s) written"), "{out}");
+    assert!(out.contains("Traefik (RSA) account"), "{out}");
+    // Idempotent.
+    let (ok, out) = run(&[
+        "acme",
+        "import",
+        &file_arg,
+        "--storage",
+        &url,
+        "--key-file",
+        &key_arg,
+    ]);
+    assert!(ok && out.contains("1 already present"), "{out}");
+    assert_eq!(store.configs(names::kind::CERT, None).len(), 1);
+
+    // Served from the store with the CA unreachable: no order.
+    let backend = Backend::start("acme").await;
+    let ca = tmp.path().join("unused-ca.pem");
+    std::fs::write(&ca, &cert).expect("write");
+    let g = gate(
+        free_port(),
+        free_port(),
+        &dynamic(std::slice::from_ref(&host), &backend.url),
+        &store,
+        &key,
+        "https://127.0.0.1:1/dir",
+        &ca,
+        &[],
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            serves_verified(g.ep("websecure"), &host, &cert).await
+        })
+        .await,
+        "{}",
+        g.logs()
+    );
+    assert_eq!(count(&g.logs(), ORDERING), 0, "{}", g.logs());
+
+    // Export: the same certificate and key, mode 0600; with another key file the keys do not open.
+    let out_file = tmp.path().join("out/acme.json");
+    let out_arg = out_file.display().to_string();
+    let (ok, out) = run(&[
+        "acme",
+        "export",
+        "--storage",
+        &url,
+        "--key-file",
+        &key_arg,
+        "-o",
+        &out_arg,
+    ]);
+    assert!(ok, "{out}");
+    let back: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).expect("read")).expect("json");
+    assert_eq!(back["le"]["Certificates"][0]["certificate"], b64(&cert));
+    assert_eq!(back["le"]["Certificates"][0]["key"], b64(&cert_key));
+    assert_eq!(
+        std::fs::metadata(&out_file)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    let other = tmp.path().join("other-key");
+    std::fs::write(&other, "another key, 32 bytes or more, for the test").expect("write");
+    let other_arg = other.display().to_string();
+    let wrong = tmp.path().join("wrong.json").display().to_string();
+    let (ok, out) = run(&[
+        "acme",
+        "export",
+        "--storage",
+        &url,
+        "--key-file",
+        &other_arg,
+        "-o",
+        &wrong,
+    ]);
+    assert!(ok && out.contains("0 certificate(s)"), "{out}");
+}
+
+#[test]
+fn swarm_storage_without_a_key_file_is_refused_at_start_up() {
+    let o = std::process::Command::new(support::bin())
+        .args([
+            "--entrypoints.web.address=127.0.0.1:0",
+            "--certificatesresolvers.le.acme.storage=swarm://h19-nokey",
+            "--certificatesresolvers.le.acme.storageKeyFile=/nonexistent/swarmgate-acme-key",
+            "--certificatesresolvers.le.acme.httpchallenge.entrypoint=web",
+        ])
+        .output()
+        .expect("run");
+    let err = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("certificatesResolvers.le.acme.storage")
+            && err.contains("/nonexistent/swarmgate-acme-key")
+            && err.contains("docker secret create"),
+        "{err}"
+    );
+}
+
+/// Removes a service, then a secret it uses, on drop.
+struct SwarmObjects {
+    service: String,
+    secret: String,
+}
+
+impl Drop for SwarmObjects {
+    fn drop(&mut self) {
+        docker(&["service", "rm", &self.service]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !docker(&["secret", "rm", &self.secret]).status.success() && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_service_task_orders_with_its_key_from_a_docker_secret_and_a_process_replica_serves(
+) {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let backend = Backend::start("acme").await;
+    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: b_web,
+        tls_port: b_tls,
+        validity_secs: None,
+    });
+    let root = pebble.issuing_root().await;
+    let host = format!("global.{}.example.com", store.prefix);
+    // The sealing key as a real Docker secret, mounted by Swarm at the default path.
+    let key = key_file(tmp.path());
+    let objects = SwarmObjects {
+        service: format!("{}-gate", store.prefix),
+        secret: format!("{}-key", store.prefix),
+    };
+    docker_ok(&[
+        "secret",
+        "create",
+        &objects.secret,
+        &key.display().to_string(),
+    ]);
+    let conf = tmp.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::write(
+        conf.join("dynamic.yml"),
+        dynamic(std::slice::from_ref(&host), &backend.url),
+    )
+    .expect("write");
+    std::fs::copy(&pebble.api_ca_file, conf.join("pebble-ca.pem")).expect("copy");
+    let image = images().gate;
+    let secret = format!(
+        "source={},target=swarmgate-acme-key,mode=0400",
+        objects.secret
+    );
+    let conf_mount = format!("type=bind,source={},target=/conf", conf.display());
+    // Host networking: the task reaches Pebble and the backend on 127.0.0.1, as the process replica does.
+    let args = [
+        format!("--entrypoints.web.address=127.0.0.1:{a_web}"),
+        format!("--entrypoints.websecure.address=127.0.0.1:{a_tls}"),
+        "--providers.file.filename=/conf/dynamic.yml".to_string(),
+        "--certificatesresolvers.le.acme.email=ops@example.com".to_string(),
+        format!("--certificatesresolvers.le.acme.storage={}", store.url()),
+        format!(
+            "--certificatesresolvers.le.acme.caserver={}",
+            pebble.directory
+        ),
+        "--certificatesresolvers.le.acme.cacertificates=/conf/pebble-ca.pem".to_string(),
+        "--certificatesresolvers.le.acme.httpchallenge.entrypoint=web".to_string(),
+    ];
+    let mut create = vec![
+        "service",
+        "create",
+        "--detach",
+        "--no-resolve-image",
+        "--mode",
+        "global",
+        "--name",
+        &objects.service,
+        "--network",
+        "host",
+        "--secret",
+        &secret,
+        "--mount",
+        "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
+        "--mount",
+        &conf_mount,
+        "--restart-condition",
+        "none",
+        &image,
+    ];
+    create.extend(args.iter().map(String::as_str));
+    docker_ok(&create);
+    let b = gate(
+        b_web,
+        b_tls,
+        &dynamic(&[], &backend.url),
+        &store,
+        &key,
+        &pebble.directory,
+        &pebble.api_ca_file,
+        &[],
+    );
+    let ok = poll_until(Duration::from_secs(90), || async {
+        serves_verified(SocketAddr::from(([127, 0, 0, 1], a_tls)), &host, &root).await
+            && serves_verified(b.ep("websecure"), &host, &root).await
+    })
+    .await;
+    let task_logs = support::docker::logs(&objects.service, true);
+    assert!(
+        ok,
+        "--- task\n{task_logs}\n--- B\n{}\n--- pebble\n{}",
+        b.logs(),
+        pebble.log()
+    );
+    assert_eq!(count(&task_logs, ORDERING), 1, "{task_logs}");
+    assert_eq!(count(&b.logs(), ORDERING), 0, "{}", b.logs());
+    assert_eq!(store.configs(names::kind::CERT, None).len(), 1);
+}
