@@ -113,6 +113,32 @@ pub enum TcpMiddleware {
     InFlightConn(InFlightConn),
 }
 
+impl TcpMiddleware {
+    /// `ipAllowList`: whether `ip` is in its ranges (an IPv4 client also as its IPv4-mapped IPv6 form, as
+    /// Go compares them); other middlewares allow everyone.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let TcpMiddleware::IpAllowList(nets) = self else {
+            return true;
+        };
+        let ip = ip.to_canonical();
+        let mapped = match ip {
+            IpAddr::V4(v4) => Some(IpAddr::V6(v4.to_ipv6_mapped())),
+            IpAddr::V6(_) => None,
+        };
+        nets.iter()
+            .any(|n| n.contains(&ip) || mapped.is_some_and(|m| n.contains(&m)))
+    }
+
+    /// `inFlightConn`: a slot for `ip`, `None` when its connections are at the limit; other middlewares
+    /// need no slot and get `None` too (callers only ask `inFlightConn`).
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<InFlightSlot> {
+        match &**self {
+            TcpMiddleware::InFlightConn(l) => l.acquire(self.clone(), ip),
+            TcpMiddleware::IpAllowList(_) => None,
+        }
+    }
+}
+
 /// The per-IP connection counts of one `inFlightConn` middleware (touched at connect and close only).
 #[derive(Debug)]
 pub struct InFlightConn {
@@ -130,34 +156,38 @@ impl InFlightConn {
         }
     }
 
-    /// Takes a slot for `ip`, or `None` when it already holds `amount` connections.
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<InFlightSlot> {
+    /// Takes a slot for `ip` in `owner` (the middleware holding this limit), or `None` when `ip` already
+    /// holds `amount` connections.
+    fn acquire(&self, owner: Arc<TcpMiddleware>, ip: IpAddr) -> Option<InFlightSlot> {
         let mut n = self.counts.entry(ip).or_insert(0);
         if *n >= self.amount {
             return None;
         }
         *n += 1;
         drop(n);
-        Some(InFlightSlot {
-            limit: self.clone(),
-            ip,
-        })
+        Some(InFlightSlot { owner, ip })
+    }
+
+    fn release(&self, ip: IpAddr) {
+        self.counts.remove_if_mut(&ip, |_, n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
     }
 }
 
 /// One connection counted by an [`InFlightConn`]; gives its slot back when dropped.
 #[derive(Debug)]
 pub struct InFlightSlot {
-    limit: Arc<InFlightConn>,
+    owner: Arc<TcpMiddleware>,
     ip: IpAddr,
 }
 
 impl Drop for InFlightSlot {
     fn drop(&mut self) {
-        self.limit.counts.remove_if_mut(&self.ip, |_, n| {
-            *n = n.saturating_sub(1);
-            *n == 0
-        });
+        if let TcpMiddleware::InFlightConn(l) = &*self.owner {
+            l.release(self.ip);
+        }
     }
 }
 
@@ -290,7 +320,7 @@ mod tests {
 
     #[test]
     fn in_flight_conn_limits_per_ip_and_frees_on_drop() {
-        let l = Arc::new(InFlightConn::new(2));
+        let l = Arc::new(TcpMiddleware::InFlightConn(InFlightConn::new(2)));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
         let s1 = l.acquire(a).unwrap();
