@@ -95,7 +95,7 @@ pub(super) fn compile(
         status.services.insert(name.clone(), st);
     }
     let middlewares = compile_middlewares(&items, &mut status, issues);
-    let mut eps: Vec<(Vec<Arc<TcpRoute>>, Vec<Arc<TcpRoute>>)> = ctx
+    let mut eps: EpLists = ctx
         .entry_points
         .iter()
         .map(|_| Default::default())
