@@ -419,4 +419,35 @@ mod tests {
         assert_eq!(len, h.len());
         assert_eq!(header.addresses.unwrap().0, sa("1.2.3.4:5"));
     }
+
+    #[test]
+    fn random_mutations_keep_the_fuzz_invariants() {
+        let seeds = [
+            encode(Version::V1, sa("192.0.2.1:1"), sa("198.51.100.7:443")),
+            encode(Version::V1, sa("[2001:db8::1]:1"), sa("[::1]:2")),
+            encode(Version::V2, sa("1.2.3.4:5"), sa("6.7.8.9:10")),
+            encode(
+                Version::V2,
+                sa("[2001:db8::5]:4000"),
+                sa("[2001:db8::1]:80"),
+            ),
+        ];
+        let mut rng = fastrand::Rng::with_seed(17);
+        for _ in 0..20_000 {
+            let mut d = seeds[rng.usize(..seeds.len())].clone();
+            for _ in 0..rng.usize(1..4) {
+                match rng.u8(..3) {
+                    0 if !d.is_empty() => {
+                        let i = rng.usize(..d.len());
+                        d[i] = rng.u8(..);
+                    }
+                    1 if !d.is_empty() => {
+                        d.truncate(rng.usize(..d.len()));
+                    }
+                    _ => d.push(rng.u8(..)),
+                }
+            }
+            crate::fuzzing::proxy_protocol(&d);
+        }
+    }
 }
