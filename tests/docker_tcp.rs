@@ -1,0 +1,138 @@
+//! TCP routers from Docker labels against the real engine: containers with `traefik.tcp.*` labels are routed
+//! to their IPs on the test network by a `HostSNI(`*`)` router, and a container started later joins the
+//! service (round robin per connection). swarmgate runs as a container with the Docker socket mounted; the
+//! test reaches it through a port published on 127.0.0.1. Objects are named `h17t-…`.
+//!
+//! Without a Docker engine this test fails, unless `SWARMGATE_SKIP_DOCKER_TESTS=1` is set.
+
+// Test code: a failed unwrap, expect or index is the assertion (it panics on purpose).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods
+)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use support::docker::{self, docker_ok, Cleanup};
+use support::poll_until;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.0 request over a fresh TCP connection (so each is a new TCP-router connection); the
+/// whoami name that answered.
+async fn name_over_tcp(port: u16) -> Option<String> {
+    let work = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: any\r\n\r\n")
+            .await
+            .ok()?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.ok()?;
+        let text = String::from_utf8_lossy(&out).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("Name: "))
+            .map(str::to_string)
+    };
+    tokio::time::timeout(Duration::from_secs(3), work)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn whoami(p: &str, net: &str, image: &str, name: &str, clean: &Cleanup) {
+    let cname = format!("{p}-{name}");
+    clean.container(&cname);
+    let run = format!("sgt.run={p}");
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &cname,
+        "--network",
+        net,
+        "--label",
+        &run,
+        "--label",
+        "traefik.enable=true",
+        "--label",
+        "traefik.tcp.routers.echo.rule=HostSNI(`*`)",
+        "--label",
+        "traefik.tcp.routers.echo.entrypoints=tcp",
+        "--label",
+        "traefik.tcp.services.echo.loadbalancer.server.port=80",
+        image,
+        "--name",
+        name,
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_labels_route_to_container_ips_and_follow_new_containers() {
+    if !docker::engine_or_skip("tcp_labels_route_to_container_ips_and_follow_new_containers") {
+        return;
+    }
+    let p = format!("h17t-{}", docker::prefix("tcp"));
+    let img = docker::images();
+    let clean = Cleanup::default();
+    let net = docker::create_network(&p, false, &clean);
+    whoami(&p, &net, &img.whoami, "t1", &clean);
+    let gate = format!("{p}-gate");
+    let port = docker::free_port();
+    clean.container(&gate);
+    docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        &gate,
+        "--network",
+        &net,
+        "-p",
+        &format!("127.0.0.1:{port}:9000"),
+        "-v",
+        "/var/run/docker.sock:/var/run/docker.sock",
+        &img.gate,
+        "--entrypoints.tcp.address=:9000",
+        "--providers.docker=true",
+        "--providers.docker.exposedByDefault=false",
+        &format!("--providers.docker.network={net}"),
+        &format!("--providers.docker.constraints=Label(`sgt.run`, `{p}`)"),
+        "--providers.providersThrottleDuration=50ms",
+    ]);
+    let live = poll_until(Duration::from_secs(30), || async {
+        name_over_tcp(port).await.as_deref() == Some("t1")
+    })
+    .await;
+    assert!(
+        live,
+        "the TCP route never reached t1:\n{}",
+        docker::logs(&gate, false)
+    );
+    // A second container with the same labels joins the service: new connections alternate.
+    whoami(&p, &net, &img.whoami, "t2", &clean);
+    let both = poll_until(Duration::from_secs(30), || async {
+        name_over_tcp(port).await.as_deref() == Some("t2")
+    })
+    .await;
+    assert!(
+        both,
+        "t2 never answered through the TCP route:\n{}",
+        docker::logs(&gate, false)
+    );
+    let mut seen = BTreeSet::new();
+    for _ in 0..6 {
+        if let Some(n) = name_over_tcp(port).await {
+            seen.insert(n);
+        }
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["t1", "t2"],
+        "connections are spread over both containers"
+    );
+}
