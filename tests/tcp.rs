@@ -395,6 +395,7 @@ async fn tcp_middlewares_and_api() {
             "--entrypoints.other.address=127.0.0.1:0",
             "--entrypoints.traefik.address=127.0.0.1:0",
             "--api.insecure=true",
+            "--metrics.prometheus=true",
         ],
     );
     let web = gate.web();
@@ -417,6 +418,16 @@ async fn tcp_middlewares_and_api() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let first = first.expect("a first connection is served");
+    // The open connection is counted on its entrypoint, as Traefik's `traefik_open_connections`.
+    let open_line = r#"traefik_open_connections{entrypoint="web",protocol="TCP"} 1"#;
+    let counted = poll_until(Duration::from_secs(5), || async {
+        get(gate.ep("traefik"), "x", "/metrics")
+            .await
+            .body
+            .contains(open_line)
+    })
+    .await;
+    assert!(counted, "{open_line} not in /metrics");
     let mut second = TcpStream::connect(web).await.unwrap();
     let mut buf = Vec::new();
     let n = tokio::time::timeout(Duration::from_secs(5), second.read_to_end(&mut buf))
@@ -424,6 +435,17 @@ async fn tcp_middlewares_and_api() {
         .expect("second connection closed in time");
     assert!(n.is_ok() && buf.is_empty(), "second connection got {buf:?}");
     drop(first);
+    let zero = r#"traefik_open_connections{entrypoint="web",protocol="TCP"} 0"#;
+    assert!(
+        poll_until(Duration::from_secs(5), || async {
+            get(gate.ep("traefik"), "x", "/metrics")
+                .await
+                .body
+                .contains(zero)
+        })
+        .await,
+        "{zero} not in /metrics once closed"
+    );
     assert!(
         poll_until(Duration::from_secs(5), || async {
             plain_talk(web, "y").await.is_some()
@@ -472,4 +494,78 @@ async fn tcp_middlewares_and_api() {
         serde_json::from_str(&get(api, "x", "/api/overview").await.body).unwrap();
     assert_eq!(overview["tcp"]["routers"]["total"], 3);
     assert_eq!(overview["tcp"]["routers"]["errors"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_backend_through_a_tcp_servers_transport_and_weighted_services() {
+    let (secure, ca) = Backend::start_tls("tls-backend").await;
+    let plain = Backend::start("plain-backend").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let gate = Gate::with_dynamic(
+        &format!(
+            r#"tcp:
+  routers:
+    all:
+      rule: "HostSNI(`*`)"
+      service: both
+  services:
+    both:
+      weighted:
+        services:
+          - name: secure
+            weight: 1
+          - name: plain
+            weight: 1
+    secure:
+      loadBalancer:
+        serversTransport: verified
+        servers:
+          - address: "{s}"
+    plain:
+      loadBalancer:
+        servers:
+          - address: "{p}"
+  serversTransports:
+    verified:
+      dialTimeout: 2s
+      tls:
+        serverName: localhost
+        rootCAs: ["{ca}"]
+"#,
+            s = secure.addr,
+            p = plain.addr,
+            ca = ca_file.display()
+        ),
+        &[],
+    );
+    let web = gate.web();
+    let once = || async move {
+        let mut s = TcpStream::connect(web).await.ok()?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .ok()?;
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+            .await
+            .ok()?
+            .ok()?;
+        String::from_utf8_lossy(&out)
+            .lines()
+            .find_map(|l| l.strip_prefix("Name: ").map(str::to_string))
+    };
+    let ok = poll_until(Duration::from_secs(10), || async { once().await.is_some() }).await;
+    assert!(ok, "TCP route never served:\n{}", gate.logs());
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        seen.insert(once().await.unwrap_or_default());
+    }
+    // Half the connections go to each child; the TLS one was verified against its CA and name.
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["plain-backend", "tls-backend"],
+        "{}",
+        gate.logs()
+    );
 }

@@ -317,12 +317,14 @@ impl Conn {
                 return;
             }
         }
-        let tcp = self.shared.store.load().tcp.clone();
-        if tcp.entry_point(self.index).is_some() {
+        let table = self.shared.store.load();
+        if table.tcp.entry_point(self.index).is_some() {
+            let tcp = table.tcp.clone();
+            drop(table);
             self.serve_mixed(stream, tcp, limit, accepted).await;
             return;
         }
-        drop(tcp);
+        drop(table);
         let Some(first) = self.first_byte(&stream, limit).await else {
             return;
         };
