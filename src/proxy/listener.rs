@@ -574,6 +574,66 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::tcp::{
+        TcpEntryPoint, TcpLoadBalancer, TcpRoute, TcpService, TcpServiceKind, TcpTransport,
+    };
+
+    fn route(name: &str, rule: &str) -> Arc<TcpRoute> {
+        Arc::new(TcpRoute {
+            name: name.into(),
+            rule: crate::rule::parse_tcp(rule, crate::rule::Syntax::V3)
+                .unwrap_or_else(|e| panic!("{e}")),
+            priority: 0,
+            catch_all: rule == "HostSNI(`*`)",
+            tls: TcpTls::Passthrough,
+            middlewares: Box::new([]),
+            service: Arc::new(TcpService {
+                name: "s".into(),
+                kind: TcpServiceKind::LoadBalancer(TcpLoadBalancer {
+                    servers: Box::new([]),
+                    wrr: crate::balance::wrr::WeightedRoundRobin::new(&[]),
+                    transport: Arc::new(TcpTransport::default()),
+                }),
+            }),
+        })
+    }
+
+    fn hello(sni: &str, alpn: &[&str]) -> crate::proxy::tcp::hello::Hello {
+        crate::proxy::tcp::hello::Hello {
+            bytes: Vec::new(),
+            sni: Some(sni.to_string()),
+            alpn: alpn.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn tls_connections_go_where_traefik_sends_them() {
+        let ip: std::net::IpAddr = [127, 0, 0, 1].into();
+        let mut ep = TcpEntryPoint {
+            tls: vec![
+                route("a", "HostSNI(`a.test`)"),
+                route("any", "HostSNI(`*`)"),
+            ]
+            .into(),
+            https_hosts: ["web.test".into()].into_iter().collect(),
+            has_https: true,
+            ..Default::default()
+        };
+        let to = |ep: &TcpEntryPoint, sni: &str, alpn: &[&str]| {
+            tls_route(ep, &hello(sni, alpn), ip).map(|r| r.name.to_string())
+        };
+        // An HTTPS router naming the SNI wins over every TCP router.
+        assert_eq!(to(&ep, "web.test", &[]), None);
+        // A specific TCP router, then the TCP catch-all when no HTTPS router is a catch-all.
+        assert_eq!(to(&ep, "a.test", &[]).as_deref(), Some("a"));
+        assert_eq!(to(&ep, "other.test", &[]).as_deref(), Some("any"));
+        // An HTTPS catch-all (a router without Host) comes before the TCP catch-all, not before `a`.
+        ep.https_catch_all = true;
+        assert_eq!(to(&ep, "other.test", &[]), None);
+        assert_eq!(to(&ep, "a.test", &[]).as_deref(), Some("a"));
+        // ACME TLS-ALPN-01 validations are answered by HTTP.
+        assert_eq!(to(&ep, "a.test", &["acme-tls/1"]), None);
+    }
 
     #[test]
     fn accept_failures_are_logged_once_per_period_with_a_count() {
