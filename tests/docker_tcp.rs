@@ -1,8 +1,8 @@
-//! TCP routers from Docker labels against the real engine: containers (and Swarm services, whose tasks follow
-//! scaling) with `traefik.tcp.*` labels are routed
-//! to their IPs on the test network by a `HostSNI(`*`)` router, and a container started later joins the
-//! service (round robin per connection). swarmgate runs as a container with the Docker socket mounted; the
-//! test reaches it through a port published on 127.0.0.1. Objects are named `h17t-…`.
+//! TCP routers from Docker labels against the real engine: containers, and Swarm services whose tasks follow
+//! scaling, with `traefik.tcp.*` labels are routed to their IPs on the test network by a `HostSNI(`*`)`
+//! router; a container or task started later joins the service (round robin per connection). swarmgate runs
+//! as a container (or a service) with the Docker socket mounted; the test reaches it through a port published
+//! on 127.0.0.1. Objects are named `h17t-…`.
 //!
 //! Without a Docker engine this test fails, unless `SWARMGATE_SKIP_DOCKER_TESTS=1` is set.
 
