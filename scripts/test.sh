@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for tool in curl pebble chromium; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+for tool in curl pebble chromium nginx; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 for pair in named:bind9 nsupdate:bind9-utils dig:bind9-dnsutils; do command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}"); done
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

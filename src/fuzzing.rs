@@ -48,6 +48,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("forwarded", forwarded),
     ("sticky", sticky),
     ("default_rule", default_rule),
+    ("proxy_protocol", proxy_protocol),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -756,4 +757,37 @@ pub fn default_rule(data: &[u8]) {
         .render(&model)
         .expect("default template renders");
     assert_eq!(rendered, format!("Host(`{n}`)"));
+}
+
+/// PROXY protocol headers (v1 text, v2 binary) as a trusted balancer or a hostile client sends them: decoding
+/// never reads past the input nor claims more bytes than it has; every proper prefix of a header is
+/// `Incomplete`; a decoded address re-encodes, in the same version, to a header that decodes to it again.
+pub fn proxy_protocol(data: &[u8]) {
+    use crate::proxy_protocol::{decode, encode, Decoded};
+    let Ok(Decoded::Header { header, len }) = decode(data) else {
+        return;
+    };
+    assert!(len <= data.len(), "header longer than the input");
+    for n in 1..len {
+        assert_eq!(
+            decode(&data[..n]).ok(),
+            Some(Decoded::Incomplete),
+            "a prefix of a header is incomplete"
+        );
+    }
+    if let Some((src, dst)) = header.addresses {
+        let again = encode(header.version, src, dst);
+        match decode(&again) {
+            Ok(Decoded::Header {
+                header: h2,
+                len: l2,
+            }) => {
+                assert_eq!(l2, again.len());
+                let (s2, d2) = h2.addresses.expect("re-encoded addresses");
+                assert_eq!((s2.port(), d2.port()), (src.port(), dst.port()));
+                assert_eq!(s2.ip().to_canonical(), src.ip().to_canonical());
+            }
+            other => panic!("re-encoded header does not decode: {other:?}"),
+        }
+    }
 }

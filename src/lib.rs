@@ -61,6 +61,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod provider;
 pub mod proxy;
+pub mod proxy_protocol;
 pub mod rule;
 pub mod supervisor;
 pub mod table;

@@ -387,6 +387,118 @@ pub fn middlewares(table: &RoutingTable) -> Vec<Value> {
     .collect()
 }
 
+/// TCP routers as Traefik's API lists them: the dynamic router with its effective entrypoints, `using`,
+/// `status`, `error`, `name`, `provider`.
+pub fn tcp_routers(table: &RoutingTable) -> Vec<Value> {
+    let status = &table.tcp.status.routers;
+    raw_items(&table.input.providers, |c| {
+        c.tcp
+            .routers
+            .iter()
+            .map(|(n, r)| (n, serde_json::to_value(r).unwrap_or_default()))
+            .collect()
+    })
+    .into_iter()
+    .map(|(name, provider, mut v)| {
+        omit_empty(&mut v);
+        let st = status.get(&name);
+        if let Value::Object(m) = &mut v {
+            if !m.contains_key("entryPoints") {
+                if let Some(st) = st.filter(|s| !s.entry_points.is_empty()) {
+                    m.insert("entryPoints".into(), json!(st.entry_points));
+                }
+            }
+            if let Some(Value::Object(tls)) = m.get_mut("tls") {
+                tls.entry("options").or_insert(json!("default"));
+            }
+        }
+        with_status(v, &name, &provider, st)
+    })
+    .chain(dropped(
+        table,
+        dynamic::ItemKind::TcpRouter,
+        status,
+        |c, n| c.tcp.routers.contains_key(n),
+    ))
+    .collect()
+}
+
+/// TCP services with their status, type and users.
+pub fn tcp_services(table: &RoutingTable) -> Vec<Value> {
+    let mut used_by: std::collections::BTreeMap<&str, Vec<&str>> =
+        std::collections::BTreeMap::new();
+    for (router, st) in &table.tcp.status.routers {
+        if let Some(s) = &st.service {
+            used_by.entry(s.as_str()).or_default().push(router.as_str());
+        }
+    }
+    let status = &table.tcp.status.services;
+    raw_items(&table.input.providers, |c| {
+        c.tcp
+            .services
+            .iter()
+            .map(|(n, s)| (n, serde_json::to_value(s).unwrap_or_default()))
+            .collect()
+    })
+    .into_iter()
+    .map(|(name, provider, v)| {
+        let kind = match &v {
+            Value::Object(m) if m.contains_key("loadBalancer") => "loadbalancer",
+            Value::Object(m) if m.contains_key("weighted") => "weighted",
+            _ => "",
+        };
+        let mut v = with_status(v, &name, &provider, status.get(&name));
+        set(&mut v, "type", json!(kind));
+        if let Some(users) = used_by.get(name.as_str()) {
+            set(&mut v, "usedBy", json!(users));
+        }
+        v
+    })
+    .chain(dropped(
+        table,
+        dynamic::ItemKind::TcpService,
+        status,
+        |c, n| c.tcp.services.contains_key(n),
+    ))
+    .collect()
+}
+
+/// TCP middlewares with their status, type and users.
+pub fn tcp_middlewares(table: &RoutingTable) -> Vec<Value> {
+    let status = &table.tcp.status.middlewares;
+    raw_items(&table.input.providers, |c| {
+        c.tcp
+            .middlewares
+            .iter()
+            .map(|(n, m)| (n, serde_json::to_value(m).unwrap_or_default()))
+            .collect()
+    })
+    .into_iter()
+    .map(|(name, provider, v)| {
+        let kind = v
+            .as_object()
+            .and_then(|m| m.keys().next().cloned())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let mut users: Vec<String> = table
+            .input
+            .providers
+            .iter()
+            .flat_map(|(p, c)| c.tcp.routers.iter().map(move |(rn, r)| (p, rn, r)))
+            .filter(|(p, _, r)| r.middlewares.iter().any(|m| dynamic::qualify(m, p) == name))
+            .map(|(p, rn, _)| dynamic::qualify(rn, p))
+            .collect();
+        users.sort();
+        let mut v = with_status(v, &name, &provider, status.get(&name));
+        set(&mut v, "type", json!(kind));
+        if !users.is_empty() {
+            set(&mut v, "usedBy", json!(users));
+        }
+        v
+    })
+    .collect()
+}
+
 fn counts(items: &[Value]) -> Value {
     let by = |s: &str| {
         items
@@ -477,11 +589,10 @@ pub fn serve(
         "/api/http/routers" => list(routers(table)),
         "/api/http/services" => list(services(table)),
         "/api/http/middlewares" => list(middlewares(table)),
-        "/api/tcp/routers"
-        | "/api/tcp/services"
-        | "/api/tcp/middlewares"
-        | "/api/udp/routers"
-        | "/api/udp/services" => list(Vec::new()),
+        "/api/tcp/routers" => list(tcp_routers(table)),
+        "/api/tcp/services" => list(tcp_services(table)),
+        "/api/tcp/middlewares" => list(tcp_middlewares(table)),
+        "/api/udp/routers" | "/api/udp/services" => list(Vec::new()),
         p => serve_one(p, table, state),
     }
 }
@@ -510,6 +621,12 @@ fn serve_one(path: &str, table: &RoutingTable, state: &AdminState) -> Response<P
         one(services(table), &percent_decode(n), "service")
     } else if let Some(n) = path.strip_prefix("/api/http/middlewares/") {
         one(middlewares(table), &percent_decode(n), "middleware")
+    } else if let Some(n) = path.strip_prefix("/api/tcp/routers/") {
+        one(tcp_routers(table), &percent_decode(n), "router")
+    } else if let Some(n) = path.strip_prefix("/api/tcp/services/") {
+        one(tcp_services(table), &percent_decode(n), "service")
+    } else if let Some(n) = path.strip_prefix("/api/tcp/middlewares/") {
+        one(tcp_middlewares(table), &percent_decode(n), "middleware")
     } else if let Some(n) = path.strip_prefix("/api/certificates/") {
         one(certificates(table), &percent_decode(n), "certificate")
     } else if let Some(n) = path.strip_prefix("/api/entrypoints/") {
@@ -540,7 +657,7 @@ fn overview(table: &RoutingTable, state: &AdminState) -> Value {
     };
     let mut v = json!({
         "http": { "routers": counts(&routers(table)), "services": counts(&services(table)), "middlewares": counts(&middlewares(table)) },
-        "tcp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0}, "middlewares": {"total": 0, "warnings": 0, "errors": 0} },
+        "tcp": { "routers": counts(&tcp_routers(table)), "services": counts(&tcp_services(table)), "middlewares": counts(&tcp_middlewares(table)) },
         "udp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0} },
         "certificates": {
             "total": certs.len(),
@@ -573,7 +690,18 @@ fn rawdata(table: &RoutingTable) -> Value {
                 .collect(),
         )
     };
-    json!({ "routers": to_map(routers(table)), "services": to_map(services(table)), "middlewares": to_map(middlewares(table)) })
+    let mut v = json!({ "routers": to_map(routers(table)), "services": to_map(services(table)), "middlewares": to_map(middlewares(table)) });
+    // Traefik omits the TCP maps when empty.
+    for (key, items) in [
+        ("tcpRouters", tcp_routers(table)),
+        ("tcpServices", tcp_services(table)),
+        ("tcpMiddlewares", tcp_middlewares(table)),
+    ] {
+        if !items.is_empty() {
+            set(&mut v, key, to_map(items));
+        }
+    }
+    v
 }
 
 /// `/api/x/changes`: the recent table changes, newest first.

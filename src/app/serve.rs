@@ -128,6 +128,7 @@ fn entry_point_spec(
             .as_ref()
             .and_then(|h| h.max_concurrent_streams)
             .unwrap_or(250),
+        proxy_protocol: proxy_protocol(&name, ep)?,
     };
     if let Ok(addr) = l.local_addr() {
         tracing::info!("entrypoint {name} listening on {addr}");
@@ -142,6 +143,23 @@ fn entry_point_spec(
         trusted,
         settings,
     })
+}
+
+/// `entryPoints.<name>.proxyProtocol`: whose PROXY protocol headers are honoured (`insecure`: everyone's).
+fn proxy_protocol(
+    name: &str,
+    ep: &crate::config::types::EntryPoint,
+) -> Result<Option<TrustedPeers>, AppError> {
+    let Some(pp) = &ep.proxy_protocol else {
+        return Ok(None);
+    };
+    let peers = TrustedPeers::parse(pp.insecure, &pp.trusted_ips).map_err(|e| {
+        AppError::Invalid(format!("entryPoints.{name}.proxyProtocol.trustedIPs: {e}"))
+    })?;
+    if pp.insecure {
+        tracing::info!(entrypoint = %name, "PROXY protocol from every peer (insecure)");
+    }
+    Ok(Some(peers))
 }
 
 impl Serving {

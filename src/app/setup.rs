@@ -163,7 +163,19 @@ pub(super) fn compile_context(
         tls: None,
         internal: internal_config(cfg).1,
         metrics: None,
+        tcp_transport: tcp_servers_transport(cfg)?,
     })
+}
+
+/// The static `tcpServersTransport` (the default transport of TCP services), checked at start-up.
+fn tcp_servers_transport(
+    cfg: &StaticConfig,
+) -> Result<Option<crate::dynamic::TcpServersTransport>, AppError> {
+    cfg.tcp_servers_transport
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| AppError::Invalid(format!("tcpServersTransport: {e}")))
 }
 
 /// The Prometheus registry, when `metrics.prometheus` is configured.

@@ -22,7 +22,7 @@ pub struct StaticConfig {
     pub global: Option<serde_json::Value>,
     /// Default transport to HTTP backends.
     pub servers_transport: ServersTransport,
-    /// Default transport to TCP backends (parsed; TCP proxying is not served yet).
+    /// Default transport to TCP backends (`docs/tcp.md`).
     pub tcp_servers_transport: Option<serde_json::Value>,
     /// Named listening addresses.
     pub entry_points: BTreeMap<String, EntryPoint>,
@@ -70,7 +70,7 @@ pub struct EntryPoint {
     pub as_default: bool,
     /// Timeouts and shutdown behaviour.
     pub transport: EntryPointTransport,
-    /// PROXY protocol (parsed; not served yet).
+    /// PROXY protocol from trusted peers (`docs/tcp.md`).
     pub proxy_protocol: Option<TrustSettings>,
     /// Which peers may set `X-Forwarded-*`.
     pub forwarded_headers: TrustSettings,

@@ -24,7 +24,7 @@ pub use snapshot::{ProviderFeed, Snapshot};
 pub struct Configuration {
     /// HTTP routers, services, middlewares and transports.
     pub http: HttpConfiguration,
-    /// TCP routers and services (modelled; served in a later version).
+    /// TCP routers, services, middlewares and transports.
     pub tcp: TcpConfiguration,
     /// UDP (modelled only).
     pub udp: Option<serde_json::Value>,
@@ -80,8 +80,8 @@ pub struct Section<R, S, T> {
 /// `http` section.
 pub type HttpConfiguration = Section<Router, Service, ServersTransport>;
 
-/// `tcp` section (model only for now; transports kept raw).
-pub type TcpConfiguration = Section<TcpRouter, TcpService, serde_json::Value>;
+/// `tcp` section: routers, services, middlewares (`ipAllowList`, `inFlightConn`) and transports.
+pub type TcpConfiguration = Section<TcpRouter, TcpService, TcpServersTransport>;
 
 /// What tells one protocol section from another: its key in the tree and the kinds its items are reported as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -416,15 +416,70 @@ pub struct TcpService {
 pub struct TcpLoadBalancer {
     /// Servers by address.
     pub servers: Vec<TcpServer>,
-    /// PROXY protocol to backends.
+    /// PROXY protocol to backends (deprecated in Traefik v3.5 for the transport's, still honoured).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy_protocol: Option<serde_json::Value>,
+    pub proxy_protocol: Option<TcpProxyProtocol>,
     /// Named transport.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub servers_transport: Option<String>,
-    /// Close delay (v2).
+    /// Close delay in milliseconds once one side has closed (deprecated for the transport's; negative: none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub termination_delay: Option<i64>,
+}
+
+/// `proxyProtocol` towards TCP backends.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TcpProxyProtocol {
+    /// `1` or `2` (Traefik's default when the section is present: 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+}
+
+/// A named TCP transport (`tcp.serversTransports.<name>`, and the static `tcpServersTransport`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TcpServersTransport {
+    /// TCP keep-alive period on backend connections (default 15 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dial_keep_alive: Option<GoDuration>,
+    /// Connect timeout (default 30 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dial_timeout: Option<GoDuration>,
+    /// Delay before closing once one side closed (default 100 ms; a negative value: no bound). Kept raw:
+    /// Traefik accepts a Go duration or a number of seconds, negative included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub termination_delay: Option<serde_json::Value>,
+    /// TLS to the backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TcpTransportTls>,
+    /// PROXY protocol towards the backend (Traefik v3.5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<TcpProxyProtocol>,
+}
+
+/// `tls` of a TCP transport.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TcpTransportTls {
+    /// SNI and name checked in the backend's certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Skip backend certificate checks.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
+    /// Extra CAs.
+    #[serde(rename = "rootCAs", skip_serializing_if = "Vec::is_empty")]
+    pub root_cas: Vec<String>,
+    /// Client certificates (parsed, not sent yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<serde_json::Value>,
+    /// Expected peer URI (parsed).
+    #[serde(rename = "peerCertURI", skip_serializing_if = "Option::is_none")]
+    pub peer_cert_uri: Option<String>,
+    /// SPIFFE (parsed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spiffe: Option<serde_json::Value>,
 }
 
 /// A TCP backend.
@@ -439,6 +494,9 @@ pub struct TcpServer {
     /// TLS to the backend.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
+    /// Relative weight (default 1; Traefik v3.3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
 }
 
 /// `tls` section.

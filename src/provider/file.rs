@@ -246,6 +246,20 @@ fn merge_into(
         file,
         errors,
     );
+    put(
+        &mut into.tcp.middlewares,
+        from.tcp.middlewares,
+        ItemKind::Middleware,
+        file,
+        errors,
+    );
+    put(
+        &mut into.tcp.servers_transports,
+        from.tcp.servers_transports,
+        ItemKind::ServersTransport,
+        file,
+        errors,
+    );
     into.tls.certificates.extend(from.tls.certificates);
     put(
         &mut into.tls.options,

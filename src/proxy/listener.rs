@@ -27,7 +27,9 @@ use super::deadline::{self, Activity, StreamExec, Timeouts, TrackedIo};
 use super::forward::{canonical_ip, TrustedPeers};
 use super::handler::{handle, ConnCtx, Shared};
 use super::spread::{ConnLoad, HandedOff, Spread};
+use super::tcp::prefixed::Prefixed;
 use crate::http::ConnInfo;
+use crate::table::tcp::TcpTls;
 use crate::tls::challenge::ACME_TLS_ALPN;
 
 /// Connection-level settings of an entrypoint.
@@ -39,6 +41,8 @@ pub struct ConnSettings {
     pub max_header_bytes: usize,
     /// HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
+    /// `proxyProtocol`: the peers whose PROXY protocol header is honoured (`None`: not enabled).
+    pub proxy_protocol: Option<TrustedPeers>,
 }
 
 /// One bound entrypoint ready to serve.
@@ -84,6 +88,16 @@ pub struct EntryPointCtx {
     timeouts: Timeouts,
     stop: CancellationToken,
     port_header: HeaderValue,
+    /// With `proxyProtocol`: whose headers are honoured, and the forwarded-headers trust recomputed for
+    /// the address a header gives.
+    proxy_protocol: Option<Arc<ProxyTrust>>,
+}
+
+/// An entrypoint's PROXY protocol trust, with its forwarded-headers trust.
+#[derive(Debug)]
+struct ProxyTrust {
+    proxy: TrustedPeers,
+    forwarded: TrustedPeers,
 }
 
 impl EntryPointCtx {
@@ -97,6 +111,12 @@ impl EntryPointCtx {
         shared: Arc<Shared>,
         stop: CancellationToken,
     ) -> EntryPointCtx {
+        let proxy_protocol = settings.proxy_protocol.clone().map(|proxy| {
+            Arc::new(ProxyTrust {
+                proxy,
+                forwarded: trusted.clone(),
+            })
+        });
         EntryPointCtx {
             builder: conn_builder(settings),
             shared,
@@ -105,6 +125,7 @@ impl EntryPointCtx {
             timeouts: settings.timeouts,
             stop,
             port_header: HeaderValue::from(port),
+            proxy_protocol,
         }
     }
 
@@ -122,6 +143,9 @@ impl EntryPointCtx {
         load: Option<ConnLoad>,
     ) {
         let _ = stream.set_nodelay(true);
+        let local = stream
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let conn = Conn {
             builder: self.builder.clone(),
             shared: self.shared.clone(),
@@ -131,7 +155,9 @@ impl EntryPointCtx {
             timeouts: self.timeouts,
             stop: self.stop.clone(),
             peer,
+            local,
             port_header: self.port_header.clone(),
+            proxy_protocol: self.proxy_protocol.clone(),
             _load: load,
         };
         tokio::spawn(conn.serve(stream));
@@ -245,13 +271,35 @@ struct Conn {
     timeouts: Timeouts,
     stop: CancellationToken,
     peer: SocketAddr,
+    /// The address the client connected to.
+    local: SocketAddr,
     port_header: HeaderValue,
+    proxy_protocol: Option<Arc<ProxyTrust>>,
     /// Counts this connection in its worker's load until it closes.
     _load: Option<ConnLoad>,
 }
 
 /// First byte of a TLS record carrying a handshake.
 const TLS_HANDSHAKE: u8 = 0x16;
+
+/// The TCP router a TLS connection goes to, or `None` for HTTP (Traefik's order; ACME TLS-ALPN-01
+/// validations always go to HTTP, which answers them).
+fn tls_route(
+    ep: &crate::table::tcp::TcpEntryPoint,
+    hello: &crate::proxy::tcp::hello::Hello,
+    ip: std::net::IpAddr,
+) -> Option<Arc<crate::table::tcp::TcpRoute>> {
+    let acme = hello.alpn.iter().any(|p| p.as_bytes() == ACME_TLS_ALPN);
+    let sni = hello.sni.as_deref();
+    if acme || sni.is_some_and(|s| ep.https_hosts.contains(s)) {
+        return None;
+    }
+    let alpn: Vec<&str> = hello.alpn.iter().map(String::as_str).collect();
+    match ep.find_tls(sni, ip, &alpn) {
+        Some(r) if !r.catch_all || !ep.https_catch_all => Some(r.clone()),
+        _ => None,
+    }
+}
 
 impl Conn {
     /// Peeks at the first byte: a TLS handshake is terminated with the current table's TLS settings
@@ -260,55 +308,228 @@ impl Conn {
     /// client that sends nothing is closed, not handed to protocol detection. A plain request head must be
     /// complete within the same bound from the accept (as nginx's `client_header_timeout`); after a TLS
     /// handshake the head gets a bound of its own (as Go's server).
-    async fn serve(self, stream: TcpStream) {
+    async fn serve(mut self, mut stream: TcpStream) {
         let accepted = tokio::time::Instant::now();
         // Without a header bound (switched off) the handshake still gets one: rustls buffers it.
         let limit = accepted + self.timeouts.header.unwrap_or(Duration::from_secs(60));
-        let mut first = [0u8; 1];
-        let peeked = match self.timeouts.header {
-            Some(_) => match tokio::time::timeout_at(limit, stream.peek(&mut first)).await {
-                Ok(r) => r,
-                Err(_) => return, // nothing within the bound: close
-            },
-            None => stream.peek(&mut first).await,
-        };
-        if !matches!(peeked, Ok(1)) {
-            return; // closed or failed before a byte
+        if let Some(pp) = self.proxy_protocol.clone() {
+            if !self.proxy_header(&mut stream, &pp, limit).await {
+                return;
+            }
         }
-        if first[0] != TLS_HANDSHAKE {
+        let table = self.shared.store.load();
+        if table.tcp.entry_point(self.index).is_some() {
+            let tcp = table.tcp.clone();
+            drop(table);
+            self.serve_mixed(stream, tcp, limit, accepted).await;
+            return;
+        }
+        drop(table);
+        let Some(first) = self.first_byte(&stream, limit).await else {
+            return;
+        };
+        if first != TLS_HANDSHAKE {
             self.http(stream, false, None, accepted).await;
             return;
         }
-        let table = self.shared.store.load_full();
-        let Some(tls) = table.tls.clone() else {
-            return; // no TLS configured at all: close
+        self.https(stream, limit).await;
+    }
+
+    /// The first byte the client sends, within the header bound from the accept; `None` when it sends
+    /// nothing in time or closes: the connection is then closed, not handed to protocol detection.
+    async fn first_byte(&self, stream: &TcpStream, limit: tokio::time::Instant) -> Option<u8> {
+        let mut first = [0u8; 1];
+        let peeked = match self.timeouts.header {
+            Some(_) => tokio::time::timeout_at(limit, stream.peek(&mut first))
+                .await
+                .ok()?,
+            None => stream.peek(&mut first).await,
         };
-        drop(table);
-        let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+        matches!(peeked, Ok(1)).then_some(first[0])
+    }
+
+    /// Terminates TLS on `io` with the current table's TLS settings (chosen by SNI and ALPN), within
+    /// `limit`, and serves HTTP over it.
+    async fn https<I>(self, io: I, limit: tokio::time::Instant)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(tls_stream) = self.terminate(io, limit).await else {
+            return;
+        };
+        let acme = tls_stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN);
+        if acme {
+            // TLS-ALPN-01 validation: the handshake was the answer.
+            return;
+        }
+        // Mutual TLS: the chain, for `passTLSClientCert` (kept once per connection).
+        let client_certs = tls_stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|d| d.clone().into_owned()).collect());
+        self.http(tls_stream, true, client_certs, tokio::time::Instant::now())
+            .await;
+    }
+
+    /// The TLS handshake on `io` within `limit`, with the current table's certificates and options.
+    async fn terminate<I>(
+        &self,
+        io: I,
+        limit: tokio::time::Instant,
+    ) -> Option<tokio_rustls::server::TlsStream<I>>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let tls = self.shared.store.load().tls.clone()?; // no TLS configured at all: close
+        let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
         let handshake = async {
             let start = acceptor.await?;
             let config = tls.config_for(&start.client_hello());
             start.into_stream(config).await
         };
         match tokio::time::timeout_at(limit, handshake).await {
-            Ok(Ok(tls_stream)) => {
-                let acme = tls_stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN);
-                if acme {
-                    // TLS-ALPN-01 validation: the handshake was the answer.
-                    return;
-                }
-                // Mutual TLS: the chain, for `passTLSClientCert` (kept once per connection).
-                let client_certs = tls_stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .map(|c| c.iter().map(|d| d.clone().into_owned()).collect());
-                self.http(tls_stream, true, client_certs, tokio::time::Instant::now())
-                    .await;
+            Ok(Ok(tls_stream)) => Some(tls_stream),
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, "TLS handshake failed: {e}");
+                None
             }
-            Ok(Err(e)) => tracing::debug!(peer = %self.peer, "TLS handshake failed: {e}"),
-            Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+                None
+            }
         }
+    }
+
+    /// Reads the entrypoint's PROXY protocol header, as Traefik (go-proxyproto) does: from a trusted peer a
+    /// header is optional and, when present, its source becomes the client address (and its destination
+    /// the local one); from any other peer a header is read and dropped, and the peer stays the client.
+    /// The header must be complete within `limit`; a malformed or incomplete one closes the connection
+    /// (`false`). A client that sends nothing in time is left to the first-byte bound.
+    async fn proxy_header(
+        &mut self,
+        stream: &mut TcpStream,
+        pp: &ProxyTrust,
+        limit: tokio::time::Instant,
+    ) -> bool {
+        use crate::proxy_protocol::{decode, Decoded, V2_MAX};
+        let mut buf = vec![0u8; V2_MAX];
+        let mut seen = 0;
+        let (header, len) = loop {
+            let n = match tokio::time::timeout_at(limit, stream.peek(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => n,
+                Ok(_) => return false, // closed or failed
+                Err(_) => return seen == 0,
+            };
+            match decode(buf.get(..n).unwrap_or_default()) {
+                Ok(Decoded::NotProxy) => return true,
+                Ok(Decoded::Header { header, len }) => break (header, len),
+                Ok(Decoded::Incomplete) if n == buf.len() => return false,
+                Ok(Decoded::Incomplete) => {
+                    if n == seen {
+                        // The rest of the header is still on its way: peek again shortly.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    seen = n;
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %self.peer, "{e}");
+                    return false;
+                }
+            }
+        };
+        let consumed = buf.get_mut(..len).unwrap_or_default();
+        let read = tokio::io::AsyncReadExt::read_exact(stream, consumed);
+        if !matches!(tokio::time::timeout_at(limit, read).await, Ok(Ok(_))) {
+            return false;
+        }
+        let honoured = pp.proxy.trusts(canonical_ip(self.peer.ip()));
+        if let (true, Some((src, dst))) = (honoured, header.addresses) {
+            self.peer = src;
+            self.local = dst;
+            self.trusted = pp.forwarded.trusts(canonical_ip(src.ip()));
+        }
+        true
+    }
+
+    /// An entrypoint with TCP routers, routed as Traefik's `tcp.Router`: plain connections to a plain TCP
+    /// router that matches (at once when the entrypoint has no TLS router of either kind), else to HTTP;
+    /// TLS connections by their ClientHello — HTTPS routers naming the SNI first, then TCP routers other
+    /// than `HostSNI(`*`)`, then HTTPS catch-alls, then TCP catch-alls, then HTTP (its 404).
+    async fn serve_mixed(
+        self,
+        stream: TcpStream,
+        tcp: Arc<crate::table::tcp::TcpTable>,
+        limit: tokio::time::Instant,
+        accepted: tokio::time::Instant,
+    ) {
+        let ip = canonical_ip(self.peer.ip());
+        let Some(ep) = tcp.entry_point(self.index) else {
+            return;
+        };
+        let open = ep.open.clone();
+        if ep.plain_only() {
+            if let Some(route) = ep.find_plain(ip).cloned() {
+                drop(tcp);
+                return self.tcp_route(route, stream, open).await;
+            }
+        }
+        let Some(first) = self.first_byte(&stream, limit).await else {
+            return;
+        };
+        if first != TLS_HANDSHAKE {
+            match ep.find_plain(ip).cloned() {
+                Some(route) => {
+                    drop(tcp);
+                    self.tcp_route(route, stream, open).await
+                }
+                None => {
+                    drop(tcp);
+                    self.http(stream, false, None, accepted).await
+                }
+            }
+            return;
+        }
+        let mut stream = stream;
+        let hello =
+            match tokio::time::timeout_at(limit, crate::proxy::tcp::hello::read(&mut stream)).await
+            {
+                Ok(Ok(h)) => h,
+                _ => return, // closed or too slow before a whole ClientHello
+            };
+        let route = tls_route(ep, &hello, ip);
+        drop(tcp);
+        let io = Prefixed::new(hello.bytes, stream);
+        match route {
+            None => self.https(io, limit).await,
+            Some(route) if route.tls == TcpTls::Passthrough => {
+                self.tcp_route(route, io, open).await
+            }
+            Some(route) => {
+                let Some(tls) = self.terminate(io, limit).await else {
+                    return;
+                };
+                self.tcp_route(route, tls, open).await
+            }
+        }
+    }
+
+    /// Serves `io` with a TCP route; the connection counts as open on the entrypoint meanwhile.
+    async fn tcp_route<I>(
+        self,
+        route: Arc<crate::table::tcp::TcpRoute>,
+        io: I,
+        open: Option<prometheus::IntGauge>,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    {
+        let _open = crate::table::tcp::OpenGuard::new(open.as_ref());
+        let addrs = crate::proxy::tcp::Addresses {
+            client: self.peer,
+            local: self.local,
+        };
+        crate::proxy::tcp::serve(route, io, addrs).await;
+        drop(self.watcher);
     }
 
     /// Serves HTTP on `io`; the first request head is bounded from `head_start`.
@@ -318,7 +539,8 @@ impl Conn {
         tls: bool,
         client_certs: Option<Arc<[rustls::pki_types::CertificateDer<'static>]>>,
         head_start: tokio::time::Instant,
-    ) where
+    )
+    where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let ip = canonical_ip(self.peer.ip());
@@ -365,6 +587,66 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::tcp::{
+        TcpEntryPoint, TcpLoadBalancer, TcpRoute, TcpService, TcpServiceKind, TcpTransport,
+    };
+
+    fn route(name: &str, rule: &str) -> Arc<TcpRoute> {
+        Arc::new(TcpRoute {
+            name: name.into(),
+            rule: crate::rule::parse_tcp(rule, crate::rule::Syntax::V3)
+                .unwrap_or_else(|e| panic!("{e}")),
+            priority: 0,
+            catch_all: rule == "HostSNI(`*`)",
+            tls: TcpTls::Passthrough,
+            middlewares: Box::new([]),
+            service: Arc::new(TcpService {
+                name: "s".into(),
+                kind: TcpServiceKind::LoadBalancer(TcpLoadBalancer {
+                    servers: Box::new([]),
+                    wrr: crate::balance::wrr::WeightedRoundRobin::new(&[]),
+                    transport: Arc::new(TcpTransport::default()),
+                }),
+            }),
+        })
+    }
+
+    fn hello(sni: &str, alpn: &[&str]) -> crate::proxy::tcp::hello::Hello {
+        crate::proxy::tcp::hello::Hello {
+            bytes: Vec::new(),
+            sni: Some(sni.to_string()),
+            alpn: alpn.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn tls_connections_go_where_traefik_sends_them() {
+        let ip: std::net::IpAddr = [127, 0, 0, 1].into();
+        let mut ep = TcpEntryPoint {
+            tls: vec![
+                route("a", "HostSNI(`a.test`)"),
+                route("any", "HostSNI(`*`)"),
+            ]
+            .into(),
+            https_hosts: ["web.test".into()].into_iter().collect(),
+            has_https: true,
+            ..Default::default()
+        };
+        let to = |ep: &TcpEntryPoint, sni: &str, alpn: &[&str]| {
+            tls_route(ep, &hello(sni, alpn), ip).map(|r| r.name.to_string())
+        };
+        // An HTTPS router naming the SNI wins over every TCP router.
+        assert_eq!(to(&ep, "web.test", &[]), None);
+        // A specific TCP router, then the TCP catch-all when no HTTPS router is a catch-all.
+        assert_eq!(to(&ep, "a.test", &[]).as_deref(), Some("a"));
+        assert_eq!(to(&ep, "other.test", &[]).as_deref(), Some("any"));
+        // An HTTPS catch-all (a router without Host) comes before the TCP catch-all, not before `a`.
+        ep.https_catch_all = true;
+        assert_eq!(to(&ep, "other.test", &[]), None);
+        assert_eq!(to(&ep, "a.test", &[]).as_deref(), Some("a"));
+        // ACME TLS-ALPN-01 validations are answered by HTTP.
+        assert_eq!(to(&ep, "a.test", &["acme-tls/1"]), None);
+    }
 
     #[test]
     fn accept_failures_are_logged_once_per_period_with_a_count() {

@@ -14,6 +14,7 @@ mod middlewares;
 mod routers;
 mod services;
 mod state;
+mod tcp;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct CompileContext {
     pub internal: Vec<super::InternalService>,
     /// Metrics whose per-request handles the table carries (`None` = metrics off).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The static `tcpServersTransport`: the default transport of TCP services.
+    pub tcp_transport: Option<dynamic::TcpServersTransport>,
 }
 
 /// One entrypoint's routing-relevant settings.
@@ -183,9 +186,19 @@ pub fn compile(
         &mut report,
     );
     middlewares::list_dropped(input, &mut report.status, &mut mw_states);
-    let routed = routers::compile(items.routers, ctx, &services, &mw_states, &mut report);
-
-    let mut entry_points = routers::entry_point_routes(ctx, routed.per_ep);
+    let mut routed = routers::compile(items.routers, ctx, &services, &mw_states, &mut report);
+    let per_ep = std::mem::take(&mut routed.per_ep);
+    let mut entry_points = routers::entry_point_routes(ctx, per_ep);
+    let tcp = tcp::compile(
+        input,
+        ctx,
+        &entry_points,
+        tcp::TlsWishes {
+            usage: &mut routed.tls_usage,
+            cert_requests: &mut routed.cert_requests,
+        },
+        &mut report.issues,
+    );
     let mut services = services.into_runtime();
     if let Some(m) = &ctx.metrics {
         metrics::attach(m, &report.status, &mut entry_points, &mut services);
@@ -212,6 +225,7 @@ pub fn compile(
             status: Arc::new(report.status),
             tls,
             input: Arc::new(input.clone()),
+            tcp: Arc::new(tcp),
         },
         issues: report.issues,
         health_targets,

@@ -14,6 +14,7 @@
 
 pub mod builder;
 mod compile;
+pub mod tcp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct RoutingTable {
     pub tls: Option<Arc<crate::tls::TlsRuntime>>,
     /// The provider snapshots this table was compiled from (`/api/rawdata`).
     pub input: Arc<BuildInput>,
+    /// TCP routers per entrypoint, TCP services and middlewares, and their statuses.
+    pub tcp: Arc<tcp::TcpTable>,
 }
 
 impl RoutingTable {
@@ -74,6 +77,7 @@ impl RoutingTable {
             status: Arc::new(TableStatus::default()),
             tls: None,
             input: Arc::new(BuildInput::default()),
+            tcp: Arc::new(tcp::TcpTable::default()),
         }
     }
 
