@@ -79,6 +79,7 @@ fn ctx() -> CompileContext {
         tls: None,
         internal: Vec::new(),
         metrics: None,
+        udp_entry_points: Vec::new(),
     }
 }
 

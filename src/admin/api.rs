@@ -13,6 +13,9 @@ use crate::dynamic::{self, Configuration};
 use crate::http::body::ProxyBody;
 use crate::table::{ItemStatus, RoutingTable, ServiceKind};
 
+#[path = "api_udp.rs"]
+mod udp;
+
 /// An entrypoint as `/api/entrypoints` shows it: Traefik's static `EntryPoint` fields (`address`,
 /// `transport`, `forwardedHeaders`, `http`, …) and `name`, plus the swarmgate extension `boundAddress`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -477,11 +480,9 @@ pub fn serve(
         "/api/http/routers" => list(routers(table)),
         "/api/http/services" => list(services(table)),
         "/api/http/middlewares" => list(middlewares(table)),
-        "/api/tcp/routers"
-        | "/api/tcp/services"
-        | "/api/tcp/middlewares"
-        | "/api/udp/routers"
-        | "/api/udp/services" => list(Vec::new()),
+        "/api/tcp/routers" | "/api/tcp/services" | "/api/tcp/middlewares" => list(Vec::new()),
+        "/api/udp/routers" => list(udp::routers(table)),
+        "/api/udp/services" => list(udp::services(table)),
         p => serve_one(p, table, state),
     }
 }
@@ -510,6 +511,10 @@ fn serve_one(path: &str, table: &RoutingTable, state: &AdminState) -> Response<P
         one(services(table), &percent_decode(n), "service")
     } else if let Some(n) = path.strip_prefix("/api/http/middlewares/") {
         one(middlewares(table), &percent_decode(n), "middleware")
+    } else if let Some(n) = path.strip_prefix("/api/udp/routers/") {
+        one(udp::routers(table), &percent_decode(n), "udp router")
+    } else if let Some(n) = path.strip_prefix("/api/udp/services/") {
+        one(udp::services(table), &percent_decode(n), "udp service")
     } else if let Some(n) = path.strip_prefix("/api/certificates/") {
         one(certificates(table), &percent_decode(n), "certificate")
     } else if let Some(n) = path.strip_prefix("/api/entrypoints/") {
@@ -541,7 +546,7 @@ fn overview(table: &RoutingTable, state: &AdminState) -> Value {
     let mut v = json!({
         "http": { "routers": counts(&routers(table)), "services": counts(&services(table)), "middlewares": counts(&middlewares(table)) },
         "tcp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0}, "middlewares": {"total": 0, "warnings": 0, "errors": 0} },
-        "udp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0} },
+        "udp": { "routers": counts(&udp::routers(table)), "services": counts(&udp::services(table)) },
         "certificates": {
             "total": certs.len(),
             "warnings": status_count("warning"),
@@ -573,7 +578,13 @@ fn rawdata(table: &RoutingTable) -> Value {
                 .collect(),
         )
     };
-    json!({ "routers": to_map(routers(table)), "services": to_map(services(table)), "middlewares": to_map(middlewares(table)) })
+    json!({
+        "routers": to_map(routers(table)),
+        "services": to_map(services(table)),
+        "middlewares": to_map(middlewares(table)),
+        "udpRouters": to_map(udp::routers(table)),
+        "udpServices": to_map(udp::services(table)),
+    })
 }
 
 /// `/api/x/changes`: the recent table changes, newest first.

@@ -12,6 +12,7 @@ pub mod handler;
 pub mod health_check;
 pub mod listener;
 pub mod spread;
+pub mod udp;
 pub mod workers;
 
 /// The pooled upstream client, which lives below the proxy (`forwardAuth` uses it too); named here for the

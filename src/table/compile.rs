@@ -14,6 +14,7 @@ mod middlewares;
 mod routers;
 mod services;
 mod state;
+mod udp;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,6 +64,9 @@ pub struct CompileContext {
     pub internal: Vec<super::InternalService>,
     /// Metrics whose per-request handles the table carries (`None` = metrics off).
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// UDP entrypoints in the order the application bound them (their own list: the table's
+    /// `entry_points` are the TCP ones).
+    pub udp_entry_points: Vec<String>,
 }
 
 /// One entrypoint's routing-relevant settings.
@@ -181,6 +185,7 @@ pub fn compile(
     );
     middlewares::list_dropped(input, &mut report.status, &mut mw_states);
     let routed = routers::compile(items.routers, ctx, &services, &mw_states, &mut report);
+    let udp = udp::compile(input, ctx, &mut report);
 
     let mut entry_points = routers::entry_point_routes(ctx, routed.per_ep);
     let mut services = services.into_runtime();
@@ -209,6 +214,7 @@ pub fn compile(
             status: Arc::new(report.status),
             tls,
             input: Arc::new(input.clone()),
+            udp: Arc::new(udp),
         },
         issues: report.issues,
         health_targets,

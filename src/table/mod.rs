@@ -14,6 +14,7 @@
 
 pub mod builder;
 mod compile;
+pub mod udp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct RoutingTable {
     pub tls: Option<Arc<crate::tls::TlsRuntime>>,
     /// The provider snapshots this table was compiled from (`/api/rawdata`).
     pub input: Arc<BuildInput>,
+    /// UDP routers and services, by UDP entrypoint.
+    pub udp: Arc<udp::UdpTable>,
 }
 
 impl RoutingTable {
@@ -74,6 +77,7 @@ impl RoutingTable {
             status: Arc::new(TableStatus::default()),
             tls: None,
             input: Arc::new(BuildInput::default()),
+            udp: Arc::default(),
         }
     }
 
@@ -237,6 +241,10 @@ pub struct TableStatus {
     pub services: std::collections::BTreeMap<String, ItemStatus>,
     /// Middlewares, by qualified name.
     pub middlewares: std::collections::BTreeMap<String, ItemStatus>,
+    /// UDP routers, by qualified name.
+    pub udp_routers: std::collections::BTreeMap<String, ItemStatus>,
+    /// UDP services, by qualified name.
+    pub udp_services: std::collections::BTreeMap<String, ItemStatus>,
 }
 
 /// Status of one item, in Traefik's API vocabulary.

@@ -22,6 +22,7 @@ fn ctx(eps: &[(&str, bool)]) -> CompileContext {
         tls: None,
         internal: Vec::new(),
         metrics: None,
+        udp_entry_points: Vec::new(),
     }
 }
 
