@@ -118,7 +118,7 @@ pub async fn run(
     let background = control.shutdown.child_token();
     let mut ctx = setup::compile_context(&cfg, &eps)?;
     ctx.metrics = setup::prometheus(&cfg)?;
-    let udp = udp_serve::bind(&cfg, &mut ctx).await?;
+    let udp = udp_serve::bind(&cfg, &mut ctx)?;
     // Cancelled after draining, so the SIGUSR1 reopen works until the last request is logged.
     let access_log_token = CancellationToken::new();
     let access_logger = start_access_log(&cfg, &access_log_token, &mut tasks)?;

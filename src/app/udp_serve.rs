@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::types::StaticConfig;
@@ -19,22 +18,20 @@ pub(super) struct BoundUdp {
 }
 
 /// Binds every UDP entrypoint and lists them, in order, in `ctx.udp_entry_points`.
-pub(super) async fn bind(
-    cfg: &StaticConfig,
-    ctx: &mut CompileContext,
-) -> Result<BoundUdp, AppError> {
+pub(super) fn bind(cfg: &StaticConfig, ctx: &mut CompileContext) -> Result<BoundUdp, AppError> {
     let mut specs = Vec::new();
     for (index, ep) in setup::udp_entry_points(cfg)?.into_iter().enumerate() {
-        let socket = UdpSocket::bind(ep.addr)
-            .await
+        let socket = std::net::UdpSocket::bind(ep.addr)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .map_err(|source| AppError::Bind {
                 name: ep.name.clone(),
                 addr: ep.addr,
                 source,
             })?;
         if let Ok(addr) = socket.local_addr() {
+            tracing::info!("entrypoint {} listening on {addr}", ep.name);
             tracing::info!(
-                "entrypoint {} listening on {addr}/udp (session timeout {:?}, at most {} sessions)",
+                "entrypoint {} is UDP: session timeout {:?}, at most {} sessions",
                 ep.name,
                 ep.timeout,
                 ep.max_sessions

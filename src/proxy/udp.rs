@@ -31,7 +31,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use prometheus::IntGauge;
-use tokio::net::UdpSocket;
+use rustix::net::SendFlags;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +53,24 @@ const MAX_DATAGRAM: usize = 65_535;
 /// The idle clock's value once a session has ended.
 const CLOSED: u64 = u64::MAX;
 
+/// Datagrams read from one socket per wake-up before the task lets its other branches run.
+const BATCH: usize = 64;
+
+/// A socket the reactor watches for reads. Sends bypass tokio's readiness bookkeeping (a socket just
+/// registered is not known writable yet): they are plain non-blocking system calls ([`send`],
+/// [`send_to`]), and a datagram the kernel cannot take at once is dropped.
+type Sock = tokio::net::UdpSocket;
+
+/// Sends `data` on the connected socket `s` without waiting.
+fn send(s: &Sock, data: &[u8]) {
+    let _ = rustix::net::send(s, data, SendFlags::DONTWAIT);
+}
+
+/// Sends `data` to `to` on `s` without waiting.
+fn send_to(s: &Sock, data: &[u8], to: SocketAddr) {
+    let _ = rustix::net::sendto(s, data, SendFlags::DONTWAIT, &to);
+}
+
 /// One UDP entrypoint to serve.
 #[derive(Debug)]
 pub struct UdpEntryPointSpec {
@@ -60,8 +78,8 @@ pub struct UdpEntryPointSpec {
     pub index: usize,
     /// Entrypoint name (logs, metrics).
     pub name: String,
-    /// The bound socket.
-    pub socket: UdpSocket,
+    /// The bound socket, non-blocking.
+    pub socket: std::net::UdpSocket,
     /// Idle time after which a session ends.
     pub timeout: Duration,
     /// Most sessions open at once.
@@ -72,8 +90,16 @@ pub struct UdpEntryPointSpec {
 
 /// Serves one UDP entrypoint until `stop` is cancelled; its sessions end with it.
 pub async fn serve(spec: UdpEntryPointSpec, store: Store, stop: CancellationToken) {
+    let listener = match Sock::from_std(spec.socket) {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            tracing::error!(entrypoint = %spec.name, "UDP entrypoint cannot be served: {e}");
+            stop.cancelled().await;
+            return;
+        }
+    };
     let mut ep = EntryPoint {
-        listener: Arc::new(spec.socket),
+        listener: listener.clone(),
         index: spec.index,
         timeout_ms: u64::try_from(spec.timeout.as_millis())
             .unwrap_or(u64::MAX / 2)
@@ -91,10 +117,19 @@ pub async fn serve(spec: UdpEntryPointSpec, store: Store, stop: CancellationToke
         tokio::select! {
             () = ep.stop.cancelled() => break,
             Some((peer, id)) = ended_rx.recv() => ep.ended(peer, id),
-            r = ep.listener.recv_from(&mut buf) => match r {
-                Ok((n, peer)) => ep.datagram(buf.get(..n).unwrap_or_default(), peer, &ended_tx),
-                // A transient error of the socket (no memory, an ICMP report): the next read may work;
-                // pause a little so a persistent one does not spin.
+            r = listener.readable() => match r {
+                Ok(()) => {
+                    for _ in 0..BATCH {
+                        match listener.try_recv_from(&mut buf) {
+                            Ok((n, peer)) => {
+                                ep.datagram(buf.get(..n).unwrap_or_default(), peer, &ended_tx);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            // A transient error of the socket (no memory): the next read may work.
+                            Err(_) => continue,
+                        }
+                    }
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             },
         }
@@ -103,7 +138,7 @@ pub async fn serve(spec: UdpEntryPointSpec, store: Store, stop: CancellationToke
 
 /// One entrypoint's task-owned state.
 struct EntryPoint {
-    listener: Arc<UdpSocket>,
+    listener: Arc<Sock>,
     index: usize,
     timeout_ms: u64,
     max_sessions: usize,
@@ -125,7 +160,7 @@ struct Session {
     /// Last activity (ms of [`now_ms`]), or [`CLOSED`].
     last: AtomicU64,
     /// The socket connected to the server (set at once for an IP, after resolution for a host name).
-    upstream: OnceLock<Arc<UdpSocket>>,
+    upstream: OnceLock<Arc<Sock>>,
 }
 
 impl Session {
@@ -175,7 +210,7 @@ impl EntryPoint {
             if s.shared.touch(now) {
                 if let Some(up) = s.shared.upstream.get() {
                     // Dropped when the kernel cannot take it now (UDP semantics, no queue).
-                    let _ = up.try_send(data);
+                    send(up, data);
                 }
                 return;
             }
@@ -212,9 +247,8 @@ impl EntryPoint {
         });
         let pending = match target.resolved.map(connect) {
             Some(Ok(sock)) => {
-                let sock = Arc::new(sock);
-                let _ = sock.try_send(first);
-                let _ = shared.upstream.set(sock);
+                send(&sock, first);
+                let _ = shared.upstream.set(Arc::new(sock));
                 None
             }
             // The socket could not be made (no file descriptor left): drop the datagram.
@@ -255,7 +289,7 @@ impl EntryPoint {
 }
 
 /// A socket connected to `target`, from an ephemeral port of the matching family.
-fn connect(target: SocketAddr) -> io::Result<UdpSocket> {
+fn connect(target: SocketAddr) -> io::Result<Sock> {
     let local: SocketAddr = if target.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -264,7 +298,7 @@ fn connect(target: SocketAddr) -> io::Result<UdpSocket> {
     let s = std::net::UdpSocket::bind(local)?;
     s.connect(target)?;
     s.set_nonblocking(true)?;
-    UdpSocket::from_std(s)
+    Sock::from_std(s)
 }
 
 /// Counts an open session in `traefik_open_connections` while it lives.
@@ -294,7 +328,7 @@ struct SessionTask {
     /// The first datagram, while a host name is being resolved.
     pending: Option<Vec<u8>>,
     peer: SocketAddr,
-    listener: Arc<UdpSocket>,
+    listener: Arc<Sock>,
     timeout_ms: u64,
     _open: OpenGuard,
 }
@@ -329,43 +363,41 @@ impl SessionTask {
                         idle.as_mut().reset(tokio::time::Instant::now() + wait);
                     }
                 },
-                r = upstream.readable() => {
-                    if r.is_err() {
-                        break;
-                    }
-                    self.relay_answers(&upstream);
-                }
+                r = upstream.readable() => match r {
+                    Ok(()) => self.relay_answers(&upstream),
+                    Err(_) => break,
+                },
             }
         }
         self.shared.last.store(CLOSED, Ordering::Release);
     }
 
-    /// Sends every answer waiting on `upstream` to the client, from the entrypoint's address.
-    fn relay_answers(&self, upstream: &UdpSocket) {
-        ANSWER.with_borrow_mut(|buf| loop {
-            match upstream.try_recv(buf) {
-                Ok(n) => {
-                    self.shared.touch(now_ms());
-                    let _ = self
-                        .listener
-                        .try_send_to(buf.get(..n).unwrap_or_default(), self.peer);
+    /// Sends the answers waiting on the server's socket to the client, from the entrypoint's address.
+    fn relay_answers(&self, upstream: &Sock) {
+        ANSWER.with_borrow_mut(|buf| {
+            for _ in 0..BATCH {
+                match upstream.try_recv(buf) {
+                    Ok(n) => {
+                        self.shared.touch(now_ms());
+                        send_to(&self.listener, buf.get(..n).unwrap_or_default(), self.peer);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    // The server's port refused a datagram (ICMP): the session lives on until idle.
+                    Err(_) => continue,
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // The server's port refused a datagram (ICMP): the session lives on until idle.
-                Err(_) => return,
             }
         });
     }
 
     /// Resolves a host name target, connects, and sends the first datagram.
-    async fn resolve(&mut self) -> Option<Arc<UdpSocket>> {
+    async fn resolve(&mut self) -> Option<Arc<Sock>> {
         let addr = tokio::net::lookup_host(&*self.target.address)
             .await
             .ok()?
             .next()?;
         let sock = Arc::new(connect(addr).ok()?);
         if let Some(first) = self.pending.take() {
-            let _ = sock.try_send(&first);
+            send(&sock, &first);
         }
         let _ = self.shared.upstream.set(sock.clone());
         Some(sock)
