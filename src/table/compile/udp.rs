@@ -305,3 +305,107 @@ fn list_dropped(input: &BuildInput, report: &mut Report) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{compile, BuildInput, CarriedState, CompileContext};
+    use crate::config::sources::from_yaml;
+    use crate::dynamic::decode_configuration;
+    use crate::table::udp::UdpServiceKind;
+    use crate::table::{RoutingTable, Status};
+
+    fn table(yaml: &str, udp_eps: &[&str]) -> (RoutingTable, Vec<String>) {
+        let (cfg, errors) = decode_configuration(&from_yaml(yaml, "t.yml").expect("yaml"));
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut input = BuildInput::default();
+        input
+            .providers
+            .insert("file".into(), std::sync::Arc::new(cfg));
+        let ctx = CompileContext {
+            udp_entry_points: udp_eps.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let c = compile(&input, &ctx, &CarriedState::default(), 1);
+        (c.table, c.issues)
+    }
+
+    #[test]
+    fn one_router_per_entrypoint_the_greatest_name_as_traefik() {
+        let (t, issues) = table(
+            r#"
+udp:
+  routers:
+    alpha: {service: s}
+    beta: {service: s, entryPoints: [dns]}
+    zulu: {service: missing}
+  services:
+    s:
+      loadBalancer:
+        servers: [{address: "127.0.0.1:53"}]
+"#,
+            &["dns", "game"],
+        );
+        // `zulu` sorts first but does not build: `beta` is served on dns, `alpha` (all UDP entrypoints)
+        // on game.
+        let route = |i| t.udp.route(i).map(|r| r.name.to_string());
+        assert_eq!(route(0).as_deref(), Some("beta@file"));
+        assert_eq!(route(1).as_deref(), Some("alpha@file"));
+        assert!(issues
+            .iter()
+            .any(|i| i.contains("more than one UDP router")));
+        let st = &t.status.udp_routers;
+        assert_eq!(st["zulu@file"].status, Status::Disabled);
+        assert_eq!(st["alpha@file"].status, Status::Enabled);
+        assert_eq!(st["alpha@file"].entry_points, ["dns", "game"]);
+    }
+
+    #[test]
+    fn weighted_services_pick_by_weight_and_broken_ones_are_disabled() {
+        let (t, _) = table(
+            r#"
+udp:
+  routers:
+    r: {service: w}
+  services:
+    w:
+      weighted:
+        services: [{name: a, weight: 3}, {name: b, weight: 1}]
+    a:
+      loadBalancer:
+        servers: [{address: "10.0.0.1:53"}]
+    b:
+      loadBalancer:
+        servers: [{address: "10.0.0.2:53"}]
+    bad:
+      loadBalancer:
+        servers: [{address: "10.0.0.3"}]
+    uses-bad:
+      weighted:
+        services: [{name: bad}]
+    loop1:
+      weighted:
+        services: [{name: loop2}]
+    loop2:
+      weighted:
+        services: [{name: loop1}]
+"#,
+            &["dns"],
+        );
+        let svc = t.udp.route(0).map(|r| r.service).expect("route");
+        let mut counts = std::collections::BTreeMap::new();
+        for _ in 0..8 {
+            let target = t.udp.pick(svc).expect("a server");
+            *counts.entry(target.address.to_string()).or_insert(0) += 1;
+        }
+        assert_eq!(counts["10.0.0.1:53"], 6);
+        assert_eq!(counts["10.0.0.2:53"], 2);
+        let st = &t.status.udp_services;
+        for name in ["bad@file", "uses-bad@file", "loop1@file", "loop2@file"] {
+            assert_eq!(st[name].status, Status::Disabled, "{name}");
+        }
+        assert!(st["bad@file"].errors[0].contains("10.0.0.3"));
+        assert!(t.udp.services.iter().all(
+            |s| !matches!(&s.kind, UdpServiceKind::Weighted { children, .. } if children.is_empty())
+        ));
+    }
+}
