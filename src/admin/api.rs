@@ -578,13 +578,21 @@ fn rawdata(table: &RoutingTable) -> Value {
                 .collect(),
         )
     };
-    json!({
+    let mut raw = json!({
         "routers": to_map(routers(table)),
         "services": to_map(services(table)),
         "middlewares": to_map(middlewares(table)),
-        "udpRouters": to_map(udp::routers(table)),
-        "udpServices": to_map(udp::services(table)),
-    })
+    });
+    // Traefik leaves empty sections out (`omitempty`).
+    for (key, items) in [
+        ("udpRouters", udp::routers(table)),
+        ("udpServices", udp::services(table)),
+    ] {
+        if !items.is_empty() {
+            set(&mut raw, key, to_map(items));
+        }
+    }
+    raw
 }
 
 /// `/api/x/changes`: the recent table changes, newest first.

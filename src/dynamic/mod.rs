@@ -720,12 +720,19 @@ fn decode_section<R, S, T>(
 }
 
 /// The `udp` section: routers and services item by item, as the other protocols; `middlewares` and
-/// `serversTransports` do not exist for UDP and are reported as unknown keys.
+/// `serversTransports` do not exist for UDP and are reported as unknown keys unless empty (the shared
+/// section shape writes them empty, and what swarmgate writes must read back).
 fn decode_udp(node: &Node, out: &mut UdpConfiguration, errors: &mut Vec<ItemError>) {
     const UDP_KEYS: &[&str] = &["routers", "services"];
+    let empty = |n: &Node| match &n.kind {
+        NodeKind::Map(m) => m.is_empty(),
+        NodeKind::Scalar(s) => s.is_empty(),
+        _ => false,
+    };
     if let NodeKind::Map(items) = &node.kind {
         for (k, n) in items {
-            if canonical(k, UDP_KEYS).is_none() {
+            let shared = canonical(k, SECTION_KEYS).is_some();
+            if canonical(k, UDP_KEYS).is_none() && !(shared && empty(n)) {
                 errors.push(unknown(n, &format!("udp.{k}"), UDP_KEYS, "udp"));
             }
         }
@@ -893,6 +900,59 @@ http:
         assert_eq!(errors.len(), 2);
         assert!(errors[0].error.message.contains("`http`"));
         assert!(errors[1].error.message.contains("`http.routers`"));
+    }
+
+    #[test]
+    fn udp_items_decode_one_by_one() {
+        let text = r#"
+udp:
+  routers:
+    dns:
+      entryPoints: [dns]
+      service: dns
+    bad:
+      service: [x]
+  services:
+    dns:
+      loadBalancer:
+        servers:
+          - address: "10.0.0.1:53"
+    w:
+      weighted:
+        services: [{name: dns, weight: 2}]
+  middlewares:
+    m: {x: 1}
+  serversTransports: {}
+"#;
+        let node = from_yaml(text, "d.yml").expect("yaml");
+        let (cfg, errors) = decode_configuration(&node);
+        assert_eq!(cfg.udp.routers["dns"].entry_points, ["dns"]);
+        assert_eq!(
+            cfg.udp.services["dns"]
+                .load_balancer
+                .as_ref()
+                .map(|lb| lb.servers[0].address.as_str()),
+            Some("10.0.0.1:53")
+        );
+        assert_eq!(
+            cfg.udp.services["w"]
+                .weighted
+                .as_ref()
+                .map(|w| w.services[0].weight),
+            Some(Some(2))
+        );
+        assert!(!cfg.udp.routers.contains_key("bad"));
+        let what: Vec<(ItemKind, &str)> = errors
+            .iter()
+            .map(|e| (e.kind, e.error.key.as_str()))
+            .collect();
+        assert_eq!(
+            what,
+            [
+                (ItemKind::Configuration, "udp.middlewares"),
+                (ItemKind::UdpRouter, "udp.routers.bad.service")
+            ]
+        );
     }
 
     #[test]
