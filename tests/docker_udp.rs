@@ -144,3 +144,95 @@ async fn a_container_with_udp_labels_is_routed_to_its_ip() {
     assert_eq!(v["status"], "enabled", "{}", r.body);
     assert_eq!(v["using"], serde_json::json!(["echo"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_service_with_udp_labels_is_balanced_over_its_tasks() {
+    if !docker::engine_or_skip("a_swarm_service_with_udp_labels_is_balanced_over_its_tasks") {
+        return;
+    }
+    docker::ensure_swarm();
+    let p = format!("h17u-{}", docker::prefix("udpswarm"));
+    let img = docker::images();
+    let clean = Cleanup::default();
+    let net = docker::create_network(&p, true, &clean);
+    let run_label = format!("sgt.run={p}");
+
+    let echo = format!("{p}-echo");
+    clean.service(&echo);
+    docker_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &echo,
+        "--network",
+        &net,
+        "--replicas",
+        "2",
+        "--env",
+        "WHOAMI_NAME=task{{.Task.Slot}}",
+        "--label",
+        &run_label,
+        "--label",
+        "traefik.enable=true",
+        "--label",
+        "traefik.udp.routers.echo.entrypoints=echo",
+        "--label",
+        "traefik.udp.services.echo.loadbalancer.server.port=5300",
+        &img.whoami,
+        "--udp",
+        "0.0.0.0:5300",
+    ]);
+
+    let gate = format!("{p}-gate");
+    let (udp_port, api_port) = (docker::free_port(), docker::free_port());
+    clean.service(&gate);
+    docker_ok(&[
+        "service",
+        "create",
+        "-d",
+        "--name",
+        &gate,
+        "--network",
+        &net,
+        "--label",
+        &run_label,
+        "--publish",
+        &format!("mode=host,target=5300,published={udp_port},protocol=udp"),
+        "--publish",
+        &format!("mode=host,target=8080,published={api_port}"),
+        "--mount",
+        "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
+        "--constraint=node.role==manager",
+        &img.gate,
+        "--entrypoints.echo.address=:5300/udp",
+        "--entrypoints.traefik.address=:8080",
+        "--api.insecure=true",
+        "--providers.swarm=true",
+        &format!("--providers.swarm.network={net}"),
+        &format!("--providers.swarm.constraints=Label(`sgt.run`, `{p}`)"),
+        "--providers.providersThrottleDuration=50ms",
+    ]);
+
+    // Fresh clients open fresh sessions, which take the tasks in turn once both are in the table.
+    let both = poll_until(Duration::from_secs(90), || async {
+        let a = ask(udp_port, "one").await;
+        let b = ask(udp_port, "two").await;
+        let name = |x: &Option<String>| x.as_deref().and_then(|s| s.split(' ').next()).map(str::to_string);
+        matches!((name(&a), name(&b)), (Some(x), Some(y)) if x != y && x.starts_with("task") && y.starts_with("task"))
+    })
+    .await;
+    assert!(
+        both,
+        "sessions never reached both tasks:\n{}",
+        docker::logs(&gate, true)
+    );
+    let api = std::net::SocketAddr::from(([127, 0, 0, 1], api_port));
+    let s = get(api, "localhost", "/api/udp/services/echo@swarm").await;
+    let v: serde_json::Value = serde_json::from_str(&s.body).unwrap();
+    let servers = v["loadBalancer"]["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2, "{}", s.body);
+    assert!(servers
+        .iter()
+        .all(|x| x["address"].as_str().unwrap().ends_with(":5300")));
+}
