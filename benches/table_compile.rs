@@ -80,6 +80,7 @@ fn ctx() -> CompileContext {
         internal: Vec::new(),
         metrics: None,
         tcp_transport: None,
+        udp_entry_points: Vec::new(),
     }
 }
 

@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 need=()
 for tool in curl pebble chromium nginx; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 for pair in named:bind9 nsupdate:bind9-utils dig:bind9-dnsutils; do command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}"); done
+# UDP tests: dnsmasq (package dnsmasq-base, in /usr/sbin) and dig (package dnsutils).
+PATH="$PATH:/usr/sbin"
+command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
+command -v dig >/dev/null 2>&1 || need+=(dnsutils)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -17,6 +17,7 @@
 mod providers;
 mod serve;
 mod setup;
+mod udp_serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -132,10 +133,12 @@ pub async fn run(
     let background = control.shutdown.child_token();
     let mut ctx = setup::compile_context(&cfg, &eps)?;
     ctx.metrics = setup::prometheus(&cfg)?;
+    let udp = udp_serve::bind(&cfg, &mut ctx)?;
     // Cancelled after draining, so the SIGUSR1 reopen works until the last request is logged.
     let access_log_token = CancellationToken::new();
     let access_logger = start_access_log(&cfg, &access_log_token, &mut tasks)?;
-    let admin = setup::admin_state(&cfg, &eps, ctx.metrics.clone(), access_logger.clone());
+    let admin_eps: Vec<(String, SocketAddr)> = eps.iter().cloned().chain(udp.addresses()).collect();
+    let admin = setup::admin_state(&cfg, &admin_eps, ctx.metrics.clone(), access_logger.clone());
     let transport = setup::transport(&cfg)?;
     let acme = crate::tls::acme::prepare(&cfg.certificates_resolvers)?;
     let challenges: SharedChallenges = match &acme {
@@ -154,6 +157,7 @@ pub async fn run(
         background: &background,
     };
     build.start(&cfg, &eps, providers, &admin, &mut tasks)?;
+    udp.start(&store, &background, &mut tasks);
     let serving = serve::start(&cfg, listeners, store, admin.clone(), transport)?;
 
     let failure = tokio::select! {

@@ -291,6 +291,21 @@ fn base64(data: &[u8]) -> String {
     out
 }
 
+/// UDP echo mode (UDP proxy tests): answers every datagram with `<name> <sender address> <payload>`, so a
+/// client sees which backend answered and from which proxy session (the sender address) it came.
+pub async fn serve_udp(socket: tokio::net::UdpSocket, name: String, cancel: CancellationToken) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (n, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = socket.recv_from(&mut buf) => match r { Ok(x) => x, Err(_) => continue },
+        };
+        let payload = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
+        let answer = format!("{name} {peer} {payload}");
+        let _ = socket.send_to(answer.as_bytes(), peer).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,9 @@ use crate::dynamic::{self, Configuration};
 use crate::http::body::ProxyBody;
 use crate::table::{ItemStatus, RoutingTable, ServiceKind};
 
+#[path = "api_udp.rs"]
+mod udp;
+
 /// An entrypoint as `/api/entrypoints` shows it: Traefik's static `EntryPoint` fields (`address`,
 /// `transport`, `forwardedHeaders`, `http`, …) and `name`, plus the swarmgate extension `boundAddress`.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -592,7 +595,8 @@ pub fn serve(
         "/api/tcp/routers" => list(tcp_routers(table)),
         "/api/tcp/services" => list(tcp_services(table)),
         "/api/tcp/middlewares" => list(tcp_middlewares(table)),
-        "/api/udp/routers" | "/api/udp/services" => list(Vec::new()),
+        "/api/udp/routers" => list(udp::routers(table)),
+        "/api/udp/services" => list(udp::services(table)),
         p => serve_one(p, table, state),
     }
 }
@@ -627,6 +631,10 @@ fn serve_one(path: &str, table: &RoutingTable, state: &AdminState) -> Response<P
         one(tcp_services(table), &percent_decode(n), "service")
     } else if let Some(n) = path.strip_prefix("/api/tcp/middlewares/") {
         one(tcp_middlewares(table), &percent_decode(n), "middleware")
+    } else if let Some(n) = path.strip_prefix("/api/udp/routers/") {
+        one(udp::routers(table), &percent_decode(n), "udp router")
+    } else if let Some(n) = path.strip_prefix("/api/udp/services/") {
+        one(udp::services(table), &percent_decode(n), "udp service")
     } else if let Some(n) = path.strip_prefix("/api/certificates/") {
         one(certificates(table), &percent_decode(n), "certificate")
     } else if let Some(n) = path.strip_prefix("/api/entrypoints/") {
@@ -658,7 +666,7 @@ fn overview(table: &RoutingTable, state: &AdminState) -> Value {
     let mut v = json!({
         "http": { "routers": counts(&routers(table)), "services": counts(&services(table)), "middlewares": counts(&middlewares(table)) },
         "tcp": { "routers": counts(&tcp_routers(table)), "services": counts(&tcp_services(table)), "middlewares": counts(&tcp_middlewares(table)) },
-        "udp": { "routers": {"total": 0, "warnings": 0, "errors": 0}, "services": {"total": 0, "warnings": 0, "errors": 0} },
+        "udp": { "routers": counts(&udp::routers(table)), "services": counts(&udp::services(table)) },
         "certificates": {
             "total": certs.len(),
             "warnings": status_count("warning"),
@@ -691,11 +699,13 @@ fn rawdata(table: &RoutingTable) -> Value {
         )
     };
     let mut v = json!({ "routers": to_map(routers(table)), "services": to_map(services(table)), "middlewares": to_map(middlewares(table)) });
-    // Traefik omits the TCP maps when empty.
+    // Traefik omits the TCP and UDP maps when empty (`omitempty`).
     for (key, items) in [
         ("tcpRouters", tcp_routers(table)),
         ("tcpServices", tcp_services(table)),
         ("tcpMiddlewares", tcp_middlewares(table)),
+        ("udpRouters", udp::routers(table)),
+        ("udpServices", udp::services(table)),
     ] {
         if !items.is_empty() {
             set(&mut v, key, to_map(items));

@@ -14,19 +14,19 @@ use crate::table::{CompileContext, EntryPointInfo, EntryPointRedirect, InternalS
 
 use super::AppError;
 
-/// Entrypoints to serve, in table order: (name, address) for TCP entrypoints; UDP ones are skipped.
+/// Entrypoints to serve, in table order: (name, address) for TCP entrypoints; UDP ones are listed by
+/// [`udp_entry_points`]. Without any entrypoint configured, Traefik's default `http` on :80.
 pub(super) fn tcp_entry_points(cfg: &StaticConfig) -> Result<Vec<(String, SocketAddr)>, AppError> {
     let mut out = Vec::new();
     for (name, ep) in &cfg.entry_points {
         let (addr, proto) = config::parse_address(&ep.address).map_err(AppError::Invalid)?;
         match proto {
             Protocol::Tcp => out.push((name.clone(), addr)),
-            Protocol::Udp => {
-                tracing::warn!(entrypoint = %name, "UDP entrypoints are not served yet; skipped")
-            }
+            // Served by the UDP proxy (`udp_entry_points`).
+            Protocol::Udp => {}
         }
     }
-    if out.is_empty() {
+    if cfg.entry_points.is_empty() {
         // Traefik's default: one entrypoint `http` on :80.
         out.push(("http".to_string(), SocketAddr::from(([0, 0, 0, 0], 80))));
     }
@@ -37,6 +37,69 @@ pub(super) fn tcp_entry_points(cfg: &StaticConfig) -> Result<Vec<(String, Socket
             "traefik".to_string(),
             SocketAddr::from(([0, 0, 0, 0], 8080)),
         ));
+    }
+    Ok(out)
+}
+
+/// A UDP entrypoint as configured: its address and `udp` settings.
+#[derive(Debug, Clone)]
+pub(super) struct UdpEntryPoint {
+    /// Name.
+    pub name: String,
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// `udp.timeout` (Traefik's default 3 s; 0 means the default).
+    pub timeout: std::time::Duration,
+    /// `udp.maxSessions` (swarmgate's own): most sessions at once.
+    pub max_sessions: usize,
+}
+
+/// The UDP entrypoints (`address: ":53/udp"`), in configuration order: the order of the table's UDP
+/// entrypoints and of the UDP proxy's tasks.
+pub(super) fn udp_entry_points(cfg: &StaticConfig) -> Result<Vec<UdpEntryPoint>, AppError> {
+    let mut out = Vec::new();
+    for (name, ep) in &cfg.entry_points {
+        let (addr, proto) = config::parse_address(&ep.address).map_err(AppError::Invalid)?;
+        if proto != Protocol::Udp {
+            continue;
+        }
+        let udp = ep.udp.as_ref();
+        let get = |key: &str| {
+            udp.and_then(serde_json::Value::as_object)
+                .and_then(|m| m.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)))
+                .map(|(_, v)| v.clone())
+        };
+        let timeout = match get("timeout") {
+            None => crate::proxy::udp::DEFAULT_TIMEOUT,
+            Some(v) => {
+                serde_json::from_value::<crate::value::GoDuration>(v)
+                    .map_err(|e| AppError::Invalid(format!("entryPoints.{name}.udp.timeout: {e}")))?
+                    .0
+            }
+        };
+        let max_sessions = match get("maxSessions") {
+            None => crate::proxy::udp::DEFAULT_MAX_SESSIONS,
+            Some(v) => v
+                .as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    AppError::Invalid(format!(
+                        "entryPoints.{name}.udp.maxSessions: `{v}` is not a positive number"
+                    ))
+                })?,
+        };
+        out.push(UdpEntryPoint {
+            name: name.clone(),
+            addr,
+            timeout: if timeout.is_zero() {
+                crate::proxy::udp::DEFAULT_TIMEOUT
+            } else {
+                timeout
+            },
+            max_sessions,
+        });
     }
     Ok(out)
 }
@@ -164,6 +227,7 @@ pub(super) fn compile_context(
         internal: internal_config(cfg).1,
         metrics: None,
         tcp_transport: tcp_servers_transport(cfg)?,
+        udp_entry_points: Vec::new(),
     })
 }
 

@@ -245,7 +245,7 @@ fn validate(c: &StaticConfig) -> Result<(), ConfigError> {
 pub enum Protocol {
     /// TCP (HTTP, TLS).
     Tcp,
-    /// UDP (parsed; not served).
+    /// UDP (served by `proxy::udp`).
     Udp,
 }
 

@@ -80,7 +80,7 @@ pub struct EntryPoint {
     pub http2: Option<Http2>,
     /// HTTP/3: parsed, not served.
     pub http3: Option<serde_json::Value>,
-    /// UDP: parsed, not served.
+    /// UDP settings (`timeout`; swarmgate's `maxSessions`), read by the UDP entrypoint setup.
     pub udp: Option<serde_json::Value>,
     /// Let ACME HTTP-01 challenges through before the entrypoint's redirections.
     #[serde(rename = "allowACMEByPass")]

@@ -26,8 +26,8 @@ pub struct Configuration {
     pub http: HttpConfiguration,
     /// TCP routers, services, middlewares and transports.
     pub tcp: TcpConfiguration,
-    /// UDP (modelled only).
-    pub udp: Option<serde_json::Value>,
+    /// UDP routers and services.
+    pub udp: UdpConfiguration,
     /// Certificates, TLS options and stores.
     pub tls: TlsConfiguration,
     /// Items the provider left out because their explicit configuration is invalid. They are never served
@@ -83,6 +83,10 @@ pub type HttpConfiguration = Section<Router, Service, ServersTransport>;
 /// `tcp` section: routers, services, middlewares (`ipAllowList`, `inFlightConn`) and transports.
 pub type TcpConfiguration = Section<TcpRouter, TcpService, TcpServersTransport>;
 
+/// `udp` section: routers and services only (UDP has no middlewares or transports; the decoder reports
+/// them as unknown keys, so these two maps of the shared shape stay empty).
+pub type UdpConfiguration = Section<UdpRouter, UdpService, serde_json::Value>;
+
 /// What tells one protocol section from another: its key in the tree and the kinds its items are reported as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Proto {
@@ -106,6 +110,13 @@ pub const TCP: Proto = Proto {
     key: "tcp",
     router: ItemKind::TcpRouter,
     service: ItemKind::TcpService,
+};
+
+/// The `udp` section.
+pub const UDP: Proto = Proto {
+    key: "udp",
+    router: ItemKind::UdpRouter,
+    service: ItemKind::UdpService,
 };
 
 /// An HTTP router: which requests (rule, entrypoints) go through which middlewares to which service.
@@ -499,6 +510,55 @@ pub struct TcpServer {
     pub weight: Option<u32>,
 }
 
+/// A UDP router: UDP has no rules, so a router only binds entrypoints to a service (Traefik's `UDPRouter`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UdpRouter {
+    /// UDP entrypoints; empty means every UDP entrypoint (as Traefik).
+    pub entry_points: Vec<String>,
+    /// Target UDP service.
+    pub service: String,
+}
+
+/// A UDP service: exactly one of its kinds is set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UdpService {
+    /// Servers, one picked per session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<UdpLoadBalancer>,
+    /// Weighted round robin over other UDP services.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weighted: Option<UdpWeighted>,
+}
+
+/// UDP `loadBalancer`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UdpLoadBalancer {
+    /// Servers by address.
+    pub servers: Vec<UdpServer>,
+}
+
+/// A UDP backend.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UdpServer {
+    /// `host:port`.
+    pub address: String,
+    /// Label shorthand: port (resolved by the Docker provider).
+    #[serde(skip)]
+    pub port: Option<String>,
+}
+
+/// UDP `weighted`: children with weights (no stickiness: a session already sticks).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UdpWeighted {
+    /// Child UDP services with weights.
+    pub services: Vec<WeightedService>,
+}
+
 /// `tls` section.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -595,6 +655,10 @@ pub enum ItemKind {
     TcpRouter,
     /// A TCP service.
     TcpService,
+    /// A UDP router.
+    UdpRouter,
+    /// A UDP service.
+    UdpService,
     /// A servers transport.
     ServersTransport,
     /// TLS certificates, options or stores.
@@ -611,6 +675,8 @@ impl std::fmt::Display for ItemKind {
             ItemKind::Middleware => "middleware",
             ItemKind::TcpRouter => "TCP router",
             ItemKind::TcpService => "TCP service",
+            ItemKind::UdpRouter => "UDP router",
+            ItemKind::UdpService => "UDP service",
             ItemKind::ServersTransport => "servers transport",
             ItemKind::Tls => "TLS configuration",
             ItemKind::Configuration => "configuration",
@@ -670,14 +736,7 @@ pub fn decode_configuration(root: &Node) -> (Configuration, Vec<ItemError>) {
         match canonical(key, TOP_KEYS) {
             Some("http") => decode_section(node, HTTP, &mut cfg.http, &mut errors),
             Some("tcp") => decode_section(node, TCP, &mut cfg.tcp, &mut errors),
-            Some("udp") => match decode(node, "udp") {
-                Ok(v) => cfg.udp = Some(v),
-                Err(error) => errors.push(ItemError {
-                    kind: ItemKind::Configuration,
-                    name: "udp".into(),
-                    error,
-                }),
-            },
+            Some("udp") => decode_udp(node, &mut cfg.udp, &mut errors),
             Some(_) => decode_tls(node, &mut cfg.tls, &mut errors),
             None => errors.push(unknown(node, key, TOP_KEYS, "")),
         }
@@ -729,6 +788,33 @@ fn decode_section<R, S, T>(
             ),
             None => errors.push(unknown(n, &format!("{p}.{k}"), SECTION_KEYS, p)),
         }
+    }
+}
+
+/// The `udp` section: routers and services item by item, as the other protocols; `middlewares` and
+/// `serversTransports` do not exist for UDP and are reported as unknown keys unless empty (the shared
+/// section shape writes them empty, and what swarmgate writes must read back).
+fn decode_udp(node: &Node, out: &mut UdpConfiguration, errors: &mut Vec<ItemError>) {
+    const UDP_KEYS: &[&str] = &["routers", "services"];
+    let empty = |n: &Node| match &n.kind {
+        NodeKind::Map(m) => m.is_empty(),
+        NodeKind::Scalar(s) => s.is_empty(),
+        _ => false,
+    };
+    if let NodeKind::Map(items) = &node.kind {
+        for (k, n) in items {
+            let shared = canonical(k, SECTION_KEYS).is_some();
+            if canonical(k, UDP_KEYS).is_none() && !(shared && empty(n)) {
+                errors.push(unknown(n, &format!("udp.{k}"), UDP_KEYS, "udp"));
+            }
+        }
+        let mut kept = node.clone();
+        if let NodeKind::Map(items) = &mut kept.kind {
+            items.retain(|(k, _)| canonical(k, UDP_KEYS).is_some());
+        }
+        decode_section(&kept, UDP, out, errors);
+    } else {
+        decode_section(node, UDP, out, errors);
     }
 }
 
@@ -886,6 +972,59 @@ http:
         assert_eq!(errors.len(), 2);
         assert!(errors[0].error.message.contains("`http`"));
         assert!(errors[1].error.message.contains("`http.routers`"));
+    }
+
+    #[test]
+    fn udp_items_decode_one_by_one() {
+        let text = r#"
+udp:
+  routers:
+    dns:
+      entryPoints: [dns]
+      service: dns
+    bad:
+      service: [x]
+  services:
+    dns:
+      loadBalancer:
+        servers:
+          - address: "10.0.0.1:53"
+    w:
+      weighted:
+        services: [{name: dns, weight: 2}]
+  middlewares:
+    m: {x: 1}
+  serversTransports: {}
+"#;
+        let node = from_yaml(text, "d.yml").expect("yaml");
+        let (cfg, errors) = decode_configuration(&node);
+        assert_eq!(cfg.udp.routers["dns"].entry_points, ["dns"]);
+        assert_eq!(
+            cfg.udp.services["dns"]
+                .load_balancer
+                .as_ref()
+                .map(|lb| lb.servers[0].address.as_str()),
+            Some("10.0.0.1:53")
+        );
+        assert_eq!(
+            cfg.udp.services["w"]
+                .weighted
+                .as_ref()
+                .map(|w| w.services[0].weight),
+            Some(Some(2))
+        );
+        assert!(!cfg.udp.routers.contains_key("bad"));
+        let what: Vec<(ItemKind, &str)> = errors
+            .iter()
+            .map(|e| (e.kind, e.error.key.as_str()))
+            .collect();
+        assert_eq!(
+            what,
+            [
+                (ItemKind::Configuration, "udp.middlewares"),
+                (ItemKind::UdpRouter, "udp.routers.bad.service")
+            ]
+        );
     }
 
     #[test]

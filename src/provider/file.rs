@@ -275,9 +275,21 @@ fn merge_into(
         file,
         errors,
     );
-    if into.udp.is_none() {
-        into.udp = from.udp;
-    }
+    // UDP: routers and services by name, the first definition kept as for the other sections.
+    put(
+        &mut into.udp.routers,
+        from.udp.routers,
+        ItemKind::UdpRouter,
+        file,
+        errors,
+    );
+    put(
+        &mut into.udp.services,
+        from.udp.services,
+        ItemKind::UdpService,
+        file,
+        errors,
+    );
 }
 
 /// Logs the items a read dropped, one line each with file:line and reason.

@@ -539,8 +539,7 @@ impl Conn {
         tls: bool,
         client_certs: Option<Arc<[rustls::pki_types::CertificateDer<'static>]>>,
         head_start: tokio::time::Instant,
-    )
-    where
+    ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let ip = canonical_ip(self.peer.ip());

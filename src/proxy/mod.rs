@@ -13,6 +13,7 @@ pub mod health_check;
 pub mod listener;
 pub mod spread;
 pub mod tcp;
+pub mod udp;
 pub mod workers;
 
 /// The pooled upstream client, which lives below the proxy (`forwardAuth` uses it too); named here for the

@@ -15,6 +15,7 @@ mod routers;
 mod services;
 mod state;
 mod tcp;
+mod udp;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,6 +67,9 @@ pub struct CompileContext {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The static `tcpServersTransport`: the default transport of TCP services.
     pub tcp_transport: Option<dynamic::TcpServersTransport>,
+    /// UDP entrypoints in the order the application bound them (their own list: the table's
+    /// `entry_points` are the TCP ones).
+    pub udp_entry_points: Vec<String>,
 }
 
 /// One entrypoint's routing-relevant settings.
@@ -199,6 +203,7 @@ pub fn compile(
         },
         &mut report.issues,
     );
+    let udp = udp::compile(input, ctx, &mut report);
     let mut services = services.into_runtime();
     if let Some(m) = &ctx.metrics {
         metrics::attach(m, &report.status, &mut entry_points, &mut services);
@@ -226,6 +231,7 @@ pub fn compile(
             tls,
             input: Arc::new(input.clone()),
             tcp: Arc::new(tcp),
+            udp: Arc::new(udp),
         },
         issues: report.issues,
         health_targets,

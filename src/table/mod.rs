@@ -15,6 +15,7 @@
 pub mod builder;
 mod compile;
 pub mod tcp;
+pub mod udp;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct RoutingTable {
     pub input: Arc<BuildInput>,
     /// TCP routers per entrypoint, TCP services and middlewares, and their statuses.
     pub tcp: Arc<tcp::TcpTable>,
+    /// UDP routers and services, by UDP entrypoint.
+    pub udp: Arc<udp::UdpTable>,
 }
 
 impl RoutingTable {
@@ -78,6 +81,7 @@ impl RoutingTable {
             tls: None,
             input: Arc::new(BuildInput::default()),
             tcp: Arc::new(tcp::TcpTable::default()),
+            udp: Arc::default(),
         }
     }
 
@@ -244,6 +248,10 @@ pub struct TableStatus {
     pub services: std::collections::BTreeMap<String, ItemStatus>,
     /// Middlewares, by qualified name.
     pub middlewares: std::collections::BTreeMap<String, ItemStatus>,
+    /// UDP routers, by qualified name.
+    pub udp_routers: std::collections::BTreeMap<String, ItemStatus>,
+    /// UDP services, by qualified name.
+    pub udp_services: std::collections::BTreeMap<String, ItemStatus>,
 }
 
 /// Status of one item, in Traefik's API vocabulary.

@@ -23,6 +23,7 @@ fn ctx(eps: &[(&str, bool)]) -> CompileContext {
         internal: Vec::new(),
         metrics: None,
         tcp_transport: None,
+        udp_entry_points: Vec::new(),
     }
 }
 

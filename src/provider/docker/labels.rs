@@ -31,7 +31,7 @@ use super::template::{normalize, Model, Template};
 use crate::dynamic::{
     decode_configuration, Configuration, DroppedItem, HttpConfiguration, ItemError, ItemKind,
     LoadBalancer, Proto, Section, Server, Service, TcpConfiguration, TcpLoadBalancer, TcpServer,
-    TcpService, HTTP, TCP,
+    TcpService, UdpConfiguration, UdpLoadBalancer, UdpServer, UdpService, HTTP, TCP, UDP,
 };
 use crate::rule::Syntax;
 use crate::value::node::{Node, NodeKind, Source};
@@ -702,8 +702,10 @@ fn item_kind(proto: &str, section: &str) -> ItemKind {
     match (proto, section) {
         ("http", "routers") => ItemKind::Router,
         ("http", "services") => ItemKind::Service,
-        ("tcp", "routers") | ("udp", "routers") => ItemKind::TcpRouter,
-        ("tcp", "services") | ("udp", "services") => ItemKind::TcpService,
+        ("tcp", "routers") => ItemKind::TcpRouter,
+        ("tcp", "services") => ItemKind::TcpService,
+        ("udp", "routers") => ItemKind::UdpRouter,
+        ("udp", "services") => ItemKind::UdpService,
         ("tls", _) => ItemKind::Tls,
         (_, "serverstransports") => ItemKind::ServersTransport,
         _ => ItemKind::Middleware,
@@ -749,9 +751,9 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
         complete_tcp_routers(&mut cfg.tcp, &services, &cx, &mut b.errors);
     }
     if udp_declared {
-        b.notes.push(format!(
-            "{owner}: UDP routers and services are parsed but not served"
-        ));
+        let services =
+            complete_services(&mut cfg.udp.services, UDP, &mut placed, &cx, &mut b.errors);
+        complete_udp_routers(&mut cfg.udp, &services, &cx, &mut b.errors);
     }
     // A workload that only declares TCP or UDP items gets no implicit HTTP service or router.
     if !((tcp_declared || udp_declared) && !http_declared) {
@@ -1039,6 +1041,21 @@ impl LabelService for TcpService {
     }
 }
 
+impl LabelService for UdpService {
+    type Lb = UdpLoadBalancer;
+    type Server = UdpServer;
+    const FILL: FillServers<UdpLoadBalancer> = fill_udp_servers;
+    fn lb(&mut self) -> &mut Option<UdpLoadBalancer> {
+        &mut self.load_balancer
+    }
+    fn servers(lb: &mut UdpLoadBalancer) -> &mut Vec<UdpServer> {
+        &mut lb.servers
+    }
+    fn server_key(s: &UdpServer) -> &str {
+        &s.address
+    }
+}
+
 /// A protocol's services: the implicit one (named after the workload) when labels declare none, then the
 /// servers of each; a service whose servers cannot be derived is dropped. Returns the declared names (with
 /// the implicit one), which routers without `service` are bound against.
@@ -1160,6 +1177,27 @@ fn complete_tcp_routers(
             services,
             label,
             "TCP ",
+        )
+    });
+}
+
+/// UDP routers: bound to the only UDP service, and to a service that was kept. UDP routers have no rule
+/// and the workload gets no implicit one (as Traefik: a UDP router exists only when a label names it).
+fn complete_udp_routers(
+    udp: &mut UdpConfiguration,
+    services: &[String],
+    cx: &Cx<'_>,
+    errors: &mut Vec<LabelError>,
+) {
+    let kept = &udp.services;
+    retain_routers(&mut udp.routers, UDP, cx, errors, |label, r| {
+        bind_service(&mut r.service, services, label, "UDP ")?;
+        service_kept(
+            &r.service,
+            kept.contains_key(&r.service),
+            services,
+            label,
+            "UDP ",
         )
     });
 }
@@ -1417,6 +1455,32 @@ fn fill_tcp_servers(
     Ok(())
 }
 
+/// UDP servers as Traefik's Docker provider derives them: the workload's addresses (task or container IPs)
+/// with `server.port` (else, for containers, the lowest exposed port); an explicit `server.address` is kept.
+fn fill_udp_servers(
+    lb: &mut UdpLoadBalancer,
+    w: &Workload,
+    s: &Settings,
+    service: &str,
+    sh: Shorthand,
+) -> Result<(), (String, String)> {
+    let template: UdpServer = lb.servers.first().cloned().unwrap_or_default();
+    if !template.address.is_empty() {
+        lb.servers = vec![template];
+        return Ok(());
+    }
+    let port = server_port(w, s, service, "udp", sh.port)?;
+    lb.servers = w
+        .addresses
+        .iter()
+        .map(|a| UdpServer {
+            address: host_port(a, port),
+            ..template.clone()
+        })
+        .collect();
+    Ok(())
+}
+
 /// Combines workloads into one configuration as Traefik does: items with the same name and the same
 /// definition are kept once; load balancers that differ only in their servers are merged (servers unioned by
 /// URL); any other difference drops the item and reports every workload that defined it.
@@ -1436,6 +1500,7 @@ pub fn merge(parts: &[(String, Configuration)]) -> (Configuration, Vec<LabelErro
             no_merge,
         );
         seen.section(&mut out.tcp, &cfg.tcp, TCP, owner, merge_service);
+        seen.section(&mut out.udp, &cfg.udp, UDP, owner, merge_service);
         seen.add_all(
             &mut out.tls.stores,
             &cfg.tls.stores,
@@ -1554,6 +1619,8 @@ fn remove_conflicting(out: &mut Configuration, kind: ItemKind, name: &str) {
         ItemKind::ServersTransport => out.http.servers_transports.remove(name).map(|_| ()),
         ItemKind::TcpRouter => out.tcp.routers.remove(name).map(|_| ()),
         ItemKind::TcpService => out.tcp.services.remove(name).map(|_| ()),
+        ItemKind::UdpRouter => out.udp.routers.remove(name).map(|_| ()),
+        ItemKind::UdpService => out.udp.services.remove(name).map(|_| ()),
         ItemKind::Tls => out.tls.stores.remove(name).map(|_| ()),
         ItemKind::Configuration => None,
     };
@@ -1574,6 +1641,8 @@ impl Rank {
             ItemKind::ServersTransport => 5,
             ItemKind::Tls => 6,
             ItemKind::Configuration => 7,
+            ItemKind::UdpRouter => 8,
+            ItemKind::UdpService => 9,
         }
     }
 }

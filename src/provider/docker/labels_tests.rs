@@ -1212,3 +1212,98 @@ fn default_rule_configured_empty_or_broken_costs_only_the_default_routers() {
         b.errors
     );
 }
+
+fn udp_addresses(c: &Configuration, svc: &str) -> Vec<String> {
+    c.udp
+        .services
+        .get(svc)
+        .and_then(|s| s.load_balancer.as_ref())
+        .map(|lb| lb.servers.iter().map(|s| s.address.clone()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn udp_routers_and_services_from_labels() {
+    // Swarm: task IPs with `server.port`; the router without `service` binds to the only UDP service; no
+    // implicit HTTP router or service for a UDP-only workload.
+    let b = build(
+        &w(
+            "stack_dns",
+            &[
+                ("traefik.udp.routers.dns.entrypoints", "dns"),
+                ("traefik.udp.services.dns.loadbalancer.server.port", "53"),
+            ],
+            &["10.0.0.2", "10.0.0.3"],
+        ),
+        &swarm(),
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert!(b.notes.is_empty(), "{:?}", b.notes);
+    assert_eq!(b.config.udp.routers["dns"].service, "dns");
+    assert_eq!(b.config.udp.routers["dns"].entry_points, ["dns"]);
+    assert_eq!(
+        udp_addresses(&b.config, "dns"),
+        ["10.0.0.2:53", "10.0.0.3:53"]
+    );
+    assert!(b.config.http.routers.is_empty() && b.config.http.services.is_empty());
+
+    // Containers: the implicit UDP service named after the container, on its lowest exposed port.
+    let mut c = w(
+        "game",
+        &[("traefik.udp.routers.g.entrypoints", "game")],
+        &["172.17.0.5"],
+    );
+    c.exposed_ports = vec![27015, 27016];
+    let b = build(&c, &docker());
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert_eq!(b.config.udp.routers["g"].service, "game");
+    assert_eq!(udp_addresses(&b.config, "game"), ["172.17.0.5:27015"]);
+}
+
+#[test]
+fn a_bad_udp_label_drops_only_its_item() {
+    let b = build(
+        &w(
+            "dns",
+            &[
+                ("traefik.udp.routers.a.service", "ok"),
+                ("traefik.udp.services.ok.loadbalancer.server.port", "53"),
+                ("traefik.udp.services.bad.loadbalancer.server.port", "fifty"),
+                ("traefik.udp.routers.b.service", "bad"),
+                ("traefik.udp.routers.c.entrypoints.x", "y"),
+            ],
+            &["10.0.0.9"],
+        ),
+        &swarm(),
+    );
+    assert_eq!(udp_addresses(&b.config, "ok"), ["10.0.0.9:53"]);
+    assert!(b.config.udp.routers.contains_key("a"));
+    assert!(!b.config.udp.services.contains_key("bad"));
+    assert!(!b.config.udp.routers.contains_key("b"));
+    assert!(!b.config.udp.routers.contains_key("c"));
+    assert_eq!(dropped_names(&b.config, ItemKind::UdpService), ["bad"]);
+    let mut routers = dropped_names(&b.config, ItemKind::UdpRouter);
+    routers.sort();
+    assert_eq!(routers, ["b", "c"]);
+}
+
+#[test]
+fn udp_services_of_two_workloads_merge_their_servers() {
+    let part = |name: &str, ip: &str| {
+        let b = build(
+            &w(
+                name,
+                &[
+                    ("traefik.udp.routers.dns.service", "dns"),
+                    ("traefik.udp.services.dns.loadbalancer.server.port", "53"),
+                ],
+                &[ip],
+            ),
+            &swarm(),
+        );
+        (name.to_string(), b.config)
+    };
+    let (c, errors) = merge(&[part("a", "10.0.0.1"), part("b", "10.0.0.2")]);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(udp_addresses(&c, "dns"), ["10.0.0.1:53", "10.0.0.2:53"]);
+}
