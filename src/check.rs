@@ -247,6 +247,22 @@ fn ports_of(svc: &Node) -> Vec<u16> {
     out
 }
 
+/// The port a container without `ports`/`expose` is checked with: at runtime its image's `EXPOSE` decides,
+/// and `check` reads no image (it says so once, naming the services).
+const PORT_WHEN_IMAGE_DECIDES: u16 = 80;
+
+/// The services of a Compose file in format version 1 (no `services:`, each top-level key a service
+/// with an `image` or a `build`), or `None` when the file is not one.
+fn compose_v1_services(root: &Node) -> Option<&Vec<(String, Node)>> {
+    let NodeKind::Map(top) = &root.kind else {
+        return None;
+    };
+    let is_service = |n: &Node| {
+        matches!(n.kind, NodeKind::Map(_)) && (n.get("image").is_some() || n.get("build").is_some())
+    };
+    (!top.is_empty() && top.iter().all(|(_, n)| is_service(n))).then_some(top)
+}
+
 fn is_proxy_image(image: &str) -> bool {
     let i = image.to_ascii_lowercase();
     let base = i.rsplit('/').next().unwrap_or(&i);
@@ -264,12 +280,23 @@ pub fn check_text(
 ) -> Result<Report, CheckError> {
     let text = interpolate(text, env, path)?;
     let root = crate::config::sources::from_yaml(&text, path)?;
-    let Some(NodeKind::Map(services)) = root.get("services").map(|n| &n.kind) else {
-        return Err(CheckError::Invalid(format!(
-            "{path}: no `services:` section"
-        )));
-    };
     let mut lines = Vec::new();
+    let services = match root.get("services").map(|n| &n.kind) {
+        Some(NodeKind::Map(services)) => services,
+        _ => match compose_v1_services(&root) {
+            Some(services) => {
+                lines.push(format!(
+                    "info: {path}: Compose file format version 1 (services at the top level)"
+                ));
+                services
+            }
+            None => {
+                return Err(CheckError::Invalid(format!(
+                    "{path}: no `services:` section"
+                )))
+            }
+        },
+    };
     let flags = provider_flags(services, flags, &mut lines);
     let loaded = crate::config::load(&flags, &[])?;
     for w in &loaded.warnings {
@@ -282,6 +309,21 @@ pub fn check_text(
         .iter()
         .filter_map(|(svc_name, svc)| workload_of(svc_name, svc, name, mode, &settings, &mut lines))
         .collect();
+    let portless: Vec<&str> = services
+        .iter()
+        .filter(|(n, svc)| {
+            mode == Mode::Containers
+                && ports_of(svc).is_empty()
+                && workloads.iter().any(|w| w.addresses.iter().any(|a| a == n))
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !portless.is_empty() {
+        lines.push(format!(
+            "info: services {} declare no port (`ports`/`expose`): at runtime the image's EXPOSE gives it, which `check` does not read; checked with port {PORT_WHEN_IMAGE_DECIDES}",
+            portless.join(", ")
+        ));
+    }
     let assembled = assemble(&workloads, &settings);
     let mut ok = !lines.iter().any(|l| l.starts_with("error:"));
     for n in &assembled.notes {
@@ -435,10 +477,13 @@ fn workload_of(
         name: full.clone(),
         container_name: full,
         labels: lab,
-        exposed_ports: if mode == Mode::Containers {
-            ports_of(svc)
-        } else {
-            Vec::new()
+        exposed_ports: match mode {
+            // No `ports`/`expose`: the image's EXPOSE decides at runtime, which is not read offline.
+            Mode::Containers => match ports_of(svc) {
+                p if p.is_empty() => vec![PORT_WHEN_IMAGE_DECIDES],
+                p => p,
+            },
+            Mode::Swarm => Vec::new(),
         },
         addresses: vec![svc_name.to_string()],
     };
