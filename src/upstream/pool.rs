@@ -63,23 +63,70 @@ impl<'a> Target<'a> {
     }
 }
 
-/// A request that failed, with the request itself when nothing of it was written (connect failures), so
-/// the caller can send it to another server without having copied it beforehand.
+/// A request that failed. `request` is the request to send again when that is possible: the original,
+/// untouched, when nothing of it was written (connect failures, a pooled connection found closed), or the
+/// replica made before writing when the caller asked for one ([`SendOptions::replay`]).
 #[derive(Debug)]
 pub struct SendFailure {
     /// What went wrong.
     pub error: UpstreamError,
-    /// The request, untouched, if it was never sent.
+    /// The request, if it can be sent again (see above).
     pub request: Option<Request<UpstreamBody>>,
+    /// How far the exchange went.
+    pub stage: Stage,
+}
+
+/// How far a failed exchange went: what decides whether a non-idempotent request may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// No connection could be opened: the request provably never reached the server.
+    Connect,
+    /// Written (perhaps partly) on a pooled keep-alive connection, failed before a response head: the
+    /// keep-alive race (the server closed the idle connection as the request went out).
+    Reused,
+    /// Written (perhaps partly) on a new connection, failed before a response head.
+    Fresh,
+}
+
+/// What the caller allows the pool to do for one send.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOptions {
+    /// Keep a replica of the request (method, URI, headers, an empty or buffered body) before writing it,
+    /// and hand it back if the exchange fails before a response head: for idempotent requests with a
+    /// replayable body. Costs a header-map copy per request, so only asked for when it may be used.
+    pub replay: bool,
+    /// Skip the idle connections and open a new one (a retry must not meet the same race again).
+    pub fresh: bool,
 }
 
 impl SendFailure {
-    fn lost(error: impl Into<UpstreamError>) -> SendFailure {
+    fn written(
+        error: impl Into<UpstreamError>,
+        replica: Option<Request<UpstreamBody>>,
+        reused: bool,
+    ) -> SendFailure {
         SendFailure {
             error: error.into(),
-            request: None,
+            request: replica,
+            stage: if reused { Stage::Reused } else { Stage::Fresh },
         }
     }
+}
+
+/// A copy of `req` to send again if the first exchange is lost: `None` when its body is streamed (it will
+/// have been consumed). Extensions are not copied (nothing below the handler reads them).
+pub fn replica(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    let body = match req.body() {
+        UpstreamBody::Empty => UpstreamBody::Empty,
+        UpstreamBody::Full(b) => UpstreamBody::Full(b.clone()),
+        UpstreamBody::Client(_) => return None,
+    };
+    let mut copy = Request::new(body);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
 }
 
 /// The pooled clients of one worker: connection settings and TLS configuration. The idle connections
@@ -149,12 +196,26 @@ impl Upstreams {
     pub async fn send(
         &self,
         target: Target<'_>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, SendFailure> {
+        self.send_with(target, req, SendOptions::default()).await
+    }
+
+    /// [`Upstreams::send`] with [`SendOptions`]: a replica kept for a replay, or a new connection forced.
+    pub async fn send_with(
+        &self,
+        target: Target<'_>,
         mut req: Request<UpstreamBody>,
+        opts: SendOptions,
     ) -> Result<Response<PooledBody>, SendFailure> {
         let key = Arc::as_ptr(target.identity) as usize;
         let max_idle = self.settings.max_idle;
+        let mut copy = if opts.replay { replica(&req) } else { None };
         // Idle connections first; one that died while idle gives the request back and the next is tried.
-        while let Some(mut conn) = checkout(key, self.settings.idle_timeout_ms) {
+        while let Some(mut conn) = (!opts.fresh)
+            .then(|| checkout(key, self.settings.idle_timeout_ms))
+            .flatten()
+        {
             if conn.ready().await.is_err() {
                 conn.evict(key);
                 continue;
@@ -166,13 +227,16 @@ impl Upstreams {
                         conn.evict(key);
                         req = r;
                     }
-                    None => return Err(SendFailure::lost(e.into_error())),
+                    None => {
+                        conn.evict(key);
+                        return Err(SendFailure::written(e.into_error(), copy.take(), true));
+                    }
                 },
             }
         }
         // HTTP/2 prior knowledge: one connection is enough, so requests arriving while it is being opened
         // wait for it instead of opening their own.
-        if target.scheme == UpstreamScheme::H2c {
+        if target.scheme == UpstreamScheme::H2c && !opts.fresh {
             if let Some(opening) = CONNECTING.with_borrow(|m| m.get(&key).cloned()) {
                 let notified = opening.notified();
                 tokio::pin!(notified);
@@ -184,7 +248,7 @@ impl Upstreams {
                     if conn.ready().await.is_ok() {
                         return match conn.send(req, target).await {
                             Ok(resp) => Ok(conn.attach(resp, target.identity, max_idle)),
-                            Err(e) => Err(SendFailure::lost(e.into_error())),
+                            Err(e) => Err(SendFailure::written(e.into_error(), copy, true)),
                         };
                     }
                 }
@@ -202,6 +266,7 @@ impl Upstreams {
                 return Err(SendFailure {
                     error,
                     request: Some(req),
+                    stage: Stage::Connect,
                 })
             }
         };
@@ -210,7 +275,15 @@ impl Upstreams {
         }
         match conn.send(req, target).await {
             Ok(resp) => Ok(conn.attach(resp, target.identity, max_idle)),
-            Err(e) => Err(SendFailure::lost(e.into_error())),
+            Err(mut e) => match e.take_message() {
+                // Refused before a byte was written (the new connection was already closed): as a connect.
+                Some(r) => Err(SendFailure {
+                    error: UpstreamError::Http(e.into_error()),
+                    request: Some(r),
+                    stage: Stage::Connect,
+                }),
+                None => Err(SendFailure::written(e.into_error(), copy, false)),
+            },
         }
     }
 
