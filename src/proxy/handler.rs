@@ -623,6 +623,14 @@ pub fn idempotent(m: &http::Method) -> bool {
     )
 }
 
+/// Whether a lost request may be sent again: an idempotent method, or one the client marked with an
+/// `Idempotency-Key` (or `X-Idempotency-Key`) header, as Go's transport treats it (`isReplayable`).
+fn replayable(m: &http::Method, headers: &HeaderMap) -> bool {
+    idempotent(m)
+        || headers.contains_key("idempotency-key")
+        || headers.contains_key("x-idempotency-key")
+}
+
 /// Whether a failed send may be sent again, and whether its server should be marked down.
 ///
 /// - connect failure (`Stage::Connect`: nothing reached the server): retried for every method;
@@ -660,7 +668,8 @@ async fn send_with_retry<'t>(
     first: Attempt<'t>,
     origin: &Origin<'_>,
 ) -> Result<(Response<PooledBody>, Sent<'t>), ProxyError> {
-    let replay = idempotent(req.method()) && !matches!(req.body(), UpstreamBody::Client(_));
+    let replay =
+        replayable(req.method(), req.headers()) && !matches!(req.body(), UpstreamBody::Client(_));
     let started = std::time::Instant::now();
     let mut at = first;
     let mut attempts: u32 = 0;
@@ -905,6 +914,10 @@ mod tests {
         for m in ["POST", "PATCH", "CONNECT", "PROPFIND"] {
             assert!(!idempotent(&m.parse().expect("m")), "{m}");
         }
+        let mut h = HeaderMap::new();
+        assert!(!replayable(&http::Method::POST, &h));
+        h.insert("idempotency-key", HeaderValue::from_static("k1"));
+        assert!(replayable(&http::Method::POST, &h));
     }
 
     #[test]
