@@ -187,7 +187,8 @@ fn client_body_failure(e: &hyper::Error) -> Option<&BodyError> {
 pub enum FailureKind {
     /// No connection was made: the request never reached the server (any method may go elsewhere).
     Connect(ConnectCause),
-    /// The connection was reset or aborted (or the write hit a broken pipe) before the status line.
+    /// The connection was reset or aborted (or the write hit a broken pipe, or TCP gave up on a vanished
+    /// peer) before the status line.
     Reset,
     /// The server closed the connection before a complete response head (EOF, or hyper saw it closed).
     Closed,
@@ -226,9 +227,12 @@ fn classify_hyper(h: &hyper::Error) -> FailureKind {
     }
     if let Some(kind) = io_kind(h) {
         return match kind {
+            // TimedOut here is TCP's own verdict (keep-alive probes or `TCP_USER_TIMEOUT` unanswered): the
+            // peer vanished, as a killed task's network namespace does.
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe => FailureKind::Reset,
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::TimedOut => FailureKind::Reset,
             io::ErrorKind::UnexpectedEof => FailureKind::Closed,
             _ => FailureKind::Other,
         };

@@ -301,8 +301,7 @@ impl Upstreams {
         }
         .map_err(connect_error)?;
         let _ = stream.set_nodelay(true);
-        let _ = socket2::SockRef::from(&stream)
-            .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(Duration::from_secs(30)));
+        detect_dead_peers(&stream);
         match target.scheme {
             UpstreamScheme::Http => h1(TokioIo::new(stream)).await,
             UpstreamScheme::H2c => h2(TokioIo::new(stream)).await,
@@ -322,6 +321,36 @@ impl Upstreams {
             }
         }
     }
+}
+
+/// TCP keep-alive probes after this long without traffic on an upstream connection (also while a response
+/// is awaited: a live server's kernel answers them, however slow the application).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(1);
+/// Between probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Unanswered probes before the connection is declared dead.
+const KEEPALIVE_PROBES: u32 = 3;
+/// How long sent data may stay unacknowledged before the connection is declared dead (`TCP_USER_TIMEOUT`).
+const USER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes a vanished server an error within seconds rather than a hang: a killed Swarm task's network
+/// namespace goes away with it, often before its FIN or RST reaches us, so an exchange in flight on its
+/// connection would otherwise wait for an answer forever (no `responseHeaderTimeout` by default) and one
+/// written afterwards would retransmit for ~15 minutes. Keep-alive probes catch the first case in ~4 s,
+/// `TCP_USER_TIMEOUT` the second in 10 s; both end as an I/O `TimedOut`, which the retry logic treats as a
+/// connection lost before the answer. Probes are kernel-only (no wake-up of the proxy).
+fn detect_dead_peers(stream: &TcpStream) {
+    let sock = socket2::SockRef::from(stream);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let ka = ka.with_retries(KEEPALIVE_PROBES);
+    let _ = sock.set_tcp_keepalive(&ka);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = sock.set_tcp_user_timeout(Some(USER_TIMEOUT));
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (KEEPALIVE_PROBES, USER_TIMEOUT);
 }
 
 fn connect_error(e: std::io::Error) -> UpstreamError {

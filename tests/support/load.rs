@@ -84,7 +84,7 @@ pub struct LoadReport {
     pub s504: u64,
     /// Any other non-2xx status.
     pub other_status: u64,
-    /// No answer within 10 s.
+    /// No answer within 30 s.
     pub timeout: u64,
     /// Any other client error.
     pub other_error: u64,
@@ -94,6 +94,8 @@ pub struct LoadReport {
     pub timeline: Vec<(Duration, String)>,
     /// How long the run lasted.
     pub elapsed: Duration,
+    /// Wall-clock start, in nanoseconds since the Unix epoch (to line the timeline up with Docker events).
+    pub started_unix_ns: i128,
 }
 
 impl LoadReport {
@@ -134,12 +136,14 @@ pub struct Load {
     stop: CancellationToken,
     workers: Vec<tokio::task::JoinHandle<LoadReport>>,
     started: Instant,
+    started_unix_ns: i128,
 }
 
 impl Load {
     /// Starts the workers.
     pub fn start(spec: LoadSpec) -> Load {
         let stop = CancellationToken::new();
+        let started_unix_ns = unix_ns();
         let started = Instant::now();
         let budget = Arc::new(Mutex::new(spec.max_requests));
         let spec = Arc::new(spec);
@@ -153,6 +157,7 @@ impl Load {
             stop,
             workers,
             started,
+            started_unix_ns,
         }
     }
 
@@ -172,6 +177,7 @@ impl Load {
         }
         r.timeline.sort();
         r.elapsed = self.started.elapsed();
+        r.started_unix_ns = self.started_unix_ns;
         r
     }
 
@@ -179,6 +185,13 @@ impl Load {
     pub async fn run(spec: LoadSpec) -> LoadReport {
         Load::start(spec).join().await
     }
+}
+
+/// Now, in nanoseconds since the Unix epoch.
+pub fn unix_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
 }
 
 fn take_one(budget: &Mutex<Option<u64>>) -> bool {
@@ -211,7 +224,7 @@ async fn worker(
             .expect("request");
         let at = started.elapsed();
         r.total += 1;
-        match tokio::time::timeout(Duration::from_secs(10), exchange(&client, req)).await {
+        match tokio::time::timeout(Duration::from_secs(30), exchange(&client, req)).await {
             Err(_) => r.timeout += 1,
             Ok(Outcome::Answer(status, host)) => {
                 match status {
