@@ -3,8 +3,12 @@
 //! then twice as long each time (exponential backoff).
 //!
 //! A request body can only be sent again if it is not streamed: requests without a body, or whose body a
-//! `buffering` middleware earlier in the chain read completely. A streamed body gets one attempt (the
-//! forwarder still retries a refused connection on another server, as without this middleware).
+//! `buffering` middleware earlier in the chain read completely. A streamed body gets one attempt.
+//!
+//! Below this middleware the forwarder has its own, narrower retry, with or without it: a connect failure
+//! (any method) or a connection lost before the status line (idempotent methods with a replayable body)
+//! is sent again at once on a new connection to another server, at most 3 sends (see the proxy handler's
+//! `send_with_retry`). What reaches this middleware as a failure has already been through that.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,7 +13,10 @@
 //! connection (`h2c://`, or `https://` when the backend chose h2 by ALPN) stays in the pool while in use and
 //! is shared by every request of the worker. A reused connection that turns out to be closed before the
 //! request was written is skipped and the request sent on the next one (or a new one): a backend closing
-//! an idle keep-alive connection is not an error the client sees.
+//! an idle keep-alive connection is not an error the client sees. When the close races the write (the
+//! request went out, the connection died before a response head), the failure says so ([`Stage::Reused`])
+//! and, if the caller asked for it ([`SendOptions::replay`]), carries a replica of the request for the
+//! handler to send again on a new connection ([`SendOptions::fresh`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
