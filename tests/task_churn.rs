@@ -329,34 +329,56 @@ async fn kill_scale_down_and_service_rm_lose_no_get() {
     }
 }
 
-/// `docker events` `kill` times (ns since the epoch) of the service's containers since `since_ns`, by
-/// container ID.
-fn kill_times(service: &str, since_ns: i128) -> Vec<(String, i128)> {
-    let since = format!(
-        "{}.{:09}",
-        since_ns / 1_000_000_000,
-        since_ns % 1_000_000_000
-    );
-    let until = format!("{}", unix_ns() / 1_000_000_000 + 1);
-    let out = docker_ok(&[
-        "events",
-        "--since",
-        &since,
-        "--until",
-        &until,
-        "--filter",
-        "event=kill",
-        "--filter",
-        &format!("label=com.docker.swarm.service.name={service}"),
-        "--format",
-        "{{.Actor.ID}} {{.TimeNano}}",
-    ]);
-    out.lines()
-        .filter_map(|l| {
-            let (id, t) = l.split_once(' ')?;
-            Some((id.to_string(), t.parse().ok()?))
-        })
-        .collect()
+/// `docker events` `kill` times (ns since the epoch) of the service's containers, by container ID, streamed
+/// from a `docker events` child while the test runs (the engine keeps only the last 256 events for
+/// `--since` queries, and other jobs on this engine produce events too). Stopped on drop.
+struct KillEvents {
+    child: std::process::Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, i128)>>>,
+}
+
+impl KillEvents {
+    fn watch(service: &str) -> KillEvents {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                "event=kill",
+                "--filter",
+                &format!("label=com.docker.swarm.service.name={service}"),
+                "--format",
+                "{{.Actor.ID}} {{.TimeNano}}",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("docker events");
+        let out = child.stdout.take().expect("stdout");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if let Some((id, t)) = line.split_once(' ') {
+                    if let Ok(t) = t.parse::<i128>() {
+                        sink.lock().unwrap().push((id.to_string(), t));
+                    }
+                }
+            }
+        });
+        KillEvents { child, seen }
+    }
+
+    fn all(&self) -> Vec<(String, i128)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for KillEvents {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn deroute_trials() -> usize {
@@ -403,6 +425,7 @@ async fn time_from_service_update_to_no_new_request() {
     let mut get = LoadSpec::get(addr(port), "dr.test", Duration::from_secs(1200));
     get.concurrency = 4;
     get.timeline = true;
+    let kills = KillEvents::watch(&app);
     let load = Load::start(get);
     let mut trials = Vec::new();
     for _ in 0..deroute_trials() {
@@ -422,38 +445,47 @@ async fn time_from_service_update_to_no_new_request() {
     // Deliberate gap: the last retired task's drain (3 s) ends before the load stops.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let r = load.stop().await;
-    let first_t0 = trials.first().copied().unwrap_or_default();
-    let kills = kill_times(&app, first_t0);
+    let kills = kills.all();
+    let at_ns = |at: &Duration| r.started_unix_ns + at.as_nanos() as i128;
+    let last_of = |host: &str| {
+        r.timeline
+            .iter()
+            .filter(|(_, h)| h == host)
+            .map(|(at, _)| at_ns(at))
+            .max()
+    };
     let mut from_cmd = Vec::new();
     let mut from_kill = Vec::new();
     for (i, &t0) in trials.iter().enumerate() {
-        let t_next = trials.get(i + 1).copied().unwrap_or(i128::MAX);
-        // The first task this update retired: the earliest kill after t0.
-        let mut ks: Vec<&(String, i128)> = kills
+        // The tasks serving just before the update; the first of them to get no more requests is the
+        // one this update retired first.
+        let old: BTreeSet<&str> = r
+            .timeline
             .iter()
-            .filter(|(_, t)| *t >= t0 && *t < t_next)
+            .filter(|(at, _)| at_ns(at) < t0 && at_ns(at) >= t0 - 400_000_000)
+            .map(|(_, h)| h.as_str())
             .collect();
-        ks.sort_by_key(|k| k.1);
-        for (n, (id, kill_ns)) in ks.iter().enumerate() {
-            let last = r
-                .timeline
-                .iter()
-                .filter(|(_, h)| id.starts_with(h.as_str()))
-                .map(|(at, _)| r.started_unix_ns + at.as_nanos() as i128)
-                .max();
-            let Some(last) = last else { continue };
-            // Bounded: the task served nothing after its drain ended (it had exited).
-            assert!(
-                last < kill_ns + 3_000_000_000,
-                "trial {i}: task {id} served after its drain"
-            );
-            // Negative: the task got its last request before Swarm even sent SIGTERM (de-routed on the
-            // task's desired state `shutdown`, read after the service `update` event).
-            from_kill.push((last - kill_ns) / 1_000_000);
-            if n == 0 {
-                from_cmd.push(Duration::from_nanos((last - t0).max(0) as u64));
-            }
-        }
+        let first_last = old.iter().filter_map(|h| last_of(h)).min();
+        let Some(first_last) = first_last else {
+            continue;
+        };
+        assert!(
+            first_last >= t0,
+            "trial {i}: the old tasks got nothing after the update was issued"
+        );
+        from_cmd.push(Duration::from_nanos((first_last - t0) as u64));
+    }
+    for (id, kill_ns) in &kills {
+        let host: String = id.chars().take(12).collect();
+        let Some(last) = last_of(&host) else { continue };
+        // Bounded: a task serves nothing once its drain ended (it had exited).
+        assert!(
+            last < kill_ns + 3_000_000_000,
+            "task {host} served after its drain"
+        );
+        // Negative: the task got its last request before Swarm even sent SIGTERM (de-routed on the
+        // task's desired state `shutdown`, read after the service `update` event).
+        from_kill.push((last - kill_ns) / 1_000_000);
     }
     from_cmd.sort();
     from_kill.sort();

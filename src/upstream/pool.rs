@@ -334,13 +334,15 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Unanswered probes before the connection is declared dead.
 const KEEPALIVE_PROBES: u32 = 3;
 /// How long sent data may stay unacknowledged before the connection is declared dead (`TCP_USER_TIMEOUT`).
-const USER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Linux also counts a receive window kept closed against it, so a backend that stops reading an upload
+/// for this long loses the connection: 30 s keeps that case rare and still ends a hang to a vanished task.
+const USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Makes a vanished server an error within seconds rather than a hang: a killed Swarm task's network
 /// namespace goes away with it, often before its FIN or RST reaches us, so an exchange in flight on its
 /// connection would otherwise wait for an answer forever (no `responseHeaderTimeout` by default) and one
 /// written afterwards would retransmit for ~15 minutes. Keep-alive probes catch the first case in ~4 s,
-/// `TCP_USER_TIMEOUT` the second in 10 s; both end as an I/O `TimedOut`, which the retry logic treats as a
+/// `TCP_USER_TIMEOUT` the second in 30 s; both end as an I/O `TimedOut`, which the retry logic treats as a
 /// connection lost before the answer. Probes are kernel-only (no wake-up of the proxy).
 fn detect_dead_peers(stream: &TcpStream) {
     let sock = socket2::SockRef::from(stream);

@@ -84,7 +84,7 @@ pub struct LoadReport {
     pub s504: u64,
     /// Any other non-2xx status.
     pub other_status: u64,
-    /// No answer within 30 s.
+    /// No answer within 60 s.
     pub timeout: u64,
     /// Any other client error.
     pub other_error: u64,
@@ -224,7 +224,7 @@ async fn worker(
             .expect("request");
         let at = started.elapsed();
         r.total += 1;
-        match tokio::time::timeout(Duration::from_secs(30), exchange(&client, req)).await {
+        match tokio::time::timeout(Duration::from_secs(60), exchange(&client, req)).await {
             Err(_) => r.timeout += 1,
             Ok(Outcome::Answer(status, host)) => {
                 match status {
