@@ -606,8 +606,17 @@ fn upstream_body(body: ClientBody) -> UpstreamBody {
 pub const MAX_ATTEMPTS: u32 = 3;
 
 /// No retry starts later than this after the first send: the total bound on a request's retries (each
-/// attempt is bounded by `dialTimeout` for its connect and `responseHeaderTimeout` for its answer).
-pub const RETRY_WINDOW: Duration = Duration::from_secs(10);
+/// attempt is bounded by `dialTimeout` for its connect and `responseHeaderTimeout` for its answer). Longer
+/// than the pool's dead-peer detection (15 s of unacknowledged data), so a request written to a task that
+/// vanished is still sent elsewhere.
+pub const RETRY_WINDOW: Duration = Duration::from_secs(20);
+
+/// How long a connect may take when another server could take the request instead (per attempt; the
+/// configured `dialTimeout` still applies when it is shorter, and alone when there is no other server). A
+/// server on the cluster network accepts in well under a millisecond and a lost SYN is resent after 1 s;
+/// a connect still pending after 3 s is to an address nobody answers (a killed task's, until the table
+/// drops it), and the request goes elsewhere.
+pub const CONNECT_ATTEMPT_BOUND: Duration = Duration::from_secs(3);
 
 /// Whether a method is idempotent (RFC 9110 §9.2.2): sending it twice has the effect of sending it once,
 /// so a request lost before its answer may be sent again.
@@ -684,6 +693,8 @@ async fn send_with_retry<'t>(
         let opts = SendOptions {
             replay,
             fresh: attempts > 1,
+            connect_within: (attempts < MAX_ATTEMPTS && at.lb.servers.len() > 1)
+                .then_some(CONNECT_ATTEMPT_BOUND),
         };
         let fut = ctx
             .shared

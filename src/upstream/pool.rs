@@ -100,6 +100,10 @@ pub struct SendOptions {
     pub replay: bool,
     /// Skip the idle connections and open a new one (a retry must not meet the same race again).
     pub fresh: bool,
+    /// A tighter bound than `dialTimeout` on opening a connection for this send: when another server
+    /// could take the request, a connect that hangs (a vanished task's address drops SYNs; the kernel
+    /// keeps retrying for two minutes) is abandoned early and counted as a connect timeout.
+    pub connect_within: Option<Duration>,
 }
 
 impl SendFailure {
@@ -261,7 +265,7 @@ impl Upstreams {
         // Boxed: the connect state (TCP, TLS, HTTP/2 handshakes) is large and rarely needed; inline it
         // would make every request's future that much bigger to build and move (callgrind: ~9,000
         // instructions of memcpy per request before).
-        let conn = Box::pin(self.connect(target)).await;
+        let conn = Box::pin(self.connect(target, opts.connect_within)).await;
         drop(opening);
         let mut conn = match conn {
             Ok(c) => c,
@@ -290,9 +294,18 @@ impl Upstreams {
         }
     }
 
-    /// Opens a connection: TCP (with the dial timeout), TLS for `https`, then the HTTP handshake.
-    async fn connect(&self, target: Target<'_>) -> Result<Conn, UpstreamError> {
-        let stream = match self.settings.dial_timeout {
+    /// Opens a connection: TCP (with the dial timeout, or `within` when tighter), TLS for `https`, then
+    /// the HTTP handshake.
+    async fn connect(
+        &self,
+        target: Target<'_>,
+        within: Option<Duration>,
+    ) -> Result<Conn, UpstreamError> {
+        let limit = match (self.settings.dial_timeout, within) {
+            (Some(d), Some(w)) => Some(d.min(w)),
+            (d, w) => d.or(w),
+        };
+        let stream = match limit {
             Some(t) => match tokio::time::timeout(t, dial(target)).await {
                 Ok(r) => r,
                 Err(_) => Err(std::io::Error::new(
@@ -335,14 +348,15 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 const KEEPALIVE_PROBES: u32 = 3;
 /// How long sent data may stay unacknowledged before the connection is declared dead (`TCP_USER_TIMEOUT`).
 /// Linux also counts a receive window kept closed against it, so a backend that stops reading an upload
-/// for this long loses the connection: 30 s keeps that case rare and still ends a hang to a vanished task.
-const USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// for this long loses the connection: 15 s keeps that case rare, and ends a hang to a vanished task in
+/// time for the retry (which starts within the handler's 20 s retry window).
+const USER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Makes a vanished server an error within seconds rather than a hang: a killed Swarm task's network
 /// namespace goes away with it, often before its FIN or RST reaches us, so an exchange in flight on its
 /// connection would otherwise wait for an answer forever (no `responseHeaderTimeout` by default) and one
 /// written afterwards would retransmit for ~15 minutes. Keep-alive probes catch the first case in ~4 s,
-/// `TCP_USER_TIMEOUT` the second in 30 s; both end as an I/O `TimedOut`, which the retry logic treats as a
+/// `TCP_USER_TIMEOUT` the second in 15 s; both end as an I/O `TimedOut`, which the retry logic treats as a
 /// connection lost before the answer. Probes are kernel-only (no wake-up of the proxy).
 fn detect_dead_peers(stream: &TcpStream) {
     let sock = socket2::SockRef::from(stream);
@@ -642,7 +656,7 @@ impl Upstreams {
         target: Target<'_>,
         req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let mut conn = Box::pin(self.connect(target)).await?;
+        let mut conn = Box::pin(self.connect(target, None)).await?;
         conn.send(req, target)
             .await
             .map_err(|e| UpstreamError::Http(e.into_error()))
