@@ -766,9 +766,36 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
         let middlewares = placed.declared("http", "middlewares");
         complete_http_routers(&mut cfg.http, &services, &middlewares, &cx, &mut b.errors);
     }
+    quiet_unlabelled(w, &owner, &mut b.errors);
     b.config = cfg;
     b.config.dropped = b.errors.iter().map(dropped_item).collect();
     b
+}
+
+/// A workload with no `traefik.*` label at all (the proxy's own service, a database, a worker) whose
+/// implicit service has no port is not a mistake to report: it was never meant to be routed. Its
+/// "port is missing" error becomes one DEBUG line; any other error stays.
+fn quiet_unlabelled(w: &Workload, owner: &str, errors: &mut Vec<LabelError>) {
+    let labelled = w.labels.keys().any(|k| {
+        k.get(..8)
+            .is_some_and(|head| head.eq_ignore_ascii_case("traefik."))
+    });
+    if labelled {
+        return;
+    }
+    let before = errors.len();
+    errors.retain(|e| !(e.kind == ItemKind::Service && is_missing_port(&e.reason)));
+    if errors.len() != before {
+        tracing::debug!(
+            workload = owner,
+            "no Traefik labels and no port: not routed (add traefik.enable=false to say so)"
+        );
+    }
+}
+
+/// The reasons [`server_port`] gives when no port is known.
+fn is_missing_port(reason: &str) -> bool {
+    reason.starts_with("the port is missing") || reason.starts_with("the container exposes no port")
 }
 
 /// What every completion step needs to know about the workload.
