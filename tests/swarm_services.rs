@@ -361,7 +361,7 @@ async fn malformed_labels_drop_only_their_router() {
         bp.contains("traefik.http.services.bp.loadbalancer.server.port") && bp.contains("`http`"),
         "{bp}"
     );
-    line("router `badport` dropped");
+    line("router `badport` is dropped with it"); // on `bp`'s line: one line per mistake
     line("nope@swarm");
 }
 
