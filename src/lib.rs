@@ -12,6 +12,7 @@
 //!                        admin into the proxy
 //!            main.rs     flags → static config → app; anyhow only here
 //!            check.rs    `swarmgate check stack.yml`: the Docker label function run offline on a compose file
+//!            guard/      `swarmgate socket-guard`: the Docker API allow-list proxy (names nothing in the crate)
 //! admin/     internal services: API, dashboard, ping, metrics exposition (admin/metrics.rs reads the table)
 //! proxy/     hot path: listener → handler (route, chain, terminal service) → forward; workers, spread
 //!            (per-worker connection counts and hand-offs), deadline (connection timers), forward (headers);
@@ -32,6 +33,7 @@
 //!            snapshot.rs: what providers publish
 //! value/     the vocabulary config and dynamic share: the configuration tree (node.rs), Go durations
 //! backoff.rs jittered exponential backoff (Docker reconnects, ACME retries)
+//! cause.rs   why a connection failed (DNS, refused, timeout, TLS issuer), from an error source chain
 //! supervisor.rs named background tasks (a panic or an early end stops the process); names nothing in
 //!            the crate, so every task owner (providers, ACME, access log, app) can register with it
 //! whoami.rs  the test backend used by the demo, tests and benches
@@ -50,12 +52,14 @@ pub mod admin;
 pub mod app;
 pub mod backoff;
 pub mod balance;
+pub mod cause;
 pub mod check;
 #[allow(clippy::disallowed_methods)] // control plane: loads the static configuration file
 pub mod config;
 pub mod dynamic;
 /// Check functions shared by the cargo-fuzz targets in `fuzz/` and the corpus replay test; public for them only.
 pub mod fuzzing;
+pub mod guard;
 pub mod http;
 pub mod metrics;
 pub mod middleware;

@@ -61,6 +61,10 @@ enum Command {
         #[command(subcommand)]
         action: AcmeAction,
     },
+    /// Guard the Docker socket: listen on a unix or TCP socket and forward to the engine only the API calls
+    /// swarmgate makes (reads of version, info, events, services, tasks, nodes, networks, containers, image
+    /// inspect, configs); everything else is refused with 403. Point `--providers.swarm.endpoint` at it.
+    SocketGuard(SocketGuardArgs),
     /// Run the whoami test backend.
     Whoami {
         /// Address to listen on.
@@ -145,6 +149,43 @@ async fn acme_command(action: AcmeAction) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `swarmgate socket-guard` flags (docs/socket-guard.md).
+#[derive(clap::Args, Debug)]
+struct SocketGuardArgs {
+    /// Where to listen: `tcp://0.0.0.0:2375`, `:2375` or `unix:///run/swarmgate-guard.sock`.
+    #[arg(long, default_value = "tcp://0.0.0.0:2375")]
+    listen: String,
+    /// The engine's socket.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    docker: std::path::PathBuf,
+    /// Also let Swarm config writes through (create, update, remove): the Swarm certificate store needs them.
+    #[arg(long)]
+    allow_config_writes: bool,
+    /// At most this many client connections at once (event streams included).
+    #[arg(long, default_value_t = 128)]
+    max_connections: usize,
+    /// Log level: error, warn, info, debug.
+    #[arg(long = "log.level", default_value = "info")]
+    log_level: String,
+}
+
+/// Runs the socket guard until SIGTERM/SIGINT.
+async fn socket_guard(args: SocketGuardArgs) -> anyhow::Result<()> {
+    init_logging(Some(&args.log_level), false);
+    let listen = swarmgate::guard::Listen::parse(&args.listen)?;
+    let mut cfg = swarmgate::guard::GuardConfig::new(listen, args.docker);
+    cfg.policy.config_writes = args.allow_config_writes;
+    cfg.max_connections = args.max_connections;
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        c.cancel();
+    });
+    swarmgate::guard::run(cfg, cancel).await?;
+    Ok(())
+}
+
 const DEMO_DYNAMIC: &str = include_str!("../config/demo.yml");
 
 fn init_logging(level: Option<&str>, json: bool) {
@@ -190,6 +231,7 @@ fn main() -> anyhow::Result<()> {
         }),
         Some(Command::Demo) => rt.block_on(demo()),
         Some(Command::Acme { action }) => rt.block_on(acme_command(action)),
+        Some(Command::SocketGuard(args)) => rt.block_on(socket_guard(args)),
         Some(Command::Check { file, name, flags }) => {
             std::process::exit(swarmgate::check::run(&file, &flags, name.as_deref()))
         }

@@ -306,6 +306,288 @@ pub async fn serve_udp(socket: tokio::net::UdpSocket, name: String, cancel: Canc
     }
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Behaviours of real applications, for the task-churn and keep-alive tests: what a process does on
+// SIGTERM, and keep-alive connections closed by the server. Selected by flags of the `whoami` binary or
+// by environment (`WHOAMI_ON_SIGTERM`, `WHOAMI_KEEPALIVE`), so a Swarm service sets them with `--env`.
+
+/// What the process does on SIGTERM (`docker stop`, a Swarm task being retired).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnTerm {
+    /// Nothing (the default: as PID 1 without a handler, the process ignores SIGTERM until SIGKILL).
+    #[default]
+    Ignore,
+    /// Exit at once, closing every connection (most applications).
+    Exit,
+    /// Keep serving for this long (new connections too), then exit (an application with a drain delay).
+    Drain(std::time::Duration),
+}
+
+/// How the server treats keep-alive connections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeepAlive {
+    /// As hyper does (HTTP/1.1 and h2, idle connections kept).
+    #[default]
+    Normal,
+    /// Answer with keep-alive, then read nothing more and close the connection this long after the answer:
+    /// a request sent on it meanwhile is lost (the worst case of a server's idle timeout).
+    CloseAfter(std::time::Duration),
+    /// Close right after each answer, without `Connection: close` (the client learns it from the FIN).
+    CloseEach,
+}
+
+/// The behaviour modes of one whoami process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Modes {
+    /// On SIGTERM.
+    pub on_term: OnTerm,
+    /// Keep-alive connections.
+    pub keepalive: KeepAlive,
+}
+
+impl Modes {
+    /// Parses `--on-sigterm` values: `ignore`, `exit`, `drain:<go duration>`.
+    pub fn parse_on_term(v: &str) -> Result<OnTerm, String> {
+        match v {
+            "" | "ignore" => Ok(OnTerm::Ignore),
+            "exit" => Ok(OnTerm::Exit),
+            _ => match v.strip_prefix("drain:") {
+                Some(d) => parse_go_duration(d)
+                    .map(OnTerm::Drain)
+                    .map_err(|e| format!("on-sigterm `{v}`: {e}")),
+                None => Err(format!(
+                    "on-sigterm `{v}`: use ignore, exit or drain:<duration>"
+                )),
+            },
+        }
+    }
+
+    /// Parses `--keepalive` values: `normal`, `close-each`, `close-after:<go duration>`.
+    pub fn parse_keepalive(v: &str) -> Result<KeepAlive, String> {
+        match v {
+            "" | "normal" => Ok(KeepAlive::Normal),
+            "close-each" => Ok(KeepAlive::CloseEach),
+            _ => match v.strip_prefix("close-after:") {
+                Some(d) => parse_go_duration(d)
+                    .map(KeepAlive::CloseAfter)
+                    .map_err(|e| format!("keepalive `{v}`: {e}")),
+                None => Err(format!(
+                    "keepalive `{v}`: use normal, close-each or close-after:<duration>"
+                )),
+            },
+        }
+    }
+
+    /// The modes from `WHOAMI_ON_SIGTERM` and `WHOAMI_KEEPALIVE` (unset: the defaults).
+    pub fn from_env() -> Result<Modes, String> {
+        let var = |k: &str| std::env::var(k).unwrap_or_default();
+        Ok(Modes {
+            on_term: Modes::parse_on_term(&var("WHOAMI_ON_SIGTERM"))?,
+            keepalive: Modes::parse_keepalive(&var("WHOAMI_KEEPALIVE"))?,
+        })
+    }
+}
+
+/// Serves on `listener` with `modes.keepalive` until `cancel` ([`serve`] when it is `Normal`).
+pub async fn serve_with(
+    listener: TcpListener,
+    name: String,
+    modes: Modes,
+    cancel: CancellationToken,
+) {
+    if modes.keepalive == KeepAlive::Normal {
+        return serve(listener, name, cancel).await;
+    }
+    let st = Arc::new(State {
+        name,
+        hostname: std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+        health: AtomicU16::new(200),
+    });
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+        };
+        let _ = stream.set_nodelay(true);
+        let (st, stop) = (st.clone(), cancel.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = raw_connection(stream, &st, modes.keepalive) => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Waits for the process's stop: Ctrl-C, or SIGTERM as `on_term` says (returns when the process should
+/// exit; with `Ignore`, SIGTERM does not end the wait).
+pub async fn stop_signal(on_term: OnTerm) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => match on_term {
+                    OnTerm::Ignore => continue,
+                    OnTerm::Exit => return,
+                    OnTerm::Drain(d) => {
+                        println!("whoami: SIGTERM, serving {d:?} more, then exiting");
+                        tokio::time::sleep(d).await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = on_term;
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `whoami healthcheck`: `GET /health` on `127.0.0.1:port`; exit code 0 when it answers 200, else 1. Usable
+/// as an exec-form `HEALTHCHECK CMD` in a `FROM scratch` image (no shell, no curl).
+pub fn healthcheck(port: u16) -> i32 {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(2);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return 1;
+    };
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    let req = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    if s.write_all(req.as_bytes()).is_err() {
+        return 1;
+    }
+    let mut head = [0u8; 12];
+    match s.read_exact(&mut head) {
+        Ok(()) if head.starts_with(b"HTTP/1.1 200") => 0,
+        _ => 1,
+    }
+}
+
+/// One connection of the keep-alive modes: a minimal HTTP/1.1 exchange loop (request head, a
+/// `Content-Length` or chunked body, a plain answer with keep-alive), then the mode's close.
+async fn raw_connection(mut stream: tokio::net::TcpStream, st: &State, mode: KeepAlive) {
+    use tokio::io::AsyncWriteExt;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+        let Some((line, body_bytes)) = read_request(&mut stream, &mut buf).await else {
+            return;
+        };
+        let text = format!(
+            "Name: {}\nHostname: {}\n{line}\nBody-Bytes: {body_bytes}\n",
+            st.name, st.hostname
+        );
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        if stream.write_all(resp.as_bytes()).await.is_err() {
+            return;
+        }
+        match mode {
+            KeepAlive::CloseEach => return,
+            KeepAlive::CloseAfter(d) => {
+                // Reads nothing more: a request sent on this connection now is lost when it closes.
+                tokio::time::sleep(d).await;
+                return;
+            }
+            KeepAlive::Normal => {}
+        }
+    }
+}
+
+/// Reads one request from `stream` (leftover bytes kept in `buf`): its request line and body size.
+async fn read_request(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<(String, usize)> {
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 || !fill(stream, buf).await {
+            return None;
+        }
+    };
+    let head = String::from_utf8_lossy(buf.get(..head_end)?).to_string();
+    buf.drain(..head_end);
+    let line = head.lines().next().unwrap_or_default().to_string();
+    let header = |name: &str| {
+        head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    let chunked = header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let len = if chunked {
+        read_chunked(stream, buf).await?
+    } else {
+        let n: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < n {
+            if !fill(stream, buf).await {
+                return None;
+            }
+        }
+        buf.drain(..n);
+        n
+    };
+    Some((line, len))
+}
+
+/// Reads a chunked body (no trailers expected); returns its size.
+async fn read_chunked(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    let mut total = 0;
+    loop {
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            if !fill(stream, buf).await {
+                return None;
+            }
+        };
+        let size_text = String::from_utf8_lossy(buf.get(..line_end)?).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        let need = line_end + 2 + size + 2;
+        while buf.len() < need {
+            if !fill(stream, buf).await {
+                return None;
+            }
+        }
+        buf.drain(..need);
+        total += size;
+        if size == 0 {
+            return Some(total);
+        }
+    }
+}
+
+/// Appends what the stream has to `buf`; false at EOF or error.
+async fn fill(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 8192];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+            true
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +604,25 @@ mod tests {
     fn header_names_are_canonical() {
         assert_eq!(canonical("x-forwarded-for"), "X-Forwarded-For");
         assert_eq!(canonical("host"), "Host");
+    }
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!(Modes::parse_on_term("exit"), Ok(OnTerm::Exit));
+        assert_eq!(
+            Modes::parse_on_term("drain:2s"),
+            Ok(OnTerm::Drain(std::time::Duration::from_secs(2)))
+        );
+        assert_eq!(Modes::parse_on_term(""), Ok(OnTerm::Ignore));
+        assert!(Modes::parse_on_term("drain").is_err());
+        assert_eq!(
+            Modes::parse_keepalive("close-each"),
+            Ok(KeepAlive::CloseEach)
+        );
+        assert_eq!(
+            Modes::parse_keepalive("close-after:1s"),
+            Ok(KeepAlive::CloseAfter(std::time::Duration::from_secs(1)))
+        );
+        assert!(Modes::parse_keepalive("close").is_err());
     }
 }

@@ -181,6 +181,80 @@ fn client_body_failure(e: &hyper::Error) -> Option<&BodyError> {
     None
 }
 
+/// Where an upstream exchange failed, as far as retrying it is concerned (what Go's transport and nginx's
+/// `proxy_next_upstream error timeout` distinguish).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No connection was made: the request never reached the server (any method may go elsewhere).
+    Connect(ConnectCause),
+    /// The connection was reset or aborted (or the write hit a broken pipe, or TCP gave up on a vanished
+    /// peer) before the status line.
+    Reset,
+    /// The server closed the connection before a complete response head (EOF, or hyper saw it closed).
+    Closed,
+    /// The client's own body failed (stalled, malformed): never the server's fault, never retried.
+    ClientBody,
+    /// Anything else: an invalid response, a protocol error. The server answered something; not retried.
+    Other,
+}
+
+impl FailureKind {
+    /// Whether the failure means "the server went away before answering", the case an idempotent request
+    /// may be replayed for (RFC 9110 §9.2.2). Connect failures are retryable for every method, elsewhere.
+    pub fn lost_before_response(self) -> bool {
+        matches!(self, FailureKind::Reset | FailureKind::Closed)
+    }
+}
+
+/// Classifies an error from the upstream pool for the retry decision (see [`FailureKind`]). Cheap: walks
+/// the error's cause chain, no allocation. Only errors of the request/response-head exchange reach here;
+/// once a response head was received the exchange is the client's, and body errors are never retried.
+pub fn classify(e: &UpstreamError) -> FailureKind {
+    match e {
+        UpstreamError::Connect { cause, .. } => FailureKind::Connect(*cause),
+        UpstreamError::Http(h) => classify_hyper(h),
+    }
+}
+
+/// [`classify`] for a hyper error: the client body first (hyper reports it as the cause), then the
+/// connection state hyper knows, then the I/O kind at the bottom of the chain.
+fn classify_hyper(h: &hyper::Error) -> FailureKind {
+    if client_body_failure(h).is_some() {
+        return FailureKind::ClientBody;
+    }
+    if h.is_parse() || h.is_parse_status() || h.is_user() {
+        return FailureKind::Other;
+    }
+    if let Some(kind) = io_kind(h) {
+        return match kind {
+            // TimedOut here is TCP's own verdict (keep-alive probes or `TCP_USER_TIMEOUT` unanswered): the
+            // peer vanished, as a killed task's network namespace does.
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::TimedOut => FailureKind::Reset,
+            io::ErrorKind::UnexpectedEof => FailureKind::Closed,
+            _ => FailureKind::Other,
+        };
+    }
+    if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+        return FailureKind::Closed;
+    }
+    FailureKind::Other
+}
+
+/// The kind of the first I/O error in `e`'s cause chain.
+fn io_kind(e: &(dyn StdError + 'static)) -> Option<io::ErrorKind> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            return Some(io.kind());
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// Walks the error chain for the I/O error that says why a connect failed.
 pub fn connect_cause(e: &(dyn StdError + 'static)) -> ConnectCause {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
@@ -325,5 +399,81 @@ mod tests {
         assert_eq!(connect_cause(&e), ConnectCause::Timeout);
         let e = io::Error::other("x");
         assert_eq!(connect_cause(&e), ConnectCause::Other);
+    }
+
+    /// A real exchange with a server that does `close` after reading the request: the error hyper gives.
+    async fn failure_from(
+        close: impl FnOnce(tokio::net::TcpStream) + Send + 'static,
+    ) -> FailureKind {
+        use tokio::io::AsyncReadExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            close(s);
+        });
+        let io =
+            hyper_util::rt::TokioIo::new(tokio::net::TcpStream::connect(addr).await.expect("c"));
+        let (mut tx, conn) =
+            hyper::client::conn::http1::handshake::<_, http_body_util::Empty<bytes::Bytes>>(io)
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        let req = http::Request::get("/")
+            .body(http_body_util::Empty::new())
+            .expect("req");
+        let e = tx.send_request(req).await.expect_err("the server closed");
+        classify(&UpstreamError::Http(e))
+    }
+
+    #[tokio::test]
+    async fn eof_before_the_status_line_is_closed() {
+        assert_eq!(failure_from(drop).await, FailureKind::Closed);
+        assert!(FailureKind::Closed.lost_before_response());
+    }
+
+    #[tokio::test]
+    async fn reset_before_the_status_line_is_reset() {
+        let kind = failure_from(|s| {
+            // SO_LINGER 0: close sends RST, as a killed process with unread data does.
+            let _ = socket2::SockRef::from(&s).set_linger(Some(std::time::Duration::ZERO));
+            drop(s);
+        })
+        .await;
+        assert_eq!(kind, FailureKind::Reset);
+        assert!(kind.lost_before_response());
+    }
+
+    #[tokio::test]
+    async fn an_invalid_answer_is_not_retryable() {
+        let kind = failure_from(|s| {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut s = s;
+                let _ = s.write_all(b"NOT HTTP AT ALL\r\n\r\n").await;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            });
+        })
+        .await;
+        assert_eq!(kind, FailureKind::Other);
+        assert!(!kind.lost_before_response());
+    }
+
+    #[test]
+    fn connect_failures_keep_their_cause() {
+        let e = UpstreamError::Connect {
+            cause: ConnectCause::Refused,
+            source: Box::new(io::Error::new(io::ErrorKind::ConnectionRefused, "r")),
+        };
+        assert_eq!(classify(&e), FailureKind::Connect(ConnectCause::Refused));
+        assert!(!classify(&e).lost_before_response());
+        assert_eq!(
+            io_kind(&io::Error::new(io::ErrorKind::BrokenPipe, "p")),
+            Some(io::ErrorKind::BrokenPipe)
+        );
     }
 }

@@ -10,9 +10,12 @@
 //! lock, no logging, and no allocation beyond what hyper needs and the `X-Forwarded-For` join for trusted
 //! peers.
 //!
-//! Retries: when connecting to the picked server fails (nothing was sent), the server is marked down for a
-//! short window and the request is retried once on another server. The pool hands the failed request back
-//! whole, body unread ([`crate::upstream::pool::SendFailure`]), so nothing is copied in advance.
+//! Retries (`send_with_retry`): a request lost before any response byte is sent again on a new connection
+//! to another server when that is safe — a connect failure for every method (the pool hands the request
+//! back whole, body unread), a reset or EOF before the status line (the keep-alive race, a task killed
+//! mid-request) for idempotent methods with an empty or buffered body (the pool kept a replica). At most
+//! `MAX_ATTEMPTS` sends within `RETRY_WINDOW`, counted in `traefik_service_retries_total`; never once
+//! response bytes reached the client.
 //!
 //! Middlewares: a route's chain gets the connection facts and a [`Terminal`] (serving a service of this
 //! table); a chain of request-only steps hands the request back ([`Outcome::Serve`]) and the handler serves it
@@ -36,7 +39,7 @@ use super::InternalServices;
 use crate::balance::health::now_ms;
 use crate::balance::{pick, Cookies};
 use crate::http::body::{ClientBody, PooledBody, ProxyBody, UpstreamBody};
-use crate::http::error::{error_response, ProxyError};
+use crate::http::error::{classify, error_response, FailureKind, ProxyError};
 use crate::http::{BoxRes, ConnInfo, Req, Terminal};
 use crate::middleware::{Cx, Outcome};
 use crate::rule::{normalize_path, parse_host, RequestView};
@@ -44,7 +47,7 @@ use crate::table::{
     EntryPointRedirect, LoadBalancerRuntime, RoutingTable, ServiceKind, Store, UpstreamScheme,
 };
 use crate::tls::challenge::HTTP01_PREFIX;
-use crate::upstream::pool::{Target, Upstreams};
+use crate::upstream::pool::{SendOptions, Stage, Target, Upstreams};
 
 /// How long a server that refused a connection stays out of rotation (passive health).
 pub const PASSIVE_DOWN_WINDOW_MS: u64 = 5_000;
@@ -602,9 +605,73 @@ fn upstream_body(body: ClientBody) -> UpstreamBody {
     }
 }
 
-/// Sends to the picked server. A retry is possible only with another server to go to: a failed connect
-/// hands the request back untouched (nothing was written), so it is retried as it is, once, on another
-/// pick; no copy is made up front. The server that refused is marked down for a short window.
+/// At most this many sends per request: the first and two retries (each on a new connection).
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// No retry starts later than this after the first send: the total bound on a request's retries (each
+/// attempt is bounded by `dialTimeout` for its connect and `responseHeaderTimeout` for its answer). Longer
+/// than the pool's dead-peer detection (15 s of unacknowledged data), so a request written to a task that
+/// vanished is still sent elsewhere.
+pub const RETRY_WINDOW: Duration = Duration::from_secs(20);
+
+/// How long a connect may take when another server could take the request instead (per attempt; the
+/// configured `dialTimeout` still applies when it is shorter, and alone when there is no other server). A
+/// server on the cluster network accepts in well under a millisecond and a lost SYN is resent after 1 s;
+/// a connect still pending after 3 s is to an address nobody answers (a killed task's, until the table
+/// drops it), and the request goes elsewhere.
+pub const CONNECT_ATTEMPT_BOUND: Duration = Duration::from_secs(3);
+
+/// Whether a method is idempotent (RFC 9110 §9.2.2): sending it twice has the effect of sending it once,
+/// so a request lost before its answer may be sent again.
+pub fn idempotent(m: &http::Method) -> bool {
+    matches!(
+        *m,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::TRACE
+            | http::Method::PUT
+            | http::Method::DELETE
+    )
+}
+
+/// Whether a lost request may be sent again: an idempotent method, or one the client marked with an
+/// `Idempotency-Key` (or `X-Idempotency-Key`) header, as Go's transport treats it (`isReplayable`).
+fn replayable(m: &http::Method, headers: &HeaderMap) -> bool {
+    idempotent(m)
+        || headers.contains_key("idempotency-key")
+        || headers.contains_key("x-idempotency-key")
+}
+
+/// Whether a failed send may be sent again, and whether its server should be marked down.
+///
+/// - connect failure (`Stage::Connect`: nothing reached the server): retried for every method;
+/// - lost before a response head (reset, EOF) after the request was written: retried only when the pool
+///   kept a replica, which it does for idempotent requests with an empty or buffered body;
+/// - anything else (an invalid answer, the client's body failing): never.
+///
+/// The server is marked down for [`PASSIVE_DOWN_WINDOW_MS`] when a new connection to it failed (refused,
+/// reset): a keep-alive race on a pooled connection says nothing about the server's health.
+fn retry_verdict(stage: Stage, kind: FailureKind, have_request: bool) -> (bool, bool) {
+    let retry = have_request
+        && match stage {
+            Stage::Connect => true,
+            Stage::Reused | Stage::Fresh => kind.lost_before_response(),
+        };
+    let mark_down = match stage {
+        Stage::Connect => matches!(kind, FailureKind::Connect(_)),
+        Stage::Fresh => kind.lost_before_response(),
+        Stage::Reused => false,
+    };
+    (retry, mark_down)
+}
+
+/// Sends to the picked server, retrying what is safe to retry ([`retry_verdict`]) on a new connection to
+/// another server (the same one only when no other is up and nothing refused the connection), at most
+/// [`MAX_ATTEMPTS`] sends within [`RETRY_WINDOW`]. A retry only ever happens before a response head was
+/// received, so nothing has reached the client yet. For idempotent requests with a replayable body the
+/// pool keeps a replica (a header-map copy) before writing; other requests are retried only when they
+/// were handed back unsent.
 async fn send_with_retry<'t>(
     req: Request<UpstreamBody>,
     table: &'t RoutingTable,
@@ -613,7 +680,9 @@ async fn send_with_retry<'t>(
     first: Attempt<'t>,
     origin: &Origin<'_>,
 ) -> Result<(Response<PooledBody>, Sent<'t>), ProxyError> {
-    let can_retry = first.lb.servers.len() > 1;
+    let replay =
+        replayable(req.method(), req.headers()) && !matches!(req.body(), UpstreamBody::Client(_));
+    let started = std::time::Instant::now();
     let mut at = first;
     let mut attempts: u32 = 0;
     let mut upstream_req = build_upstream_request(req, at.lb, at.idx, origin.host, origin.pq)?;
@@ -624,7 +693,16 @@ async fn send_with_retry<'t>(
             .servers
             .get(at.idx)
             .ok_or(ProxyError::NoHealthyServer)?;
-        let fut = ctx.shared.upstreams.send(Target::of(server), upstream_req);
+        let opts = SendOptions {
+            replay,
+            fresh: attempts > 1,
+            connect_within: (attempts < MAX_ATTEMPTS && at.lb.servers.len() > 1)
+                .then_some(CONNECT_ATTEMPT_BOUND),
+        };
+        let fut = ctx
+            .shared
+            .upstreams
+            .send_with(Target::of(server), upstream_req, opts);
         let result = match ctx.shared.response_header_timeout {
             Some(t) => {
                 tokio::time::timeout(t, fut)
@@ -647,18 +725,19 @@ async fn send_with_retry<'t>(
             }
             Err(f) => f,
         };
+        let kind = classify(&failed.error);
+        let (retry, mark_down) = retry_verdict(failed.stage, kind, failed.request.is_some());
+        if mark_down {
+            server.health.mark_failed(now_ms(), PASSIVE_DOWN_WINDOW_MS);
+        }
         let e = ProxyError::from_client(server.url.clone(), failed.error);
-        let Some(req) = failed.request.filter(|_| e.is_retryable()) else {
+        let req = match failed.request {
+            Some(r) if retry && attempts < MAX_ATTEMPTS && started.elapsed() < RETRY_WINDOW => r,
+            _ => return Err(e),
+        };
+        let Some(next) = next_attempt(table, service, req.headers(), &at, failed.stage) else {
             return Err(e);
         };
-        server.health.mark_failed(now_ms(), PASSIVE_DOWN_WINDOW_MS);
-        if !can_retry || attempts >= 2 {
-            return Err(e);
-        }
-        let next = Attempt::pick(table, service, req.headers())?;
-        if std::ptr::eq(next.lb, at.lb) && next.idx == at.idx {
-            return Err(e);
-        }
         if let Some(st) = table.services.get(service).and_then(|s| s.stats.as_ref()) {
             st.retries
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -666,6 +745,29 @@ async fn send_with_retry<'t>(
         at = next;
         upstream_req = build_upstream_request(req, at.lb, at.idx, origin.host, origin.pq)?;
     }
+}
+
+/// The server for a retry: another one than `prev` when any other is up (round robin moves on, so a few
+/// picks find it), else `prev` itself again, on a new connection — unless `prev` refused the connection.
+fn next_attempt<'t>(
+    table: &'t RoutingTable,
+    service: usize,
+    headers: &HeaderMap,
+    prev: &Attempt<'t>,
+    stage: Stage,
+) -> Option<Attempt<'t>> {
+    let same = |a: &Attempt<'t>| std::ptr::eq(a.lb, prev.lb) && a.idx == prev.idx;
+    let tries = prev.lb.servers.len().max(1);
+    for _ in 0..tries {
+        let next = Attempt::pick(table, service, headers).ok()?;
+        if !same(&next) {
+            return Some(next);
+        }
+    }
+    if stage == Stage::Connect {
+        return None;
+    }
+    Attempt::pick(table, service, headers).ok()
 }
 
 /// A `101 Switching Protocols` answer: accepted only for the protocol the client asked for (Go's reverse
@@ -816,5 +918,59 @@ mod tests {
         );
         let resp = redirect_response(&r, "a", &uri, &http::Method::PUT);
         assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+    }
+
+    #[test]
+    fn idempotent_methods_are_rfc_9110s() {
+        for m in ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"] {
+            assert!(idempotent(&m.parse().expect("m")), "{m}");
+        }
+        for m in ["POST", "PATCH", "CONNECT", "PROPFIND"] {
+            assert!(!idempotent(&m.parse().expect("m")), "{m}");
+        }
+        let mut h = HeaderMap::new();
+        assert!(!replayable(&http::Method::POST, &h));
+        h.insert("idempotency-key", HeaderValue::from_static("k1"));
+        assert!(replayable(&http::Method::POST, &h));
+    }
+
+    #[test]
+    fn what_is_retried_and_what_marks_a_server_down() {
+        use crate::http::error::ConnectCause;
+        let refused = FailureKind::Connect(ConnectCause::Refused);
+        // Never reached the server: any method, the server marked down.
+        assert_eq!(retry_verdict(Stage::Connect, refused, true), (true, true));
+        // The keep-alive race: replayed when a replica exists, the server not blamed.
+        assert_eq!(
+            retry_verdict(Stage::Reused, FailureKind::Closed, true),
+            (true, false)
+        );
+        assert_eq!(
+            retry_verdict(Stage::Reused, FailureKind::Reset, true),
+            (true, false)
+        );
+        // Written and lost with no replica (POST, streamed body): not retried.
+        assert_eq!(
+            retry_verdict(Stage::Reused, FailureKind::Closed, false),
+            (false, false)
+        );
+        assert_eq!(
+            retry_verdict(Stage::Fresh, FailureKind::Reset, false),
+            (false, true)
+        );
+        // A new connection reset before the status line: replayed, the server marked down.
+        assert_eq!(
+            retry_verdict(Stage::Fresh, FailureKind::Reset, true),
+            (true, true)
+        );
+        // The server answered something invalid, or the client's body failed: never.
+        assert_eq!(
+            retry_verdict(Stage::Fresh, FailureKind::Other, true),
+            (false, false)
+        );
+        assert_eq!(
+            retry_verdict(Stage::Reused, FailureKind::ClientBody, true),
+            (false, false)
+        );
     }
 }

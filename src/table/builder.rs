@@ -324,22 +324,76 @@ pub fn merge(feeds: &mut [ProviderFeed]) -> BuildInput {
     BuildInput { providers }
 }
 
-/// Logs routers added, removed and changed between two tables (sozu's `ConfigState::diff`, briefly).
+/// Logs what changed between two tables, for a reader: routers added, removed and changed, and per
+/// service the servers added and removed. At INFO only when something a user would notice changed; a
+/// rebuild that changes none of these (a provider re-publishing an equal-looking configuration, a
+/// middleware detail) is one DEBUG line.
 fn log_diff(old: &RoutingTable, new: &RoutingTable) {
     let d = diff(&old.status, &new.status);
+    let servers = server_changes(&old.input, &new.input);
     let serving = new
         .entry_points
         .iter()
         .map(|e| e.http.len() + e.https.len())
         .sum::<usize>();
+    if d == Diff::default() && servers.is_empty() {
+        tracing::debug!(
+            generation = new.generation,
+            routes = serving,
+            "routing table rebuilt; no router or server changed"
+        );
+        return;
+    }
+    let mut what: Vec<String> = Vec::new();
+    for (label, names) in [
+        ("added", &d.added),
+        ("removed", &d.removed),
+        ("changed", &d.changed),
+    ] {
+        if !names.is_empty() {
+            what.push(format!("routers {label}: {}", names.join(", ")));
+        }
+    }
+    what.extend(servers);
     tracing::info!(
         generation = new.generation,
         routes = serving,
-        added = ?d.added,
-        removed = ?d.removed,
-        changed = ?d.changed,
-        "routing table updated"
+        "routing table updated: {}",
+        what.join("; ")
     );
+}
+
+/// Per HTTP service (`name@provider`), the servers added and removed between two inputs, one text each
+/// (`service whoami@swarm: +http://10.0.1.5:80 -http://10.0.1.4:80`), in name order.
+pub fn server_changes(old: &BuildInput, new: &BuildInput) -> Vec<String> {
+    use std::collections::BTreeSet;
+    let servers = |input: &BuildInput| {
+        let mut m: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (provider, cfg) in &input.providers {
+            for (name, svc) in &cfg.http.services {
+                let urls = svc
+                    .load_balancer
+                    .iter()
+                    .flat_map(|lb| lb.servers.iter().map(|s| s.url.clone()))
+                    .collect();
+                m.insert(format!("{name}@{provider}"), urls);
+            }
+        }
+        m
+    };
+    let (before, after) = (servers(old), servers(new));
+    let empty = BTreeSet::new();
+    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let b = before.get(name).unwrap_or(&empty);
+            let a = after.get(name).unwrap_or(&empty);
+            let mut parts: Vec<String> = a.difference(b).map(|u| format!("+{u}")).collect();
+            parts.extend(b.difference(a).map(|u| format!("-{u}")));
+            (!parts.is_empty()).then(|| format!("service {name}: {}", parts.join(" ")))
+        })
+        .collect()
 }
 
 /// Router names added, removed and changed between two statuses.
@@ -507,4 +561,57 @@ fn item_diff(
         }
     }
     d
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+    use crate::dynamic::{Configuration, LoadBalancer, Server, Service};
+
+    fn input(services: &[(&str, &[&str])]) -> BuildInput {
+        let mut cfg = Configuration::default();
+        for (name, urls) in services {
+            let lb = LoadBalancer {
+                servers: urls
+                    .iter()
+                    .map(|u| Server {
+                        url: u.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            cfg.http.services.insert(
+                name.to_string(),
+                Service {
+                    load_balancer: Some(lb),
+                    ..Default::default()
+                },
+            );
+        }
+        let mut providers = BTreeMap::new();
+        providers.insert("swarm".to_string(), Arc::new(cfg));
+        BuildInput { providers }
+    }
+
+    #[test]
+    fn server_changes_name_the_servers_added_and_removed_per_service() {
+        let a = input(&[
+            ("web", &["http://10.0.0.1:80", "http://10.0.0.2:80"]),
+            ("db", &[]),
+        ]);
+        let b = input(&[
+            ("web", &["http://10.0.0.2:80", "http://10.0.0.3:80"]),
+            ("api", &["http://10.0.0.9:8080"]),
+        ]);
+        assert_eq!(
+            server_changes(&a, &b),
+            vec![
+                "service api@swarm: +http://10.0.0.9:8080".to_string(),
+                "service web@swarm: +http://10.0.0.3:80 -http://10.0.0.1:80".to_string(),
+            ]
+        );
+        assert!(server_changes(&a, &a).is_empty());
+        assert!(server_changes(&b, &b.clone()).is_empty());
+    }
 }

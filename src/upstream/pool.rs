@@ -13,7 +13,10 @@
 //! connection (`h2c://`, or `https://` when the backend chose h2 by ALPN) stays in the pool while in use and
 //! is shared by every request of the worker. A reused connection that turns out to be closed before the
 //! request was written is skipped and the request sent on the next one (or a new one): a backend closing
-//! an idle keep-alive connection is not an error the client sees.
+//! an idle keep-alive connection is not an error the client sees. When the close races the write (the
+//! request went out, the connection died before a response head), the failure says so ([`Stage::Reused`])
+//! and, if the caller asked for it ([`SendOptions::replay`]), carries a replica of the request for the
+//! handler to send again on a new connection ([`SendOptions::fresh`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -63,23 +66,74 @@ impl<'a> Target<'a> {
     }
 }
 
-/// A request that failed, with the request itself when nothing of it was written (connect failures), so
-/// the caller can send it to another server without having copied it beforehand.
+/// A request that failed. `request` is the request to send again when that is possible: the original,
+/// untouched, when nothing of it was written (connect failures, a pooled connection found closed), or the
+/// replica made before writing when the caller asked for one ([`SendOptions::replay`]).
 #[derive(Debug)]
 pub struct SendFailure {
     /// What went wrong.
     pub error: UpstreamError,
-    /// The request, untouched, if it was never sent.
+    /// The request, if it can be sent again (see above).
     pub request: Option<Request<UpstreamBody>>,
+    /// How far the exchange went.
+    pub stage: Stage,
+}
+
+/// How far a failed exchange went: what decides whether a non-idempotent request may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// No connection could be opened: the request provably never reached the server.
+    Connect,
+    /// Written (perhaps partly) on a pooled keep-alive connection, failed before a response head: the
+    /// keep-alive race (the server closed the idle connection as the request went out).
+    Reused,
+    /// Written (perhaps partly) on a new connection, failed before a response head.
+    Fresh,
+}
+
+/// What the caller allows the pool to do for one send.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendOptions {
+    /// Keep a replica of the request (method, URI, headers, an empty or buffered body) before writing it,
+    /// and hand it back if the exchange fails before a response head: for idempotent requests with a
+    /// replayable body. Costs a header-map copy per request, so only asked for when it may be used.
+    pub replay: bool,
+    /// Skip the idle connections and open a new one (a retry must not meet the same race again).
+    pub fresh: bool,
+    /// A tighter bound than `dialTimeout` on opening a connection for this send: when another server
+    /// could take the request, a connect that hangs (a vanished task's address drops SYNs; the kernel
+    /// keeps retrying for two minutes) is abandoned early and counted as a connect timeout.
+    pub connect_within: Option<Duration>,
 }
 
 impl SendFailure {
-    fn lost(error: impl Into<UpstreamError>) -> SendFailure {
+    fn written(
+        error: impl Into<UpstreamError>,
+        replica: Option<Request<UpstreamBody>>,
+        reused: bool,
+    ) -> SendFailure {
         SendFailure {
             error: error.into(),
-            request: None,
+            request: replica,
+            stage: if reused { Stage::Reused } else { Stage::Fresh },
         }
     }
+}
+
+/// A copy of `req` to send again if the first exchange is lost: `None` when its body is streamed (it will
+/// have been consumed). Extensions are not copied (nothing below the handler reads them).
+pub fn replica(req: &Request<UpstreamBody>) -> Option<Request<UpstreamBody>> {
+    let body = match req.body() {
+        UpstreamBody::Empty => UpstreamBody::Empty,
+        UpstreamBody::Full(b) => UpstreamBody::Full(b.clone()),
+        UpstreamBody::Client(_) => return None,
+    };
+    let mut copy = Request::new(body);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
 }
 
 /// The pooled clients of one worker: connection settings and TLS configuration. The idle connections
@@ -149,12 +203,26 @@ impl Upstreams {
     pub async fn send(
         &self,
         target: Target<'_>,
+        req: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, SendFailure> {
+        self.send_with(target, req, SendOptions::default()).await
+    }
+
+    /// [`Upstreams::send`] with [`SendOptions`]: a replica kept for a replay, or a new connection forced.
+    pub async fn send_with(
+        &self,
+        target: Target<'_>,
         mut req: Request<UpstreamBody>,
+        opts: SendOptions,
     ) -> Result<Response<PooledBody>, SendFailure> {
         let key = Arc::as_ptr(target.identity) as usize;
         let max_idle = self.settings.max_idle;
+        let mut copy = if opts.replay { replica(&req) } else { None };
         // Idle connections first; one that died while idle gives the request back and the next is tried.
-        while let Some(mut conn) = checkout(key, self.settings.idle_timeout_ms) {
+        while let Some(mut conn) = (!opts.fresh)
+            .then(|| checkout(key, self.settings.idle_timeout_ms))
+            .flatten()
+        {
             if conn.ready().await.is_err() {
                 conn.evict(key);
                 continue;
@@ -166,13 +234,16 @@ impl Upstreams {
                         conn.evict(key);
                         req = r;
                     }
-                    None => return Err(SendFailure::lost(e.into_error())),
+                    None => {
+                        conn.evict(key);
+                        return Err(SendFailure::written(e.into_error(), copy.take(), true));
+                    }
                 },
             }
         }
         // HTTP/2 prior knowledge: one connection is enough, so requests arriving while it is being opened
         // wait for it instead of opening their own.
-        if target.scheme == UpstreamScheme::H2c {
+        if target.scheme == UpstreamScheme::H2c && !opts.fresh {
             if let Some(opening) = CONNECTING.with_borrow(|m| m.get(&key).cloned()) {
                 let notified = opening.notified();
                 tokio::pin!(notified);
@@ -184,7 +255,7 @@ impl Upstreams {
                     if conn.ready().await.is_ok() {
                         return match conn.send(req, target).await {
                             Ok(resp) => Ok(conn.attach(resp, target.identity, max_idle)),
-                            Err(e) => Err(SendFailure::lost(e.into_error())),
+                            Err(e) => Err(SendFailure::written(e.into_error(), copy, true)),
                         };
                     }
                 }
@@ -194,7 +265,7 @@ impl Upstreams {
         // Boxed: the connect state (TCP, TLS, HTTP/2 handshakes) is large and rarely needed; inline it
         // would make every request's future that much bigger to build and move (callgrind: ~9,000
         // instructions of memcpy per request before).
-        let conn = Box::pin(self.connect(target)).await;
+        let conn = Box::pin(self.connect(target, opts.connect_within)).await;
         drop(opening);
         let mut conn = match conn {
             Ok(c) => c,
@@ -202,6 +273,7 @@ impl Upstreams {
                 return Err(SendFailure {
                     error,
                     request: Some(req),
+                    stage: Stage::Connect,
                 })
             }
         };
@@ -210,13 +282,30 @@ impl Upstreams {
         }
         match conn.send(req, target).await {
             Ok(resp) => Ok(conn.attach(resp, target.identity, max_idle)),
-            Err(e) => Err(SendFailure::lost(e.into_error())),
+            Err(mut e) => match e.take_message() {
+                // Refused before a byte was written (the new connection was already closed): as a connect.
+                Some(r) => Err(SendFailure {
+                    error: UpstreamError::Http(e.into_error()),
+                    request: Some(r),
+                    stage: Stage::Connect,
+                }),
+                None => Err(SendFailure::written(e.into_error(), copy, false)),
+            },
         }
     }
 
-    /// Opens a connection: TCP (with the dial timeout), TLS for `https`, then the HTTP handshake.
-    async fn connect(&self, target: Target<'_>) -> Result<Conn, UpstreamError> {
-        let stream = match self.settings.dial_timeout {
+    /// Opens a connection: TCP (with the dial timeout, or `within` when tighter), TLS for `https`, then
+    /// the HTTP handshake.
+    async fn connect(
+        &self,
+        target: Target<'_>,
+        within: Option<Duration>,
+    ) -> Result<Conn, UpstreamError> {
+        let limit = match (self.settings.dial_timeout, within) {
+            (Some(d), Some(w)) => Some(d.min(w)),
+            (d, w) => d.or(w),
+        };
+        let stream = match limit {
             Some(t) => match tokio::time::timeout(t, dial(target)).await {
                 Ok(r) => r,
                 Err(_) => Err(std::io::Error::new(
@@ -228,8 +317,7 @@ impl Upstreams {
         }
         .map_err(connect_error)?;
         let _ = stream.set_nodelay(true);
-        let _ = socket2::SockRef::from(&stream)
-            .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(Duration::from_secs(30)));
+        detect_dead_peers(&stream);
         match target.scheme {
             UpstreamScheme::Http => h1(TokioIo::new(stream)).await,
             UpstreamScheme::H2c => h2(TokioIo::new(stream)).await,
@@ -249,6 +337,39 @@ impl Upstreams {
             }
         }
     }
+}
+
+/// TCP keep-alive probes after this long without traffic on an upstream connection (also while a response
+/// is awaited: a live server's kernel answers them, however slow the application).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(1);
+/// Between probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Unanswered probes before the connection is declared dead.
+const KEEPALIVE_PROBES: u32 = 3;
+/// How long sent data may stay unacknowledged before the connection is declared dead (`TCP_USER_TIMEOUT`).
+/// Linux also counts a receive window kept closed against it, so a backend that stops reading an upload
+/// for this long loses the connection: 15 s keeps that case rare, and ends a hang to a vanished task in
+/// time for the retry (which starts within the handler's 20 s retry window).
+const USER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Makes a vanished server an error within seconds rather than a hang: a killed Swarm task's network
+/// namespace goes away with it, often before its FIN or RST reaches us, so an exchange in flight on its
+/// connection would otherwise wait for an answer forever (no `responseHeaderTimeout` by default) and one
+/// written afterwards would retransmit for ~15 minutes. Keep-alive probes catch the first case in ~4 s,
+/// `TCP_USER_TIMEOUT` the second in 15 s; both end as an I/O `TimedOut`, which the retry logic treats as a
+/// connection lost before the answer. Probes are kernel-only (no wake-up of the proxy).
+fn detect_dead_peers(stream: &TcpStream) {
+    let sock = socket2::SockRef::from(stream);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let ka = ka.with_retries(KEEPALIVE_PROBES);
+    let _ = sock.set_tcp_keepalive(&ka);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = sock.set_tcp_user_timeout(Some(USER_TIMEOUT));
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (KEEPALIVE_PROBES, USER_TIMEOUT);
 }
 
 fn connect_error(e: std::io::Error) -> UpstreamError {
@@ -535,7 +656,7 @@ impl Upstreams {
         target: Target<'_>,
         req: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let mut conn = Box::pin(self.connect(target)).await?;
+        let mut conn = Box::pin(self.connect(target, None)).await?;
         conn.send(req, target)
             .await
             .map_err(|e| UpstreamError::Http(e.into_error()))

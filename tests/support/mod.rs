@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod docker;
+pub mod load;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

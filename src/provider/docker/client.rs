@@ -40,8 +40,8 @@ pub enum DockerError {
         /// The OS or HTTP error.
         reason: String,
     },
-    /// An API call failed.
-    #[error("docker endpoint `{endpoint}`: {call}: {source}")]
+    /// An API call failed; the message names the cause (DNS, refused, timeout, TLS) found in the error chain.
+    #[error("docker endpoint `{endpoint}`: {call}: {}", cause(.source))]
     Api {
         /// The endpoint.
         endpoint: String,
@@ -258,7 +258,7 @@ impl DockerClient {
             })?
             .map_err(|e| DockerError::Unreachable {
                 endpoint: self.endpoint_text.clone(),
-                reason: e.to_string(),
+                reason: cause(&e),
             })?;
         self.docker = docker;
         Ok(self)
@@ -301,13 +301,13 @@ impl DockerClient {
                 Endpoint::Unix(p) => {
                     let s = tokio::net::UnixStream::connect(p)
                         .await
-                        .map_err(|e| format!("{}: {e}", p.display()))?;
+                        .map_err(|e| format!("{}: {}", p.display(), cause(&e)))?;
                     send(s, req).await?
                 }
                 Endpoint::Tcp { authority, .. } => {
                     let s = tokio::net::TcpStream::connect(authority.as_str())
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| cause(&e))?;
                     match &self.tls {
                         None => send(s, req).await?,
                         Some(cfg) => {
@@ -321,7 +321,7 @@ impl DockerClient {
                             let tls = tokio_rustls::TlsConnector::from(cfg.clone())
                                 .connect(name, s)
                                 .await
-                                .map_err(|e| e.to_string())?;
+                                .map_err(|e| cause(&e))?;
                             send(tls, req).await?
                         }
                     }
@@ -354,11 +354,11 @@ where
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| cause(&e))?;
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| cause(&e))?;
     let status = resp.status();
     let body = resp
         .into_body()
@@ -368,6 +368,19 @@ where
         .to_bytes();
     driver.abort();
     Ok((status, body))
+}
+
+/// The error with the cause of a connection failure named (`crate::cause`), and for an untrusted engine
+/// certificate the setting that fixes it.
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let text = crate::cause::describe(e);
+    if crate::cause::classify(e) == Some(crate::cause::Cause::TlsUnknownIssuer) {
+        format!(
+            "{text} (set providers.docker.tls.ca to the CA that signed the engine's certificate)"
+        )
+    } else {
+        text
+    }
 }
 
 fn raw_tls_config(t: &ClientTls) -> Result<rustls::ClientConfig, String> {
@@ -438,6 +451,28 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(endpoint_text(&cfg, Some("tcp://h:2375")), "unix:///x.sock");
+    }
+
+    #[tokio::test]
+    async fn unreachable_endpoints_name_the_cause() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        drop(l);
+        for (endpoint, want) in [
+            (format!("tcp://{addr}"), "connection refused"),
+            ("tcp://sgt-no-such-host.invalid:2375".to_string(), "DNS"),
+        ] {
+            let c = DockerClient::new(&endpoint, None, Duration::from_secs(5)).expect("client");
+            let e = c.connect().await.err().expect("must fail").to_string();
+            assert!(e.contains(want), "{endpoint}: {e}");
+            let c = DockerClient::new(&endpoint, None, Duration::from_secs(5)).expect("client");
+            let e = c
+                .raw_get("/tasks")
+                .await
+                .expect_err("must fail")
+                .to_string();
+            assert!(e.contains(want), "{endpoint}: {e}");
+        }
     }
 
     #[tokio::test]

@@ -775,9 +775,101 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
         let middlewares = placed.declared("http", "middlewares");
         complete_http_routers(&mut cfg.http, &services, &middlewares, &cx, &mut b.errors);
     }
+    let folded = one_line_per_mistake(w, &mut b.errors);
+    quiet_unlabelled(w, &owner, &mut b.errors);
     b.config = cfg;
-    b.config.dropped = b.errors.iter().map(dropped_item).collect();
+    // What is dropped is unchanged by how it is reported: folded routers stay listed while their
+    // service's line is.
+    b.config.dropped = b
+        .errors
+        .iter()
+        .chain(
+            folded
+                .iter()
+                .filter(|(svc, _)| b.errors.iter().any(|e| e.item == *svc))
+                .map(|(_, e)| e),
+        )
+        .map(dropped_item)
+        .collect();
     b
+}
+
+/// One ERROR line per mistake, naming what the user wrote: a router dropped only because its service was
+/// dropped is folded into the service's line (`…; router `web` is dropped with it`), and a label the
+/// workload does not carry (a derived or implicit setting, e.g. the missing port label) is not presented as
+/// the offending label — the reason says what to set.
+/// Returns the folded router errors with their service's name.
+fn one_line_per_mistake(w: &Workload, errors: &mut Vec<LabelError>) -> Vec<(String, LabelError)> {
+    let dropped_services: Vec<String> = errors
+        .iter()
+        .filter(|e| matches!(e.kind, ItemKind::Service | ItemKind::TcpService))
+        .map(|e| e.item.clone())
+        .collect();
+    let mut cascaded: Vec<(String, LabelError)> = Vec::new();
+    errors.retain(|e| {
+        let service = e.reason.strip_suffix("` was dropped").and_then(|r| {
+            r.strip_prefix("its service `")
+                .or_else(|| r.strip_prefix("its TCP service `"))
+        });
+        match service {
+            Some(svc) if dropped_services.iter().any(|d| d == svc) => {
+                cascaded.push((svc.to_string(), e.clone()));
+                false
+            }
+            _ => true,
+        }
+    });
+    for e in errors.iter_mut() {
+        let routers: Vec<&str> = cascaded
+            .iter()
+            .filter(|(svc, _)| {
+                *svc == e.item && matches!(e.kind, ItemKind::Service | ItemKind::TcpService)
+            })
+            .map(|(_, r)| r.item.as_str())
+            .collect();
+        if !routers.is_empty() {
+            e.reason = format!(
+                "{}; router `{}` is dropped with it",
+                e.reason,
+                routers.join("`, `")
+            );
+        }
+        let written =
+            e.label.is_empty() || w.labels.keys().any(|k| k.eq_ignore_ascii_case(&e.label));
+        if !written {
+            if !e.reason.contains(&e.label) {
+                e.reason = format!("{} (setting `{}`)", e.reason, e.label);
+            }
+            e.label.clear();
+        }
+    }
+    cascaded
+}
+
+/// A workload with no `traefik.*` label at all (the proxy's own service, a database, a worker) whose
+/// implicit service has no port is not a mistake to report: it was never meant to be routed. Its
+/// "port is missing" error becomes one DEBUG line; any other error stays.
+fn quiet_unlabelled(w: &Workload, owner: &str, errors: &mut Vec<LabelError>) {
+    let labelled = w.labels.keys().any(|k| {
+        k.get(..8)
+            .is_some_and(|head| head.eq_ignore_ascii_case("traefik."))
+    });
+    if labelled {
+        return;
+    }
+    let before = errors.len();
+    errors.retain(|e| !(e.kind == ItemKind::Service && is_missing_port(&e.reason)));
+    if errors.len() != before {
+        tracing::debug!(
+            workload = owner,
+            "no Traefik labels and no port: not routed (add traefik.enable=false to say so)"
+        );
+    }
+}
+
+/// The reasons [`server_port`] gives when no port is known.
+fn is_missing_port(reason: &str) -> bool {
+    reason.starts_with("the port is missing") || reason.starts_with("the container exposes no port")
 }
 
 /// What every completion step needs to know about the workload.

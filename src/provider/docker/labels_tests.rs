@@ -273,13 +273,16 @@ fn per_router_isolation_drops_only_the_bad_item() {
         ),
         &swarm(),
     );
+    // One line per mistake: router `badport` falls with its service `bp`, on bp's line.
     let dropped: BTreeSet<&str> = b.errors.iter().map(|e| e.item.as_str()).collect();
     assert_eq!(
         dropped,
-        BTreeSet::from(["badrule", "badprio", "bp", "badport", "typo"]),
+        BTreeSet::from(["badrule", "badprio", "bp", "typo"]),
         "{:#?}",
         b.errors
     );
+    let dropped_items: BTreeSet<&str> = b.config.dropped.iter().map(|d| d.name.as_str()).collect();
+    assert!(dropped_items.contains("badport"), "{:?}", b.config.dropped);
     assert_eq!(b.config.http.routers.keys().collect::<Vec<_>>(), ["good"]);
     assert_eq!(urls(&b.config, "s"), ["http://10.0.0.1:80"]);
     let find = |item: &str| {
@@ -302,7 +305,9 @@ fn per_router_isolation_drops_only_the_bad_item() {
         find("bp").label,
         "traefik.http.services.bp.loadbalancer.server.port"
     );
-    assert!(find("badport").reason.contains("was dropped"));
+    assert!(find("bp")
+        .reason
+        .contains("router `badport` is dropped with it"));
     assert!(
         find("typo").reason.contains("did you mean"),
         "{}",
@@ -356,25 +361,32 @@ fn router_without_service_and_several_services_is_an_error() {
 
 #[test]
 fn swarm_port_only_from_label_compose_lowest_exposed() {
+    // No Traefik label at all (the proxy's own service, a database): not routed, and not an error.
     let b = build(&w("noport", &[], &["10.0.0.1"]), &swarm());
-    assert_eq!(
-        b.errors.len(),
-        2,
-        "the service and the implicit router bound to it: {:?}",
-        b.errors
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert!(b.config.http.routers.is_empty() && b.config.http.services.is_empty());
+    // With a router label but no port: one error, on the service, naming no label the user did not write.
+    let b = build(
+        &w(
+            "noport",
+            &[("traefik.http.routers.np.rule", "Host(`np.test`)")],
+            &["10.0.0.1"],
+        ),
+        &swarm(),
     );
+    assert_eq!(b.errors.len(), 1, "{:?}", b.errors);
     assert!(
-        b.errors[0].reason.contains("port is missing"),
+        b.errors[0].reason.contains("port is missing")
+            && b.errors[0]
+                .reason
+                .contains("router `np` is dropped with it"),
         "{}",
         b.errors[0]
     );
+    assert_eq!(b.errors[0].label, "", "{}", b.errors[0]);
     assert_eq!(
         (b.errors[0].kind, b.errors[0].item.as_str()),
         (ItemKind::Service, "noport")
-    );
-    assert_eq!(
-        (b.errors[1].kind, b.errors[1].item.as_str()),
-        (ItemKind::Router, "noport")
     );
     assert!(b.config.http.routers.is_empty() && b.config.http.services.is_empty());
     let mut c = w("proj_web_1", &[], &["172.20.0.3"]);
@@ -392,6 +404,7 @@ fn swarm_port_only_from_label_compose_lowest_exposed() {
     assert_eq!(urls(&b.config, "web"), ["http://172.20.0.3:9000"]);
     c.exposed_ports.clear();
     c.labels.clear();
+    c.labels.insert("traefik.enable".into(), "true".into());
     let b = build(&c, &docker());
     assert!(
         b.errors[0].reason.contains("exposes no port"),

@@ -4,7 +4,9 @@
 //! Lifecycle: `connect` (negotiate the API version) → subscribe to events → full read → publish → wait for
 //! an event, the resync timer or cancellation → re-read (one list call per kind) → publish if changed. Bursts
 //! of events are coalesced for [`DEBOUNCE`]; a container `kill`/`stop`/`die` is acted on at once, and its
-//! container (and Swarm task) is left out of the rotation from then on, before the process exits. After a
+//! container (and Swarm task) is left out of the rotation from then on, before the process exits; so is a
+//! container whose `HEALTHCHECK` turns unhealthy (`health_status` events), until it is healthy again. Swarm
+//! mode also listens to `node` events (a drained node retires its tasks). After a
 //! Swarm service changes, tasks are re-read every [`FAST_INTERVAL`] for [`FAST_WINDOW`] so that tasks
 //! starting (also on other nodes, which send us no container events) join quickly. When the event stream or
 //! a read fails, the last snapshot stays published (nothing on the request path waits for Docker), and the
@@ -115,14 +117,16 @@ async fn session(
     .await?;
     let mut events = if spec.cfg.watch {
         let mut filters = HashMap::new();
-        filters.insert(
-            "type".to_string(),
-            vec![
-                "container".to_string(),
-                "service".to_string(),
-                "network".to_string(),
-            ],
-        );
+        let mut types = vec![
+            "container".to_string(),
+            "service".to_string(),
+            "network".to_string(),
+        ];
+        // A node drained or paused retires its tasks; Swarm says so with a node `update` event only.
+        if spec.mode == Mode::Swarm {
+            types.push("node".to_string());
+        }
+        filters.insert("type".to_string(), types);
         let mut ev: Vec<String> = CONTAINER_EVENTS.iter().map(|s| s.to_string()).collect();
         ev.extend(["create", "update", "remove", "connect", "disconnect"].map(String::from));
         filters.insert("event".to_string(), ev);
@@ -180,6 +184,22 @@ async fn session(
                             }
                         }
                         due = Some(now);
+                    } else if kind == "container" && action.starts_with("health_status") {
+                        // `health_status: unhealthy` takes the container (and its task: Swarm only retires
+                        // it after its restart policy runs) out of rotation at once, `healthy` brings it back.
+                        let task = attrs.get("com.docker.swarm.task.id");
+                        if health_event_is_unhealthy(&action) {
+                            state.stopping.insert(id.clone(), Instant::now());
+                            if let Some(task) = task {
+                                state.stopping.insert(task.clone(), Instant::now());
+                            }
+                        } else {
+                            state.stopping.remove(&id);
+                            if let Some(task) = task {
+                                state.stopping.remove(task);
+                            }
+                        }
+                        due = Some(now);
                     } else {
                         if kind == "container" && action == "start" {
                             state.stopping.remove(&id);
@@ -200,6 +220,14 @@ async fn session(
             }
         }
     }
+}
+
+/// Whether a container health event (`health_status: unhealthy`, `health_status: healthy`, `… starting`)
+/// says the container must get no traffic: anything but `healthy`, as Traefik routes only healthy ones.
+fn health_event_is_unhealthy(action: &str) -> bool {
+    action
+        .split_once(':')
+        .is_none_or(|(_, status)| status.trim() != "healthy")
 }
 
 /// Whether a `kill` event's signal (number or name) ends the process: TERM, KILL, INT or QUIT.
@@ -314,6 +342,14 @@ async fn self_networks(client: &DockerClient) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_events_other_than_healthy_take_a_container_out() {
+        assert!(health_event_is_unhealthy("health_status: unhealthy"));
+        assert!(health_event_is_unhealthy("health_status: starting"));
+        assert!(!health_event_is_unhealthy("health_status: healthy"));
+        assert!(!health_event_is_unhealthy("health_status:healthy"));
+    }
 
     #[test]
     fn only_terminating_signals_mark_a_container_stopping() {

@@ -201,7 +201,7 @@ impl HttpClient for AcmeHttp {
         Box::pin(async move {
             match tokio::time::timeout(timeout, fut).await {
                 Ok(Ok(rsp)) => Ok(BytesResponse::from(rsp)),
-                Ok(Err(e)) => Err(instant_acme::Error::Other(Box::new(e))),
+                Ok(Err(e)) => Err(instant_acme::Error::Other(connect_error(&e).into())),
                 Err(_) => Err(instant_acme::Error::Other(
                     format!("no answer within {timeout:?}").into(),
                 )),
@@ -600,6 +600,17 @@ fn certificate_request(req: &OrderRequest<'_>) -> Result<(KeyPair, Vec<u8>), Ord
 }
 
 /// instant-acme's polling timeout is ours (with the configured duration); anything else stays an ACME error.
+/// A transport error with its cause named (DNS, refused, timeout, TLS), instead of hyper-util's bare
+/// `client error (Connect)`; an untrusted CA certificate says how to trust it.
+fn connect_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let text = crate::cause::describe(e);
+    if crate::cause::classify(e) == Some(crate::cause::Cause::TlsUnknownIssuer) {
+        format!("{text} (set LEGO_CA_CERTIFICATES, or the resolver's acme.caCertificates, to the CA's PEM file)")
+    } else {
+        text
+    }
+}
+
 fn timeout_or_acme(e: instant_acme::Error, timeout: Duration) -> OrderError {
     match e {
         instant_acme::Error::Timeout(_) => OrderError::Timeout(timeout),
