@@ -169,7 +169,8 @@ mod tests {
     #[test]
     fn traefik_v36_options_decide_what_is_retried() {
         use http::Method;
-        let r = retry(json!({"attempts": 3, "status": ["500-502", "504"], "timeout": "2s"})).expect("b");
+        let r = retry(json!({"attempts": 3, "status": ["500-502", "504"], "timeout": "2s"}))
+            .expect("b");
         assert_eq!(r.timeout, Duration::from_secs(2));
         assert!(r.wants_retry(&answer(502), &Method::GET));
         assert!(r.wants_retry(&answer(504), &Method::GET));
@@ -177,8 +178,9 @@ mod tests {
         assert!(!r.wants_retry(&answer(200), &Method::GET));
         // POST is not retried on a status unless asked.
         assert!(!r.wants_retry(&answer(502), &Method::POST));
-        let r = retry(json!({"attempts": 3, "status": "500-599", "retryNonIdempotentMethod": true}))
-            .expect("b");
+        let r =
+            retry(json!({"attempts": 3, "status": "500-599", "retryNonIdempotentMethod": true}))
+                .expect("b");
         assert!(r.wants_retry(&answer(502), &Method::POST));
         // Network errors only when not disabled; a status list is then required.
         let lost = || -> Res {
