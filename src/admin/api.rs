@@ -260,15 +260,36 @@ pub fn routers(table: &RoutingTable) -> Vec<Value> {
     .collect()
 }
 
-/// Services with their status, users and server health.
-pub fn services(table: &RoutingTable) -> Vec<Value> {
-    let mut used_by: std::collections::BTreeMap<&str, Vec<&str>> =
-        std::collections::BTreeMap::new();
-    for (router, st) in &table.status.routers {
+/// Service name → the routers using it, from a table's router statuses (HTTP, TCP or UDP).
+pub(super) fn used_by(
+    routers: &std::collections::BTreeMap<String, ItemStatus>,
+) -> std::collections::BTreeMap<&str, Vec<&str>> {
+    let mut out: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+    for (router, st) in routers {
         if let Some(s) = &st.service {
-            used_by.entry(s.as_str()).or_default().push(router.as_str());
+            out.entry(s.as_str()).or_default().push(router.as_str());
         }
     }
+    out
+}
+
+/// A service's `type` as Traefik's API writes it, from its raw configuration.
+pub(super) fn service_type(v: &Value) -> &'static str {
+    let Value::Object(m) = v else { return "" };
+    [
+        ("loadBalancer", "loadbalancer"),
+        ("weighted", "weighted"),
+        ("mirroring", "mirroring"),
+        ("failover", "failover"),
+    ]
+    .into_iter()
+    .find(|(key, _)| m.contains_key(*key))
+    .map_or("", |(_, kind)| kind)
+}
+
+/// Services with their status, users and server health.
+pub fn services(table: &RoutingTable) -> Vec<Value> {
+    let used_by = used_by(&table.status.routers);
     let mut out: Vec<Value> = raw_items(&table.input.providers, |c| {
         c.http
             .services
@@ -278,13 +299,7 @@ pub fn services(table: &RoutingTable) -> Vec<Value> {
     })
     .into_iter()
     .map(|(name, provider, v)| {
-        let kind = match &v {
-            Value::Object(m) if m.contains_key("loadBalancer") => "loadbalancer",
-            Value::Object(m) if m.contains_key("weighted") => "weighted",
-            Value::Object(m) if m.contains_key("mirroring") => "mirroring",
-            Value::Object(m) if m.contains_key("failover") => "failover",
-            _ => "",
-        };
+        let kind = service_type(&v);
         let mut v = v;
         if let Some(Value::Object(lb)) = v.get_mut("loadBalancer") {
             lb.entry("passHostHeader").or_insert(json!(true));
@@ -428,13 +443,7 @@ pub fn tcp_routers(table: &RoutingTable) -> Vec<Value> {
 
 /// TCP services with their status, type and users.
 pub fn tcp_services(table: &RoutingTable) -> Vec<Value> {
-    let mut used_by: std::collections::BTreeMap<&str, Vec<&str>> =
-        std::collections::BTreeMap::new();
-    for (router, st) in &table.tcp.status.routers {
-        if let Some(s) = &st.service {
-            used_by.entry(s.as_str()).or_default().push(router.as_str());
-        }
-    }
+    let used_by = used_by(&table.tcp.status.routers);
     let status = &table.tcp.status.services;
     raw_items(&table.input.providers, |c| {
         c.tcp
@@ -445,11 +454,7 @@ pub fn tcp_services(table: &RoutingTable) -> Vec<Value> {
     })
     .into_iter()
     .map(|(name, provider, v)| {
-        let kind = match &v {
-            Value::Object(m) if m.contains_key("loadBalancer") => "loadbalancer",
-            Value::Object(m) if m.contains_key("weighted") => "weighted",
-            _ => "",
-        };
+        let kind = service_type(&v);
         let mut v = with_status(v, &name, &provider, status.get(&name));
         set(&mut v, "type", json!(kind));
         if let Some(users) = used_by.get(name.as_str()) {

@@ -39,13 +39,7 @@ pub fn routers(table: &RoutingTable) -> Vec<Value> {
 
 /// UDP services with their status, type and the routers using them.
 pub fn services(table: &RoutingTable) -> Vec<Value> {
-    let mut used_by: std::collections::BTreeMap<&str, Vec<&str>> =
-        std::collections::BTreeMap::new();
-    for (router, st) in &table.status.udp_routers {
-        if let Some(s) = &st.service {
-            used_by.entry(s.as_str()).or_default().push(router.as_str());
-        }
-    }
+    let used_by = super::used_by(&table.status.udp_routers);
     raw_items(&table.input.providers, |c| {
         c.udp
             .services
@@ -55,11 +49,7 @@ pub fn services(table: &RoutingTable) -> Vec<Value> {
     })
     .into_iter()
     .map(|(name, provider, v)| {
-        let kind = match &v {
-            Value::Object(m) if m.contains_key("loadBalancer") => "loadbalancer",
-            Value::Object(m) if m.contains_key("weighted") => "weighted",
-            _ => "",
-        };
+        let kind = super::service_type(&v);
         let mut v = with_status(v, &name, &provider, table.status.udp_services.get(&name));
         if let Value::Object(m) = &mut v {
             m.insert("type".into(), json!(kind));
