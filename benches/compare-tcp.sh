@@ -67,7 +67,7 @@ EOF
     cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread 2
-  maxconn 20000
+  maxconn 8000
 defaults
   mode tcp
   timeout connect 5s
@@ -90,7 +90,7 @@ worker_processes 2;
 daemon off;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log;
-events { worker_connections 20000; }
+events { worker_connections 8000; }
 stream {
   server { listen 127.0.0.1:${PORT[nginx]}; proxy_pass 127.0.0.1:5201; }
   server { listen 127.0.0.1:$((PORT[nginx] + 1)); proxy_pass 127.0.0.1:9201; }
@@ -107,7 +107,11 @@ start_all() {
         --providers.file.filename="$WORK/dynamic.yml"
     start haproxy haproxy -db -f "$WORK/haproxy.cfg"
     start nginx nginx -c "$WORK/nginx.conf"
-    for p in 5201 9201 "${PORT[@]}"; do wait_port "$p"; wait_port $((p + 1)) 2>/dev/null || true; done
+    # iperf3 serves one client at a time: probe the proxies' ports only (swarmgate's first, once
+    # the file provider has loaded) and give iperf3 a moment.
+    sleep 1
+    for p in 9201 "${PORT[@]}"; do wait_port "$p"; done
+    for p in "${PORT[@]}"; do wait_port $((p + 1)); done
 }
 
 measure_throughput() {
