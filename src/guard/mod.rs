@@ -233,6 +233,7 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx, peer: &str) -> Response<Guard
     if let Verdict::Deny(why) = allow::check(ctx.cfg.policy, &method, &path) {
         tracing::warn!(peer, %method, path, "socket-guard: refused (403): {why}");
         let msg = format!("socket-guard: {method} {path} is not allowed: {why}");
+        drain(req.into_body()).await;
         return error(StatusCode::FORBIDDEN, &msg);
     }
     tracing::debug!(peer, %method, path, "socket-guard: forwarding");
@@ -244,6 +245,18 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx, peer: &str) -> Response<Guard
         }
     }
 }
+
+/// Reads (and drops) a refused request's body, at most [`DRAIN_BYTES`] within [`DRAIN_TIME`], so that a
+/// client still writing it (`docker exec` posts a JSON body) reads the 403 instead of a broken pipe. A
+/// longer or slower body is left: hyper closes the connection after the answer.
+async fn drain(body: Incoming) {
+    let _ = tokio::time::timeout(DRAIN_TIME, Limited::new(body, DRAIN_BYTES).collect()).await;
+}
+
+/// Largest refused body read before answering.
+const DRAIN_BYTES: usize = 64 * 1024;
+/// Longest wait for a refused body before answering.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// Refuses requests whose length could be read two ways, and reads that carry a body.
 fn framing(method: &Method, h: &HeaderMap) -> Result<(), &'static str> {
