@@ -362,6 +362,33 @@ fn internal_services(
         .collect()
 }
 
+/// A middleware's `type` as Traefik's API writes it: its one key, lower-case.
+fn middleware_type(v: &Value) -> String {
+    v.as_object()
+        .and_then(|m| m.keys().next().cloned())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// The routers (qualified, sorted) whose middlewares name the qualified middleware `name`, in every
+/// provider; `routers` lists a configuration's routers of one protocol with their middlewares.
+fn middleware_users<'c>(
+    table: &'c RoutingTable,
+    name: &str,
+    routers: impl Fn(&'c Configuration) -> Vec<(&'c String, &'c [String])>,
+) -> Vec<String> {
+    let mut users: Vec<String> = table
+        .input
+        .providers
+        .iter()
+        .flat_map(|(p, c)| routers(c).into_iter().map(move |(rn, mws)| (p, rn, mws)))
+        .filter(|(p, _, mws)| mws.iter().any(|m| dynamic::qualify(m, p) == name))
+        .map(|(p, rn, _)| dynamic::qualify(rn, p))
+        .collect();
+    users.sort();
+    users
+}
+
 /// Middlewares with their status and users.
 pub fn middlewares(table: &RoutingTable) -> Vec<Value> {
     raw_items(&table.input.providers, |c| {
@@ -373,20 +400,14 @@ pub fn middlewares(table: &RoutingTable) -> Vec<Value> {
     })
     .into_iter()
     .map(|(name, provider, v)| {
-        let kind = v
-            .as_object()
-            .and_then(|m| m.keys().next().cloned())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let mut users: Vec<String> = table
-            .input
-            .providers
-            .iter()
-            .flat_map(|(p, c)| c.http.routers.iter().map(move |(rn, r)| (p, rn, r)))
-            .filter(|(p, _, r)| r.middlewares.iter().any(|m| dynamic::qualify(m, p) == name))
-            .map(|(p, rn, _)| dynamic::qualify(rn, p))
-            .collect();
-        users.sort();
+        let kind = middleware_type(&v);
+        let users = middleware_users(table, &name, |c| {
+            c.http
+                .routers
+                .iter()
+                .map(|(rn, r)| (rn, r.middlewares.as_slice()))
+                .collect()
+        });
         let mut v = with_status(v, &name, &provider, table.status.middlewares.get(&name));
         if let Value::Object(m) = &mut v {
             m.insert("type".into(), json!(kind));
@@ -483,20 +504,14 @@ pub fn tcp_middlewares(table: &RoutingTable) -> Vec<Value> {
     })
     .into_iter()
     .map(|(name, provider, v)| {
-        let kind = v
-            .as_object()
-            .and_then(|m| m.keys().next().cloned())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let mut users: Vec<String> = table
-            .input
-            .providers
-            .iter()
-            .flat_map(|(p, c)| c.tcp.routers.iter().map(move |(rn, r)| (p, rn, r)))
-            .filter(|(p, _, r)| r.middlewares.iter().any(|m| dynamic::qualify(m, p) == name))
-            .map(|(p, rn, _)| dynamic::qualify(rn, p))
-            .collect();
-        users.sort();
+        let kind = middleware_type(&v);
+        let users = middleware_users(table, &name, |c| {
+            c.tcp
+                .routers
+                .iter()
+                .map(|(rn, r)| (rn, r.middlewares.as_slice()))
+                .collect()
+        });
         let mut v = with_status(v, &name, &provider, status.get(&name));
         set(&mut v, "type", json!(kind));
         if !users.is_empty() {
