@@ -347,13 +347,27 @@ impl Gate {
         self.ep("web")
     }
 
-    /// An entrypoint's address by name.
+    /// An entrypoint's address by name. The start waits for as many entrypoints as the caller expected;
+    /// with more of them (an extra `traefik` entrypoint) this one may be announced a moment later, so its
+    /// line is waited for (10 s at most) rather than assumed missing.
     pub fn ep(&self, name: &str) -> SocketAddr {
-        self.entry_points
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, a)| *a)
-            .unwrap_or_else(|| panic!("no entrypoint {name}"))
+        let find =
+            |eps: &[(String, SocketAddr)]| eps.iter().find(|(n, _)| n == name).map(|(_, a)| *a);
+        if let Some(a) = find(&self.entry_points) {
+            return a;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(a) = find(&parse_listening(&self.logs())) {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no entrypoint {name}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The process id (to read its /proc entries).
