@@ -362,6 +362,23 @@ fn internal_services(
         .collect()
 }
 
+/// One middleware as the API lists it (HTTP or TCP): its configuration with status, `type` and `usedBy`.
+fn middleware_entry(
+    v: Value,
+    name: &str,
+    provider: &str,
+    st: Option<&ItemStatus>,
+    users: Vec<String>,
+) -> Value {
+    let kind = middleware_type(&v);
+    let mut v = with_status(v, name, provider, st);
+    set(&mut v, "type", json!(kind));
+    if !users.is_empty() {
+        set(&mut v, "usedBy", json!(users));
+    }
+    v
+}
+
 /// A middleware's `type` as Traefik's API writes it: its one key, lower-case.
 fn middleware_type(v: &Value) -> String {
     v.as_object()
@@ -400,7 +417,7 @@ pub fn middlewares(table: &RoutingTable) -> Vec<Value> {
     })
     .into_iter()
     .map(|(name, provider, v)| {
-        let kind = middleware_type(&v);
+        let st = table.status.middlewares.get(&name);
         let users = middleware_users(table, &name, |c| {
             c.http
                 .routers
@@ -408,14 +425,7 @@ pub fn middlewares(table: &RoutingTable) -> Vec<Value> {
                 .map(|(rn, r)| (rn, r.middlewares.as_slice()))
                 .collect()
         });
-        let mut v = with_status(v, &name, &provider, table.status.middlewares.get(&name));
-        if let Value::Object(m) = &mut v {
-            m.insert("type".into(), json!(kind));
-            if !users.is_empty() {
-                m.insert("usedBy".into(), json!(users));
-            }
-        }
-        v
+        middleware_entry(v, &name, &provider, st, users)
     })
     .chain(dropped(
         table,
@@ -504,7 +514,6 @@ pub fn tcp_middlewares(table: &RoutingTable) -> Vec<Value> {
     })
     .into_iter()
     .map(|(name, provider, v)| {
-        let kind = middleware_type(&v);
         let users = middleware_users(table, &name, |c| {
             c.tcp
                 .routers
@@ -512,12 +521,7 @@ pub fn tcp_middlewares(table: &RoutingTable) -> Vec<Value> {
                 .map(|(rn, r)| (rn, r.middlewares.as_slice()))
                 .collect()
         });
-        let mut v = with_status(v, &name, &provider, status.get(&name));
-        set(&mut v, "type", json!(kind));
-        if !users.is_empty() {
-            set(&mut v, "usedBy", json!(users));
-        }
-        v
+        middleware_entry(v, &name, &provider, status.get(&name), users)
     })
     .collect()
 }
