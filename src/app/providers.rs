@@ -72,6 +72,7 @@ fn start_file(
         return Ok(None);
     };
     let source = FileSource::from_config(fp)?;
+    let first_read = source.fingerprint();
     let first: Snapshot = match file::read(&source) {
         Ok((c, errors)) => {
             file::log_item_errors(&errors);
@@ -91,7 +92,7 @@ fn start_file(
         // A watcher that cannot start is logged and the configuration read above keeps serving (as it
         // always has), so this task may end.
         tasks.spawn_may_end("file provider watcher", async move {
-            if let Err(e) = file::watch(source, tx, reload_rx, token).await {
+            if let Err(e) = file::watch(source, first_read, tx, reload_rx, token).await {
                 tracing::error!("{e}");
             }
         });

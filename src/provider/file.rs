@@ -102,7 +102,7 @@ impl FileSource {
     /// What the files a read would parse look like now: each file's resolved path (symlinks followed), size
     /// and modification time. A change that no event names — a Kubernetes ConfigMap swaps a `..data` symlink,
     /// so only `..data` is named — shows here, and costs one `stat` per file instead of a parse.
-    fn fingerprint(&self) -> Fingerprint {
+    pub fn fingerprint(&self) -> Fingerprint {
         let files = self.files().unwrap_or_default();
         Fingerprint(
             files
@@ -139,9 +139,10 @@ fn is_config_file(path: &Path) -> bool {
 /// Size and modification time of a file (`None` when it cannot be read).
 type FileStamp = Option<(u64, Option<std::time::SystemTime>)>;
 
-/// See [`FileSource::fingerprint`]: each file's resolved path and stamp.
+/// See [`FileSource::fingerprint`]: each file's resolved path and stamp, compared to tell whether the files
+/// changed since a read without parsing them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Fingerprint(Vec<(PathBuf, FileStamp)>);
+pub struct Fingerprint(Vec<(PathBuf, FileStamp)>);
 
 /// Reads the whole configuration once. Items that fail are dropped and returned as errors (and listed in the
 /// configuration's `dropped`, so that the API shows them disabled); a file that does not parse — or is too
@@ -323,10 +324,11 @@ fn reload(source: &FileSource, tx: &watch::Sender<Snapshot>) {
 /// names the watched file (or, for a directory, one of its configuration files) triggers a read after the
 /// debounce; any other event in the directory only compares the files' [fingerprint](FileSource::fingerprint)
 /// with the last read's, so a log file written beside the configuration never causes a re-parse while a
-/// symlink swap still does. Also re-reads on `reload` (SIGHUP). Returns an error only if the watcher cannot
-/// start.
+/// symlink swap still does. Also re-reads on `reload` (SIGHUP). `first_read` is the fingerprint taken before
+/// the caller's first read. Returns an error only if the watcher cannot start.
 pub async fn watch(
     source: FileSource,
+    first_read: Fingerprint,
     tx: watch::Sender<Snapshot>,
     mut reload_rx: mpsc::Receiver<()>,
     cancel: CancellationToken,
@@ -358,7 +360,12 @@ pub async fn watch(
             path: dir.clone(),
             reason: e.to_string(),
         })?;
+    // The first snapshot was read before the notifier started, and a write in between raised no event: read
+    // again if the files changed since `first_read`, now that every later change is seen.
     let mut last = source.fingerprint();
+    if last != first_read {
+        reload(&source, &tx);
+    }
     loop {
         let mut named = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
