@@ -53,29 +53,26 @@ async fn field_over_tcp(port: u16, field: &str) -> Option<String> {
 
 fn whoami(p: &str, net: &str, image: &str, name: &str, clean: &Cleanup) {
     let cname = format!("{p}-{name}");
-    clean.container(&cname);
     let run = format!("sgt.run={p}");
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    clean.run(
         &cname,
-        "--network",
         net,
-        "--label",
-        &run,
-        "--label",
-        "traefik.enable=true",
-        "--label",
-        "traefik.tcp.routers.echo.rule=HostSNI(`*`)",
-        "--label",
-        "traefik.tcp.routers.echo.entrypoints=tcp",
-        "--label",
-        "traefik.tcp.services.echo.loadbalancer.server.port=80",
-        image,
-        "--name",
-        name,
-    ]);
+        &[
+            "--label",
+            &run,
+            "--label",
+            "traefik.enable=true",
+            "--label",
+            "traefik.tcp.routers.echo.rule=HostSNI(`*`)",
+            "--label",
+            "traefik.tcp.routers.echo.entrypoints=tcp",
+            "--label",
+            "traefik.tcp.services.echo.loadbalancer.server.port=80",
+            image,
+            "--name",
+            name,
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,26 +87,23 @@ async fn tcp_labels_route_to_container_ips_and_follow_new_containers() {
     whoami(&p, &net, &img.whoami, "t1", &clean);
     let gate = format!("{p}-gate");
     let port = docker::free_port();
-    clean.container(&gate);
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    clean.run(
         &gate,
-        "--network",
         &net,
-        "-p",
-        &format!("127.0.0.1:{port}:9000"),
-        "-v",
-        "/var/run/docker.sock:/var/run/docker.sock",
-        &img.gate,
-        "--entrypoints.tcp.address=:9000",
-        "--providers.docker=true",
-        "--providers.docker.exposedByDefault=false",
-        &format!("--providers.docker.network={net}"),
-        &format!("--providers.docker.constraints=Label(`sgt.run`, `{p}`)"),
-        "--providers.providersThrottleDuration=50ms",
-    ]);
+        &[
+            "-p",
+            &format!("127.0.0.1:{port}:9000"),
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            &img.gate,
+            "--entrypoints.tcp.address=:9000",
+            "--providers.docker=true",
+            "--providers.docker.exposedByDefault=false",
+            &format!("--providers.docker.network={net}"),
+            &format!("--providers.docker.constraints=Label(`sgt.run`, `{p}`)"),
+            "--providers.providersThrottleDuration=50ms",
+        ],
+    );
     let live = poll_until(Duration::from_secs(30), || async {
         name_over_tcp(port).await.as_deref() == Some("t1")
     })

@@ -35,6 +35,16 @@ async fn ask(port: u16, payload: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).to_string())
 }
 
+/// The labels of the UDP echo backend, on a container or a service.
+const ECHO_LABELS: &[&str] = &[
+    "--label",
+    "traefik.enable=true",
+    "--label",
+    "traefik.udp.routers.echo.entrypoints=echo",
+    "--label",
+    "traefik.udp.services.echo.loadbalancer.server.port=5300",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_container_with_udp_labels_is_routed_to_its_ip() {
     if !docker::engine_or_skip("a_container_with_udp_labels_is_routed_to_its_ip") {
@@ -46,28 +56,16 @@ async fn a_container_with_udp_labels_is_routed_to_its_ip() {
     let net = docker::create_network(&p, false, &clean);
 
     let echo = format!("{p}-echo");
-    clean.container(&echo);
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    clean.run(
         &echo,
-        "--network",
         &net,
-        "--label",
-        &format!("sgt.run={p}"),
-        "--label",
-        "traefik.enable=true",
-        "--label",
-        "traefik.udp.routers.echo.entrypoints=echo",
-        "--label",
-        "traefik.udp.services.echo.loadbalancer.server.port=5300",
-        &img.whoami,
-        "--name",
-        "u1",
-        "--udp",
-        "0.0.0.0:5300",
-    ]);
+        &[
+            &["--label", &format!("sgt.run={p}")],
+            ECHO_LABELS,
+            &[&img.whoami, "--name", "u1", "--udp", "0.0.0.0:5300"],
+        ]
+        .concat(),
+    );
     let echo_ip = docker_ok(&[
         "inspect",
         "-f",
@@ -78,30 +76,27 @@ async fn a_container_with_udp_labels_is_routed_to_its_ip() {
 
     let gate = format!("{p}-gate");
     let (udp_port, api_port) = (docker::free_port(), docker::free_port());
-    clean.container(&gate);
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    clean.run(
         &gate,
-        "--network",
         &net,
-        "-p",
-        &format!("127.0.0.1:{udp_port}:5300/udp"),
-        "-p",
-        &format!("127.0.0.1:{api_port}:8080"),
-        "-v",
-        "/var/run/docker.sock:/var/run/docker.sock",
-        &img.gate,
-        "--entrypoints.echo.address=:5300/udp",
-        "--entrypoints.traefik.address=:8080",
-        "--api.insecure=true",
-        "--providers.docker=true",
-        "--providers.docker.exposedByDefault=false",
-        &format!("--providers.docker.network={net}"),
-        &format!("--providers.docker.constraints=Label(`sgt.run`, `{p}`)"),
-        "--providers.providersThrottleDuration=50ms",
-    ]);
+        &[
+            "-p",
+            &format!("127.0.0.1:{udp_port}:5300/udp"),
+            "-p",
+            &format!("127.0.0.1:{api_port}:8080"),
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            &img.gate,
+            "--entrypoints.echo.address=:5300/udp",
+            "--entrypoints.traefik.address=:8080",
+            "--api.insecure=true",
+            "--providers.docker=true",
+            "--providers.docker.exposedByDefault=false",
+            &format!("--providers.docker.network={net}"),
+            &format!("--providers.docker.constraints=Label(`sgt.run`, `{p}`)"),
+            "--providers.providersThrottleDuration=50ms",
+        ],
+    );
     let gate_ip = docker_ok(&[
         "inspect",
         "-f",
@@ -159,30 +154,28 @@ async fn a_swarm_service_with_udp_labels_is_balanced_over_its_tasks() {
 
     let echo = format!("{p}-echo");
     clean.service(&echo);
-    docker_ok(&[
-        "service",
-        "create",
-        "-d",
-        "--name",
-        &echo,
-        "--network",
-        &net,
-        "--replicas",
-        "2",
-        "--env",
-        "WHOAMI_NAME=task{{.Task.Slot}}",
-        "--label",
-        &run_label,
-        "--label",
-        "traefik.enable=true",
-        "--label",
-        "traefik.udp.routers.echo.entrypoints=echo",
-        "--label",
-        "traefik.udp.services.echo.loadbalancer.server.port=5300",
-        &img.whoami,
-        "--udp",
-        "0.0.0.0:5300",
-    ]);
+    docker_ok(
+        &[
+            &[
+                "service",
+                "create",
+                "-d",
+                "--name",
+                &echo,
+                "--network",
+                &net,
+                "--replicas",
+                "2",
+                "--env",
+                "WHOAMI_NAME=task{{.Task.Slot}}",
+                "--label",
+                &run_label,
+            ],
+            ECHO_LABELS,
+            &[&img.whoami, "--udp", "0.0.0.0:5300"],
+        ]
+        .concat(),
+    );
 
     let gate = format!("{p}-gate");
     let (udp_port, api_port) = (docker::free_port(), docker::free_port());

@@ -319,46 +319,40 @@ async fn swarmgate_reads_containers_and_services_through_the_guard() {
     // Plain containers: swarmgate as a container, Docker provider on the guard socket.
     let net = docker::create_network(&p, false, &clean);
     let app = format!("{p}-app");
-    clean.container(&app);
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    clean.run(
         &app,
-        "--network",
         &net,
-        "--label",
-        &format!("sgt.run={p}"),
-        "--label",
-        "traefik.enable=true",
-        "--label",
-        "traefik.http.routers.gapp.rule=Host(`guard-app.test`)",
-        "--label",
-        "traefik.http.services.gapp.loadbalancer.server.port=80",
-        &img.whoami,
-    ]);
+        &[
+            "--label",
+            &format!("sgt.run={p}"),
+            "--label",
+            "traefik.enable=true",
+            "--label",
+            "traefik.http.routers.gapp.rule=Host(`guard-app.test`)",
+            "--label",
+            "traefik.http.services.gapp.loadbalancer.server.port=80",
+            &img.whoami,
+        ],
+    );
     let port = docker::free_port();
     let gate = format!("{p}-gate");
-    clean.container(&gate);
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    clean.run(
         &gate,
-        "--network",
         &net,
-        "-p",
-        &format!("127.0.0.1:{port}:80"),
-        "-v",
-        &mount,
-        &img.gate,
-        "--entrypoints.web.address=:80",
-        "--providers.docker.endpoint=unix:///guard/guard.sock",
-        "--providers.docker.exposedByDefault=false",
-        &format!("--providers.docker.network={net}"),
-        &format!("--providers.docker.constraints=Label(`sgt.run`, `{p}`)"),
-        "--providers.providersThrottleDuration=50ms",
-    ]);
+        &[
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "-v",
+            &mount,
+            &img.gate,
+            "--entrypoints.web.address=:80",
+            "--providers.docker.endpoint=unix:///guard/guard.sock",
+            "--providers.docker.exposedByDefault=false",
+            &format!("--providers.docker.network={net}"),
+            &format!("--providers.docker.constraints=Label(`sgt.run`, `{p}`)"),
+            "--providers.providersThrottleDuration=50ms",
+        ],
+    );
     assert!(
         wait_route(port, "guard-app.test").await,
         "no route through the guard; swarmgate: {}\nguard: {}",

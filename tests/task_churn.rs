@@ -590,26 +590,23 @@ async fn healthcheck_starting_and_unhealthy_containers_get_no_traffic() {
     let net = docker::create_network(&p, false, &clean);
     let port = docker::free_port();
     let gate = format!("{p}-gate");
-    clean.container(&gate);
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    clean.run(
         &gate,
-        "--network",
         &net,
-        "-p",
-        &format!("127.0.0.1:{port}:80"),
-        "-v",
-        "/var/run/docker.sock:/var/run/docker.sock",
-        &img.gate,
-        "--entrypoints.web.address=:80",
-        "--providers.docker=true",
-        "--providers.docker.exposedByDefault=false",
-        &format!("--providers.docker.network={net}"),
-        &format!("--providers.docker.constraints=Label(`sgt.run`, `{p}`)"),
-        "--providers.providersThrottleDuration=50ms",
-    ]);
+        &[
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            &img.gate,
+            "--entrypoints.web.address=:80",
+            "--providers.docker=true",
+            "--providers.docker.exposedByDefault=false",
+            &format!("--providers.docker.network={net}"),
+            &format!("--providers.docker.constraints=Label(`sgt.run`, `{p}`)"),
+            "--providers.providersThrottleDuration=50ms",
+        ],
+    );
     assert!(
         support::poll_until(Duration::from_secs(60), || async {
             status_of(port, "hc.test").await.is_some()
@@ -619,26 +616,23 @@ async fn healthcheck_starting_and_unhealthy_containers_get_no_traffic() {
         docker::logs(&gate, false)
     );
     let app = format!("{p}-app");
-    clean.container(&app);
-    docker_ok(&[
-        "run",
-        "-d",
-        "--name",
+    clean.run(
         &app,
-        "--network",
         &net,
-        "--label",
-        &format!("sgt.run={p}"),
-        "--label",
-        "traefik.enable=true",
-        "--label",
-        "traefik.http.routers.hc.rule=Host(`hc.test`)",
-        "--label",
-        "traefik.http.services.hc.loadbalancer.server.port=80",
-        "--health-interval",
-        "3s",
-        &hc,
-    ]);
+        &[
+            "--label",
+            &format!("sgt.run={p}"),
+            "--label",
+            "traefik.enable=true",
+            "--label",
+            "traefik.http.routers.hc.rule=Host(`hc.test`)",
+            "--label",
+            "traefik.http.services.hc.loadbalancer.server.port=80",
+            "--health-interval",
+            "3s",
+            &hc,
+        ],
+    );
     // While Docker says `starting`, the container gets nothing (its first probe runs after 3 s).
     let mut checked = 0;
     while health_of(&app) == "starting" {

@@ -115,6 +115,14 @@ impl Cleanup {
             .unwrap_or_else(|e| e.into_inner())
             .push(("service", name.to_string()));
     }
+    /// Starts a detached container `name` on `network` (`docker run -d --name … --network … args…`), removed
+    /// on drop; returns its ID.
+    pub fn run(&self, name: &str, network: &str, args: &[&str]) -> String {
+        self.container(name);
+        let mut all = vec!["run", "-d", "--name", name, "--network", network];
+        all.extend_from_slice(args);
+        docker_ok(&all)
+    }
     /// A network to `docker network rm` (after its users).
     pub fn network(&self, name: &str) {
         self.items
