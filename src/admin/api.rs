@@ -77,42 +77,7 @@ impl EntryPointView {
     }
 }
 
-/// Go's `time.Duration.String()` (`0s`, `10s`, `3m0s`, `1.5s`, `100ms`), as Traefik's API prints durations.
-pub fn go_duration(d: std::time::Duration) -> String {
-    let ns = d.as_nanos();
-    if ns == 0 {
-        return "0s".into();
-    }
-    let trim = |whole: u128, frac: u128, digits: usize, unit: &str| {
-        let f = format!("{frac:0digits$}");
-        let f = f.trim_end_matches('0');
-        if f.is_empty() {
-            format!("{whole}{unit}")
-        } else {
-            format!("{whole}.{f}{unit}")
-        }
-    };
-    if ns < 1_000 {
-        return format!("{ns}ns");
-    }
-    if ns < 1_000_000 {
-        return trim(ns / 1_000, ns % 1_000, 3, "µs");
-    }
-    if ns < 1_000_000_000 {
-        return trim(ns / 1_000_000, ns % 1_000_000, 6, "ms");
-    }
-    let secs = ns / 1_000_000_000;
-    let sub = ns % 1_000_000_000;
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let sec = trim(s, sub, 9, "s");
-    if h > 0 {
-        format!("{h}h{m}m{sec}")
-    } else if m > 0 {
-        format!("{m}m{sec}")
-    } else {
-        sec
-    }
-}
+pub use crate::dynamic::traefik_json::go_duration;
 
 fn json_response(status: StatusCode, v: &Value) -> Response<ProxyBody> {
     let body = serde_json::to_vec(v).unwrap_or_default();
