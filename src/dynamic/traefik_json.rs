@@ -156,8 +156,11 @@ fn shape_struct(v: &mut Value, typ: &str, sch: &Schema) {
                 shape(&mut val, kind, sch);
                 out.insert(name.clone(), val);
             }
+            // Not a field of Traefik's struct (a swarmgate extension): shown when it says something.
             None => {
-                out.insert(key, val);
+                if !is_zero(&val) {
+                    out.insert(key, val);
+                }
             }
         }
     }
@@ -171,6 +174,20 @@ fn shape_struct(v: &mut Value, typ: &str, sch: &Schema) {
                 out.insert(name.clone(), val);
             }
         }
+    }
+    // Go writes a field without `omitempty` even when it holds its zero value (a TCP router's
+    // `tls.passthrough: false`).
+    for (name, kind) in &st.fields {
+        if st.omit.contains_key(name) || out.contains_key(name) {
+            continue;
+        }
+        let zero = match kind {
+            Kind::Scalar(k) if k == "bool" => Value::Bool(false),
+            Kind::Scalar(k) if k == "int" || k == "float" => Value::from(0),
+            Kind::Scalar(k) if k == "string" => Value::String(String::new()),
+            _ => continue,
+        };
+        out.insert(name.clone(), zero);
     }
     out.retain(|name, val| match st.omit.get(name).map(String::as_str) {
         Some("nil") => !val.is_null(),
@@ -303,14 +320,14 @@ mod tests {
                                    "followRedirects": true}}})
         );
         // An explicit `passHostHeader: false` stays (a pointer in Traefik's model).
-        let s = item(
-            json!({"loadBalancer": {"passHostHeader": false}}),
-            SERVICE,
-        );
+        let s = item(json!({"loadBalancer": {"passHostHeader": false}}), SERVICE);
         assert_eq!(s["loadBalancer"]["passHostHeader"], json!(false));
         // `compress=true`: the section with its defaults.
         let m = item(json!({"compress": "true"}), MIDDLEWARE);
-        assert_eq!(m, json!({"compress": {"encodings": ["gzip", "br", "zstd"]}}));
+        assert_eq!(
+            m,
+            json!({"compress": {"encodings": ["gzip", "br", "zstd"]}})
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Plain containers (`docker run`, compose) → [`Workload`]s, with one `GET /containers/json` per read.
 //!
 //! Only running containers are listed; a container with a health check is skipped until it is `healthy`
-//! (read from the list answer itself, so there is no inspection per container). The service name is
+//! (read from the list answer itself, so there is no inspection per container), or with
+//! `allowEmptyServices` kept without servers. The service name is
 //! Traefik's: compose `service_project` when the compose labels are present, else the container name.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -62,8 +63,10 @@ fn container_workload(
         .and_then(|n| n.first())
         .map(|n| n.trim_start_matches('/').to_string())
         .unwrap_or_else(|| id.chars().take(12).collect());
-    if let Some(h) = health(c).filter(|h| !h.is_empty() && h != "none" && h != "healthy") {
-        tracing::debug!(container = %container_name, health = %h, "container skipped until healthy");
+    let status = health(c);
+    let serves = health_serves(status.as_deref());
+    if !serves && !settings.allow_empty_services {
+        tracing::debug!(container = %container_name, health = ?status, "container skipped until healthy");
         return None;
     }
     let labels: BTreeMap<String, String> =
@@ -80,6 +83,10 @@ fn container_workload(
     };
     let o = reading.enabled_options(&w, settings)?;
     w.exposed_ports = tcp_ports(c);
+    if !serves {
+        // `allowEmptyServices`: its routers and services are kept, without servers (503, not 404).
+        return Some(w);
+    }
     let mode = c
         .host_config
         .as_ref()
@@ -109,6 +116,13 @@ fn container_workload(
         }
     }
     Some(w)
+}
+
+/// Whether a container in this health state gets servers: it has no health check, or it is `healthy`.
+/// Others are left out until healthy, as Traefik does; with `allowEmptyServices` their routers and services
+/// are kept without servers.
+pub fn health_serves(health: Option<&str>) -> bool {
+    health.is_none_or(|h| h.is_empty() || h == "none" || h == "healthy")
 }
 
 /// The container's health: from the list answer's `Health`, else from its status text (`Up 3s (healthy)`).

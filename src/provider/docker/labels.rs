@@ -727,11 +727,7 @@ struct Shorthand {
 pub fn build(w: &Workload, s: &Settings) -> Built {
     let owner: Arc<str> = Arc::from(w.owner());
     let mut b = Built::default();
-    let entries = translate_v1(w, s, &mut b.notes, &mut b.errors);
-    let mut placed = Placed::new(&entries, &owner, &mut b.errors);
-    let (mut cfg, item_errors) = decode_configuration(&placed.root);
-    b.errors
-        .extend(item_errors.into_iter().map(|e| from_item_error(&owner, e)));
+    let (mut placed, mut cfg) = place_and_decode(w, s, &owner, &mut b);
     let cx = Cx {
         w,
         s,
@@ -791,6 +787,86 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
         )
         .map(dropped_item)
         .collect();
+    b
+}
+
+/// The first steps of [`build`] and [`decode`]: v1 labels translated, every label placed in a tree, the
+/// tree decoded item by item (dropped items reported in `b`).
+fn place_and_decode(
+    w: &Workload,
+    s: &Settings,
+    owner: &Arc<str>,
+    b: &mut Built,
+) -> (Placed, Configuration) {
+    let entries = translate_v1(w, s, &mut b.notes, &mut b.errors);
+    let placed = Placed::new(&entries, owner, &mut b.errors);
+    let (cfg, item_errors) = decode_configuration(&placed.root);
+    b.errors
+        .extend(item_errors.into_iter().map(|e| from_item_error(owner, e)));
+    (placed, cfg)
+}
+
+/// The labels alone, as Traefik's label decoder reads them (`label.DecodeConfiguration`): the same first
+/// steps as [`build`], without what the provider adds (no implicit service or router, no servers from the
+/// workload's addresses). A `loadbalancer.server.port`/`.scheme` label is kept on a server as written.
+///
+/// Compared with Traefik's own decoder by `tests/traefik_tables.rs`; the provider and `check` call
+/// [`build`], which runs the same steps first. Pure.
+pub fn decode(w: &Workload, s: &Settings) -> Built {
+    let owner: Arc<str> = Arc::from(w.owner());
+    let mut b = Built::default();
+    let (placed, mut cfg) = place_and_decode(w, s, &owner, &mut b);
+    for ((proto, name), sh) in placed.shorthand {
+        let port = sh.port.map(|(v, _)| v);
+        let scheme = sh.scheme.map(|(v, _)| v);
+        match proto.as_str() {
+            "http" => {
+                if let Some(lb) = cfg
+                    .http
+                    .services
+                    .get_mut(&name)
+                    .and_then(|x| x.load_balancer.as_mut())
+                    .filter(|lb| lb.servers.is_empty())
+                {
+                    lb.servers.push(Server {
+                        port,
+                        scheme,
+                        ..Default::default()
+                    });
+                }
+            }
+            "tcp" => {
+                if let Some(lb) = cfg
+                    .tcp
+                    .services
+                    .get_mut(&name)
+                    .and_then(|x| x.load_balancer.as_mut())
+                    .filter(|lb| lb.servers.is_empty())
+                {
+                    lb.servers.push(TcpServer {
+                        port,
+                        ..Default::default()
+                    });
+                }
+            }
+            _ => {
+                if let Some(lb) = cfg
+                    .udp
+                    .services
+                    .get_mut(&name)
+                    .and_then(|x| x.load_balancer.as_mut())
+                    .filter(|lb| lb.servers.is_empty())
+                {
+                    lb.servers.push(UdpServer {
+                        port,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+    }
+    b.config = cfg;
+    b.config.dropped = b.errors.iter().map(dropped_item).collect();
     b
 }
 
@@ -1081,6 +1157,9 @@ trait LabelService: Default + Clone + PartialEq {
     fn servers(lb: &mut Self::Lb) -> &mut Vec<Self::Server>;
     /// What identifies a server when merging workloads (URL or address).
     fn server_key(s: &Self::Server) -> &str;
+    /// Whether one of the service's kinds (load balancer, weighted, …) is set: an empty service label
+    /// (`traefik.http.services.x=`) sets none.
+    fn has_kind(&self) -> bool;
 
     /// The service a workload gets when its labels declare none: one empty load balancer.
     fn implicit() -> Self {
@@ -1116,6 +1195,12 @@ impl LabelService for Service {
     fn server_key(s: &Server) -> &str {
         &s.url
     }
+    fn has_kind(&self) -> bool {
+        self.load_balancer.is_some()
+            || self.weighted.is_some()
+            || self.mirroring.is_some()
+            || self.failover.is_some()
+    }
 }
 
 impl LabelService for TcpService {
@@ -1131,6 +1216,9 @@ impl LabelService for TcpService {
     fn server_key(s: &TcpServer) -> &str {
         &s.address
     }
+    fn has_kind(&self) -> bool {
+        self.load_balancer.is_some() || self.weighted.is_some()
+    }
 }
 
 impl LabelService for UdpService {
@@ -1145,6 +1233,9 @@ impl LabelService for UdpService {
     }
     fn server_key(s: &UdpServer) -> &str {
         &s.address
+    }
+    fn has_kind(&self) -> bool {
+        self.load_balancer.is_some() || self.weighted.is_some()
     }
 }
 
@@ -1173,6 +1264,20 @@ fn complete_services<S: LabelService>(
         let Some(svc) = services.get_mut(&name) else {
             continue;
         };
+        if !svc.has_kind() {
+            // Traefik drops the container ("load-balancer is not defined"); here only the service (and
+            // the routers bound to it).
+            services.remove(&name);
+            errors.push(cx.error(
+                proto.service,
+                name.clone(),
+                (
+                    format!("traefik.{}.services.{name}", proto.key),
+                    "the service is empty: set its `loadbalancer.server.port` (or another option) instead of an empty label".into(),
+                ),
+            ));
+            continue;
+        }
         if let Err(e) = svc.fill_servers(cx, &name, sh) {
             services.remove(&name);
             errors.push(cx.error(proto.service, name, e));
@@ -1501,6 +1606,12 @@ fn fill_http_servers(
         lb.servers = vec![template];
         return Ok(());
     }
+    if w.addresses.is_empty() {
+        // No server to give a port to: an unhealthy container or a service without tasks, kept with
+        // `allowEmptyServices` (Traefik keeps it too, without servers, whatever its port).
+        lb.servers.clear();
+        return Ok(());
+    }
     let port = server_port(w, s, service, "http", sh.port)?;
     let scheme = match sh.scheme {
         Some((v, label)) => {
@@ -1535,6 +1646,12 @@ fn fill_tcp_servers(
         lb.servers = vec![template];
         return Ok(());
     }
+    if w.addresses.is_empty() {
+        // No server to give a port to: an unhealthy container or a service without tasks, kept with
+        // `allowEmptyServices` (Traefik keeps it too, without servers, whatever its port).
+        lb.servers.clear();
+        return Ok(());
+    }
     let port = server_port(w, s, service, "tcp", sh.port)?;
     lb.servers = w
         .addresses
@@ -1559,6 +1676,12 @@ fn fill_udp_servers(
     let template: UdpServer = lb.servers.first().cloned().unwrap_or_default();
     if !template.address.is_empty() {
         lb.servers = vec![template];
+        return Ok(());
+    }
+    if w.addresses.is_empty() {
+        // No server to give a port to: an unhealthy container or a service without tasks, kept with
+        // `allowEmptyServices` (Traefik keeps it too, without servers, whatever its port).
+        lb.servers.clear();
         return Ok(());
     }
     let port = server_port(w, s, service, "udp", sh.port)?;
