@@ -19,6 +19,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use crate::config::StaticConfig;
+use crate::dynamic::traefik_json;
 use crate::provider::docker::labels::{self, Mode, Workload};
 use crate::provider::docker::{assemble, settings};
 use crate::value::node::{Node, NodeKind};
@@ -548,8 +549,8 @@ fn rawdata(
         used_by: BTreeMap::new(),
     };
     let mut routers = raw.http_routers(stat);
-    let mut services = raw.listed(&c.http.services);
-    let mut middlewares = raw.listed(&c.http.middlewares);
+    let mut services = raw.listed(&c.http.services, traefik_json::SERVICE);
+    let mut middlewares = raw.listed(&c.http.middlewares, traefik_json::MIDDLEWARE);
     raw.list_dropped(&mut routers, &mut services, &mut middlewares);
     let mut out = Map::new();
     out.insert("routers".into(), Value::Object(routers));
@@ -559,7 +560,7 @@ fn rawdata(
         out.insert("tcpRouters".into(), Value::Object(raw.tcp_routers()));
         out.insert(
             "tcpServices".into(),
-            Value::Object(raw.listed(&c.tcp.services)),
+            Value::Object(raw.listed(&c.tcp.services, traefik_json::TCP_SERVICE)),
         );
     }
     (Value::Object(out), raw.lines, raw.ok)
@@ -602,7 +603,10 @@ impl Rawdata<'_> {
             for m in &r.middlewares {
                 self.used_by.entry(self.q(m)).or_default().push(qn.clone());
             }
-            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            let mut v = traefik_json::item(
+                serde_json::to_value(r).unwrap_or(Value::Null),
+                traefik_json::ROUTER,
+            );
             if let Value::Object(o) = &mut v {
                 o.insert("entryPoints".into(), json!(entry_points));
                 o.insert("service".into(), json!(svc));
@@ -664,12 +668,17 @@ impl Rawdata<'_> {
     }
 
     /// Services or middlewares (of any protocol), `enabled`, with the routers that use them.
-    fn listed<T: serde::Serialize>(&self, items: &BTreeMap<String, T>) -> Map<String, Value> {
+    fn listed<T: serde::Serialize>(
+        &self,
+        items: &BTreeMap<String, T>,
+        typ: &str,
+    ) -> Map<String, Value> {
         items
             .iter()
             .map(|(n, item)| {
                 let qn = self.q(n);
-                let mut v = serde_json::to_value(item).unwrap_or(Value::Null);
+                let mut v =
+                    traefik_json::item(serde_json::to_value(item).unwrap_or(Value::Null), typ);
                 if let Value::Object(o) = &mut v {
                     o.insert("status".into(), json!("enabled"));
                     o.insert("provider".into(), json!(self.provider));
@@ -721,7 +730,10 @@ impl Rawdata<'_> {
             .routers
             .iter()
             .map(|(n, r)| {
-                let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+                let mut v = traefik_json::item(
+                    serde_json::to_value(r).unwrap_or(Value::Null),
+                    traefik_json::TCP_ROUTER,
+                );
                 if let Value::Object(o) = &mut v {
                     o.insert("service".into(), json!(self.q(&r.service)));
                     o.insert("status".into(), json!("enabled"));

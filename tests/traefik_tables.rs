@@ -13,6 +13,10 @@
 //! docs/differences.md that documents it. The test fails when a case does neither, and when a listed case
 //! passes (the list must not hide a fixed difference). It prints the passing cases / total, by file.
 
+// Test code: a failed index is the assertion (it panics on purpose), and the test reads its fixture files
+// with std::fs.
+#![allow(clippy::indexing_slicing, clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

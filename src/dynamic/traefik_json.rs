@@ -38,6 +38,8 @@ pub const TCP_ROUTER: &str = "dynamic.TCPRouter";
 pub const TCP_SERVICE: &str = "dynamic.TCPService";
 /// Traefik's struct for a TCP middleware.
 pub const TCP_MIDDLEWARE: &str = "dynamic.TCPMiddleware";
+/// Traefik's struct for a UDP router.
+pub const UDP_ROUTER: &str = "dynamic.UDPRouter";
 /// Traefik's struct for a UDP service.
 pub const UDP_SERVICE: &str = "dynamic.UDPService";
 
@@ -281,6 +283,7 @@ mod tests {
             TCP_ROUTER,
             TCP_SERVICE,
             TCP_MIDDLEWARE,
+            UDP_ROUTER,
             UDP_SERVICE,
         ] {
             assert!(knows(typ), "{typ}");
