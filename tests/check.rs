@@ -24,6 +24,8 @@ fn check(name: &str, want_exit: i32) {
         .args(["check", &format!("{name}.yml"), "--name", "demo"])
         .current_dir(&dir)
         .env_clear()
+        // The output must not depend on this machine's Docker engine (images are not read).
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .env("DOMAIN", "example.com")
         .env("USERNAME", "admin")
         .env("HASHED_PASSWORD", "$apr1$89eqM5Ro$CxaFELthUKV21DpI3UTQO.")
@@ -313,4 +315,98 @@ async fn check_and_runtime_agree_on_every_table_middleware() {
         String::from_utf8_lossy(&out.stderr),
         gate.logs()
     );
+}
+
+/// Issue 16, item 6: a compose service without `ports`/`expose` gets its image's `EXPOSE`d port when a
+/// Docker engine is reachable (a real image built here: `FROM scratch` + `EXPOSE 8080`), and one line says
+/// so when none is.
+#[test]
+fn check_reads_exposed_ports_from_the_engine_or_says_once_it_cannot() {
+    use support::docker::{self as d, docker, docker_ok};
+    if !d::engine_or_skip("check_reads_exposed_ports_from_the_engine_or_says_once_it_cannot") {
+        return;
+    }
+    let image = format!(
+        "sgc-{}-{:04x}-expose:1",
+        std::process::id(),
+        fastrand::u16(..)
+    );
+    let ctx = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM scratch\nEXPOSE 8080/tcp 53/udp\n",
+    )
+    .expect("Dockerfile");
+    docker_ok(&[
+        "build",
+        "-q",
+        "-t",
+        &image,
+        ctx.path().to_str().expect("utf-8 path"),
+    ]);
+    struct Image(String);
+    impl Drop for Image {
+        fn drop(&mut self) {
+            docker(&["rmi", "-f", &self.0]);
+        }
+    }
+    let _image = Image(image.clone());
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("app.yml"),
+        format!(
+            "services:\n  app:\n    image: {image}\n    labels:\n      traefik.http.routers.app.rule: Host(`app.test`)\n  other:\n    image: {image}\n    labels:\n      traefik.http.routers.other.rule: Host(`other.test`)\n"
+        ),
+    )
+    .expect("compose");
+    let run = |docker_host: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmgate"));
+        cmd.args([
+            "check",
+            "app.yml",
+            "--name",
+            "demo",
+            "--providers.docker=true",
+        ])
+        .current_dir(dir.path())
+        .env_clear();
+        if let Some(h) = docker_host.or(std::env::var("DOCKER_HOST").ok().as_deref()) {
+            cmd.env("DOCKER_HOST", h);
+        }
+        let out = cmd.output().expect("run swarmgate check");
+        let raw: Value = serde_json::from_slice(&out.stdout).expect("rawdata");
+        (
+            raw,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+            out.status.code(),
+        )
+    };
+
+    let (raw, err, code) = run(None);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        raw["services"]["app-demo@docker"]["loadBalancer"]["servers"][0]["url"], "http://app:8080",
+        "{raw}\n{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "info: service `app`: port 8080 from image `{image}` (EXPOSE)"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("checked with port 80"), "{err}");
+
+    let (raw, err, code) = run(Some("unix:///nonexistent/docker.sock"));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        raw["services"]["app-demo@docker"]["loadBalancer"]["servers"][0]["url"], "http://app:80",
+        "{raw}"
+    );
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("no Docker engine reachable"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("services app, other"), "{err}");
+    assert!(!err.contains("exposes no port"), "{err}");
 }
