@@ -559,6 +559,10 @@ def settings_literal(toks, start, end):
         if toks[i] == ("ident", "Shared") and toks[i + 1][1] == "{":
             p = Parser(toks, i + 1)
             return p.parse_elements()
+    for i in range(start, end):  # Traefik v2: the settings are the `Provider` itself
+        if toks[i] == ("ident", "Provider") and toks[i + 1][1] == "{":
+            p = Parser(toks, i + 1)
+            return p.parse_elements()
     raise KeyError("Shared literal")
 
 
@@ -732,14 +736,16 @@ def struct_defaults(ev, model, src, pkg):
         vals = {}
         for line in body.split("\n"):
             line = line.strip()
-            m = re.match(r"^(\w+)\s*:=\s*(.+)$", line)
-            if m:
+            m = re.match(r"^(?:var\s+)?(\w+)(?:\s+[\w.]+)?\s*:?=\s*(.+)$", line)
+            if m and not line.startswith(f"{recv}."):
                 local[m.group(1)] = m.group(2)
                 continue
             m = re.match(rf"^{recv}\.(\w+)\s*=\s*(.+)$", line)
             if not m or m.group(1) not in fields:
                 continue
             jname, _, ftyp = fields[m.group(1)]
+            if jname is None:  # `json:"-"`: never written
+                continue
             rhs = m.group(2)
             if rhs.startswith("&") and rhs[1:] in local:
                 rhs = local[rhs[1:]]
@@ -811,10 +817,15 @@ def main():
                          ("pkg/provider/docker", "docker")):
         model.read_package(git, pkg_dir, pkg)
     consts = {}
-    shared = git("show", f"{args.tag}:pkg/provider/docker/shared.go")
-    m = re.search(r'const DefaultTemplateRule = "((?:[^"\\]|\\.)*)"', shared)
-    consts["DefaultTemplateRule"] = json.loads(f'"{m.group(1)}"')
+    for f in git("ls-tree", "--name-only", args.tag, "pkg/provider/docker/").split():
+        if f.endswith(".go") and not f.endswith("_test.go"):
+            m = re.search(r'DefaultTemplateRule = "((?:[^"\\]|\\.)*)"', git("show", f"{args.tag}:{f}"))
+            if m:
+                consts["DefaultTemplateRule"] = json.loads(f'"{m.group(1)}"')
     # Docker API constants the inputs use (container states and health), by their value in the Docker API.
+    for alias in ("containertypes", "dockercontainertypes", "dockertypes"):
+        consts.update({f"{alias}.Unhealthy": "unhealthy", f"{alias}.Healthy": "healthy",
+                       f"{alias}.Starting": "starting", f"{alias}.NoHealthcheck": "none"})
     consts.update({"containertypes.Unhealthy": "unhealthy", "containertypes.Healthy": "healthy",
                    "containertypes.Starting": "starting", "containertypes.NoHealthcheck": "none",
                    "containertypes.StateRunning": "running", "containertypes.StateExited": "exited",
@@ -841,13 +852,16 @@ def main():
     tables = []
     cfg_path = "pkg/provider/docker/config_test.go"
     cfg_src = git("show", f"{args.tag}:{cfg_path}")
-    for func, out in (("TestDynConfBuilder_DefaultRule", "docker-default-rule.json"),
-                      ("TestDynConfBuilder_build", "docker-build.json")):
+    # The test functions' names changed between Traefik v2 and v3; the tables kept their shape.
+    v2 = args.tag.startswith("v2.")
+    for func, out in ((("TestDefaultRule" if v2 else "TestDynConfBuilder_DefaultRule"), "docker-default-rule.json"),
+                      (("Test_buildConfiguration" if v2 else "TestDynConfBuilder_build"), "docker-build.json")):
         tables.append((out, docker_cases(git, ev, model, cfg_src, func, cfg_path)))
     lbl_path = "pkg/config/label/label_test.go"
     tables.append(("label-decode.json", label_cases(ev, git("show", f"{args.tag}:{lbl_path}"), lbl_path)))
-    sh_path = "pkg/provider/docker/shared_test.go"
-    tables.append(("docker-port.json", port_cases(ev, git("show", f"{args.tag}:{sh_path}"), sh_path)))
+    if not v2:  # v2's port tests build containers with helper functions, not literals
+        sh_path = "pkg/provider/docker/shared_test.go"
+        tables.append(("docker-port.json", port_cases(ev, git("show", f"{args.tag}:{sh_path}"), sh_path)))
     for out, table in tables:
         doc = {**origin, "source": table["file"], "function": table["function"],
                "generatedBy": "scripts/traefik-tables.py", "cases": table["cases"],

@@ -108,6 +108,8 @@ fn table_middlewares() -> std::collections::BTreeMap<String, Vec<(String, String
         ("label-decode.json", "ld"),
         ("docker-build.json", "db"),
         ("docker-default-rule.json", "dr"),
+        ("v2.11.53/label-decode.json", "v2ld"),
+        ("v2.11.53/docker-build.json", "v2db"),
     ] {
         let table: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join(file)).expect("table"))

@@ -27,11 +27,16 @@ use swarmgate::provider::docker::containers::health_serves;
 use swarmgate::provider::docker::labels::{self, Mode, Settings, Workload};
 use swarmgate::provider::docker::{assemble, settings};
 
-const FILES: &[&str] = &[
-    "docker-default-rule.json",
-    "docker-build.json",
-    "label-decode.json",
-    "docker-port.json",
+/// Table files by Traefik version: the directory under `tests/fixtures/traefik-tables/` (`""`: Traefik v3,
+/// written with the schema swarmgate embeds; a version directory holds its own `schema.json`).
+const FILES: &[(&str, &str)] = &[
+    ("", "docker-default-rule.json"),
+    ("", "docker-build.json"),
+    ("", "label-decode.json"),
+    ("", "docker-port.json"),
+    ("v2.11.53", "docker-default-rule.json"),
+    ("v2.11.53", "docker-build.json"),
+    ("v2.11.53", "label-decode.json"),
 ];
 
 fn dir() -> PathBuf {
@@ -120,8 +125,11 @@ fn workload(c: &Value, s: &Settings) -> Option<Workload> {
     })
 }
 
+/// How a table's Traefik version writes a configuration.
+type Render<'a> = &'a dyn Fn(&swarmgate::dynamic::Configuration) -> Value;
+
 /// A Docker-provider case: the containers through options (enable, constraints) and `assemble`.
-fn run_docker(case: &Value) -> Value {
+fn run_docker(case: &Value, render: Render<'_>) -> Value {
     let s = docker_settings(&case["settings"]);
     let workloads: Vec<Workload> = case["containers"]
         .as_array()
@@ -131,18 +139,18 @@ fn run_docker(case: &Value) -> Value {
         .filter_map(|c| workload(c, &s))
         .filter(|w| labels::options(w, &s).is_ok_and(|o| o.enable))
         .collect();
-    traefik_json::configuration(&assemble(&workloads, &s).config)
+    render(&assemble(&workloads, &s).config)
 }
 
 /// A label-decoder case: the labels alone, decoded.
-fn run_labels(case: &Value) -> Value {
+fn run_labels(case: &Value, render: Render<'_>) -> Value {
     let w = Workload {
         name: "test".into(),
         container_name: "test".into(),
         labels: string_map(case.get("labels")),
         ..Default::default()
     };
-    traefik_json::configuration(&labels::decode(&w, &Settings::new(Mode::Containers)).config)
+    render(&labels::decode(&w, &Settings::new(Mode::Containers)).config)
 }
 
 /// A port-selection case (`getPort`): a service with the port label (if any) on a container exposing
@@ -259,8 +267,23 @@ fn traefik_provider_tables() {
     let mut seen = std::collections::BTreeSet::new();
     let mut summary = Vec::new();
     let (mut all_pass, mut all_total) = (0, 0);
-    for file in FILES {
-        let table = read_json(&dir().join(file));
+    for (version, name) in FILES {
+        let file = if version.is_empty() {
+            name.to_string()
+        } else {
+            format!("{version}/{name}")
+        };
+        let table = read_json(&dir().join(&file));
+        let schema = (!version.is_empty()).then(|| {
+            let text = std::fs::read_to_string(dir().join(version).join("schema.json"))
+                .unwrap_or_else(|e| panic!("{version}/schema.json: {e}"));
+            traefik_json::Schema::parse(&text)
+                .unwrap_or_else(|e| panic!("{version}/schema.json: {e}"))
+        });
+        let render = |c: &swarmgate::dynamic::Configuration| match &schema {
+            Some(s) => s.configuration(c),
+            None => traefik_json::configuration(c),
+        };
         let origin = format!(
             "Traefik {} ({})",
             text(&table["traefik"], "tag"),
@@ -274,10 +297,10 @@ fn traefik_provider_tables() {
         let (mut pass, mut documented) = (0, 0);
         for case in cases {
             let desc = text(case, "desc");
-            let (ours, theirs) = match *file {
-                "label-decode.json" => (run_labels(case), case["expected"].clone()),
+            let (ours, theirs) = match *name {
+                "label-decode.json" => (run_labels(case, &render), case["expected"].clone()),
                 "docker-port.json" => (run_port(case), case["expected"].clone()),
-                _ => (run_docker(case), case["expected"].clone()),
+                _ => (run_docker(case, &render), case["expected"].clone()),
             };
             let mut d = Vec::new();
             diff(
@@ -286,7 +309,7 @@ fn traefik_provider_tables() {
                 &without_empty_sections(theirs),
                 &mut d,
             );
-            let key = (file.to_string(), desc.to_string());
+            let key = (file.clone(), desc.to_string());
             seen.insert(key.clone());
             match (d.is_empty(), listed.get(&key)) {
                 (true, None) => pass += 1,
