@@ -1320,3 +1320,89 @@ fn udp_services_of_two_workloads_merge_their_servers() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(udp_addresses(&c, "dns"), ["10.0.0.1:53", "10.0.0.2:53"]);
 }
+
+#[test]
+fn an_empty_service_label_drops_the_service_and_its_routers() {
+    // `traefik.http.services.test=` (Traefik's "invalid HTTP service definition"): a service of no kind.
+    let mut wl = w("Test", &[("traefik.http.services.test", "")], &["10.0.0.2"]);
+    wl.exposed_ports = vec![80];
+    let b = build(&wl, &docker());
+    assert!(b.config.http.services.is_empty(), "{:?}", b.config.http);
+    assert!(b.config.http.routers.is_empty(), "{:?}", b.config.http);
+    assert!(
+        b.errors
+            .iter()
+            .any(|e| e.item == "test" && e.reason.contains("the service is empty")),
+        "{:?}",
+        b.errors
+    );
+    for proto in ["tcp", "udp"] {
+        let label = format!("traefik.{proto}.services.test");
+        let b = build(
+            &w("Test", &[(label.as_str(), "")], &["10.0.0.2"]),
+            &docker(),
+        );
+        assert!(
+            b.config.tcp.services.is_empty() && b.config.udp.services.is_empty(),
+            "{proto}"
+        );
+        assert_eq!(b.errors.len(), 1, "{proto}: {:?}", b.errors);
+    }
+}
+
+#[test]
+fn a_workload_without_addresses_keeps_its_services_without_servers_and_needs_no_port() {
+    // An unhealthy container kept by `allowEmptyServices`: no servers, so no port is needed.
+    let mut s = docker();
+    s.allow_empty_services = true;
+    let b = build(
+        &w(
+            "Test",
+            &[
+                ("traefik.tcp.routers.foo.rule", "HostSNI(`foo.bar`)"),
+                ("traefik.http.routers.web.rule", "Host(`web.test`)"),
+            ],
+            &[],
+        ),
+        &s,
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert!(urls(&b.config, "Test").is_empty());
+    assert!(b.config.tcp.services["Test"]
+        .load_balancer
+        .as_ref()
+        .is_some_and(|lb| lb.servers.is_empty()));
+    assert_eq!(b.config.http.routers["web"].service, "Test");
+}
+
+#[test]
+fn decode_is_the_labels_alone_with_the_port_on_a_server() {
+    let b = decode(
+        &w(
+            "app",
+            &[
+                ("traefik.http.services.s.loadbalancer.server.port", "8080"),
+                ("traefik.udp.services.u.loadbalancer.server.port", "53"),
+                ("traefik.http.routers.r.rule", "Host(`a.test`)"),
+            ],
+            &["10.0.0.2"],
+        ),
+        &docker(),
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    let lb = b.config.http.services["s"]
+        .load_balancer
+        .as_ref()
+        .expect("lb");
+    assert_eq!(lb.servers.len(), 1);
+    assert_eq!(lb.servers[0].port.as_deref(), Some("8080"));
+    assert!(lb.servers[0].url.is_empty());
+    let udp = b.config.udp.services["u"]
+        .load_balancer
+        .as_ref()
+        .expect("udp lb");
+    assert_eq!(udp.servers[0].port.as_deref(), Some("53"));
+    // No service bound, no implicit router or service: what the labels say, nothing more.
+    assert_eq!(b.config.http.routers["r"].service, "");
+    assert_eq!(b.config.http.services.len(), 1);
+}
