@@ -857,6 +857,10 @@ def main():
     for func, out in ((("TestDefaultRule" if v2 else "TestDynConfBuilder_DefaultRule"), "docker-default-rule.json"),
                       (("Test_buildConfiguration" if v2 else "TestDynConfBuilder_build"), "docker-build.json")):
         tables.append((out, docker_cases(git, ev, model, cfg_src, func, cfg_path)))
+    if not v2:  # Traefik v3.6's `allowNonRunning`
+        tables.append(("docker-build-non-running.json",
+                       docker_cases(git, ev, model, cfg_src, "TestDynConfBuilder_build_allowNonRunning",
+                                    cfg_path)))
     lbl_path = "pkg/config/label/label_test.go"
     tables.append(("label-decode.json", label_cases(ev, git("show", f"{args.tag}:{lbl_path}"), lbl_path)))
     if not v2:  # v2's port tests build containers with helper functions, not literals

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use swarmgate::config::types::{DockerProvider, StaticConfig};
 use swarmgate::dynamic::traefik_json;
-use swarmgate::provider::docker::containers::health_serves;
+use swarmgate::provider::docker::containers::{admission, Admission};
 use swarmgate::provider::docker::labels::{self, Mode, Settings, Workload};
 use swarmgate::provider::docker::{assemble, settings};
 
@@ -32,6 +32,7 @@ use swarmgate::provider::docker::{assemble, settings};
 const FILES: &[(&str, &str)] = &[
     ("", "docker-default-rule.json"),
     ("", "docker-build.json"),
+    ("", "docker-build-non-running.json"),
     ("", "label-decode.json"),
     ("", "docker-port.json"),
     ("v2.11.53", "docker-default-rule.json"),
@@ -85,13 +86,29 @@ fn docker_settings(st: &Value) -> Settings {
 
 /// A table's `dockerData` as the provider's workload: `.Name` is Traefik's service name, the container
 /// name is kept for messages, the TCP ports are the exposed ones, the address is the container's on its
-/// network. A container whose health check is not `healthy` is skipped, or kept without servers with
-/// `allowEmptyServices`, by `provider::docker::containers`' own rule.
+/// network. Whether it is served, kept without servers or skipped (state, health, `allowNonRunning`,
+/// `allowEmptyServices`) is `provider::docker::containers::admission`, the provider's own rule.
 fn workload(c: &Value, s: &Settings) -> Option<Workload> {
-    let serves = health_serves(Some(text(c, "Health")));
-    if !serves && !s.allow_empty_services {
-        return None;
+    let extra = c.get("ExtraConf").cloned().unwrap_or(json!({}));
+    let mut labels = string_map(c.get("Labels"));
+    // Traefik's `build_allowNonRunning` table sets the options read from labels directly.
+    if let Some(enable) = extra.get("Enable").and_then(Value::as_bool) {
+        labels.insert("traefik.enable".into(), enable.to_string());
     }
+    if flag(&extra, "AllowNonRunning") {
+        labels.insert("traefik.docker.allownonrunning".into(), "true".into());
+    }
+    let state = Some(text(c, "Status")).filter(|x| !x.is_empty());
+    let health = Some(text(c, "Health")).filter(|x| !x.is_empty());
+    let allow = flag(&extra, "AllowNonRunning")
+        || labels
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("traefik.docker.allownonrunning") && v == "true");
+    let serves = match admission(state, health, allow, s) {
+        Admission::Skip => return None,
+        Admission::WithoutServers => false,
+        Admission::Serve => true,
+    };
     let ns = c.get("NetworkSettings").cloned().unwrap_or(json!({}));
     let mut exposed_ports: Vec<u16> = ns
         .get("Ports")
@@ -119,7 +136,7 @@ fn workload(c: &Value, s: &Settings) -> Option<Workload> {
     Some(Workload {
         name: text(c, "ServiceName").to_string(),
         container_name: text(c, "Name").to_string(),
-        labels: string_map(c.get("Labels")),
+        labels,
         exposed_ports,
         addresses,
     })

@@ -160,6 +160,9 @@ pub struct WorkloadOptions {
     pub network: Option<String>,
     /// `traefik.<namespace>.lbswarm` (or v1 `traefik.backend.loadbalancer.swarm`): use the service VIP.
     pub lbswarm: bool,
+    /// `traefik.docker.allownonrunning` (Traefik v3.6, containers only): a container that is not running
+    /// keeps its routers and services, without servers (503 instead of 404).
+    pub allow_non_running: bool,
     /// Why the workload is skipped, when `enable` is false.
     pub skipped: Option<String>,
 }
@@ -179,7 +182,7 @@ fn get_ci<'a>(labels: &'a BTreeMap<String, String>, key: &str) -> Option<(&'a St
     labels.iter().find(|(k, _)| k.eq_ignore_ascii_case(key))
 }
 
-/// Reads the workload-wide options (enable, network, lbswarm) and applies `exposedByDefault` and the
+/// Reads the workload-wide options (enable, network, lbswarm, allowNonRunning) and applies `exposedByDefault` and the
 /// constraints. An unreadable `traefik.enable`, or `traefik.docker.*` and `traefik.swarm.*` on the same
 /// Swarm service, is an error that skips the workload (as Traefik does).
 pub fn options(w: &Workload, s: &Settings) -> Result<WorkloadOptions, LabelError> {
@@ -220,6 +223,12 @@ pub fn options(w: &Workload, s: &Settings) -> Result<WorkloadOptions, LabelError
         }
         if let Some((k, v)) = get_ci(&w.labels, &format!("traefik.{ns}.lbswarm")) {
             o.lbswarm =
+                parse_bool(v).ok_or_else(|| werr(k, format!("`{v}` is not true or false")))?;
+        }
+    }
+    if s.mode == Mode::Containers {
+        if let Some((k, v)) = get_ci(&w.labels, "traefik.docker.allownonrunning") {
+            o.allow_non_running =
                 parse_bool(v).ok_or_else(|| werr(k, format!("`{v}` is not true or false")))?;
         }
     }
