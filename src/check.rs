@@ -574,6 +574,7 @@ fn workload_of(
         labels: lab,
         exposed_ports: Vec::new(),
         addresses: vec![svc_name.to_string()],
+        bindings: Vec::new(),
     };
     match labels::options(&w, settings) {
         Ok(o) if o.enable => {

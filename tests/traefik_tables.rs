@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use swarmgate::config::types::{DockerProvider, StaticConfig};
 use swarmgate::dynamic::traefik_json;
 use swarmgate::provider::docker::containers::{admission, Admission};
-use swarmgate::provider::docker::labels::{self, Mode, Settings, Workload};
+use swarmgate::provider::docker::labels::{self, Mode, PortBinding, Settings, Workload};
 use swarmgate::provider::docker::{assemble, settings};
 
 /// Table files by Traefik version: the directory under `tests/fixtures/traefik-tables/` (`""`: Traefik v3,
@@ -133,12 +133,35 @@ fn workload(c: &Value, s: &Settings) -> Option<Workload> {
             .map(|n| vec![text(n, "Addr").to_string()])
             .unwrap_or_default()
     };
+    // `"80/tcp": [{"HostIP": "192.168.0.1", "HostPort": "8081"}]`: the container's published ports.
+    let bindings = ns
+        .get("Ports")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .flat_map(|(p, bs)| {
+            let private_port: u16 = p
+                .split('/')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            bs.as_array()
+                .into_iter()
+                .flatten()
+                .map(move |b| PortBinding {
+                    private_port,
+                    host_ip: text(b, "HostIP").to_string(),
+                    host_port: text(b, "HostPort").parse().unwrap_or(0),
+                })
+        })
+        .collect();
     Some(Workload {
         name: text(c, "ServiceName").to_string(),
         container_name: text(c, "Name").to_string(),
         labels,
         exposed_ports,
         addresses,
+        bindings,
     })
 }
 
@@ -196,6 +219,7 @@ fn run_port(case: &Value) -> Value {
             })
             .collect(),
         addresses: vec!["10.0.0.1".into()],
+        bindings: Vec::new(),
     };
     let built = labels::build(&w, &Settings::new(Mode::Containers));
     let port = built

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::client::{DockerClient, DockerError};
-use super::labels::{self, Settings, Workload};
+use super::labels::{self, PortBinding, Settings, Workload};
 use bollard::models::ContainerSummary;
 
 use super::network::Attachment;
@@ -93,6 +93,7 @@ fn container_workload(
     }
     let o = reading.enabled_options(&w, settings)?;
     w.exposed_ports = tcp_ports(c);
+    w.bindings = bindings(c);
     if admitted == Admission::WithoutServers {
         return Some(w);
     }
@@ -177,6 +178,21 @@ fn health(c: &ContainerSummary) -> Option<String> {
                 None
             }
         })
+}
+
+/// The container's published ports (for `useBindPortIP`), in the order the engine lists them.
+fn bindings(c: &ContainerSummary) -> Vec<PortBinding> {
+    c.ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(PortBinding {
+                private_port: p.private_port,
+                host_ip: p.ip.clone().unwrap_or_default(),
+                host_port: p.public_port?,
+            })
+        })
+        .collect()
 }
 
 /// The container's private TCP ports, sorted and unique.

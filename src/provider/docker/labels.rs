@@ -74,6 +74,9 @@ pub struct Settings {
     pub allow_empty_services: bool,
     /// `core.defaultRuleSyntax`: how rules without `ruleSyntax` are checked.
     pub default_syntax: Syntax,
+    /// `useBindPortIP`: a container's servers are the host binding of the chosen port, when it has one on a
+    /// specific address (as Traefik; else the container's address).
+    pub use_bind_port_ip: bool,
 }
 
 impl Settings {
@@ -93,6 +96,7 @@ impl Settings {
             constraints: None,
             allow_empty_services: false,
             default_syntax: Syntax::V3,
+            use_bind_port_ip: false,
         }
     }
 }
@@ -112,6 +116,20 @@ pub struct Workload {
     /// Addresses of the servers (task or container IPs on the chosen network, the VIP with `lbswarm`, or a
     /// host name offline); one server per address.
     pub addresses: Vec<String>,
+    /// Host bindings of a container's ports (`-p 192.168.0.1:8080:80`), for `useBindPortIP`; empty for
+    /// Swarm services and offline.
+    pub bindings: Vec<PortBinding>,
+}
+
+/// One published port of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortBinding {
+    /// The container's port.
+    pub private_port: u16,
+    /// The host address it is published on (`0.0.0.0`, `::` or empty: every address).
+    pub host_ip: String,
+    /// The host port.
+    pub host_port: u16,
 }
 
 impl Workload {
@@ -1557,6 +1575,29 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// The server addresses (`host:port`) of a workload whose servers use `port`: with `useBindPortIP`, the
+/// host binding of that port when it is on a specific address (Traefik's `getPortBinding`: the first
+/// binding of the port; one on every address falls back); else each address with the port.
+fn server_addresses(w: &Workload, s: &Settings, port: u16) -> Vec<String> {
+    if s.use_bind_port_ip {
+        let bound = w
+            .bindings
+            .iter()
+            .find(|b| b.private_port == port)
+            .filter(|b| {
+                let ip = b.host_ip.trim_matches(['[', ']']);
+                !ip.is_empty()
+                    && ip
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|a| !a.is_unspecified())
+            });
+        if let Some(b) = bound {
+            return vec![host_port(b.host_ip.trim_matches(['[', ']']), b.host_port)];
+        }
+    }
+    w.addresses.iter().map(|a| host_port(a, port)).collect()
+}
+
 /// The port of a workload's servers: the label, else (containers) the lowest exposed port. An empty
 /// `server.port` label is no label (Traefik's tables: the exposed port).
 fn server_port(
@@ -1632,11 +1673,10 @@ fn fill_http_servers(
         }
         None => "http".into(),
     };
-    lb.servers = w
-        .addresses
-        .iter()
+    lb.servers = server_addresses(w, s, port)
+        .into_iter()
         .map(|a| Server {
-            url: format!("{scheme}://{}", host_port(a, port)),
+            url: format!("{scheme}://{a}"),
             ..template.clone()
         })
         .collect();
@@ -1662,11 +1702,10 @@ fn fill_tcp_servers(
         return Ok(());
     }
     let port = server_port(w, s, service, "tcp", sh.port)?;
-    lb.servers = w
-        .addresses
-        .iter()
-        .map(|a| TcpServer {
-            address: host_port(a, port),
+    lb.servers = server_addresses(w, s, port)
+        .into_iter()
+        .map(|address| TcpServer {
+            address,
             ..template.clone()
         })
         .collect();
@@ -1694,11 +1733,10 @@ fn fill_udp_servers(
         return Ok(());
     }
     let port = server_port(w, s, service, "udp", sh.port)?;
-    lb.servers = w
-        .addresses
-        .iter()
-        .map(|a| UdpServer {
-            address: host_port(a, port),
+    lb.servers = server_addresses(w, s, port)
+        .into_iter()
+        .map(|address| UdpServer {
+            address,
             ..template.clone()
         })
         .collect();

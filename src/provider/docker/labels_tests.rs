@@ -12,6 +12,7 @@ fn w(name: &str, labels: &[(&str, &str)], addrs: &[&str]) -> Workload {
             .collect(),
         exposed_ports: vec![],
         addresses: addrs.iter().map(|a| a.to_string()).collect(),
+        bindings: Vec::new(),
     }
 }
 
@@ -1405,4 +1406,43 @@ fn decode_is_the_labels_alone_with_the_port_on_a_server() {
     // No service bound, no implicit router or service: what the labels say, nothing more.
     assert_eq!(b.config.http.routers["r"].service, "");
     assert_eq!(b.config.http.services.len(), 1);
+}
+
+#[test]
+fn use_bind_port_ip_takes_the_host_binding_of_the_chosen_port() {
+    let mut wl = w(
+        "Test",
+        &[("traefik.http.services.s.loadbalancer.server.port", "80")],
+        &["172.17.0.2"],
+    );
+    wl.exposed_ports = vec![79, 80];
+    wl.bindings = vec![
+        PortBinding {
+            private_port: 79,
+            host_ip: "192.168.0.1".into(),
+            host_port: 8080,
+        },
+        PortBinding {
+            private_port: 80,
+            host_ip: "192.168.0.1".into(),
+            host_port: 8081,
+        },
+    ];
+    let mut s = docker();
+    s.use_bind_port_ip = true;
+    assert_eq!(
+        urls(&build(&wl, &s).config, "s"),
+        ["http://192.168.0.1:8081"]
+    );
+    // Off: the container's address and port.
+    assert_eq!(
+        urls(&build(&wl, &docker()).config, "s"),
+        ["http://172.17.0.2:80"]
+    );
+    // Bound on every address: Traefik cannot tell which, and falls back.
+    wl.bindings[1].host_ip = "0.0.0.0".into();
+    assert_eq!(urls(&build(&wl, &s).config, "s"), ["http://172.17.0.2:80"]);
+    // No binding of that port: falls back too.
+    wl.bindings.truncate(1);
+    assert_eq!(urls(&build(&wl, &s).config, "s"), ["http://172.17.0.2:80"]);
 }
