@@ -668,6 +668,65 @@ def port_cases(ev, src, fname):
     return {"file": fname, "function": "Test_getPort_docker", "cases": cases, "not_converted": skipped}
 
 
+def container_helpers(ev, e):
+    """Traefik's test helpers that build a container (`containerJSON(ports(…), withNetwork("n", ipv4(…)))`)
+    → the container's fields they set, as Docker's inspect answer names them."""
+    if e[0] != "call" or e[1][0] != "ident":
+        raise Unsupported(f"container expression {e}")
+    fn, args = e[1][1], e[2]
+    merged = {}
+    if fn == "containerJSON":
+        for a in args:
+            for k, v in container_helpers(ev, a).items():
+                if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                    merged[k].update(v)
+                else:
+                    merged[k] = v
+        return merged
+    if fn == "ports":
+        return {"Ports": ev.value(args[0], "map[string][]networktypes.PortBinding")}
+    if fn == "withNetwork":
+        settings = {}
+        for a in args[1:]:
+            settings.update(container_helpers(ev, a))
+        return {"Networks": {ev.value(args[0], "string"): settings}}
+    if fn == "ipv4":
+        return {"IPAddress": ev.value(args[0], "string")}
+    if fn == "ipv6":
+        return {"GlobalIPv6Address": ev.value(args[0], "string")}
+    if fn == "networkMode":
+        return {"NetworkMode": ev.value(args[0], "string")}
+    if fn == "name":
+        return {"Name": ev.value(args[0], "string")}
+    raise Unsupported(f"helper {fn}")
+
+
+def ip_port_cases(ev, src, fname, func):
+    """`getIPPort`: which address and port a container's server gets (bindings, `useBindPortIP`, the port
+    label), with the provider settings of the test body."""
+    toks = tokenize(src)
+    fields, elems, after, end = test_cases(toks, func)
+    shared = settings_literal(toks, after, end)
+    settings = {k[1]: ev.value(v, None) for (k, v) in shared}
+    cases, skipped = [], []
+    for (_, elem) in elems:
+        raw = {k[1]: v for (k, v) in elem[2]}
+        desc = ev.value(raw["desc"], "string")
+        try:
+            exp = {k[1]: ev.value(v, None) for (k, v) in raw["expected"][2]}
+            cases.append({
+                "desc": desc,
+                "settings": settings,
+                "container": container_helpers(ev, raw["container"]),
+                "serverPort": ev.value(raw["serverPort"], "string") if "serverPort" in raw else "",
+                "expected": {"ip": exp.get("ip", ""), "port": exp.get("port", ""),
+                             "error": exp.get("error", False)},
+            })
+        except Unsupported as e:
+            skipped.append({"desc": desc, "reason": str(e)})
+    return {"file": fname, "function": func, "cases": cases, "not_converted": skipped}
+
+
 def walk_calls(e, name):
     if isinstance(e, tuple):
         if e[0] == "call" and e[1] == ("ident", name):
@@ -857,6 +916,9 @@ def main():
     for func, out in ((("TestDefaultRule" if v2 else "TestDynConfBuilder_DefaultRule"), "docker-default-rule.json"),
                       (("Test_buildConfiguration" if v2 else "TestDynConfBuilder_build"), "docker-build.json")):
         tables.append((out, docker_cases(git, ev, model, cfg_src, func, cfg_path)))
+    if not v2:  # Traefik v3's address and port selection (v2 builds its containers another way)
+        tables.append(("docker-ip-port.json",
+                       ip_port_cases(ev, cfg_src, cfg_path, "TestDynConfBuilder_getIPPort_docker")))
     if not v2:  # Traefik v3.6's `allowNonRunning`
         tables.append(("docker-build-non-running.json",
                        docker_cases(git, ev, model, cfg_src, "TestDynConfBuilder_build_allowNonRunning",

@@ -33,6 +33,7 @@ const FILES: &[(&str, &str)] = &[
     ("", "docker-default-rule.json"),
     ("", "docker-build.json"),
     ("", "docker-build-non-running.json"),
+    ("", "docker-ip-port.json"),
     ("", "label-decode.json"),
     ("", "docker-port.json"),
     ("v2.11.53", "docker-default-rule.json"),
@@ -236,6 +237,80 @@ fn run_port(case: &Value) -> Value {
     json!(port)
 }
 
+/// An address-and-port case (`getIPPort`): a container (its published ports, its address on the provider's
+/// network) with the port label if any, through the label function with the provider's settings; the
+/// address and port of its server.
+fn run_ip_port(case: &Value) -> Value {
+    let st = &case["settings"];
+    let mut s = docker_settings(st);
+    // The table's settings name only these two; the rest are Traefik's defaults.
+    s.use_bind_port_ip = flag(st, "UseBindPortIP");
+    let c = &case["container"];
+    let ports = c.get("Ports").and_then(Value::as_object);
+    let mut exposed_ports: Vec<u16> = ports
+        .into_iter()
+        .flatten()
+        .filter_map(|(p, _)| p.strip_suffix("/tcp")?.parse().ok())
+        .collect();
+    exposed_ports.sort_unstable();
+    let bindings = ports
+        .into_iter()
+        .flatten()
+        .flat_map(|(p, bs)| {
+            let private_port: u16 = p
+                .split('/')
+                .next()
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            bs.as_array()
+                .into_iter()
+                .flatten()
+                .map(move |b| PortBinding {
+                    private_port,
+                    host_ip: text(b, "HostIP").to_string(),
+                    host_port: text(b, "HostPort").parse().unwrap_or(0),
+                })
+        })
+        .collect();
+    let network = text(st, "Network");
+    let address = c["Networks"][network]["IPAddress"].as_str().unwrap_or("");
+    let mut labels = BTreeMap::new();
+    let server_port = text(case, "serverPort");
+    if !server_port.is_empty() {
+        labels.insert(
+            "traefik.http.services.s.loadbalancer.server.port".to_string(),
+            server_port.to_string(),
+        );
+    }
+    let w = Workload {
+        name: "test".into(),
+        container_name: "test".into(),
+        labels,
+        exposed_ports,
+        addresses: vec![address.to_string()],
+        bindings,
+    };
+    let built = labels::build(&w, &s);
+    let url = built
+        .config
+        .http
+        .services
+        .values()
+        .filter_map(|s| s.load_balancer.as_ref())
+        .flat_map(|lb| lb.servers.iter())
+        .map(|s| s.url.clone())
+        .next();
+    match url
+        .as_deref()
+        .and_then(|u| u.strip_prefix("http://")?.rsplit_once(':'))
+    {
+        Some((ip, port)) => {
+            json!({"ip": ip.trim_matches(['[', ']']), "port": port, "error": false})
+        }
+        None => json!({"ip": "", "port": "", "error": true}),
+    }
+}
+
 /// Top-level sections with nothing in them say nothing: Traefik's tables write all four, a label case one.
 fn without_empty_sections(mut v: Value) -> Value {
     if let Value::Object(m) = &mut v {
@@ -341,6 +416,7 @@ fn traefik_provider_tables() {
             let (ours, theirs) = match *name {
                 "label-decode.json" => (run_labels(case, &render), case["expected"].clone()),
                 "docker-port.json" => (run_port(case), case["expected"].clone()),
+                "docker-ip-port.json" => (run_ip_port(case), case["expected"].clone()),
                 _ => (run_docker(case, &render), case["expected"].clone()),
             };
             let mut d = Vec::new();
