@@ -11,9 +11,19 @@ It also writes src/dynamic/traefik_schema.json: for every struct of Traefik's dy
 fields' JSON names and value kinds (string, bool, int, float, duration, list, map, struct). swarmgate uses it
 to write configurations with Traefik's typed values (labels are text).
 
+Tables read (v3; v2 has the first three under their v2 names, with its own schema written beside them):
+pkg/provider/docker/config_test.go `TestDynConfBuilder_DefaultRule`, `TestDynConfBuilder_build`,
+`TestDynConfBuilder_build_allowNonRunning`, `TestDynConfBuilder_getIPPort_docker`;
+pkg/config/label/label_test.go `TestDecodeConfiguration` (one case per item); pkg/provider/docker/shared_test.go
+`Test_getPort_docker`. Not read: `getIPAddress_*` (network choice, IPv6-only networks, the node IP of host
+mode), pswarm_test.go (the Swarm API client against a mock), `TestEncodeConfiguration` (Traefik's encoder,
+which swarmgate does not have).
+
 Only facts are carried over (names, values, types); no Go code is copied. Run from the repository root:
 
-    python3 scripts/traefik-tables.py [--mirror /work/.mirror/traefik+traefik/repo] [--tag v3.7.9]
+    python3 scripts/traefik-tables.py                       # v3.7.9 → tests/fixtures/traefik-tables/
+    python3 scripts/traefik-tables.py --tag v2.11.53 --out tests/fixtures/traefik-tables/v2.11.53 \
+        --schema tests/fixtures/traefik-tables/v2.11.53/schema.json
 """
 
 import argparse
