@@ -77,6 +77,7 @@ fn workloads(n: usize) -> Vec<Workload> {
                 addresses: (0..3)
                     .map(|t| format!("10.{t}.{}.{}", i / 250, i % 250))
                     .collect(),
+                bindings: Vec::new(),
             }
         })
         .collect()

@@ -5,20 +5,27 @@
 //! the command line or, failing that, the `command:` of the file's own Traefik/swarmgate service, and runs the
 //! very label function the Docker provider runs ([`crate::provider::docker::assemble`]). Swarm mode reads
 //! `deploy.labels`; container mode reads `labels`. Task addresses are unknown offline, so each service's
-//! servers are listed by its name and port (`http://web:80`).
+//! servers are listed by its name and port (`http://web:80`). A container without `ports`/`expose` gets
+//! the ports its image `EXPOSE`s, read from the Docker engine when one is reachable ([`images`]); when none
+//! is, one line says so.
 //!
 //! Output ([`run`]): the dynamic configuration as JSON in the shape of Traefik's `/api/rawdata` (names
 //! qualified `@docker` / `@swarm`, routers with resolved entrypoints and a status; items dropped for an
 //! invalid label listed `disabled` with their error), and one line per error or warning. The exit code is
 //! 0 when every router builds and 1 otherwise. Pure apart from reading the file (bounded in size, depth and
-//! alias expansion by [`crate::config::sources`]).
+//! alias expansion by [`crate::config::sources`]) and asking the given [`ImageSource`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
+mod images;
+
+pub use images::{Engine, ImageError, ImageSource, NoEngine};
+
 use crate::config::StaticConfig;
+use crate::dynamic::traefik_json;
 use crate::provider::docker::labels::{self, Mode, Workload};
 use crate::provider::docker::{assemble, settings};
 use crate::value::node::{Node, NodeKind};
@@ -247,9 +254,92 @@ fn ports_of(svc: &Node) -> Vec<u16> {
     out
 }
 
-/// The port a container without `ports`/`expose` is checked with: at runtime its image's `EXPOSE` decides,
-/// and `check` reads no image (it says so once, naming the services).
+/// The port a container without `ports`/`expose` is checked with when its image's `EXPOSE` cannot be read
+/// (no engine, image not pulled yet): at runtime the image decides (`check` says so, naming the services).
 const PORT_WHEN_IMAGE_DECIDES: u16 = 80;
+
+/// What reading the images of services without `ports`/`expose` found, for the report.
+#[derive(Default)]
+struct ImagePorts {
+    /// (service, image, ports) read from the engine.
+    read: Vec<(String, String, Vec<u16>)>,
+    /// Why no engine answered, and the services that needed one.
+    unreachable: Option<(String, Vec<String>)>,
+    /// (service, why its image's ports are unknown).
+    unknown: Vec<(String, String)>,
+}
+
+impl ImagePorts {
+    /// The exposed ports of compose service `svc_name` (container mode, no `ports`/`expose`): its image's,
+    /// from `images`; [`PORT_WHEN_IMAGE_DECIDES`] when they cannot be read. A service whose labels name
+    /// the port needs none and is not looked up.
+    fn of(
+        &mut self,
+        svc_name: &str,
+        svc: &Node,
+        labels: &BTreeMap<String, String>,
+        images: &dyn ImageSource,
+    ) -> Vec<u16> {
+        let port_label = labels.keys().any(|k| {
+            let k = k.to_ascii_lowercase();
+            k.ends_with(".loadbalancer.server.port") || k == "traefik.port"
+        });
+        if port_label {
+            return vec![PORT_WHEN_IMAGE_DECIDES];
+        }
+        let Some(image) = svc.get("image").and_then(scalar_text) else {
+            self.unknown.push((
+                svc_name.to_string(),
+                "no `image` (it is built at deploy time)".into(),
+            ));
+            return vec![PORT_WHEN_IMAGE_DECIDES];
+        };
+        match images.exposed_ports(&image) {
+            Ok(ports) => {
+                self.read.push((svc_name.to_string(), image, ports.clone()));
+                ports
+            }
+            Err(ImageError::Unreachable(why)) => {
+                self.unreachable
+                    .get_or_insert_with(|| (why, Vec::new()))
+                    .1
+                    .push(svc_name.to_string());
+                vec![PORT_WHEN_IMAGE_DECIDES]
+            }
+            Err(e) => {
+                self.unknown.push((svc_name.to_string(), e.to_string()));
+                vec![PORT_WHEN_IMAGE_DECIDES]
+            }
+        }
+    }
+
+    /// One `info:` line per service read or unknown, and one for all the services no engine answered for.
+    fn report(self, lines: &mut Vec<String>) {
+        for (svc, image, ports) in self.read {
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            lines.push(if ports.is_empty() {
+                format!("info: service `{svc}`: image `{image}` exposes no TCP port")
+            } else {
+                format!(
+                    "info: service `{svc}`: port {} from image `{image}` (EXPOSE)",
+                    ports.join(", ")
+                )
+            });
+        }
+        for (svc, why) in self.unknown {
+            lines.push(format!(
+                "info: service `{svc}` declares no port (`ports`/`expose`) and its image's EXPOSE is unknown: {why}; checked with port {PORT_WHEN_IMAGE_DECIDES}"
+            ));
+        }
+        if let Some((why, services)) = self.unreachable {
+            lines.push(format!(
+                "info: {}: services {} declare no port (`ports`/`expose`) and their images' EXPOSE is not read; checked with port {PORT_WHEN_IMAGE_DECIDES} (set DOCKER_HOST to read them)",
+                ImageError::Unreachable(why),
+                services.join(", ")
+            ));
+        }
+    }
+}
 
 /// The services of a Compose file in format version 1 (no `services:`, each top-level key a service
 /// with an `image` or a `build`), or `None` when the file is not one.
@@ -277,6 +367,7 @@ pub fn check_text(
     flags: &[String],
     name: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    images: &dyn ImageSource,
 ) -> Result<Report, CheckError> {
     let text = interpolate(text, env, path)?;
     let root = crate::config::sources::from_yaml(&text, path)?;
@@ -305,25 +396,20 @@ pub fn check_text(
     let cfg: StaticConfig = loaded.config;
     let (provider, pcfg) = provider_of(&cfg, services, &mut lines);
     let (mode, settings) = settings(provider, &pcfg, &cfg)?;
+    let mut image_ports = ImagePorts::default();
     let workloads: Vec<Workload> = services
         .iter()
-        .filter_map(|(svc_name, svc)| workload_of(svc_name, svc, name, mode, &settings, &mut lines))
-        .collect();
-    let portless: Vec<&str> = services
-        .iter()
-        .filter(|(n, svc)| {
-            mode == Mode::Containers
-                && ports_of(svc).is_empty()
-                && workloads.iter().any(|w| w.addresses.iter().any(|a| a == n))
+        .filter_map(|(svc_name, svc)| {
+            let cx = ServiceCx {
+                stack: name,
+                mode,
+                settings: &settings,
+                images,
+            };
+            workload_of(svc_name, svc, &cx, &mut image_ports, &mut lines)
         })
-        .map(|(n, _)| n.as_str())
         .collect();
-    if !portless.is_empty() {
-        lines.push(format!(
-            "info: services {} declare no port (`ports`/`expose`): at runtime the image's EXPOSE gives it, which `check` does not read; checked with port {PORT_WHEN_IMAGE_DECIDES}",
-            portless.join(", ")
-        ));
-    }
+    image_ports.report(&mut lines);
     let assembled = assemble(&workloads, &settings);
     let mut ok = !lines.iter().any(|l| l.starts_with("error:"));
     for n in &assembled.notes {
@@ -447,14 +533,23 @@ fn provider_of(
 
 /// One compose service as the provider would see it, named as the stack `name` deploys it; `None` when
 /// the provider would skip it (said in `lines` when it has Traefik labels) or its options are invalid.
+/// What [`workload_of`] needs of the stack: its name, the provider's mode and settings, and where image
+/// ports are read.
+struct ServiceCx<'a> {
+    stack: &'a str,
+    mode: Mode,
+    settings: &'a labels::Settings,
+    images: &'a dyn ImageSource,
+}
+
 fn workload_of(
     svc_name: &str,
     svc: &Node,
-    name: &str,
-    mode: Mode,
-    settings: &labels::Settings,
+    cx: &ServiceCx<'_>,
+    image_ports: &mut ImagePorts,
     lines: &mut Vec<String>,
 ) -> Option<Workload> {
+    let (name, mode, settings) = (cx.stack, cx.mode, cx.settings);
     let lab = match mode {
         Mode::Swarm => labels_of(svc.get("deploy").and_then(|d| d.get("labels"))),
         Mode::Containers => labels_of(svc.get("labels")),
@@ -477,18 +572,22 @@ fn workload_of(
         name: full.clone(),
         container_name: full,
         labels: lab,
-        exposed_ports: match mode {
-            // No `ports`/`expose`: the image's EXPOSE decides at runtime, which is not read offline.
-            Mode::Containers => match ports_of(svc) {
-                p if p.is_empty() => vec![PORT_WHEN_IMAGE_DECIDES],
-                p => p,
-            },
-            Mode::Swarm => Vec::new(),
-        },
+        exposed_ports: Vec::new(),
         addresses: vec![svc_name.to_string()],
+        bindings: Vec::new(),
     };
     match labels::options(&w, settings) {
-        Ok(o) if o.enable => Some(w),
+        Ok(o) if o.enable => {
+            let mut w = w;
+            if mode == Mode::Containers {
+                // No `ports`/`expose`: the image's EXPOSE decides at runtime; read from the engine.
+                w.exposed_ports = match ports_of(svc) {
+                    p if p.is_empty() => image_ports.of(svc_name, svc, &w.labels, cx.images),
+                    p => p,
+                };
+            }
+            Some(w)
+        }
         Ok(o) => {
             if w.labels.keys().any(|k| k.starts_with("traefik.")) {
                 lines.push(format!(
@@ -511,6 +610,7 @@ pub fn check_file(
     flags: &[String],
     name: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
+    images: &dyn ImageSource,
 ) -> Result<Report, CheckError> {
     let text = crate::config::sources::read_text(path).map_err(|source| CheckError::Read {
         path: path.display().to_string(),
@@ -531,6 +631,7 @@ pub fn check_file(
         flags,
         name.unwrap_or(&default_name),
         env,
+        images,
     )
 }
 
@@ -548,8 +649,8 @@ fn rawdata(
         used_by: BTreeMap::new(),
     };
     let mut routers = raw.http_routers(stat);
-    let mut services = raw.listed(&c.http.services);
-    let mut middlewares = raw.listed(&c.http.middlewares);
+    let mut services = raw.listed(&c.http.services, traefik_json::SERVICE);
+    let mut middlewares = raw.listed(&c.http.middlewares, traefik_json::MIDDLEWARE);
     raw.list_dropped(&mut routers, &mut services, &mut middlewares);
     let mut out = Map::new();
     out.insert("routers".into(), Value::Object(routers));
@@ -559,7 +660,7 @@ fn rawdata(
         out.insert("tcpRouters".into(), Value::Object(raw.tcp_routers()));
         out.insert(
             "tcpServices".into(),
-            Value::Object(raw.listed(&c.tcp.services)),
+            Value::Object(raw.listed(&c.tcp.services, traefik_json::TCP_SERVICE)),
         );
     }
     (Value::Object(out), raw.lines, raw.ok)
@@ -602,7 +703,10 @@ impl Rawdata<'_> {
             for m in &r.middlewares {
                 self.used_by.entry(self.q(m)).or_default().push(qn.clone());
             }
-            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            let mut v = traefik_json::item(
+                serde_json::to_value(r).unwrap_or(Value::Null),
+                traefik_json::ROUTER,
+            );
             if let Value::Object(o) = &mut v {
                 o.insert("entryPoints".into(), json!(entry_points));
                 o.insert("service".into(), json!(svc));
@@ -664,12 +768,17 @@ impl Rawdata<'_> {
     }
 
     /// Services or middlewares (of any protocol), `enabled`, with the routers that use them.
-    fn listed<T: serde::Serialize>(&self, items: &BTreeMap<String, T>) -> Map<String, Value> {
+    fn listed<T: serde::Serialize>(
+        &self,
+        items: &BTreeMap<String, T>,
+        typ: &str,
+    ) -> Map<String, Value> {
         items
             .iter()
             .map(|(n, item)| {
                 let qn = self.q(n);
-                let mut v = serde_json::to_value(item).unwrap_or(Value::Null);
+                let mut v =
+                    traefik_json::item(serde_json::to_value(item).unwrap_or(Value::Null), typ);
                 if let Value::Object(o) = &mut v {
                     o.insert("status".into(), json!("enabled"));
                     o.insert("provider".into(), json!(self.provider));
@@ -721,7 +830,10 @@ impl Rawdata<'_> {
             .routers
             .iter()
             .map(|(n, r)| {
-                let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+                let mut v = traefik_json::item(
+                    serde_json::to_value(r).unwrap_or(Value::Null),
+                    traefik_json::TCP_ROUTER,
+                );
                 if let Value::Object(o) = &mut v {
                     o.insert("service".into(), json!(self.q(&r.service)));
                     o.insert("status".into(), json!("enabled"));
@@ -750,7 +862,8 @@ fn entry_points(stat: &StaticConfig) -> (Vec<String>, Vec<String>) {
 /// Runs the subcommand: prints rawdata on stdout and the lines on stderr; returns the exit code.
 pub fn run(path: &Path, flags: &[String], name: Option<&str>) -> i32 {
     let env = |k: &str| std::env::var(k).ok();
-    match check_file(path, flags, name, &env) {
+    let engine = Engine::new(std::env::var("DOCKER_HOST").ok().as_deref());
+    match check_file(path, flags, name, &env, &engine) {
         Ok(report) => {
             println!(
                 "{}",
@@ -805,10 +918,100 @@ mod tests {
             text.push_str(&format!("x-a{i}: &a{i} [{refs}]\n"));
         }
         text.push_str("services:\n  web:\n    image: nginx\n");
-        let e = check_text(&text, "stack.yml", &[], "demo", &|_| None).expect_err("refused");
+        let e =
+            check_text(&text, "stack.yml", &[], "demo", &|_| None, &NoEngine).expect_err("refused");
         assert!(matches!(e, CheckError::Syntax(_)), "{e}");
         assert!(e.to_string().contains("stack.yml:"), "{e}");
         assert!(e.to_string().contains("excessive aliasing"), "{e}");
+    }
+
+    /// Images as a test engine knows them.
+    struct Images;
+    impl ImageSource for Images {
+        fn exposed_ports(&self, image: &str) -> Result<Vec<u16>, ImageError> {
+            match image {
+                "api:1" => Ok(vec![8080, 9090]),
+                "worker:1" => Ok(Vec::new()),
+                other => Err(ImageError::NotFound(other.into())),
+            }
+        }
+    }
+
+    fn url_of(report: &Report, service: &str) -> String {
+        report.rawdata["services"][service]["loadBalancer"]["servers"][0]["url"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    #[test]
+    fn ports_of_services_without_ports_come_from_their_image() {
+        let text = "services:
+  api:
+    image: api:1
+    labels: {traefik.http.routers.api.rule: Host(`api.test`)}
+  worker:
+    image: worker:1
+    labels: {traefik.http.routers.worker.rule: Host(`w.test`)}
+  new:
+    image: new:1
+    labels: {traefik.http.routers.new.rule: Host(`n.test`)}
+  labelled:
+    image: other:1
+    labels: {traefik.http.services.labelled.loadbalancer.server.port: '7000'}
+";
+        let flags = ["--providers.docker=true".to_string()];
+        let r = check_text(text, "c.yml", &flags, "demo", &|_| None, &Images).expect("checked");
+        // The lowest exposed port, as the provider picks it at runtime.
+        assert_eq!(url_of(&r, "api-demo@docker"), "http://api:8080");
+        assert_eq!(url_of(&r, "labelled@docker"), "http://labelled:7000");
+        // An image exposing nothing: the service is dropped as at runtime.
+        assert!(
+            r.lines
+                .iter()
+                .any(|l| l.starts_with("error:") && l.contains("worker")),
+            "{:?}",
+            r.lines
+        );
+        // An image the engine does not have: checked with port 80, said once for that service.
+        assert_eq!(url_of(&r, "new-demo@docker"), "http://new:80");
+        let infos: Vec<&String> = r
+            .lines
+            .iter()
+            .filter(|l| l.starts_with("info: service"))
+            .collect();
+        assert_eq!(infos.len(), 3, "{:?}", r.lines);
+        assert!(
+            infos
+                .iter()
+                .any(|l| l.contains("port 8080, 9090 from image `api:1`")),
+            "{infos:?}"
+        );
+        assert!(
+            infos
+                .iter()
+                .any(|l| l.contains("`new:1` is not on this Docker engine")),
+            "{infos:?}"
+        );
+
+        // No engine: one line for every service that needed one.
+        let r = check_text(text, "c.yml", &flags, "demo", &|_| None, &NoEngine).expect("checked");
+        assert_eq!(url_of(&r, "api-demo@docker"), "http://api:80");
+        let engine_lines: Vec<&String> = r
+            .lines
+            .iter()
+            .filter(|l| l.contains("no Docker engine reachable"))
+            .collect();
+        assert_eq!(engine_lines.len(), 1, "{:?}", r.lines);
+        assert!(
+            engine_lines[0].contains("services api, worker, new"),
+            "{engine_lines:?}"
+        );
+        assert!(
+            !r.lines.iter().any(|l| l.contains("exposes no port")),
+            "{:?}",
+            r.lines
+        );
     }
 
     #[test]

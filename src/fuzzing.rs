@@ -243,6 +243,7 @@ pub fn docker_labels(data: &[u8]) {
                 Vec::new()
             },
             addresses: vec!["10.0.0.2".to_owned()],
+            bindings: Vec::new(),
         };
         let Ok(opts) = labels::options(&w, &settings) else {
             continue;

@@ -178,3 +178,89 @@ async fn traefik_entrypoint_answers_404_outside_api_dashboard_ping_and_metrics()
         assert_eq!(r.status.as_u16(), want, "{path}: {}", r.body);
     }
 }
+
+/// Item 4 of issue 16: the API writes configurations as Traefik does — typed option values (numbers,
+/// booleans, lists; the configuration tree holds text), the defaults Traefik's structs set (load balancer,
+/// health check, circuit breaker), and an entrypoint's `http.tls` on the routers that inherit it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_writes_typed_values_defaults_and_inherited_tls() {
+    let dynamic = r#"
+http:
+  routers:
+    plain:
+      entryPoints: [web]
+      rule: Host(`plain.test`)
+      service: app
+      middlewares: [sec, cb]
+    secure:
+      entryPoints: [websecure]
+      rule: Host(`secure.test`)
+      service: app
+  services:
+    app:
+      loadBalancer:
+        servers:
+          - url: http://127.0.0.1:1
+        healthCheck:
+          path: /health
+          interval: 10
+  middlewares:
+    sec:
+      headers:
+        stsSeconds: "42"
+        frameDeny: "true"
+        accessControlAllowMethods: GET, PUT
+    cb:
+      circuitBreaker:
+        expression: NetworkErrorRatio() > 0.5
+"#;
+    let gate = Gate::with_dynamic(
+        dynamic,
+        &[
+            "--api.insecure",
+            "--entrypoints.traefik.address=127.0.0.1:0",
+            "--entrypoints.websecure.address=127.0.0.1:0",
+            "--entrypoints.websecure.http.tls.certresolver=le",
+            "--certificatesresolvers.le.acme.email=admin@example.test",
+            "--certificatesresolvers.le.acme.storage=acme.json",
+            // Loopback, nothing listens: no certificate is ever ordered.
+            "--certificatesresolvers.le.acme.caserver=https://127.0.0.1:9/directory",
+            "--certificatesresolvers.le.acme.tlschallenge=true",
+        ],
+    );
+    let m = api(&gate, "/api/http/middlewares/sec@file").await;
+    assert_eq!(
+        m["headers"],
+        serde_json::json!({"stsSeconds": 42, "frameDeny": true, "accessControlAllowMethods": ["GET", "PUT"]}),
+        "{m}"
+    );
+    let m = api(&gate, "/api/http/middlewares/cb@file").await;
+    assert_eq!(
+        m["circuitBreaker"],
+        serde_json::json!({"expression": "NetworkErrorRatio() > 0.5", "checkPeriod": "100ms",
+                           "fallbackDuration": "10s", "recoveryDuration": "10s", "responseCode": 503}),
+        "{m}"
+    );
+    let s = api(&gate, "/api/http/services/app@file").await;
+    let lb = &s["loadBalancer"];
+    assert_eq!(lb["passHostHeader"], Value::Bool(true), "{s}");
+    assert_eq!(lb["strategy"], "wrr", "{s}");
+    assert_eq!(lb["responseForwarding"]["flushInterval"], "100ms", "{s}");
+    assert_eq!(
+        lb["healthCheck"],
+        serde_json::json!({"path": "/health", "interval": "10s", "timeout": "5s", "mode": "http",
+                           "followRedirects": true}),
+        "{s}"
+    );
+    let r = api(&gate, "/api/http/routers/secure@file").await;
+    assert_eq!(
+        r["tls"],
+        serde_json::json!({"certResolver": "le", "options": "default"}),
+        "{r}"
+    );
+    let r = api(&gate, "/api/http/routers/plain@file").await;
+    assert!(r.get("tls").is_none(), "{r}");
+    let raw = api(&gate, "/api/rawdata").await;
+    assert_eq!(raw["routers"]["secure@file"]["tls"]["certResolver"], "le");
+    assert_eq!(raw["middlewares"]["sec@file"]["headers"]["stsSeconds"], 42);
+}

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 
 use super::AdminState;
-use crate::dynamic::{self, Configuration};
+use crate::dynamic::{self, traefik_json, Configuration};
 use crate::http::body::ProxyBody;
 use crate::table::{ItemStatus, RoutingTable, ServiceKind};
 
@@ -30,6 +30,10 @@ pub struct EntryPointView {
     /// The other fields of Traefik's representation.
     #[serde(flatten)]
     pub traefik: Map<String, Value>,
+    /// `http.tls` as Traefik writes it, when set: routers on this entrypoint without their own `tls`
+    /// inherit it, and the API shows it on them as Traefik does.
+    #[serde(skip)]
+    pub http_tls: Option<Value>,
 }
 
 impl EntryPointView {
@@ -65,7 +69,26 @@ impl EntryPointView {
             fh.insert("trustedIPs".into(), json!(e.forwarded_headers.trusted_ips));
         }
         traefik.insert("forwardedHeaders".into(), Value::Object(fh));
-        traefik.insert("http".into(), json!({}));
+        let http_tls = e.http.tls.as_ref().map(|t| {
+            let mut tls = Map::new();
+            if let Some(o) = &t.options {
+                tls.insert("options".into(), json!(o));
+            }
+            if let Some(r) = &t.cert_resolver {
+                tls.insert("certResolver".into(), json!(r));
+            }
+            if !t.domains.is_empty() {
+                tls.insert("domains".into(), json!(t.domains));
+            }
+            Value::Object(tls)
+        });
+        traefik.insert(
+            "http".into(),
+            match &http_tls {
+                Some(tls) => json!({ "tls": tls }),
+                None => json!({}),
+            },
+        );
         EntryPointView {
             name: name.to_string(),
             address: ep
@@ -73,46 +96,12 @@ impl EntryPointView {
                 .unwrap_or_else(|| format!(":{}", bound.port())),
             bound_address: bound.to_string(),
             traefik,
+            http_tls,
         }
     }
 }
 
-/// Go's `time.Duration.String()` (`0s`, `10s`, `3m0s`, `1.5s`, `100ms`), as Traefik's API prints durations.
-pub fn go_duration(d: std::time::Duration) -> String {
-    let ns = d.as_nanos();
-    if ns == 0 {
-        return "0s".into();
-    }
-    let trim = |whole: u128, frac: u128, digits: usize, unit: &str| {
-        let f = format!("{frac:0digits$}");
-        let f = f.trim_end_matches('0');
-        if f.is_empty() {
-            format!("{whole}{unit}")
-        } else {
-            format!("{whole}.{f}{unit}")
-        }
-    };
-    if ns < 1_000 {
-        return format!("{ns}ns");
-    }
-    if ns < 1_000_000 {
-        return trim(ns / 1_000, ns % 1_000, 3, "µs");
-    }
-    if ns < 1_000_000_000 {
-        return trim(ns / 1_000_000, ns % 1_000_000, 6, "ms");
-    }
-    let secs = ns / 1_000_000_000;
-    let sub = ns % 1_000_000_000;
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let sec = trim(s, sub, 9, "s");
-    if h > 0 {
-        format!("{h}h{m}m{sec}")
-    } else if m > 0 {
-        format!("{m}m{sec}")
-    } else {
-        sec
-    }
-}
+pub use crate::dynamic::traefik_json::go_duration;
 
 fn json_response(status: StatusCode, v: &Value) -> Response<ProxyBody> {
     let body = serde_json::to_vec(v).unwrap_or_default();
@@ -213,14 +202,40 @@ fn omit_empty(v: &mut Value) {
     }
 }
 
+/// An item of our model as Traefik writes it (typed values, Traefik's defaults; see
+/// [`traefik_json`]); `typ` is Traefik's struct for it.
+fn typed<T: serde::Serialize>(item: &T, typ: &str) -> Value {
+    traefik_json::item(serde_json::to_value(item).unwrap_or_default(), typ)
+}
+
+/// The `tls` a router without its own inherits from its entrypoints' `http.tls` (Traefik applies the
+/// entrypoint's model to the router): the one value its entrypoints with `http.tls` share. Traefik splits a
+/// router whose entrypoints differ into one router per entrypoint; such a router is shown without.
+fn inherited_tls(entry_points: Option<&Value>, eps: &[EntryPointView]) -> Option<Value> {
+    let names: Vec<&str> = entry_points?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut found: Option<&Value> = None;
+    for ep in eps.iter().filter(|e| names.contains(&e.name.as_str())) {
+        match (&ep.http_tls, found) {
+            (Some(t), None) => found = Some(t),
+            (Some(t), Some(f)) if t != f => return None,
+            _ => {}
+        }
+    }
+    found.cloned()
+}
+
 /// Routers as Traefik's API lists them: the dynamic router with default entrypoints and observability filled
 /// in (as Traefik's aggregator does), `priorityStr`, `using`, `status`, `error`, `name`, `provider`.
-pub fn routers(table: &RoutingTable) -> Vec<Value> {
+pub fn routers(table: &RoutingTable, eps: &[EntryPointView]) -> Vec<Value> {
     raw_items(&table.input.providers, |c| {
         c.http
             .routers
             .iter()
-            .map(|(n, r)| (n, serde_json::to_value(r).unwrap_or_default()))
+            .map(|(n, r)| (n, typed(r, traefik_json::ROUTER)))
             .collect()
     })
     .into_iter()
@@ -244,6 +259,11 @@ pub fn routers(table: &RoutingTable) -> Vec<Value> {
                     o.entry(k).or_insert(json!(true));
                 }
                 o.entry("traceVerbosity").or_insert(json!("minimal"));
+            }
+            if !m.contains_key("tls") {
+                if let Some(tls) = inherited_tls(m.get("entryPoints"), eps) {
+                    m.insert("tls".into(), tls);
+                }
             }
             if let Some(Value::Object(tls)) = m.get_mut("tls") {
                 tls.entry("options").or_insert(json!("default"));
@@ -294,19 +314,12 @@ pub fn services(table: &RoutingTable) -> Vec<Value> {
         c.http
             .services
             .iter()
-            .map(|(n, s)| (n, serde_json::to_value(s).unwrap_or_default()))
+            .map(|(n, s)| (n, typed(s, traefik_json::SERVICE)))
             .collect()
     })
     .into_iter()
     .map(|(name, provider, v)| {
         let kind = service_type(&v);
-        let mut v = v;
-        if let Some(Value::Object(lb)) = v.get_mut("loadBalancer") {
-            lb.entry("passHostHeader").or_insert(json!(true));
-            lb.entry("strategy").or_insert(json!("wrr"));
-            lb.entry("responseForwarding")
-                .or_insert(json!({ "flushInterval": "100ms" }));
-        }
         let mut v = with_status(v, &name, &provider, table.status.services.get(&name));
         if let Value::Object(m) = &mut v {
             m.insert("type".into(), json!(kind));
@@ -412,7 +425,7 @@ pub fn middlewares(table: &RoutingTable) -> Vec<Value> {
         c.http
             .middlewares
             .iter()
-            .map(|(n, m)| (n, serde_json::to_value(m).unwrap_or_default()))
+            .map(|(n, m)| (n, typed(m, traefik_json::MIDDLEWARE)))
             .collect()
     })
     .into_iter()
@@ -444,7 +457,7 @@ pub fn tcp_routers(table: &RoutingTable) -> Vec<Value> {
         c.tcp
             .routers
             .iter()
-            .map(|(n, r)| (n, serde_json::to_value(r).unwrap_or_default()))
+            .map(|(n, r)| (n, typed(r, traefik_json::TCP_ROUTER)))
             .collect()
     })
     .into_iter()
@@ -480,7 +493,7 @@ pub fn tcp_services(table: &RoutingTable) -> Vec<Value> {
         c.tcp
             .services
             .iter()
-            .map(|(n, s)| (n, serde_json::to_value(s).unwrap_or_default()))
+            .map(|(n, s)| (n, typed(s, traefik_json::TCP_SERVICE)))
             .collect()
     })
     .into_iter()
@@ -509,7 +522,7 @@ pub fn tcp_middlewares(table: &RoutingTable) -> Vec<Value> {
         c.tcp
             .middlewares
             .iter()
-            .map(|(n, m)| (n, serde_json::to_value(m).unwrap_or_default()))
+            .map(|(n, m)| (n, typed(m, traefik_json::TCP_MIDDLEWARE)))
             .collect()
     })
     .into_iter()
@@ -602,7 +615,7 @@ pub fn serve(
             }),
         ),
         "/api/overview" => json_response(StatusCode::OK, &overview(table, state)),
-        "/api/rawdata" => json_response(StatusCode::OK, &rawdata(table)),
+        "/api/rawdata" => json_response(StatusCode::OK, &rawdata(table, &state.entry_points)),
         "/api/certificates" => list(certificates(table)),
         "/api/x/stats" => json_response(StatusCode::OK, &stats(state)),
         "/api/x/changes" => json_response(StatusCode::OK, &changes(state)),
@@ -613,7 +626,7 @@ pub fn serve(
                 .map(|e| serde_json::to_value(e).unwrap_or_default())
                 .collect(),
         ),
-        "/api/http/routers" => list(routers(table)),
+        "/api/http/routers" => list(routers(table, &state.entry_points)),
         "/api/http/services" => list(services(table)),
         "/api/http/middlewares" => list(middlewares(table)),
         "/api/tcp/routers" => list(tcp_routers(table)),
@@ -644,7 +657,11 @@ fn serve_one(path: &str, table: &RoutingTable, state: &AdminState) -> Response<P
         None => not_found(what),
     };
     if let Some(n) = path.strip_prefix("/api/http/routers/") {
-        one(routers(table), &percent_decode(n), "router")
+        one(
+            routers(table, &state.entry_points),
+            &percent_decode(n),
+            "router",
+        )
     } else if let Some(n) = path.strip_prefix("/api/http/services/") {
         one(services(table), &percent_decode(n), "service")
     } else if let Some(n) = path.strip_prefix("/api/http/middlewares/") {
@@ -688,7 +705,7 @@ fn overview(table: &RoutingTable, state: &AdminState) -> Value {
             .count()
     };
     let mut v = json!({
-        "http": { "routers": counts(&routers(table)), "services": counts(&services(table)), "middlewares": counts(&middlewares(table)) },
+        "http": { "routers": counts(&routers(table, &state.entry_points)), "services": counts(&services(table)), "middlewares": counts(&middlewares(table)) },
         "tcp": { "routers": counts(&tcp_routers(table)), "services": counts(&tcp_services(table)), "middlewares": counts(&tcp_middlewares(table)) },
         "udp": { "routers": counts(&udp::routers(table)), "services": counts(&udp::services(table)) },
         "certificates": {
@@ -705,7 +722,7 @@ fn overview(table: &RoutingTable, state: &AdminState) -> Value {
 }
 
 /// `/api/rawdata`: Traefik's runtime representation, the items by name without the list-only fields.
-fn rawdata(table: &RoutingTable) -> Value {
+fn rawdata(table: &RoutingTable, eps: &[EntryPointView]) -> Value {
     let to_map = |items: Vec<Value>| -> Value {
         Value::Object(
             items
@@ -722,7 +739,7 @@ fn rawdata(table: &RoutingTable) -> Value {
                 .collect(),
         )
     };
-    let mut v = json!({ "routers": to_map(routers(table)), "services": to_map(services(table)), "middlewares": to_map(middlewares(table)) });
+    let mut v = json!({ "routers": to_map(routers(table, eps)), "services": to_map(services(table)), "middlewares": to_map(middlewares(table)) });
     // Traefik omits the TCP and UDP maps when empty (`omitempty`).
     for (key, items) in [
         ("tcpRouters", tcp_routers(table)),

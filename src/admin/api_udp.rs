@@ -4,7 +4,8 @@
 
 use serde_json::{json, Value};
 
-use super::{dropped, omit_empty, raw_items, with_status};
+use super::{dropped, omit_empty, raw_items, typed, with_status};
+use crate::dynamic::traefik_json;
 use crate::dynamic::ItemKind;
 use crate::table::RoutingTable;
 
@@ -14,7 +15,7 @@ pub fn routers(table: &RoutingTable) -> Vec<Value> {
         c.udp
             .routers
             .iter()
-            .map(|(n, r)| (n, serde_json::to_value(r).unwrap_or_default()))
+            .map(|(n, r)| (n, typed(r, traefik_json::UDP_ROUTER)))
             .collect()
     })
     .into_iter()
@@ -44,7 +45,7 @@ pub fn services(table: &RoutingTable) -> Vec<Value> {
         c.udp
             .services
             .iter()
-            .map(|(n, s)| (n, serde_json::to_value(s).unwrap_or_default()))
+            .map(|(n, s)| (n, typed(s, traefik_json::UDP_SERVICE)))
             .collect()
     })
     .into_iter()

@@ -8,6 +8,7 @@
 //! It does no I/O and knows nothing of requests.
 
 pub mod snapshot;
+pub mod traefik_json;
 
 use std::collections::BTreeMap;
 

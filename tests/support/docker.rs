@@ -266,7 +266,8 @@ fn image(repo: &str, bin: &str) -> String {
     tag
 }
 
-fn copy_with_libs(bin: &Path, ctx: &Path) {
+/// Copies `bin` to `ctx/rootfs/app` with the shared libraries `ldd` lists, for a `FROM scratch` image.
+pub fn copy_with_libs(bin: &Path, ctx: &Path) {
     let root = ctx.join("rootfs");
     std::fs::create_dir_all(&root).expect("mkdir");
     std::fs::copy(bin, root.join("app")).expect("copy binary");

@@ -1,13 +1,15 @@
 //! Plain containers (`docker run`, compose) → [`Workload`]s, with one `GET /containers/json` per read.
 //!
-//! Only running containers are listed; a container with a health check is skipped until it is `healthy`
-//! (read from the list answer itself, so there is no inspection per container). The service name is
+//! Every container is listed (one call, no inspection per container); one that is not running is left
+//! out, unless its `traefik.docker.allownonrunning` label keeps its routers and services without servers
+//! (Traefik v3.6). A container with a health check is skipped until it is `healthy` (read from the list
+//! answer itself), or with `allowEmptyServices` kept without servers. The service name is
 //! Traefik's: compose `service_project` when the compose labels are present, else the container name.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::client::{DockerClient, DockerError};
-use super::labels::{Settings, Workload};
+use super::labels::{self, PortBinding, Settings, Workload};
 use bollard::models::ContainerSummary;
 
 use super::network::Attachment;
@@ -16,7 +18,7 @@ use super::Reading;
 const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 const COMPOSE_SERVICE: &str = "com.docker.compose.service";
 
-/// Reads every running container into workloads (disabled ones left out, problems listed).
+/// Reads the containers into workloads (disabled and non-running ones left out, problems listed).
 pub async fn read(
     client: &DockerClient,
     settings: &Settings,
@@ -24,8 +26,9 @@ pub async fn read(
     ours: &BTreeSet<String>,
     stopping: &BTreeSet<String>,
 ) -> Result<Reading, DockerError> {
+    // Every container, as Traefik: those not running are left out unless `traefik.docker.allownonrunning`.
     let opts = bollard::query_parameters::ListContainersOptions {
-        all: false,
+        all: true,
         ..Default::default()
     };
     let list = client
@@ -62,10 +65,6 @@ fn container_workload(
         .and_then(|n| n.first())
         .map(|n| n.trim_start_matches('/').to_string())
         .unwrap_or_else(|| id.chars().take(12).collect());
-    if let Some(h) = health(c).filter(|h| !h.is_empty() && h != "none" && h != "healthy") {
-        tracing::debug!(container = %container_name, health = %h, "container skipped until healthy");
-        return None;
-    }
     let labels: BTreeMap<String, String> =
         c.labels.clone().unwrap_or_default().into_iter().collect();
     let name = match (labels.get(COMPOSE_SERVICE), labels.get(COMPOSE_PROJECT)) {
@@ -78,8 +77,26 @@ fn container_workload(
         labels,
         ..Default::default()
     };
+    let state = c.state.as_ref().map(|s| s.to_string());
+    let status = health(c);
+    let admitted = match admission(state.as_deref(), status.as_deref(), false, settings) {
+        Admission::Serve => Admission::Serve,
+        // Options are read (and their problems reported) only for containers that are kept.
+        _ => {
+            let allow = labels::options(&w, settings).is_ok_and(|o| o.allow_non_running);
+            admission(state.as_deref(), status.as_deref(), allow, settings)
+        }
+    };
+    if admitted == Admission::Skip {
+        tracing::debug!(container = %container_name, state = ?state, health = ?status, "container skipped until running and healthy");
+        return None;
+    }
     let o = reading.enabled_options(&w, settings)?;
     w.exposed_ports = tcp_ports(c);
+    w.bindings = bindings(c);
+    if admitted == Admission::WithoutServers {
+        return Some(w);
+    }
     let mode = c
         .host_config
         .as_ref()
@@ -111,6 +128,38 @@ fn container_workload(
     Some(w)
 }
 
+/// What the provider does with a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Left out.
+    Skip,
+    /// Its routers and services are kept without servers (503 instead of 404).
+    WithoutServers,
+    /// Routed to.
+    Serve,
+}
+
+/// Traefik's rule for a container's `state` (`running`, `exited`, …; `None`: unknown, taken as running)
+/// and `health` (`None`, `none`: no health check): a running, healthy container is served. Otherwise it is
+/// kept without servers when it carries `traefik.docker.allownonrunning=true` (`allow_non_running`), or
+/// when it is running but not healthy and the provider has `allowEmptyServices`; else it is left out.
+pub fn admission(
+    state: Option<&str>,
+    health: Option<&str>,
+    allow_non_running: bool,
+    settings: &Settings,
+) -> Admission {
+    let running = state.is_none_or(|s| s.is_empty() || s == "running");
+    let healthy = health.is_none_or(|h| h.is_empty() || h == "none" || h == "healthy");
+    if running && healthy {
+        Admission::Serve
+    } else if allow_non_running || (running && settings.allow_empty_services) {
+        Admission::WithoutServers
+    } else {
+        Admission::Skip
+    }
+}
+
 /// The container's health: from the list answer's `Health`, else from its status text (`Up 3s (healthy)`).
 fn health(c: &ContainerSummary) -> Option<String> {
     c.health
@@ -129,6 +178,21 @@ fn health(c: &ContainerSummary) -> Option<String> {
                 None
             }
         })
+}
+
+/// The container's published ports (for `useBindPortIP`), in the order the engine lists them.
+fn bindings(c: &ContainerSummary) -> Vec<PortBinding> {
+    c.ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            Some(PortBinding {
+                private_port: p.private_port,
+                host_ip: p.ip.clone().unwrap_or_default(),
+                host_port: p.public_port?,
+            })
+        })
+        .collect()
 }
 
 /// The container's private TCP ports, sorted and unique.

@@ -74,6 +74,9 @@ pub struct Settings {
     pub allow_empty_services: bool,
     /// `core.defaultRuleSyntax`: how rules without `ruleSyntax` are checked.
     pub default_syntax: Syntax,
+    /// `useBindPortIP`: a container's servers are the host binding of the chosen port, when it has one on a
+    /// specific address (as Traefik; else the container's address).
+    pub use_bind_port_ip: bool,
 }
 
 impl Settings {
@@ -93,6 +96,7 @@ impl Settings {
             constraints: None,
             allow_empty_services: false,
             default_syntax: Syntax::V3,
+            use_bind_port_ip: false,
         }
     }
 }
@@ -112,6 +116,20 @@ pub struct Workload {
     /// Addresses of the servers (task or container IPs on the chosen network, the VIP with `lbswarm`, or a
     /// host name offline); one server per address.
     pub addresses: Vec<String>,
+    /// Host bindings of a container's ports (`-p 192.168.0.1:8080:80`), for `useBindPortIP`; empty for
+    /// Swarm services and offline.
+    pub bindings: Vec<PortBinding>,
+}
+
+/// One published port of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortBinding {
+    /// The container's port.
+    pub private_port: u16,
+    /// The host address it is published on (`0.0.0.0`, `::` or empty: every address).
+    pub host_ip: String,
+    /// The host port.
+    pub host_port: u16,
 }
 
 impl Workload {
@@ -160,6 +178,9 @@ pub struct WorkloadOptions {
     pub network: Option<String>,
     /// `traefik.<namespace>.lbswarm` (or v1 `traefik.backend.loadbalancer.swarm`): use the service VIP.
     pub lbswarm: bool,
+    /// `traefik.docker.allownonrunning` (Traefik v3.6, containers only): a container that is not running
+    /// keeps its routers and services, without servers (503 instead of 404).
+    pub allow_non_running: bool,
     /// Why the workload is skipped, when `enable` is false.
     pub skipped: Option<String>,
 }
@@ -179,7 +200,7 @@ fn get_ci<'a>(labels: &'a BTreeMap<String, String>, key: &str) -> Option<(&'a St
     labels.iter().find(|(k, _)| k.eq_ignore_ascii_case(key))
 }
 
-/// Reads the workload-wide options (enable, network, lbswarm) and applies `exposedByDefault` and the
+/// Reads the workload-wide options (enable, network, lbswarm, allowNonRunning) and applies `exposedByDefault` and the
 /// constraints. An unreadable `traefik.enable`, or `traefik.docker.*` and `traefik.swarm.*` on the same
 /// Swarm service, is an error that skips the workload (as Traefik does).
 pub fn options(w: &Workload, s: &Settings) -> Result<WorkloadOptions, LabelError> {
@@ -220,6 +241,12 @@ pub fn options(w: &Workload, s: &Settings) -> Result<WorkloadOptions, LabelError
         }
         if let Some((k, v)) = get_ci(&w.labels, &format!("traefik.{ns}.lbswarm")) {
             o.lbswarm =
+                parse_bool(v).ok_or_else(|| werr(k, format!("`{v}` is not true or false")))?;
+        }
+    }
+    if s.mode == Mode::Containers {
+        if let Some((k, v)) = get_ci(&w.labels, "traefik.docker.allownonrunning") {
+            o.allow_non_running =
                 parse_bool(v).ok_or_else(|| werr(k, format!("`{v}` is not true or false")))?;
         }
     }
@@ -727,11 +754,7 @@ struct Shorthand {
 pub fn build(w: &Workload, s: &Settings) -> Built {
     let owner: Arc<str> = Arc::from(w.owner());
     let mut b = Built::default();
-    let entries = translate_v1(w, s, &mut b.notes, &mut b.errors);
-    let mut placed = Placed::new(&entries, &owner, &mut b.errors);
-    let (mut cfg, item_errors) = decode_configuration(&placed.root);
-    b.errors
-        .extend(item_errors.into_iter().map(|e| from_item_error(&owner, e)));
+    let (mut placed, mut cfg) = place_and_decode(w, s, &owner, &mut b);
     let cx = Cx {
         w,
         s,
@@ -791,6 +814,86 @@ pub fn build(w: &Workload, s: &Settings) -> Built {
         )
         .map(dropped_item)
         .collect();
+    b
+}
+
+/// The first steps of [`build`] and [`decode`]: v1 labels translated, every label placed in a tree, the
+/// tree decoded item by item (dropped items reported in `b`).
+fn place_and_decode(
+    w: &Workload,
+    s: &Settings,
+    owner: &Arc<str>,
+    b: &mut Built,
+) -> (Placed, Configuration) {
+    let entries = translate_v1(w, s, &mut b.notes, &mut b.errors);
+    let placed = Placed::new(&entries, owner, &mut b.errors);
+    let (cfg, item_errors) = decode_configuration(&placed.root);
+    b.errors
+        .extend(item_errors.into_iter().map(|e| from_item_error(owner, e)));
+    (placed, cfg)
+}
+
+/// The labels alone, as Traefik's label decoder reads them (`label.DecodeConfiguration`): the same first
+/// steps as [`build`], without what the provider adds (no implicit service or router, no servers from the
+/// workload's addresses). A `loadbalancer.server.port`/`.scheme` label is kept on a server as written.
+///
+/// Compared with Traefik's own decoder by `tests/traefik_tables.rs`; the provider and `check` call
+/// [`build`], which runs the same steps first. Pure.
+pub fn decode(w: &Workload, s: &Settings) -> Built {
+    let owner: Arc<str> = Arc::from(w.owner());
+    let mut b = Built::default();
+    let (placed, mut cfg) = place_and_decode(w, s, &owner, &mut b);
+    for ((proto, name), sh) in placed.shorthand {
+        let port = sh.port.map(|(v, _)| v);
+        let scheme = sh.scheme.map(|(v, _)| v);
+        match proto.as_str() {
+            "http" => {
+                if let Some(lb) = cfg
+                    .http
+                    .services
+                    .get_mut(&name)
+                    .and_then(|x| x.load_balancer.as_mut())
+                    .filter(|lb| lb.servers.is_empty())
+                {
+                    lb.servers.push(Server {
+                        port,
+                        scheme,
+                        ..Default::default()
+                    });
+                }
+            }
+            "tcp" => {
+                if let Some(lb) = cfg
+                    .tcp
+                    .services
+                    .get_mut(&name)
+                    .and_then(|x| x.load_balancer.as_mut())
+                    .filter(|lb| lb.servers.is_empty())
+                {
+                    lb.servers.push(TcpServer {
+                        port,
+                        ..Default::default()
+                    });
+                }
+            }
+            _ => {
+                if let Some(lb) = cfg
+                    .udp
+                    .services
+                    .get_mut(&name)
+                    .and_then(|x| x.load_balancer.as_mut())
+                    .filter(|lb| lb.servers.is_empty())
+                {
+                    lb.servers.push(UdpServer {
+                        port,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+    }
+    b.config = cfg;
+    b.config.dropped = b.errors.iter().map(dropped_item).collect();
     b
 }
 
@@ -1081,6 +1184,9 @@ trait LabelService: Default + Clone + PartialEq {
     fn servers(lb: &mut Self::Lb) -> &mut Vec<Self::Server>;
     /// What identifies a server when merging workloads (URL or address).
     fn server_key(s: &Self::Server) -> &str;
+    /// Whether one of the service's kinds (load balancer, weighted, …) is set: an empty service label
+    /// (`traefik.http.services.x=`) sets none.
+    fn has_kind(&self) -> bool;
 
     /// The service a workload gets when its labels declare none: one empty load balancer.
     fn implicit() -> Self {
@@ -1116,6 +1222,12 @@ impl LabelService for Service {
     fn server_key(s: &Server) -> &str {
         &s.url
     }
+    fn has_kind(&self) -> bool {
+        self.load_balancer.is_some()
+            || self.weighted.is_some()
+            || self.mirroring.is_some()
+            || self.failover.is_some()
+    }
 }
 
 impl LabelService for TcpService {
@@ -1131,6 +1243,9 @@ impl LabelService for TcpService {
     fn server_key(s: &TcpServer) -> &str {
         &s.address
     }
+    fn has_kind(&self) -> bool {
+        self.load_balancer.is_some() || self.weighted.is_some()
+    }
 }
 
 impl LabelService for UdpService {
@@ -1145,6 +1260,9 @@ impl LabelService for UdpService {
     }
     fn server_key(s: &UdpServer) -> &str {
         &s.address
+    }
+    fn has_kind(&self) -> bool {
+        self.load_balancer.is_some() || self.weighted.is_some()
     }
 }
 
@@ -1173,6 +1291,20 @@ fn complete_services<S: LabelService>(
         let Some(svc) = services.get_mut(&name) else {
             continue;
         };
+        if !svc.has_kind() {
+            // Traefik drops the container ("load-balancer is not defined"); here only the service (and
+            // the routers bound to it).
+            services.remove(&name);
+            errors.push(cx.error(
+                proto.service,
+                name.clone(),
+                (
+                    format!("traefik.{}.services.{name}", proto.key),
+                    "the service is empty: set its `loadbalancer.server.port` (or another option) instead of an empty label".into(),
+                ),
+            ));
+            continue;
+        }
         if let Err(e) = svc.fill_servers(cx, &name, sh) {
             services.remove(&name);
             errors.push(cx.error(proto.service, name, e));
@@ -1443,6 +1575,29 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// The server addresses (`host:port`) of a workload whose servers use `port`: with `useBindPortIP`, the
+/// host binding of that port when it is on a specific address (Traefik's `getPortBinding`: the first
+/// binding of the port; one on every address falls back); else each address with the port.
+fn server_addresses(w: &Workload, s: &Settings, port: u16) -> Vec<String> {
+    if s.use_bind_port_ip {
+        let bound = w
+            .bindings
+            .iter()
+            .find(|b| b.private_port == port)
+            .filter(|b| {
+                let ip = b.host_ip.trim_matches(['[', ']']);
+                !ip.is_empty()
+                    && ip
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|a| !a.is_unspecified())
+            });
+        if let Some(b) = bound {
+            return vec![host_port(b.host_ip.trim_matches(['[', ']']), b.host_port)];
+        }
+    }
+    w.addresses.iter().map(|a| host_port(a, port)).collect()
+}
+
 /// The port of a workload's servers: the label, else (containers) the lowest exposed port. An empty
 /// `server.port` label is no label (Traefik's tables: the exposed port).
 fn server_port(
@@ -1501,6 +1656,12 @@ fn fill_http_servers(
         lb.servers = vec![template];
         return Ok(());
     }
+    if w.addresses.is_empty() {
+        // No server to give a port to: an unhealthy container or a service without tasks, kept with
+        // `allowEmptyServices` (Traefik keeps it too, without servers, whatever its port).
+        lb.servers.clear();
+        return Ok(());
+    }
     let port = server_port(w, s, service, "http", sh.port)?;
     let scheme = match sh.scheme {
         Some((v, label)) => {
@@ -1512,11 +1673,10 @@ fn fill_http_servers(
         }
         None => "http".into(),
     };
-    lb.servers = w
-        .addresses
-        .iter()
+    lb.servers = server_addresses(w, s, port)
+        .into_iter()
         .map(|a| Server {
-            url: format!("{scheme}://{}", host_port(a, port)),
+            url: format!("{scheme}://{a}"),
             ..template.clone()
         })
         .collect();
@@ -1535,12 +1695,17 @@ fn fill_tcp_servers(
         lb.servers = vec![template];
         return Ok(());
     }
+    if w.addresses.is_empty() {
+        // No server to give a port to: an unhealthy container or a service without tasks, kept with
+        // `allowEmptyServices` (Traefik keeps it too, without servers, whatever its port).
+        lb.servers.clear();
+        return Ok(());
+    }
     let port = server_port(w, s, service, "tcp", sh.port)?;
-    lb.servers = w
-        .addresses
-        .iter()
-        .map(|a| TcpServer {
-            address: host_port(a, port),
+    lb.servers = server_addresses(w, s, port)
+        .into_iter()
+        .map(|address| TcpServer {
+            address,
             ..template.clone()
         })
         .collect();
@@ -1561,12 +1726,17 @@ fn fill_udp_servers(
         lb.servers = vec![template];
         return Ok(());
     }
+    if w.addresses.is_empty() {
+        // No server to give a port to: an unhealthy container or a service without tasks, kept with
+        // `allowEmptyServices` (Traefik keeps it too, without servers, whatever its port).
+        lb.servers.clear();
+        return Ok(());
+    }
     let port = server_port(w, s, service, "udp", sh.port)?;
-    lb.servers = w
-        .addresses
-        .iter()
-        .map(|a| UdpServer {
-            address: host_port(a, port),
+    lb.servers = server_addresses(w, s, port)
+        .into_iter()
+        .map(|address| UdpServer {
+            address,
             ..template.clone()
         })
         .collect();

@@ -12,6 +12,7 @@ fn w(name: &str, labels: &[(&str, &str)], addrs: &[&str]) -> Workload {
             .collect(),
         exposed_ports: vec![],
         addresses: addrs.iter().map(|a| a.to_string()).collect(),
+        bindings: Vec::new(),
     }
 }
 
@@ -1319,4 +1320,129 @@ fn udp_services_of_two_workloads_merge_their_servers() {
     let (c, errors) = merge(&[part("a", "10.0.0.1"), part("b", "10.0.0.2")]);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(udp_addresses(&c, "dns"), ["10.0.0.1:53", "10.0.0.2:53"]);
+}
+
+#[test]
+fn an_empty_service_label_drops_the_service_and_its_routers() {
+    // `traefik.http.services.test=` (Traefik's "invalid HTTP service definition"): a service of no kind.
+    let mut wl = w("Test", &[("traefik.http.services.test", "")], &["10.0.0.2"]);
+    wl.exposed_ports = vec![80];
+    let b = build(&wl, &docker());
+    assert!(b.config.http.services.is_empty(), "{:?}", b.config.http);
+    assert!(b.config.http.routers.is_empty(), "{:?}", b.config.http);
+    assert!(
+        b.errors
+            .iter()
+            .any(|e| e.item == "test" && e.reason.contains("the service is empty")),
+        "{:?}",
+        b.errors
+    );
+    for proto in ["tcp", "udp"] {
+        let label = format!("traefik.{proto}.services.test");
+        let b = build(
+            &w("Test", &[(label.as_str(), "")], &["10.0.0.2"]),
+            &docker(),
+        );
+        assert!(
+            b.config.tcp.services.is_empty() && b.config.udp.services.is_empty(),
+            "{proto}"
+        );
+        assert_eq!(b.errors.len(), 1, "{proto}: {:?}", b.errors);
+    }
+}
+
+#[test]
+fn a_workload_without_addresses_keeps_its_services_without_servers_and_needs_no_port() {
+    // An unhealthy container kept by `allowEmptyServices`: no servers, so no port is needed.
+    let mut s = docker();
+    s.allow_empty_services = true;
+    let b = build(
+        &w(
+            "Test",
+            &[
+                ("traefik.tcp.routers.foo.rule", "HostSNI(`foo.bar`)"),
+                ("traefik.http.routers.web.rule", "Host(`web.test`)"),
+            ],
+            &[],
+        ),
+        &s,
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    assert!(urls(&b.config, "Test").is_empty());
+    assert!(b.config.tcp.services["Test"]
+        .load_balancer
+        .as_ref()
+        .is_some_and(|lb| lb.servers.is_empty()));
+    assert_eq!(b.config.http.routers["web"].service, "Test");
+}
+
+#[test]
+fn decode_is_the_labels_alone_with_the_port_on_a_server() {
+    let b = decode(
+        &w(
+            "app",
+            &[
+                ("traefik.http.services.s.loadbalancer.server.port", "8080"),
+                ("traefik.udp.services.u.loadbalancer.server.port", "53"),
+                ("traefik.http.routers.r.rule", "Host(`a.test`)"),
+            ],
+            &["10.0.0.2"],
+        ),
+        &docker(),
+    );
+    assert!(b.errors.is_empty(), "{:?}", b.errors);
+    let lb = b.config.http.services["s"]
+        .load_balancer
+        .as_ref()
+        .expect("lb");
+    assert_eq!(lb.servers.len(), 1);
+    assert_eq!(lb.servers[0].port.as_deref(), Some("8080"));
+    assert!(lb.servers[0].url.is_empty());
+    let udp = b.config.udp.services["u"]
+        .load_balancer
+        .as_ref()
+        .expect("udp lb");
+    assert_eq!(udp.servers[0].port.as_deref(), Some("53"));
+    // No service bound, no implicit router or service: what the labels say, nothing more.
+    assert_eq!(b.config.http.routers["r"].service, "");
+    assert_eq!(b.config.http.services.len(), 1);
+}
+
+#[test]
+fn use_bind_port_ip_takes_the_host_binding_of_the_chosen_port() {
+    let mut wl = w(
+        "Test",
+        &[("traefik.http.services.s.loadbalancer.server.port", "80")],
+        &["172.17.0.2"],
+    );
+    wl.exposed_ports = vec![79, 80];
+    wl.bindings = vec![
+        PortBinding {
+            private_port: 79,
+            host_ip: "192.168.0.1".into(),
+            host_port: 8080,
+        },
+        PortBinding {
+            private_port: 80,
+            host_ip: "192.168.0.1".into(),
+            host_port: 8081,
+        },
+    ];
+    let mut s = docker();
+    s.use_bind_port_ip = true;
+    assert_eq!(
+        urls(&build(&wl, &s).config, "s"),
+        ["http://192.168.0.1:8081"]
+    );
+    // Off: the container's address and port.
+    assert_eq!(
+        urls(&build(&wl, &docker()).config, "s"),
+        ["http://172.17.0.2:80"]
+    );
+    // Bound on every address: Traefik cannot tell which, and falls back.
+    wl.bindings[1].host_ip = "0.0.0.0".into();
+    assert_eq!(urls(&build(&wl, &s).config, "s"), ["http://172.17.0.2:80"]);
+    // No binding of that port: falls back too.
+    wl.bindings.truncate(1);
+    assert_eq!(urls(&build(&wl, &s).config, "s"), ["http://172.17.0.2:80"]);
 }

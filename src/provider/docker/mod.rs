@@ -195,6 +195,7 @@ pub fn settings(
             );
     }
     s.allow_empty_services = cfg.allow_empty_services;
+    s.use_bind_port_ip = cfg.use_bind_port_ip && mode == Mode::Containers;
     s.default_syntax = crate::config::default_rule_syntax(stat);
     Ok((mode, s))
 }
