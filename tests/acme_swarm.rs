@@ -572,15 +572,7 @@ async fn lease_contenders_race_on_the_engine_and_exactly_one_wins() {
         return;
     }
     let store = Store::new();
-    let client = DockerClient::new(
-        &std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
-        None,
-        Duration::from_secs(30),
-    )
-    .expect("client")
-    .connect()
-    .await
-    .expect("engine");
+    let client = engine_client().await;
     let names_ = vec!["race.example.com".to_string()];
     for round in 0..10 {
         let name = format!("{}-lease-r{round}", store.prefix);
@@ -638,6 +630,244 @@ async fn lease_contenders_race_on_the_engine_and_exactly_one_wins() {
             "released on drop"
         );
     }
+}
+
+async fn engine_client() -> DockerClient {
+    DockerClient::new(
+        &std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
+        None,
+        Duration::from_secs(30),
+    )
+    .expect("client")
+    .connect()
+    .await
+    .expect("engine")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lease_is_renewed_past_its_ttl_and_contenders_stay_out() {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let client = engine_client().await;
+    let names_ = vec!["heartbeat.example.com".to_string()];
+    let name = names::lease(&store.prefix, "le", &names_);
+    let prefix = store.prefix.clone();
+    let labels = |holder: &'static str| {
+        let (prefix, names_) = (prefix.clone(), names_.clone());
+        move |exp| lease::lease_labels(&prefix, "le", &names_, holder, exp)
+    };
+    let ttl = Duration::from_secs(2);
+    let lease::Acquired::Held(g) = lease::acquire(&client, &name, labels("a"), "a", ttl)
+        .await
+        .expect("acquire")
+    else {
+        panic!("free lease not acquired");
+    };
+    let first = configs::inspect(&client, &name)
+        .await
+        .expect("inspect")
+        .expect("lease");
+    let expired = g.expired();
+    // Three lease lengths: without the heartbeat the lease would have expired (and been taken) twice.
+    let until = Instant::now() + ttl * 3;
+    let mut busy = 0;
+    while Instant::now() < until {
+        match lease::acquire(&client, &name, labels("b"), "b", ttl)
+            .await
+            .expect("contender")
+        {
+            lease::Acquired::Busy(info) => {
+                assert_eq!(info.holder, "a");
+                assert_eq!(info.id, g.id);
+                busy += 1;
+            }
+            lease::Acquired::Held(h) => panic!("contender took a live lease: {h:?}"),
+        }
+        assert!(
+            !expired.is_cancelled(),
+            "the holder gave up a renewed lease"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let now = configs::inspect(&client, &name)
+        .await
+        .expect("inspect")
+        .expect("lease");
+    let info = lease::LeaseInfo::from_object(&now);
+    assert_eq!(now.id, first.id, "same object, renewed in place");
+    assert!(now.index > first.index, "version moved");
+    assert!(
+        !info.is_stale(lease::now_ms()),
+        "expiry kept ahead: {info:?}"
+    );
+    assert!(g.renewals() >= 4, "renewals: {}", g.renewals());
+    eprintln!(
+        "MEASURE acme_swarm: lease {ttl:?} held {:?} with {} renewals; {busy} contender attempts all busy",
+        ttl * 3,
+        g.renewals()
+    );
+    drop(g);
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            configs::inspect(&client, &name)
+                .await
+                .expect("inspect")
+                .is_none()
+        })
+        .await,
+        "released on drop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_holder_stops_at_its_next_heartbeat() {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let client = engine_client().await;
+    let names_ = vec!["fenced.example.com".to_string()];
+    let name = names::lease(&store.prefix, "le", &names_);
+    let (prefix, n2) = (store.prefix.clone(), names_.clone());
+    let labels = move |exp| lease::lease_labels(&prefix, "le", &n2, "a", exp);
+    let ttl = Duration::from_secs(4);
+    let lease::Acquired::Held(g) = lease::acquire(&client, &name, labels, "a", ttl)
+        .await
+        .expect("acquire")
+    else {
+        panic!("free lease not acquired");
+    };
+    let expired = g.expired();
+    // A contender fences the lease at the version it reads (as a take-over does with a stale one).
+    let o = configs::inspect(&client, &name)
+        .await
+        .expect("inspect")
+        .expect("lease");
+    let fenced = Instant::now();
+    assert_eq!(
+        lease::fence(&client, &o, "b").await.expect("fence"),
+        configs::Updated::Done
+    );
+    // Fencing again at the same (now old) version is refused: the CAS admits one writer per version.
+    assert_eq!(
+        lease::fence(&client, &o, "c").await.expect("fence"),
+        configs::Updated::Stale
+    );
+    let within = lease::heartbeat_every(ttl) + Duration::from_secs(2);
+    assert!(
+        tokio::time::timeout(within, expired.cancelled())
+            .await
+            .is_ok(),
+        "holder still working {within:?} after being fenced"
+    );
+    let stopped = fenced.elapsed();
+    assert!(
+        stopped < lease::holder_deadline(ttl),
+        "stopped by the refusal, not the deadline: {stopped:?}"
+    );
+    let after = configs::inspect(&client, &name)
+        .await
+        .expect("inspect")
+        .expect("lease");
+    assert_eq!(
+        after.labels[names::HOLDER],
+        "b",
+        "no renewal overwrote the fence"
+    );
+    eprintln!("MEASURE acme_swarm: fenced holder (lease {ttl:?}, heartbeat {:?}) stopped after {stopped:?}", lease::heartbeat_every(ttl));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_renewal_and_a_take_over_race_on_one_version_and_exactly_one_wins() {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let client = engine_client().await;
+    let names_ = vec!["renew-race.example.com".to_string()];
+    let (mut renewals_won, mut takeovers_won) = (0, 0);
+    for round in 0..20 {
+        let name = format!("{}-lease-rr{round}", store.prefix);
+        // The holder's lease, read as just expired by the contenders: its renewal and their fences race
+        // on the same version.
+        let l = lease::lease_labels(&store.prefix, "le", &names_, "holder", lease::now_ms() - 1);
+        let configs::Created::Id(id) = configs::create(&client, &name, &l, b"holder")
+            .await
+            .expect("create")
+        else {
+            panic!("exists");
+        };
+        let version = configs::inspect(&client, &id)
+            .await
+            .expect("inspect")
+            .expect("lease")
+            .index;
+        let held = lease::Held {
+            id: id.clone(),
+            name: name.clone(),
+            holder: "holder".into(),
+            labels: l,
+        };
+        let renewal = {
+            let client = client.clone();
+            // A random head start for the contenders (0–6 ms), so both orders of commit occur.
+            let delay = Duration::from_micros(fastrand::u64(0..6000));
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                lease::renew(&client, &held, version, lease::now_ms() + 30_000)
+                    .await
+                    .expect("renew")
+            })
+        };
+        let mut tasks = Vec::new();
+        for c in 0..3 {
+            let (client, name, prefix, names_) = (
+                client.clone(),
+                name.clone(),
+                store.prefix.clone(),
+                names_.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let me = format!("contender-{c}");
+                let labels = |exp| lease::lease_labels(&prefix, "le", &names_, &me, exp);
+                lease::acquire(&client, &name, labels, &me, Duration::from_secs(30))
+                    .await
+                    .expect("acquire")
+            }));
+        }
+        let renewed = matches!(renewal.await.expect("join"), lease::Renewal::Renewed { .. });
+        let mut held = Vec::new();
+        for t in tasks {
+            if let lease::Acquired::Held(g) = t.await.expect("join") {
+                held.push(g);
+            }
+        }
+        let now = configs::inspect(&client, &name)
+            .await
+            .expect("inspect")
+            .expect("a lease");
+        if renewed {
+            // The renewal committed first: every fence was refused, the holder keeps its object.
+            assert!(
+                held.is_empty(),
+                "round {round}: renewed and taken: {held:?}"
+            );
+            assert_eq!(now.id, id, "round {round}");
+            assert_eq!(now.labels[names::HOLDER], "holder");
+            renewals_won += 1;
+            configs::remove(&client, &id).await.expect("rm");
+        } else {
+            // A fence committed first: the renewal was refused and exactly one contender holds a new lease.
+            assert_eq!(held.len(), 1, "round {round}: {held:?}");
+            assert_ne!(now.id, id, "round {round}: the fenced lease was replaced");
+            assert_eq!(now.id, held[0].id);
+            takeovers_won += 1;
+        }
+        drop(held);
+    }
+    eprintln!("MEASURE acme_swarm: renewal vs 3 take-overs on one version, 20 rounds: renewal won {renewals_won}, a take-over won {takeovers_won}, never both");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
