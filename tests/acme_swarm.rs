@@ -380,7 +380,11 @@ async fn a_replica_killed_mid_order_is_taken_over_after_its_lease_expires() {
     let host = format!("takeover.{}.example.com", store.prefix);
     let hosts = vec![host.clone()];
     let ttl = 6u64;
-    let env = [("SWARMGATE_ACME_LEASE_TTL", "6")];
+    // The orphaned answer lives 6 s too (by default it covers a whole validation, 120 s at least).
+    let env = [
+        ("SWARMGATE_ACME_LEASE_TTL", "6"),
+        ("SWARMGATE_ACME_ANSWER_TTL", "6"),
+    ];
     let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);
     let mut a = gate(
         a_web,
@@ -1146,4 +1150,61 @@ async fn a_global_service_task_orders_with_its_key_from_a_docker_secret_and_a_pr
     assert_eq!(count(&task_logs, ORDERING), 1, "{task_logs}");
     assert_eq!(count(&b.logs(), ORDERING), 0, "{}", b.logs());
     assert_eq!(store.configs(names::kind::CERT, None).len(), 1);
+}
+
+/// The 3-node run (`scripts/multinode-acme.sh`): slow (release images, three nested engines), so only with
+/// `SWARMGATE_SLOW_TESTS=1`. Asserts the script's own checks passed (one order per name, every node served
+/// every name with the same certificate) and prints its RESULT lines.
+#[test]
+fn three_node_swarm_orders_once_and_every_node_serves() {
+    if std::env::var("SWARMGATE_SLOW_TESTS").as_deref() != Ok("1") {
+        eprintln!("acme_swarm: 3-node run skipped (set SWARMGATE_SLOW_TESTS=1; it builds release images and starts three nested Docker engines)");
+        return;
+    }
+    if !engine_or_skip("three_node_swarm_orders_once_and_every_node_serves") {
+        return;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let images = [
+        ("GATE_IMAGE", "swarmgate-mn"),
+        ("WHOAMI_IMAGE", "whoami-mn"),
+    ];
+    let o = std::process::Command::new("bash")
+        .arg(format!("{root}/scripts/image.sh"))
+        .envs(images)
+        .output()
+        .expect("scripts/image.sh");
+    assert!(
+        o.status.success(),
+        "scripts/image.sh: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = std::process::Command::new("bash")
+        .args([&format!("{root}/scripts/multinode-acme.sh"), "run"])
+        .envs(images.map(|(k, v)| (k, format!("{v}:latest"))))
+        .env("PREFIX", "h19mn")
+        .output()
+        .expect("scripts/multinode-acme.sh");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{out}\n{err}");
+    let results: Vec<&str> = out.lines().filter(|l| l.starts_with("RESULT")).collect();
+    eprintln!("{}", results.join("\n"));
+    let orders = results
+        .iter()
+        .find(|l| l.starts_with("RESULT orders per name:"))
+        .expect("orders line");
+    for per_name in orders.split_whitespace().skip(4) {
+        if !per_name.starts_with('k') {
+            assert!(per_name.ends_with("=1"), "{orders}");
+        }
+    }
+    assert!(
+        results
+            .iter()
+            .filter(|l| l.contains("fingerprints_equal"))
+            .all(|l| l.contains("fingerprints_equal=yes")),
+        "{out}"
+    );
 }
