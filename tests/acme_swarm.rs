@@ -476,6 +476,85 @@ async fn a_replica_killed_mid_order_is_taken_over_after_its_lease_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_longer_than_its_lease_is_kept_alive_and_ordered_once() {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let store = Store::new();
+    let keys = tempfile::tempdir().expect("tmp");
+    let key = key_file(keys.path());
+    let backend = Backend::start("acme").await;
+    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: b_web,
+        tls_port: b_tls,
+        validity_secs: None,
+    });
+    let root = pebble.issuing_root().await;
+    // A 1 s lease: its holder stops at 0.9 s unless renewed, and an order takes longer than that (the 1 s
+    // propagation wait alone). Without the heartbeat every order would be abandoned and retried forever.
+    let env = [("SWARMGATE_ACME_LEASE_TTL", "1")];
+    let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);
+    let hosts: Vec<String> = (0..3)
+        .map(|i| format!("long{i}.{}.example.com", store.prefix))
+        .collect();
+    let b = gate(
+        b_web,
+        b_tls,
+        &dynamic(&hosts, &backend.url),
+        &store,
+        &key,
+        dir,
+        ca,
+        &env,
+    );
+    let a = gate(
+        a_web,
+        a_tls,
+        &dynamic(&hosts, &backend.url),
+        &store,
+        &key,
+        dir,
+        ca,
+        &env,
+    );
+    let (a_ep, b_ep) = (a.ep("websecure"), b.ep("websecure"));
+    assert!(
+        poll_until(Duration::from_secs(90), || async {
+            for h in &hosts {
+                if !(serves_verified(a_ep, h, &root).await && serves_verified(b_ep, h, &root).await)
+                {
+                    return false;
+                }
+            }
+            true
+        })
+        .await,
+        "--- A\n{}\n--- B\n{}\n--- pebble\n{}",
+        a.logs(),
+        b.logs(),
+        pebble.log()
+    );
+    let logs = format!("{}{}", a.logs(), b.logs());
+    for h in &hosts {
+        let quoted = format!("\"{h}\"");
+        let orders = logs
+            .lines()
+            .filter(|l| l.contains(ORDERING) && l.contains(&quoted))
+            .count();
+        assert_eq!(orders, 1, "{h}:\n{logs}");
+    }
+    assert_eq!(count(&logs, ORDERING), hosts.len(), "{logs}");
+    assert_eq!(
+        count(&logs, "lease expired before the order ended"),
+        0,
+        "{logs}"
+    );
+    assert_eq!(count(&logs, "ACME lease lost"), 0, "{logs}");
+    assert_eq!(store.configs(names::kind::CERT, None).len(), hosts.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_lived_certificate_is_renewed_once_for_both_replicas() {
     if !swarm_or_skip("acme_swarm") {
         return;
