@@ -1244,9 +1244,13 @@ fn three_node_swarm_orders_once_and_every_node_serves() {
         return;
     }
     let root = env!("CARGO_MANIFEST_DIR");
+    // What the run makes on the host engine is named after this prefix: `<prefix>-swarmgate`,
+    // `<prefix>-whoami` (images, kept for the next run) and `<prefix>-tools` (removed at the end).
+    let prefix = std::env::var("SWARMGATE_MN_PREFIX").unwrap_or_else(|_| "h19mn".into());
+    let (gate, whoami) = (format!("{prefix}-swarmgate"), format!("{prefix}-whoami"));
     let images = [
-        ("GATE_IMAGE", "swarmgate-mn"),
-        ("WHOAMI_IMAGE", "whoami-mn"),
+        ("GATE_IMAGE", gate.as_str()),
+        ("WHOAMI_IMAGE", whoami.as_str()),
     ];
     let o = std::process::Command::new("bash")
         .arg(format!("{root}/scripts/image.sh"))
@@ -1262,7 +1266,7 @@ fn three_node_swarm_orders_once_and_every_node_serves() {
     let o = std::process::Command::new("bash")
         .args([&format!("{root}/scripts/multinode-acme.sh"), "run"])
         .envs(images.map(|(k, v)| (k, format!("{v}:latest"))))
-        .env("PREFIX", "h19mn")
+        .env("PREFIX", &prefix)
         .output()
         .expect("scripts/multinode-acme.sh");
     let out = String::from_utf8_lossy(&o.stdout).to_string();
@@ -1275,7 +1279,8 @@ fn three_node_swarm_orders_once_and_every_node_serves() {
         .find(|l| l.starts_with("RESULT orders per name:"))
         .expect("orders line");
     for per_name in orders.split_whitespace().skip(4) {
-        if !per_name.starts_with('k') {
+        // `nN.mn.test=1` for the names; the take-over name `kN…` counts the killed holder's order too.
+        if per_name.contains('=') && !per_name.starts_with('k') {
             assert!(per_name.ends_with("=1"), "{orders}");
         }
     }
