@@ -3,9 +3,13 @@
 //!
 //! Exactly these calls, so a socket proxy can allow just them:
 //! `GET /configs?filters={"label":[…]}` (list, with data), `GET /configs/{name or id}` (inspect),
-//! `POST /configs/create`, `DELETE /configs/{id}`, and `GET /events?filters={"type":["config"]}`.
+//! `POST /configs/create`, `POST /configs/{id}/update?version=N` (labels only), `DELETE /configs/{id}`, and
+//! `GET /events?filters={"type":["config"]}`.
 //! Creating a config whose name exists fails with 409 Conflict — Raft serializes it, which is what the
-//! leases build on ([`Created::Exists`]). Configs are immutable: nothing here updates one.
+//! leases build on ([`Created::Exists`]). A config's name and data are immutable; its labels can be changed
+//! by an update that names the version it read, and Swarm's store refuses the update when the object changed
+//! since ("update out of sequence"): a compare-and-swap in Raft, which the lease heartbeat builds on
+//! ([`Updated::Stale`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,7 +17,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bollard::errors::Error as BollardError;
 use bollard::models::{Config, ConfigSpec};
-use bollard::query_parameters::{EventsOptions, ListConfigsOptions};
+use bollard::query_parameters::{EventsOptions, ListConfigsOptions, UpdateConfigOptions};
 use futures_util::{Stream, StreamExt};
 
 use super::client::{DockerClient, DockerError};
@@ -29,7 +33,8 @@ pub struct ConfigObject {
     pub labels: BTreeMap<String, String>,
     /// Decoded data.
     pub data: Vec<u8>,
-    /// Raft index of the object's last change: orders objects by creation (configs never change).
+    /// Raft index of the object's last change: orders objects by creation (only a lease's labels change),
+    /// and is the version a labels update names.
     pub index: u64,
 }
 
@@ -40,6 +45,17 @@ pub enum Created {
     Id(String),
     /// A config with this name exists (409): someone else created it first.
     Exists,
+}
+
+/// What a labels update did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Updated {
+    /// Applied: the object had the version named.
+    Done,
+    /// Refused: the object changed since that version (someone else updated it first).
+    Stale,
+    /// The object does not exist (any more).
+    Gone,
 }
 
 fn status(e: &BollardError) -> Option<u16> {
@@ -108,6 +124,38 @@ pub async fn create(
         Ok(r) => Ok(Created::Id(r.id)),
         Err(e) if status(&e) == Some(409) => Ok(Created::Exists),
         Err(e) => Err(client.api_error("POST /configs/create")(e)),
+    }
+}
+
+/// `POST /configs/{id}/update?version={version}` replacing the labels of config `id` (named `name`: Swarm
+/// checks the name is unchanged; the data is omitted, so it stays). Swarm compares `version` with the
+/// object's current Raft version inside the store's transaction: of two updates naming the same version,
+/// exactly one is applied ([`Updated::Stale`] for the other; the engine answers 500 "update out of sequence").
+pub async fn update_labels(
+    client: &DockerClient,
+    id: &str,
+    name: &str,
+    version: u64,
+    labels: &BTreeMap<String, String>,
+) -> Result<Updated, DockerError> {
+    let spec = ConfigSpec {
+        name: Some(name.to_string()),
+        labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        data: None,
+        templating: None,
+    };
+    let opts = UpdateConfigOptions {
+        version: i64::try_from(version).unwrap_or(i64::MAX),
+    };
+    match client.docker.update_config(id, spec, opts).await {
+        Ok(()) => Ok(Updated::Done),
+        Err(e) if status(&e) == Some(404) => Ok(Updated::Gone),
+        Err(BollardError::DockerResponseServerError { message, .. })
+            if message.contains("out of sequence") =>
+        {
+            Ok(Updated::Stale)
+        }
+        Err(e) => Err(client.api_error("POST /configs/{id}/update")(e)),
     }
 }
 

@@ -37,7 +37,15 @@ pub fn resolver_swarm(
     let storage = a.storage.as_deref().unwrap_or("");
     match super::settings(storage, a.storage_key_file.as_deref(), env) {
         None => Ok(None),
-        Some(Ok(s)) => Ok(Some(s)),
+        Some(Ok(s)) => {
+            // The validation bound the order uses (`certificateTimeout`, 60 s at least, as the manager reads it).
+            let validation = a
+                .certificate_timeout
+                .non_zero()
+                .unwrap_or(Duration::from_secs(30))
+                .max(Duration::from_secs(60));
+            Ok(Some(s.with_certificate_timeout(validation, env)))
+        }
         Some(Err(reason)) => Err(AcmeError::Invalid {
             resolver: name.to_string(),
             key: "storage",

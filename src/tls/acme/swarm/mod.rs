@@ -3,7 +3,8 @@
 //!
 //! - [`names`]: object names (stable, derived from a hash of resolver and names) and labels;
 //! - [`seal`]: AES-256-GCM of private keys under the key file (a Docker secret);
-//! - [`lease`]: mutual exclusion per (resolver, names) from Raft's unique names;
+//! - [`lease`]: mutual exclusion per (resolver, names) from Raft's unique names, kept alive by a heartbeat
+//!   of compare-and-swap label updates;
 //! - [`store`]: the cache every replica keeps, fed by config events and a periodic resync, and the writes;
 //! - [`glue`]: the manager's calls into the store (issuance lease, read-modify-write, propagation delay);
 //! - [`migrate`]: `swarmgate acme import` / `export` of a Traefik `acme.json`.
@@ -24,12 +25,19 @@ pub const SCHEME: &str = "swarm://";
 /// Environment variable that shortens the issuance lease (seconds), for tests and impatient operators.
 pub const LEASE_TTL_ENV: &str = "SWARMGATE_ACME_LEASE_TTL";
 
+/// Environment variable that sets how long a published challenge answer lives (seconds), for tests.
+pub const ANSWER_TTL_ENV: &str = "SWARMGATE_ACME_ANSWER_TTL";
+
 /// Environment variable that sets the periodic resync (seconds; default [`DEFAULT_RESYNC`]).
 pub const RESYNC_ENV: &str = "SWARMGATE_ACME_SWARM_RESYNC";
 
-/// Default issuance lease: longer than any order (validation and issuance are bounded by
-/// `certificateTimeout`, at least 60 s, plus a few ACME requests); a holder that dies is taken over after it.
+/// Default issuance lease: renewed by its holder every quarter of it while the order runs (so an order may
+/// outlast it); a holder that dies or loses the managers is taken over once it has passed.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(300);
+
+/// Added to the resolver's `certificateTimeout` for the life of a challenge answer: the account and order
+/// requests before the answer is published and the propagation delay after it.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(60);
 
 /// Default periodic resync, besides the config events.
 pub const DEFAULT_RESYNC: Duration = Duration::from_secs(10);
@@ -43,10 +51,31 @@ pub struct SwarmSettings {
     pub key_file: PathBuf,
     /// Issuance lease duration.
     pub lease_ttl: Duration,
+    /// How long a published challenge answer lives: after it, any replica removes it (its order is over, or
+    /// its replica died). At least the lease, and at least the longest validation (`certificateTimeout` +
+    /// [`ANSWER_MARGIN`], see [`SwarmSettings::with_certificate_timeout`]): an order kept alive by the lease
+    /// heartbeat may outlast the lease, and its answers must not expire under it.
+    pub answer_ttl: Duration,
     /// Periodic resync.
     pub resync: Duration,
     /// Docker endpoint (`DOCKER_HOST`, else the default socket).
     pub endpoint: String,
+}
+
+impl SwarmSettings {
+    /// Raises the answer life to cover a validation of `certificate_timeout` (unless the environment set it).
+    pub fn with_certificate_timeout(
+        mut self,
+        certificate_timeout: Duration,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> SwarmSettings {
+        if secs_env(env, ANSWER_TTL_ENV).is_none() {
+            self.answer_ttl = self
+                .answer_ttl
+                .max(certificate_timeout.saturating_add(ANSWER_MARGIN));
+        }
+        self
+    }
 }
 
 /// `swarm://<prefix>` → the prefix; `None` for a file path. The prefix must be a valid start of a Swarm
@@ -85,6 +114,7 @@ pub fn settings(
         Ok(p) => p,
         Err(e) => return Some(Err(e)),
     };
+    let lease_ttl = secs_env(env, LEASE_TTL_ENV).unwrap_or(DEFAULT_LEASE_TTL);
     Some(Ok(SwarmSettings {
         prefix,
         key_file: PathBuf::from(
@@ -92,7 +122,8 @@ pub fn settings(
                 .filter(|k| !k.is_empty())
                 .unwrap_or(seal::DEFAULT_KEY_FILE),
         ),
-        lease_ttl: secs_env(env, LEASE_TTL_ENV).unwrap_or(DEFAULT_LEASE_TTL),
+        lease_ttl,
+        answer_ttl: secs_env(env, ANSWER_TTL_ENV).unwrap_or(lease_ttl),
         resync: secs_env(env, RESYNC_ENV).unwrap_or(DEFAULT_RESYNC),
         endpoint: env("DOCKER_HOST")
             .filter(|h| !h.is_empty())
@@ -131,6 +162,13 @@ mod tests {
             .expect("valid");
         assert_eq!(s.key_file, PathBuf::from(seal::DEFAULT_KEY_FILE));
         assert_eq!(s.lease_ttl, Duration::from_secs(3));
+        assert_eq!(s.answer_ttl, Duration::from_secs(3));
+        let s = s.with_certificate_timeout(Duration::from_secs(60), &env);
+        assert_eq!(
+            s.answer_ttl,
+            Duration::from_secs(120),
+            "a validation outlives a short lease"
+        );
         assert_eq!(s.resync, DEFAULT_RESYNC);
         assert_eq!(s.endpoint, "tcp://127.0.0.1:2375");
         let s = settings("swarm://acme", Some("/k"), &|_| None)
@@ -138,5 +176,13 @@ mod tests {
             .expect("valid");
         assert_eq!(s.key_file, PathBuf::from("/k"));
         assert_eq!(s.lease_ttl, DEFAULT_LEASE_TTL);
+        let s = s.with_certificate_timeout(Duration::from_secs(60), &|_| None);
+        assert_eq!(s.answer_ttl, DEFAULT_LEASE_TTL);
+        let env = |k: &str| (k == ANSWER_TTL_ENV).then(|| "7".to_string());
+        let s = settings("swarm://acme", None, &env)
+            .expect("swarm")
+            .expect("valid")
+            .with_certificate_timeout(Duration::from_secs(600), &env);
+        assert_eq!(s.answer_ttl, Duration::from_secs(7), "the environment wins");
     }
 }

@@ -207,7 +207,7 @@ impl SwarmStore {
     }
 
     /// Challenge answers outlive their order only when the ordering replica died: each carries an expiry
-    /// (the lease length from its creation), after which any replica removes it (by id).
+    /// (`answer_ttl` from its creation), after which any replica removes it (by id).
     async fn remove_expired_answers(&self, objects: &mut Vec<ConfigObject>) {
         let now = super::lease::now_ms();
         let expired = |o: &ConfigObject| {
@@ -474,7 +474,8 @@ impl SwarmStore {
             key_authorization: key_authorization.to_string(),
         });
         let mut labels = self.labels(k, "");
-        let expires = super::lease::now_ms() + self.settings.lease_ttl.as_millis() as u64;
+        let life = u64::try_from(self.settings.answer_ttl.as_millis()).unwrap_or(u64::MAX);
+        let expires = super::lease::now_ms().saturating_add(life);
         labels.insert(names::EXPIRES.into(), expires.to_string());
         let result = match payload {
             Ok(p) => configs::create(&self.client, object, &labels, &p)
