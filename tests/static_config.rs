@@ -58,6 +58,13 @@ fn unknown_flag_exits_2_naming_key_source_and_suggestion() {
         err.contains("did you mean `entryPoints.web.address`"),
         "{err}"
     );
+    // A typo in a section, below which the key goes on: the nearest section is named too.
+    let (code, _, err) = run(&["--entrypoints.web.forwardedheaderz.insecure=true"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("did you mean `entryPoints.web.forwardedHeaders`"),
+        "{err}"
+    );
 }
 
 #[test]

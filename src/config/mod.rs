@@ -148,9 +148,10 @@ fn decode_static(mut tree: Node, warnings: &mut Vec<String>) -> Result<StaticCon
             known::Verdict::Unknown { path } => {
                 return Err(ConfigError::Invalid {
                     key: path,
+                    // The decoder's message names the nearest key where one is close.
                     reason: format!(
-                        "unknown key (neither swarmgate nor Traefik has it; from {})",
-                        e.origin
+                        "{} (neither swarmgate nor Traefik has it; from {})",
+                        e.message, e.origin
                     ),
                 })
             }
