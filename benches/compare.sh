@@ -6,7 +6,7 @@
 #   benches/compare.sh rr sticky            # some
 #   DURATION=5s REPS=3 benches/compare.sh   # shorter runs
 #
-# Scenarios: rr sticky h2 routers-10k tls-ka tls-resume tls-full scale. Every process listens on 127.0.0.1
+# Scenarios: rr sticky h2 routers-10k tls-ka tls-resume tls-full connections scale. Every process listens on 127.0.0.1
 # only, every command is bounded by `timeout`, and the script stops exactly the processes it started (by
 # PID) on exit. Settings are kept equivalent across proxies: 2 workers/threads, upstream keep-alive,
 # X-Forwarded-For, no access log. See docs/benchmarks.md for how to read the output.
@@ -19,12 +19,15 @@ REPS=${REPS:-3}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
 SCALE_DURATION=${SCALE_DURATION:-5s}
+# `connections`: this many idle keep-alive connections (one request each), and this request rate beside them.
+IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_RATE=${IDLE_RATE:-2000}
 OUT=${OUT:-$ROOT/benches/RESULTS.md}
 PROXIES=${PROXIES:-"swarmgate nginx haproxy caddy"}
 WORK=$(mktemp -d /tmp/swarmgate-compare.XXXXXX)
 RAW=$WORK/results.jsonl
 PIDS=()
-if [ $# -gt 0 ]; then SCENARIOS="$*"; else SCENARIOS="rr sticky h2 routers-10k tls-ka tls-resume tls-full scale"; fi
+if [ $# -gt 0 ]; then SCENARIOS="$*"; else SCENARIOS="rr sticky h2 routers-10k tls-ka tls-resume tls-full connections scale"; fi
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -33,6 +36,8 @@ die() { log "error: $*"; exit 1; }
 install_tools() {
     local missing=()
     for t in wrk:wrk nginx:nginx haproxy:haproxy caddy:caddy h2load:nghttp2-client openssl:openssl curl:curl python3:python3; do
+        # A proxy left out of PROXIES need not be installed.
+        case ${t%%:*} in nginx | haproxy | caddy) [[ " $PROXIES " == *" ${t%%:*} "* ]] || continue ;; esac
         command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -187,7 +192,11 @@ write_configs() {
     # nginx.
     {
         echo "worker_processes 2; pid $WORK/nginx.pid; error_log $WORK/nginx-error.log warn;"
-        echo "events { worker_connections 8192; }"
+        if [ "$mode" = connections ]; then
+            echo "events { worker_connections $((IDLE_CONNS + 4096)); }"
+        else
+            echo "events { worker_connections 8192; }"
+        fi
         echo "http {"
         echo "  access_log off;"
         echo "  client_body_temp_path $WORK/nginx-tmp/body; proxy_temp_path $WORK/nginx-tmp/proxy;"
@@ -218,7 +227,11 @@ write_configs() {
     {
         echo "global"
         echo "  nbthread 2"
-        echo "  maxconn 8000"
+        if [ "$mode" = connections ]; then
+            echo "  maxconn $((IDLE_CONNS + 400))"
+        else
+            echo "  maxconn 8000"
+        fi
         echo "  ssl-default-bind-options ssl-min-ver TLSv1.3"
         echo "  tune.ssl.default-dh-param 2048"
         echo "defaults"
@@ -472,6 +485,40 @@ tls_scenario() {
     stop_proxies
 }
 
+# connections: IDLE_CONNS keep-alive connections that made one request each and stay idle (held by
+# benches/idle_conns.py), and beside them a steady IDLE_RATE requests/s (open loop, `-R`, so p99 counts from
+# the intended send time) on 16 more connections. Reports the active requests' p99 and the proxy's RSS; the
+# notes give its RSS before, with the idle connections and the cost per idle connection.
+conn_args() { echo "-t1 -c16 -R $IDLE_RATE --latency http://127.0.0.1:${PORT[$1]}/bench"; }
+
+scenario_connections() {
+    write_configs connections $BACKENDS; start_all
+    local p rep pid before idle
+    for p in $PROXIES; do check_balance "$p" 127.0.0.1; done
+    for rep in $(seq "$REPS"); do
+        for p in $PROXIES; do
+            pid=$(pid_of "$p")
+            before=$(rss_kib "$pid")
+            rm -f "$WORK/idle-$p.json"
+            start idle-hold timeout 600 python3 "$ROOT/benches/idle_conns.py" --pid "$pid" --port "${PORT[$p]}" \
+                -n "$IDLE_CONNS" --ready "$WORK/idle-$p.json" --hold 590
+            for _ in $(seq 1200); do [ -s "$WORK/idle-$p.json" ] && break; sleep 0.1; done
+            [ -s "$WORK/idle-$p.json" ] || die "idle connections to $p not ready (see $WORK/idle-hold.log)"
+            sleep 2
+            idle=$(rss_kib "$pid")
+            # shellcheck disable=SC2046
+            measure connections "$p" "$pid" "$rep" $(conn_args "$p")
+            # Again once the allocator had the measured window to give back what opening them used.
+            settled=$(rss_kib "$pid")
+            python3 -c "import json,sys; d=json.load(open(sys.argv[1])); n=max(d['connections'],1); b,i,s=(int(x) for x in sys.argv[4:7]); print(f'connections {sys.argv[2]} rep {sys.argv[3]}: {d[\"connections\"]:,} idle connections ({d[\"failures\"]} failed to open), RSS {b/1024:.1f} MiB before, {i/1024:.1f} MiB 2 s after they opened ({(i-b)/n:.2f} KiB each), {s/1024:.1f} MiB after the measured window ({(s-b)/n:.2f} KiB each)')" \
+                "$WORK/idle-$p.json" "$p" "$rep" "$before" "$idle" "$settled" >>"$WORK/notes.txt"
+            stop idle-hold
+            sleep 2
+        done
+    done
+    stop_proxies
+}
+
 scenario_scale() {
     # 8 replicas with 5 ms service time and 4 requests at a time: 800 req/s each at most.
     local i n servers=() rep p
@@ -500,12 +547,25 @@ scenario_scale() {
 report() {
     local machine versions
     machine="$(lscpu 2>/dev/null | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
-    versions="swarmgate ${SWARMGATE_REV:-$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src || echo '+dirty')}, $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), Caddy $(caddy version | awk '{print $1}'), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}'), h2load $(h2load --version | awk '{print $2}')"
+    versions="swarmgate ${SWARMGATE_REV:-$(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- src || echo '+dirty')}, $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR==1 {print $3}'), Caddy $(command -v caddy >/dev/null && caddy version | awk '{print $1}' || echo –), $(wrk -v 2>&1 | awk 'NR==1 {print $1, $2}'), h2load $(h2load --version | awk '{print $2}')"
     python3 "$ROOT/benches/report.py" "$RAW" "$OUT" "$machine" "$versions" "$WORK" "$*"
     log "wrote $OUT (raw runs: $RAW)"
 }
 
 main() {
+    # `connections` holds IDLE_CONNS sockets in the holder and as many in each proxy.
+    if [[ " $SCENARIOS " == *" connections "* ]]; then
+        ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+        if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNS * 2 + 1000)) ]; then
+            if ! { ulimit -Hn $((IDLE_CONNS * 2 + 1000)) 2>/dev/null && ulimit -n $((IDLE_CONNS * 2 + 1000)) 2>/dev/null; }; then
+                # HAProxy reserves two descriptors per connection (client and server side) and refuses to
+                # start below that: fewer idle connections, the same number for every proxy.
+                IDLE_CONNS=$((($(ulimit -n) - 100) / 2 - 500))
+                log "open-files hard limit $(ulimit -Hn) cannot be raised: $IDLE_CONNS idle connections"
+                echo "connections: $IDLE_CONNS idle connections (the open-files hard limit $(ulimit -Hn) could not be raised)" >>"$WORK/notes.txt"
+            fi
+        fi
+    fi
     install_tools
     build
     make_cert
@@ -521,6 +581,7 @@ main() {
         tls-ka) tls_scenario tls-ka tls_ka_args ;;
         tls-resume) tls_scenario tls-resume tls_resume_args ;;
         tls-full) tls_scenario tls-full tls_full_args ;;
+        connections) scenario_connections ;;
         scale) scenario_scale ;;
         *) die "unknown scenario $s" ;;
         esac

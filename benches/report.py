@@ -20,7 +20,7 @@ by = defaultdict(list)
 for r in runs:
     by[(r["scenario"], r["proxy"])].append(r)
 
-ORDER = ["rr", "sticky", "h2", "routers-10k", "tls-ka", "tls-resume", "tls-full",
+ORDER = ["rr", "sticky", "h2", "routers-10k", "tls-ka", "tls-resume", "tls-full", "connections",
          "scale-1", "scale-2", "scale-4", "scale-8"]
 PROXIES = ["direct", "swarmgate", "nginx", "haproxy", "caddy"]
 

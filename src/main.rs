@@ -210,7 +210,18 @@ fn init_logging(level: Option<&str>, json: bool) {
     }
 }
 
+/// The allocator: jemalloc, whose freed pages go back to the system after a decay time (10 s) from a
+/// background thread. glibc's malloc kept everything a burst of connections had used (RSS 230 MiB a minute
+/// after 5,000 connections closed; benches/RESULTS.md, issue 21).
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
+    // Without its background thread jemalloc purges only while the process allocates, so an idle proxy
+    // would keep a burst's pages. Failing to start it only costs memory, never correctness.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!("jemalloc background thread not started: {e}");
+    }
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -92,6 +92,9 @@ pub struct Activity {
     born: Instant,
     /// Requests (HTTP/2 streams) whose response is not finished.
     open: AtomicU32,
+    /// Requests begun so far: a request answered within one poll of the connection (an internal answer, a
+    /// 404) opens and closes before the driver looks, and must still count as one.
+    begun: AtomicU64,
     /// Set by [`TrackedIo`] on every read that brought bytes; cleared by the driver when the connection
     /// goes idle, so that the first byte of the next HTTP/1 request starts its header timer.
     read_seen: AtomicBool,
@@ -105,6 +108,13 @@ pub struct Activity {
     write_deadline_ms: AtomicU64,
     /// The driver's task, woken when the last open stream of an HTTP/2 connection ends on another task.
     driver: AtomicWaker,
+    /// Set by the service when the HTTP/1 response just served leaves the connection reusable as hyper
+    /// sees it (HTTP/1.1, no body left unread, no `Connection: close` either way, no upgrade): only then may
+    /// an idle connection be parked (see [`drive`]).
+    parkable: AtomicBool,
+    /// Set by the driver while it parks the connection: hyper's closing `shutdown` is then not passed to
+    /// the socket, which is handed back instead.
+    parking: AtomicBool,
 }
 
 impl Activity {
@@ -113,12 +123,15 @@ impl Activity {
         Arc::new(Activity {
             born: Instant::now(),
             open: AtomicU32::new(0),
+            begun: AtomicU64::new(0),
             read_seen: AtomicBool::new(false),
             h2: AtomicBool::new(false),
             head_start_ms: AtomicU64::new(UNSET),
             request_start_ms: AtomicU64::new(UNSET),
             write_deadline_ms: AtomicU64::new(UNSET),
             driver: AtomicWaker::new(),
+            parkable: AtomicBool::new(false),
+            parking: AtomicBool::new(false),
         })
     }
 
@@ -134,6 +147,8 @@ impl Activity {
     /// guard is dropped (with the response body, once it is written or abandoned).
     pub fn begin(self: &Arc<Self>, version: http::Version, write: Option<Duration>) -> OpenRequest {
         self.open.fetch_add(1, Ordering::AcqRel);
+        self.begun.fetch_add(1, Ordering::Relaxed);
+        self.parkable.store(false, Ordering::Relaxed);
         if version == http::Version::HTTP_2 {
             self.h2.store(true, Ordering::Relaxed);
         } else {
@@ -169,6 +184,14 @@ pub struct OpenRequest {
     activity: Arc<Activity>,
 }
 
+impl OpenRequest {
+    /// Called by the service with the response to this request: whether hyper keeps the connection
+    /// alive after it (see [`super::park`]), which lets the driver park the connection once it is idle.
+    pub fn served(&self, reusable: bool) {
+        self.activity.parkable.store(reusable, Ordering::Relaxed);
+    }
+}
+
 impl Drop for OpenRequest {
     fn drop(&mut self) {
         if self.activity.open.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -199,6 +222,13 @@ impl<I> TrackedIo<I> {
                 armed: false,
             },
         }
+    }
+}
+
+impl<I> TrackedIo<I> {
+    /// The socket, once hyper is done with it (a parked connection).
+    pub fn into_inner(self) -> I {
+        self.inner
     }
 }
 
@@ -272,6 +302,10 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for TrackedIo<I> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.activity.parking.load(Ordering::Relaxed) {
+            // The connection is being parked, not closed: the socket stays open for the next request.
+            return Poll::Ready(Ok(()));
+        }
         let r = Pin::new(&mut this.inner).poll_shutdown(cx);
         this.send.check(cx, r)
     }
@@ -337,53 +371,114 @@ const GOAWAY_GRACE: Duration = Duration::from_secs(1);
 pub trait Graceful: Future {
     /// Starts a graceful close.
     fn start_graceful(self: Pin<&mut Self>);
+    /// Whether the connection ended without an error (only such a connection can be parked).
+    fn ended_ok(out: &Self::Output) -> bool;
+}
+
+/// How [`drive`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driven {
+    /// The connection is over (closed by either side, failed, or a deadline passed): drop it.
+    Over,
+    /// An idle HTTP/1 connection was parked: hyper gave back the socket (take it with `into_parts`) and
+    /// the connection stays open until this deadline (`idleTimeout`; `None` = no bound) for its next
+    /// request.
+    Parked(Option<Instant>),
 }
 
 /// Serves `conn` until it ends, a bound of `t` is reached, or `stop` fires (then gracefully: in-flight
 /// requests finish, HTTP/2 clients get GOAWAY). The first request head is bounded from `start` (the
 /// accept for plain connections, the end of the handshake for TLS ones).
+///
+/// With `park_after`, an HTTP/1 connection idle that long after a reusable response (see
+/// [`Activity::served`]) is parked: hyper is asked to finish while it waits for the next head (it holds
+/// an 8 KiB read and an 8 KiB write buffer meanwhile), its closing `shutdown` is not passed to the socket
+/// (see [`TrackedIo`]), and [`Driven::Parked`] tells the caller to take the socket back and wait for it
+/// to become readable without any buffer.
 pub async fn drive<C: Graceful>(
-    conn: C,
+    mut conn: Pin<&mut C>,
     activity: &Activity,
     t: Timeouts,
     start: Instant,
     stop: &tokio_util::sync::CancellationToken,
-) {
-    let mut conn = std::pin::pin!(conn);
+    park_after: Option<Duration>,
+) -> Driven {
     let stopped = stop.cancelled();
     let mut stopped = std::pin::pin!(stopped);
+    activity.parking.store(false, Ordering::Relaxed);
+    activity.parkable.store(false, Ordering::Relaxed);
     activity
         .head_start_ms
         .store(activity.ms(start), Ordering::Relaxed);
     let mut phase = Phase::Head;
     let mut deadline = t.header.map(|d| start + d);
+    // When the connection, idle, is parked (`None`: not while it is not idle and parkable).
+    let mut park_at: Option<Instant> = None;
     let sleep = tokio::time::sleep_until(deadline.unwrap_or(start));
     let mut sleep = std::pin::pin!(sleep);
     let mut graceful = false;
+    let mut begun = activity.begun.load(Ordering::Relaxed);
     std::future::poll_fn(|cx| {
         if !graceful && stopped.as_mut().poll(cx).is_ready() {
             graceful = true;
+            activity.parking.store(false, Ordering::Relaxed);
             conn.as_mut().start_graceful();
         }
-        if conn.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(());
+        if let Poll::Ready(out) = conn.as_mut().poll(cx) {
+            return Poll::Ready(ended(activity, graceful, C::ended_ok(&out), deadline));
         }
         activity.driver.register(cx.waker());
         loop {
+            let now_begun = activity.begun.load(Ordering::Relaxed);
+            if now_begun != begun {
+                // A request began (and may have ended) since the last look: the connection was active.
+                begun = now_begun;
+                if phase != Phase::Closing {
+                    phase = Phase::Active;
+                }
+            }
             let next = step(activity, phase, deadline, t);
             if next != (phase, deadline) {
+                let was = phase;
                 (phase, deadline) = next;
-                if let Some(d) = deadline {
+                park_at = match park_after {
+                    Some(p) if phase == Phase::Idle && was != Phase::Idle => {
+                        let parkable = !activity.h2.load(Ordering::Relaxed)
+                            && activity.parkable.load(Ordering::Relaxed);
+                        parkable.then(|| Instant::now() + p)
+                    }
+                    _ if phase == Phase::Idle => park_at,
+                    _ => None,
+                };
+                if let Some(d) = earliest(deadline, park_at) {
                     sleep.as_mut().reset(d);
                 }
             }
-            if deadline.is_none() || sleep.as_mut().poll(cx).is_pending() {
+            let wake = earliest(deadline, park_at);
+            if wake.is_none() || sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
+            if park_at.is_some_and(|p| deadline.is_none_or(|d| p < d)) {
+                // Idle long enough: park. hyper, idle, closes at once; the shutdown is swallowed.
+                park_at = None;
+                if !graceful {
+                    graceful = true;
+                    activity.parking.store(true, Ordering::Relaxed);
+                    conn.as_mut().start_graceful();
+                }
+                if let Poll::Ready(out) = conn.as_mut().poll(cx) {
+                    return Poll::Ready(ended(activity, graceful, C::ended_ok(&out), deadline));
+                }
+                if let Some(d) = deadline {
+                    sleep.as_mut().reset(d);
+                }
+                continue;
+            }
             // A deadline passed.
+            activity.parking.store(false, Ordering::Relaxed);
             let h2 = activity.h2.load(Ordering::Relaxed);
             if phase != Phase::Idle || !h2 {
-                return Poll::Ready(()); // dropping the connection closes it
+                return Poll::Ready(Driven::Over); // dropping the connection closes it
             }
             phase = Phase::Closing;
             deadline = Some(Instant::now() + GOAWAY_GRACE);
@@ -395,11 +490,29 @@ pub async fn drive<C: Graceful>(
                 conn.as_mut().start_graceful();
             }
             if conn.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
+                return Poll::Ready(Driven::Over);
             }
         }
     })
-    .await;
+    .await
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What the end of the connection future means: a park that hyper completed cleanly (the idle deadline
+/// carries over), or the end.
+fn ended(activity: &Activity, graceful: bool, ok: bool, deadline: Option<Instant>) -> Driven {
+    if graceful && ok && activity.parking.load(Ordering::Relaxed) {
+        Driven::Parked(deadline)
+    } else {
+        Driven::Over
+    }
 }
 
 /// The driver's state machine: the phase and deadline after what `activity` shows now.
@@ -449,6 +562,45 @@ where
 {
     fn start_graceful(self: Pin<&mut Self>) {
         self.graceful_shutdown();
+    }
+
+    fn ended_ok(out: &Self::Output) -> bool {
+        out.is_ok()
+    }
+}
+
+impl<I, S, B> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn start_graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+
+    fn ended_ok(out: &Self::Output) -> bool {
+        out.is_ok()
+    }
+}
+
+impl<I, S, B, E> Graceful for hyper::server::conn::http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn start_graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+
+    fn ended_ok(out: &Self::Output) -> bool {
+        out.is_ok()
     }
 }
 
@@ -506,6 +658,86 @@ mod tests {
         let (p, d) = step(&a, p, d, t);
         assert_eq!(p, Phase::Head);
         assert!(in_secs(d, 10));
+    }
+
+    /// A connection that is pending until asked to finish gracefully, then ends at once (as hyper's
+    /// HTTP/1 connection does when idle); the activity is driven by the test.
+    struct FakeConn {
+        graceful: bool,
+    }
+
+    impl Future for FakeConn {
+        type Output = Result<(), ()>;
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            if self.graceful {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    impl Graceful for FakeConn {
+        fn start_graceful(mut self: Pin<&mut Self>) {
+            self.graceful = true;
+        }
+        fn ended_ok(out: &Self::Output) -> bool {
+            out.is_ok()
+        }
+    }
+
+    /// Drives a fake connection that serves one request (reusable or not) and then stays idle.
+    async fn serve_one_then_idle(reusable: bool) -> (Driven, Duration) {
+        let a = Activity::new();
+        let t = Timeouts::resolve(s(10), None, None, None, s(100));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut conn = std::pin::pin!(FakeConn { graceful: false });
+        let t0 = Instant::now();
+        let driver = drive(
+            conn.as_mut(),
+            &a,
+            t,
+            t0,
+            &stop,
+            Some(Duration::from_millis(500)),
+        );
+        let request = async {
+            let open = a.begin(http::Version::HTTP_11, None);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            open.served(reusable);
+            drop(open);
+            std::future::pending::<()>().await;
+        };
+        let driven = tokio::select! {
+            d = driver => d,
+            _ = request => unreachable!(),
+        };
+        (driven, t0.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_reusable_http1_connection_is_parked_and_keeps_its_idle_deadline() {
+        let (driven, took) = serve_one_then_idle(true).await;
+        let Driven::Parked(Some(idle)) = driven else {
+            panic!("{driven:?}")
+        };
+        assert!(
+            took >= Duration::from_millis(510) && took < Duration::from_millis(600),
+            "{took:?}"
+        );
+        let left = idle.saturating_duration_since(Instant::now());
+        assert!(
+            left > Duration::from_secs(99) && left <= Duration::from_secs(100),
+            "{left:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_hyper_would_close_is_never_parked() {
+        let (driven, took) = serve_one_then_idle(false).await;
+        // Not parked: it runs to its idle deadline and is then dropped.
+        assert_eq!(driven, Driven::Over);
+        assert!(took >= Duration::from_secs(100), "{took:?}");
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ pub mod forward;
 pub mod handler;
 pub mod health_check;
 pub mod listener;
+pub mod park;
 pub mod spread;
 pub mod tcp;
 pub mod udp;

@@ -30,6 +30,16 @@ impl<I> Prefixed<I> {
     pub fn get_ref(&self) -> &I {
         &self.inner
     }
+
+    /// The prefix bytes not read yet and the stream underneath (a parked HTTP/1 connection is rebuilt
+    /// from them).
+    pub fn into_parts(self) -> (Vec<u8>, I) {
+        let rest = match self.prefix.get(self.pos..) {
+            Some(r) if self.pos > 0 => r.to_vec(),
+            _ => self.prefix,
+        };
+        (rest, self.inner)
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
@@ -100,5 +110,16 @@ mod tests {
         let mut out = String::new();
         p.read_to_string(&mut out).await.unwrap();
         assert_eq!(out, "hello world");
+    }
+
+    #[tokio::test]
+    async fn into_parts_gives_back_what_was_not_read() {
+        let (_a, b) = tokio::io::duplex(64);
+        let mut p = Prefixed::new(b"hello".to_vec(), b);
+        let mut two = [0u8; 2];
+        p.read_exact(&mut two).await.unwrap();
+        assert_eq!(p.into_parts().0, b"llo");
+        let (_a, b) = tokio::io::duplex(64);
+        assert_eq!(Prefixed::new(b"abc".to_vec(), b).into_parts().0, b"abc");
     }
 }
