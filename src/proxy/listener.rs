@@ -308,11 +308,7 @@ macro_rules! conn_service {
         let write = $write;
         service_fn(move |req: Request<Incoming>| {
             let open = svc_activity.begin(req.version(), write);
-            let reusable = park::request_reusable(
-                req.version(),
-                req.headers(),
-                http_body::Body::is_end_stream(req.body()),
-            );
+            let reusable = park::request_reusable(req.version(), req.headers());
             let served = handle(req, ctx.clone());
             async move {
                 let resp: Response<_> = served.await?;

@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use http::header::{CONNECTION, UPGRADE};
+use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, StatusCode, Version};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -41,11 +41,25 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Whether hyper keeps an HTTP/1 connection alive after answering this request: HTTP/1.1, no body to
 /// read (a body the handler leaves unread makes hyper drain or close), no `Connection: close` and no
 /// `Upgrade` (hyper ends the connection for those).
-pub fn request_reusable(version: Version, headers: &HeaderMap, body_empty: bool) -> bool {
+///
+/// The body is judged from the head alone, as HTTP/1 frames it (RFC 9112 §6.3: no `Transfer-Encoding` and no
+/// `Content-Length`, or a zero one, is no body): asking the body itself (`is_end_stream`) before the
+/// handler takes the request makes the compiler build the request's ~14 KB future on the stack and copy it
+/// into hyper's slot on every request (benches/RESULTS.md, round 2).
+pub fn request_reusable(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
-        && body_empty
+        && head_says_no_body(headers)
         && !headers.contains_key(UPGRADE)
         && !connection_has(headers, "close")
+}
+
+/// Whether an HTTP/1 request head frames no body: no `Transfer-Encoding`, and `Content-Length` absent or 0.
+fn head_says_no_body(headers: &HeaderMap) -> bool {
+    !headers.contains_key(TRANSFER_ENCODING)
+        && headers
+            .get_all(CONTENT_LENGTH)
+            .iter()
+            .all(|v| v.as_bytes().iter().all(|b| *b == b'0') && !v.is_empty())
 }
 
 /// Whether hyper keeps the connection alive after this response (to a reusable request): no
@@ -125,15 +139,23 @@ mod tests {
     #[test]
     fn only_requests_hyper_keeps_alive_after_are_reusable() {
         let plain = headers(&[("host", "a"), ("connection", "keep-alive")]);
-        assert!(request_reusable(Version::HTTP_11, &plain, true));
-        assert!(!request_reusable(Version::HTTP_10, &plain, true));
-        assert!(!request_reusable(Version::HTTP_11, &plain, false), "a body");
+        assert!(request_reusable(Version::HTTP_11, &plain));
+        assert!(!request_reusable(Version::HTTP_10, &plain));
+        let empty = headers(&[("host", "a"), ("content-length", "0")]);
+        assert!(request_reusable(Version::HTTP_11, &empty));
+        for body in [
+            headers(&[("host", "a"), ("content-length", "5")]),
+            headers(&[("host", "a"), ("content-length", "")]),
+            headers(&[("host", "a"), ("transfer-encoding", "chunked")]),
+        ] {
+            assert!(!request_reusable(Version::HTTP_11, &body), "{body:?}");
+        }
         let close = headers(&[("connection", "keep-alive, Close")]);
-        assert!(!request_reusable(Version::HTTP_11, &close, true));
+        assert!(!request_reusable(Version::HTTP_11, &close));
         let two = headers(&[("connection", "keep-alive"), ("connection", "close")]);
-        assert!(!request_reusable(Version::HTTP_11, &two, true));
+        assert!(!request_reusable(Version::HTTP_11, &two));
         let ws = headers(&[("connection", "upgrade"), ("upgrade", "websocket")]);
-        assert!(!request_reusable(Version::HTTP_11, &ws, true));
+        assert!(!request_reusable(Version::HTTP_11, &ws));
     }
 
     #[test]
