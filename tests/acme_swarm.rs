@@ -84,6 +84,42 @@ impl Drop for Store {
     }
 }
 
+/// What two replicas of one resolver share in these tests: a store, the sealing key (and the directory that
+/// holds it), a backend, the four ports (web and TLS of replicas A and B), and a Pebble validating against
+/// replica B only, with its issuing root. `validity_secs` shortens the certificates' life.
+async fn two_replicas(
+    validity_secs: Option<u64>,
+) -> (
+    Store,
+    tempfile::TempDir,
+    PathBuf,
+    Backend,
+    [u16; 4],
+    Pebble,
+    String,
+) {
+    let store = Store::new();
+    let keys = tempfile::tempdir().expect("tmp");
+    let key = key_file(keys.path());
+    let backend = Backend::start("acme").await;
+    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
+    let pebble = Pebble::start(PebbleOptions {
+        http_port: b_web,
+        tls_port: b_tls,
+        validity_secs,
+    });
+    let root = pebble.issuing_root().await;
+    (
+        store,
+        keys,
+        key,
+        backend,
+        [a_web, a_tls, b_web, b_tls],
+        pebble,
+        root,
+    )
+}
+
 fn key_file(dir: &Path) -> PathBuf {
     let p = dir.join("swarmgate-acme-key");
     std::fs::write(&p, "c3dhcm1nYXRlIHRlc3Qga2V5IG1hdGVyaWFsIDMyIGJ5dGVz\n").expect("key");
@@ -236,18 +272,9 @@ async fn two_replicas_one_order_per_name_validation_by_the_other_served_everywhe
     if !swarm_or_skip("acme_swarm") {
         return;
     }
-    let store = Store::new();
-    let keys = tempfile::tempdir().expect("tmp");
-    let key = key_file(keys.path());
-    let backend = Backend::start("acme").await;
-    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
     // Pebble validates against replica B only; replica A places the orders.
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: b_web,
-        tls_port: b_tls,
-        validity_secs: None,
-    });
-    let root = pebble.issuing_root().await;
+    let (store, _keys, key, backend, [a_web, a_tls, b_web, b_tls], pebble, root) =
+        two_replicas(None).await;
     let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);
     let b = gate(
         b_web,
@@ -366,17 +393,8 @@ async fn a_replica_killed_mid_order_is_taken_over_after_its_lease_expires() {
     if !swarm_or_skip("acme_swarm") {
         return;
     }
-    let store = Store::new();
-    let keys = tempfile::tempdir().expect("tmp");
-    let key = key_file(keys.path());
-    let backend = Backend::start("acme").await;
-    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: b_web,
-        tls_port: b_tls,
-        validity_secs: None,
-    });
-    let root = pebble.issuing_root().await;
+    let (store, _keys, key, backend, [a_web, a_tls, b_web, b_tls], pebble, root) =
+        two_replicas(None).await;
     let host = format!("takeover.{}.example.com", store.prefix);
     let hosts = vec![host.clone()];
     let ttl = 6u64;
@@ -480,17 +498,8 @@ async fn an_order_longer_than_its_lease_is_kept_alive_and_ordered_once() {
     if !swarm_or_skip("acme_swarm") {
         return;
     }
-    let store = Store::new();
-    let keys = tempfile::tempdir().expect("tmp");
-    let key = key_file(keys.path());
-    let backend = Backend::start("acme").await;
-    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: b_web,
-        tls_port: b_tls,
-        validity_secs: None,
-    });
-    let root = pebble.issuing_root().await;
+    let (store, _keys, key, backend, [a_web, a_tls, b_web, b_tls], pebble, root) =
+        two_replicas(None).await;
     // A 1 s lease: its holder stops at 0.9 s unless renewed, and an order takes longer than that (the 1 s
     // propagation wait alone). Without the heartbeat every order would be abandoned and retried forever.
     let env = [("SWARMGATE_ACME_LEASE_TTL", "1")];
@@ -559,18 +568,9 @@ async fn a_short_lived_certificate_is_renewed_once_for_both_replicas() {
     if !swarm_or_skip("acme_swarm") {
         return;
     }
-    let store = Store::new();
-    let keys = tempfile::tempdir().expect("tmp");
-    let key = key_file(keys.path());
-    let backend = Backend::start("acme").await;
-    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
     // 30 s certificates: renewed when 10 s remain, by whichever replica takes the lease.
-    let pebble = Pebble::start(PebbleOptions {
-        http_port: b_web,
-        tls_port: b_tls,
-        validity_secs: Some(30),
-    });
-    let root = pebble.issuing_root().await;
+    let (store, _keys, key, backend, [a_web, a_tls, b_web, b_tls], pebble, root) =
+        two_replicas(Some(30)).await;
     let host = format!("renew.{}.example.com", store.prefix);
     let hosts = vec![host.clone()];
     let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);

@@ -174,7 +174,7 @@ fn middleware_statuses(v: &Value) -> std::collections::BTreeMap<String, String> 
 /// its status in the running instance's `/api/http/middlewares`.
 #[tokio::test(flavor = "multi_thread")]
 async fn check_and_runtime_agree_on_every_table_middleware() {
-    use support::docker::{self as d, docker, docker_ok, Cleanup};
+    use support::docker::{self as d, docker_ok, Cleanup};
     if !d::engine_or_skip("check_and_runtime_agree_on_every_table_middleware") {
         return;
     }
@@ -237,20 +237,7 @@ async fn check_and_runtime_agree_on_every_table_middleware() {
     )
     .expect("Dockerfile");
     let image = format!("{run}-img:latest");
-    docker_ok(&[
-        "build",
-        "-q",
-        "-t",
-        &image,
-        ctx.path().to_str().expect("utf-8 path"),
-    ]);
-    struct Image(String);
-    impl Drop for Image {
-        fn drop(&mut self) {
-            docker(&["rmi", "-f", &self.0]);
-        }
-    }
-    let _image = Image(image.clone());
+    let _image = d::BuiltImage::build(&image, ctx.path());
     let container = format!("{run}-app");
     let mut args: Vec<String> = vec![
         "run".into(),
@@ -324,7 +311,7 @@ async fn check_and_runtime_agree_on_every_table_middleware() {
 /// so when none is.
 #[test]
 fn check_reads_exposed_ports_from_the_engine_or_says_once_it_cannot() {
-    use support::docker::{self as d, docker, docker_ok};
+    use support::docker as d;
     if !d::engine_or_skip("check_reads_exposed_ports_from_the_engine_or_says_once_it_cannot") {
         return;
     }
@@ -339,20 +326,7 @@ fn check_reads_exposed_ports_from_the_engine_or_says_once_it_cannot() {
         "FROM scratch\nEXPOSE 8080/tcp 53/udp\n",
     )
     .expect("Dockerfile");
-    docker_ok(&[
-        "build",
-        "-q",
-        "-t",
-        &image,
-        ctx.path().to_str().expect("utf-8 path"),
-    ]);
-    struct Image(String);
-    impl Drop for Image {
-        fn drop(&mut self) {
-            docker(&["rmi", "-f", &self.0]);
-        }
-    }
-    let _image = Image(image.clone());
+    let _image = d::BuiltImage::build(&image, ctx.path());
     let dir = tempfile::tempdir().expect("tmp");
     std::fs::write(
         dir.path().join("app.yml"),

@@ -55,6 +55,20 @@ async fn closed_within(s: &mut TcpStream, max: Duration) -> bool {
     }
 }
 
+/// A swarmgate routing everything to `b`, and a connection to it that made one request (`GET path`) and has
+/// been idle long enough to be parked.
+async fn parked(b: &Backend, path: &str) -> (Gate, TcpStream) {
+    let gate = Gate::with_dynamic(&catch_all_config(&b.url), &[]);
+    let mut s = TcpStream::connect(gate.web()).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let first = read_answers(&mut s, "a", 1).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first:?}");
+    tokio::time::sleep(PARKED).await;
+    (gate, s)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_connection_answers_its_next_requests_on_the_same_socket() {
     let b = Backend::start("a").await;
@@ -84,15 +98,7 @@ async fn a_parked_connection_answers_its_next_requests_on_the_same_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_requests_to_a_parked_connection_are_all_answered_in_order() {
     let b = Backend::start("a").await;
-    let gate = Gate::with_dynamic(&catch_all_config(&b.url), &[]);
-    let mut s = TcpStream::connect(gate.web()).await.expect("connect");
-    s.write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("write");
-    assert!(read_answers(&mut s, "a", 1)
-        .await
-        .starts_with("HTTP/1.1 200"));
-    tokio::time::sleep(PARKED).await;
+    let (_gate, mut s) = parked(&b, "/first").await;
     s.write_all(
         b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /p3 HTTP/1.1\r\nHost: x\r\n\r\n",
     )
@@ -111,15 +117,7 @@ async fn pipelined_requests_to_a_parked_connection_are_all_answered_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closing_request_after_a_park_still_closes_the_connection() {
     let b = Backend::start("a").await;
-    let gate = Gate::with_dynamic(&catch_all_config(&b.url), &[]);
-    let mut s = TcpStream::connect(gate.web()).await.expect("connect");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("write");
-    assert!(read_answers(&mut s, "a", 1)
-        .await
-        .starts_with("HTTP/1.1 200"));
-    tokio::time::sleep(PARKED).await;
+    let (_gate, mut s) = parked(&b, "/").await;
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .expect("write");
@@ -131,15 +129,7 @@ async fn a_closing_request_after_a_park_still_closes_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_with_a_body_is_served_after_a_park_and_its_body_never_read_as_a_request() {
     let b = Backend::start("a").await;
-    let gate = Gate::with_dynamic(&catch_all_config(&b.url), &[]);
-    let mut s = TcpStream::connect(gate.web()).await.expect("connect");
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("write");
-    assert!(read_answers(&mut s, "a", 1)
-        .await
-        .starts_with("HTTP/1.1 200"));
-    tokio::time::sleep(PARKED).await;
+    let (_gate, mut s) = parked(&b, "/").await;
     // A body that looks like a request: it must reach the backend as a body, never be routed.
     let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
     let post = format!(

@@ -135,27 +135,7 @@ fn workload(c: &Value, s: &Settings) -> Option<Workload> {
             .unwrap_or_default()
     };
     // `"80/tcp": [{"HostIP": "192.168.0.1", "HostPort": "8081"}]`: the container's published ports.
-    let bindings = ns
-        .get("Ports")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .flat_map(|(p, bs)| {
-            let private_port: u16 = p
-                .split('/')
-                .next()
-                .and_then(|x| x.parse().ok())
-                .unwrap_or(0);
-            bs.as_array()
-                .into_iter()
-                .flatten()
-                .map(move |b| PortBinding {
-                    private_port,
-                    host_ip: text(b, "HostIP").to_string(),
-                    host_port: text(b, "HostPort").parse().unwrap_or(0),
-                })
-        })
-        .collect();
+    let bindings = port_bindings(ns.get("Ports").and_then(Value::as_object));
     Some(Workload {
         name: text(c, "ServiceName").to_string(),
         container_name: text(c, "Name").to_string(),
@@ -237,23 +217,10 @@ fn run_port(case: &Value) -> Value {
     json!(port)
 }
 
-/// An address-and-port case (`getIPPort`): a container (its published ports, its address on the provider's
-/// network) with the port label if any, through the label function with the provider's settings; the
-/// address and port of its server.
-fn run_ip_port(case: &Value) -> Value {
-    let st = &case["settings"];
-    let mut s = docker_settings(st);
-    // The table's settings name only these two; the rest are Traefik's defaults.
-    s.use_bind_port_ip = flag(st, "UseBindPortIP");
-    let c = &case["container"];
-    let ports = c.get("Ports").and_then(Value::as_object);
-    let mut exposed_ports: Vec<u16> = ports
-        .into_iter()
-        .flatten()
-        .filter_map(|(p, _)| p.strip_suffix("/tcp")?.parse().ok())
-        .collect();
-    exposed_ports.sort_unstable();
-    let bindings = ports
+/// A container's published ports as Docker lists them (`"80/tcp": [{"HostIP": "192.168.0.1", "HostPort":
+/// "8081"}]`).
+fn port_bindings(ports: Option<&serde_json::Map<String, Value>>) -> Vec<PortBinding> {
+    ports
         .into_iter()
         .flatten()
         .flat_map(|(p, bs)| {
@@ -271,7 +238,26 @@ fn run_ip_port(case: &Value) -> Value {
                     host_port: text(b, "HostPort").parse().unwrap_or(0),
                 })
         })
+        .collect()
+}
+
+/// An address-and-port case (`getIPPort`): a container (its published ports, its address on the provider's
+/// network) with the port label if any, through the label function with the provider's settings; the
+/// address and port of its server.
+fn run_ip_port(case: &Value) -> Value {
+    let st = &case["settings"];
+    let mut s = docker_settings(st);
+    // The table's settings name only these two; the rest are Traefik's defaults.
+    s.use_bind_port_ip = flag(st, "UseBindPortIP");
+    let c = &case["container"];
+    let ports = c.get("Ports").and_then(Value::as_object);
+    let mut exposed_ports: Vec<u16> = ports
+        .into_iter()
+        .flatten()
+        .filter_map(|(p, _)| p.strip_suffix("/tcp")?.parse().ok())
         .collect();
+    exposed_ports.sort_unstable();
+    let bindings = port_bindings(ports);
     let network = text(st, "Network");
     let address = c["Networks"][network]["IPAddress"].as_str().unwrap_or("");
     let mut labels = BTreeMap::new();

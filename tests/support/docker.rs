@@ -160,6 +160,29 @@ impl Drop for Cleanup {
     }
 }
 
+/// An image this test built, removed on drop (also on panic).
+pub struct BuiltImage(pub String);
+
+impl BuiltImage {
+    /// `docker build -q -t tag context`.
+    pub fn build(tag: &str, context: &Path) -> BuiltImage {
+        docker_ok(&[
+            "build",
+            "-q",
+            "-t",
+            tag,
+            context.to_str().expect("utf-8 path"),
+        ]);
+        BuiltImage(tag.to_string())
+    }
+}
+
+impl Drop for BuiltImage {
+    fn drop(&mut self) {
+        docker(&["rmi", "-f", &self.0]);
+    }
+}
+
 /// Makes this engine a one-node Swarm manager if it is not one (left initialised afterwards).
 pub fn ensure_swarm() {
     let state = docker_ok(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
