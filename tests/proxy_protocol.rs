@@ -13,73 +13,26 @@
     clippy::disallowed_methods
 )]
 
+#[path = "support/nginx.rs"]
+mod nginx;
 mod support;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use nginx::Nginx;
 use support::{poll_until, Backend, Gate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// nginx answering `pp=<$proxy_protocol_addr>` on a `proxy_protocol` listener; killed on drop.
-struct Nginx {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn nginx_proxy_protocol(port: u16) -> Nginx {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-  access_log {d}/access.log;
-  client_body_temp_path {d};
-  proxy_temp_path {d};
-  fastcgi_temp_path {d};
-  uwsgi_temp_path {d};
-  scgi_temp_path {d};
-  server {{
+    let server = format!(
+        r#"server {{
     listen 127.0.0.1:{port} proxy_protocol;
     location / {{ return 200 "pp=$proxy_protocol_addr\n"; }}
-  }}
-}}
-"#
-        ),
-    )
-    .unwrap();
-    let child = std::process::Command::new("nginx")
-        .arg("-c")
-        .arg(&conf)
-        .arg("-p")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("nginx (apt-get install nginx-light)");
-    let up = poll_until(Duration::from_secs(10), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-    assert!(up, "nginx did not start");
-    Nginx { child, _dir: dir }
+  }}"#
+    );
+    Nginx::start(|_| server.clone(), port).await
 }
 
 /// Sends `preamble` then an HTTP/1.0 GET from `source` to `addr`; the whole answer, or "" on failure.

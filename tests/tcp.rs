@@ -12,11 +12,14 @@
     clippy::disallowed_methods
 )]
 
+#[path = "support/nginx.rs"]
+mod nginx;
 mod support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use nginx::Nginx;
 use support::{get, poll_until, self_signed, tls_client, tls_get, Backend, Gate};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -106,76 +109,6 @@ async fn plain_tcp_through_hostsni_star_reaches_a_server_that_speaks_first() {
     let (banner, echo) = plain_talk(web, "ping\npong\n").await.unwrap();
     assert_eq!(banner, "hello from pg");
     assert_eq!(echo, "ping\npong\n");
-}
-
-fn nginx_conf(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
-    let conf = dir.join("nginx.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-  access_log {d}/access.log;
-  client_body_temp_path {d};
-  proxy_temp_path {d};
-  fastcgi_temp_path {d};
-  uwsgi_temp_path {d};
-  scgi_temp_path {d};
-  {server}
-}}
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    conf
-}
-
-/// nginx with `server` (a `server { ... }` block) in a fresh directory; killed on drop.
-pub struct Nginx {
-    child: std::process::Child,
-    /// Its directory (logs).
-    pub dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    /// Starts nginx and waits until `port` accepts.
-    pub async fn start(server: impl Fn(&std::path::Path) -> String, port: u16) -> Nginx {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = nginx_conf(dir.path(), &server(dir.path()));
-        let child = std::process::Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nginx (apt-get install nginx-light)");
-        let n = Nginx { child, dir };
-        let up = poll_until(Duration::from_secs(10), || async {
-            TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-        })
-        .await;
-        assert!(
-            up,
-            "nginx did not start: {}",
-            std::fs::read_to_string(n.dir.path().join("error.log")).unwrap_or_default()
-        );
-        n
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
