@@ -298,9 +298,11 @@ impl AcceptErrors {
     }
 }
 
-/// The service answering a connection's requests, written out inside the (generic) functions that serve a
-/// connection, so that hyper's dispatcher, instantiated with them, builds each request's future in place
-/// (see [`Conn::http_plain`]).
+/// The service answering a connection's requests, written out inside each function that serves a
+/// connection. It must not look at the request's body before `handle` takes the request: doing so made the
+/// compiler build each request's ~14 KB future on the stack and copy it into hyper's slot (+14,000
+/// instructions a request under callgrind, issue 21), so whether the connection may be parked is judged
+/// from the head ([`park::request_reusable`]).
 macro_rules! conn_service {
     ($activity:expr, $ctx:expr, $write:expr) => {{
         let svc_activity = $activity.clone();
@@ -650,10 +652,7 @@ impl Conn {
     /// connections parked — hyper's connection (and its buffers) dropped, the socket kept — until their
     /// next request ([`park`]). The first request head is bounded from `head_start`.
     ///
-    /// Generic only so that its service closure is instantiated where hyper's dispatcher is: compiled once
-    /// in a codegen unit of its own, the closure was not inlined into hyper's `recv_msg`, and each request's
-    /// future was built on the stack and copied into hyper's slot (+14,000 instructions a request under
-    /// callgrind, issue 21). Called with a `TcpStream`.
+    /// Takes anything that converts into a `TcpStream` (the listener passes one).
     async fn http_plain<T: Into<TcpStream>>(self, stream: T, head_start: tokio::time::Instant) {
         let mut stream: TcpStream = stream.into();
         let limit = self.timeouts.header.map(|d| head_start + d);
