@@ -174,17 +174,23 @@ fn run_labels(case: &Value, render: Render<'_>) -> Value {
     render(&labels::decode(&w, &Settings::new(Mode::Containers)).config)
 }
 
-/// A port-selection case (`getPort`): a service with the port label (if any) on a container exposing
-/// the ports; the port its server is given, or `""` when there is none.
-fn run_port(case: &Value) -> Value {
-    let mut labels = BTreeMap::new();
+/// The case's `serverPort` as the port label of service `s`, when it has one.
+fn port_label(case: &Value) -> BTreeMap<String, String> {
     let server_port = text(case, "serverPort");
+    let mut labels = BTreeMap::new();
     if !server_port.is_empty() {
         labels.insert(
             "traefik.http.services.s.loadbalancer.server.port".to_string(),
             server_port.to_string(),
         );
     }
+    labels
+}
+
+/// A port-selection case (`getPort`): a service with the port label (if any) on a container exposing
+/// the ports; the port its server is given, or `""` when there is none.
+fn run_port(case: &Value) -> Value {
+    let labels = port_label(case);
     let w = Workload {
         name: "test".into(),
         container_name: "test".into(),
@@ -260,14 +266,7 @@ fn run_ip_port(case: &Value) -> Value {
     let bindings = port_bindings(ports);
     let network = text(st, "Network");
     let address = c["Networks"][network]["IPAddress"].as_str().unwrap_or("");
-    let mut labels = BTreeMap::new();
-    let server_port = text(case, "serverPort");
-    if !server_port.is_empty() {
-        labels.insert(
-            "traefik.http.services.s.loadbalancer.server.port".to_string(),
-            server_port.to_string(),
-        );
-    }
+    let labels = port_label(case);
     let w = Workload {
         name: "test".into(),
         container_name: "test".into(),
