@@ -23,6 +23,15 @@ fi
 # The Docker tests fail without an engine; say so now rather than after the build.
 ./scripts/docker-check.sh
 
+# The build takes ~3 GB under target/ and the test images ~100 MB each in Docker's storage: warn when the disk is
+# short, so that a later "no space left on device" from the engine is not a mystery.
+for dir in . "$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)"; do
+  free_kb=$(df -Pk "$dir" 2>/dev/null | awk 'NR==2 {print $4}')
+  if [ -n "$free_kb" ] && [ "$free_kb" -lt 5000000 ]; then
+    echo "warning: only $((free_kb / 1024)) MiB free under $dir; the build and the test images need ~4 GB" >&2
+  fi
+done
+
 if cargo nextest --version >/dev/null 2>&1; then
   # Benches are built by `cargo clippy --all-targets` in CI; they are measurements, not tests.
   cargo nextest run --lib --bins --tests --no-fail-fast "$@"
