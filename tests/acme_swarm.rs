@@ -2,7 +2,8 @@
 //! (a one-node Swarm, initialised when needed) and a real Pebble that validates for real:
 //! two replicas with separate local directories, one order per name, Pebble's validation answered by the
 //! replica that did not order, every replica serving each certificate (timed: issuance → served everywhere),
-//! a replica killed mid-order taken over once its lease expires (timed), lease contenders racing on the
+//! a replica killed mid-order taken over once its lease expires (timed), a replica whose config events are
+//! held back answering challenges by reading through on the miss, lease contenders racing on the
 //! engine, `swarmgate acme import/export`, and the refusal without a key file.
 //!
 //! Every config a test creates carries the label `swarmgate.acme.store=h19-…` and is removed at the end.
