@@ -2,7 +2,8 @@
 //! (a one-node Swarm, initialised when needed) and a real Pebble that validates for real:
 //! two replicas with separate local directories, one order per name, Pebble's validation answered by the
 //! replica that did not order, every replica serving each certificate (timed: issuance → served everywhere),
-//! a replica killed mid-order taken over once its lease expires (timed), lease contenders racing on the
+//! a replica killed mid-order taken over once its lease expires (timed), a replica whose config events are
+//! held back answering challenges by reading through on the miss, lease contenders racing on the
 //! engine, `swarmgate acme import/export`, and the refusal without a key file.
 //!
 //! Every config a test creates carries the label `swarmgate.acme.store=h19-…` and is removed at the end.
@@ -26,7 +27,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pebble::{free_port, Pebble, PebbleOptions};
 use rustls::pki_types::ServerName;
 use sha2::{Digest, Sha256};
-use support::docker::{docker, docker_ok, engine_or_skip, ensure_swarm, images, percentile};
+use support::docker::{
+    docker, docker_ok, engine_or_skip, ensure_swarm, images, percentile, SocketForwarder,
+};
 use support::{poll_until, tls_client, Backend, Gate};
 use swarmgate::provider::docker::client::DockerClient;
 use swarmgate::provider::docker::configs;
@@ -1291,4 +1294,154 @@ fn three_node_swarm_orders_once_and_every_node_serves() {
             .all(|l| l.contains("fingerprints_equal=yes")),
         "{out}"
     );
+}
+
+/// The read-through on a miss: replica B's config events are late (a forwarder in front of the engine
+/// socket holds back what the daemon sends on B's event stream; every other call flows) and its periodic
+/// resync is ten minutes away, so an answer another replica publishes would reach B only much later. The
+/// answers are created as that replica would (same names, labels and payload, through the engine), their
+/// create events are seen waiting in the forwarder, and B still answers the first HTTP-01 request and the
+/// first TLS-ALPN-01 handshake: each miss asks B's watcher for an immediate resync and waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_events_are_late_answers_published_challenges_by_reading_through() {
+    if !swarm_or_skip("acme_swarm") {
+        return;
+    }
+    let (store, _keys, key, backend, [_, _, b_web, b_tls], pebble, _root) =
+        two_replicas(None).await;
+    let engine = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/run/docker.sock"));
+    let fwd = SocketForwarder::start(&engine);
+    fwd.hold_events(true);
+    let docker_host = format!("unix://{}", fwd.path().display());
+    let b = gate(
+        b_web,
+        b_tls,
+        &dynamic(&[], &backend.url),
+        &store,
+        &key,
+        &pebble.directory,
+        &pebble.api_ca_file,
+        &[
+            ("DOCKER_HOST", &docker_host),
+            (swarmgate::tls::acme::swarm::RESYNC_ENV, "600"),
+        ],
+    );
+    assert!(
+        poll_until(Duration::from_secs(10), || async {
+            fwd.event_streams() >= 1
+        })
+        .await,
+        "B never asked for config events through the forwarder\n{}",
+        b.logs()
+    );
+
+    let token: String = (0..43).map(|_| fastrand::alphanumeric()).collect();
+    let key_auth = format!("{token}.readthroughthumbprint");
+    let path = format!("/.well-known/acme-challenge/{token}");
+    // Nothing published yet: the miss waits its bound, then the request is routed as before (no route: 404).
+    let before = support::get(b.web(), "any.example.com", &path).await;
+    assert_eq!(before.status, 404, "{}", before.body);
+
+    // The replica that orders publishes the answer; its create event waits in the forwarder, unheard by B.
+    let held = fwd.held_event_chunks();
+    publish_answer(
+        &store,
+        names::kind::HTTP01,
+        &names::http01(&store.prefix, &token),
+        &token,
+        &key_auth,
+    );
+    assert!(
+        held_event_arrives(&fwd, held).await,
+        "the engine sent no config event"
+    );
+    let answered = support::get(b.web(), "any.example.com", &path).await;
+    assert_eq!(answered.status, 200, "{}\n{}", answered.body, b.logs());
+    assert_eq!(answered.body, key_auth);
+
+    // Then a TLS-ALPN-01 answer (published after the HTTP-01 read-through, so only its own loads it).
+    let domain = format!("alpn.{}.example.com", store.prefix);
+    let alpn_auth = format!("alpnToken.{token}");
+    let held = fwd.held_event_chunks();
+    publish_answer(
+        &store,
+        names::kind::TLS_ALPN01,
+        &names::tls_alpn01(&store.prefix, &domain),
+        &domain,
+        &alpn_auth,
+    );
+    assert!(
+        held_event_arrives(&fwd, held).await,
+        "the engine sent no config event"
+    );
+    let tcp = tokio::net::TcpStream::connect(b.ep("websecure"))
+        .await
+        .expect("connect");
+    let cfg = support::acme_tls_client();
+    let name = ServerName::try_from(domain.clone()).expect("name");
+    let tls = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
+    )
+    .await
+    .expect("handshake within 10 s")
+    .expect("the acme-tls/1 handshake for a published answer succeeds");
+    let leaf = tls.get_ref().1.peer_certificates().expect("certificate")[0].clone();
+    let (_, x) = x509_parser::parse_x509_certificate(leaf.as_ref()).expect("x509");
+    let id = x
+        .extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+        .expect("acmeIdentifier extension");
+    assert_eq!(
+        &id.value[2..],
+        Sha256::digest(alpn_auth.as_bytes()).as_slice()
+    );
+    // All of this while B's events were still held back.
+    assert_eq!(
+        fwd.event_streams(),
+        1,
+        "B's event stream was never replaced"
+    );
+}
+
+/// Waits (10 s at most) until more chunks of event bytes have waited in `fwd` than `before`: the engine sent an event, and the
+/// replica behind the forwarder has not received it.
+async fn held_event_arrives(fwd: &SocketForwarder, before: usize) -> bool {
+    poll_until(Duration::from_secs(10), || async {
+        fwd.held_event_chunks() > before
+    })
+    .await
+}
+
+/// Creates a challenge answer config in `store` exactly as the ordering replica does (see
+/// `swarm::store::put_answer`): name, the store/kind/resolver/expires labels, `{name, keyAuthorization}`.
+fn publish_answer(store: &Store, kind: &str, object: &str, name: &str, key_authorization: &str) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("answer.json");
+    std::fs::write(
+        &data,
+        format!(r#"{{"name":"{name}","keyAuthorization":"{key_authorization}"}}"#),
+    )
+    .expect("write");
+    let expires = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+        + 600_000;
+    let labels = [
+        format!("{}={}", names::STORE, store.prefix),
+        format!("{}={kind}", names::KIND),
+        format!("{}=", names::RESOLVER),
+        format!("{}={expires}", names::EXPIRES),
+    ];
+    let mut args = vec!["config", "create"];
+    for l in &labels {
+        args.extend(["--label", l]);
+    }
+    args.extend([object, data.to_str().expect("utf-8")]);
+    docker_ok(&args);
 }

@@ -34,7 +34,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A host no router matches: a request the challenge responder does not answer gets 404.
 const NO_ROUTE: &str = "acme.test";
-const ACME_TLS: &[u8] = b"acme-tls/1";
 static TLS13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
 /// A base64url token of 43 characters (32 random bytes), as CAs issue them.
@@ -217,56 +216,6 @@ async fn random_challenge_tokens_are_refused_from_memory_and_a_replicas_challeng
     assert!(withdrawn, "withdrawn challenge still answered");
 }
 
-/// A client offering only `acme-tls/1`, accepting any certificate and signature (the RFC 8737 certificate
-/// carries a critical extension that webpki refuses, so even the signature check must not parse it: a CA
-/// checks the extension itself).
-fn acme_client() -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(TLS13)
-        .expect("versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![ACME_TLS.to_vec()];
-    Arc::new(cfg)
-}
-
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// One TLS handshake offering `alpn` with SNI `sni`: the leaf certificate on success.
 async fn handshake(
     addr: SocketAddr,
@@ -328,7 +277,7 @@ async fn acme_tls_hellos_are_answered_from_memory_without_a_config_each() {
     let backend = Backend::start("app").await;
     let storage = tempfile::tempdir().expect("tmp");
     let g = acme_gate(storage.path(), &backend.url);
-    let acme = acme_client();
+    let acme = support::acme_tls_client();
 
     // Another replica's TLS-ALPN-01 challenge for alpn.test: answered with the RFC 8737 certificate.
     let key_auth = "tlsalpntoken.thumbprint";

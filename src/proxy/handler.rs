@@ -290,7 +290,16 @@ async fn route_and_forward(
     let host = parse_host(raw_host).map_err(|e| ProxyError::BadRequest(e.reason()))?;
     // ACME HTTP-01 validation is answered on every entrypoint, before redirections and routing.
     if let Some(token) = req.uri().path().strip_prefix(HTTP01_PREFIX) {
-        if let Some(key_auth) = table.tls.as_ref().and_then(|t| t.http01(token)) {
+        let tls = table.tls.as_ref();
+        let mut answer = tls.and_then(|t| t.http01(token));
+        // A miss with a Swarm store: the answer may be in the store and not loaded yet; wait a bounded
+        // while for a resync (boxed: the wait's state stays out of every request's future).
+        if answer.is_none() {
+            if let Some(wait) = tls.and_then(|t| t.http01_read_through(token)) {
+                answer = wait.await;
+            }
+        }
+        if let Some(key_auth) = answer {
             let mut resp = Response::new(ProxyBody::full(key_auth));
             resp.headers_mut()
                 .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));

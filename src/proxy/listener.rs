@@ -447,6 +447,12 @@ impl Conn {
         let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
         let handshake = async {
             let start = acceptor.await?;
+            // TLS-ALPN-01 for a name whose answer is not loaded yet (Swarm store): a bounded wait for a
+            // resync, inside the handshake's own bound.
+            let wait = tls.alpn_read_through(&start.client_hello());
+            if let Some(wait) = wait {
+                wait.await;
+            }
             let config = tls.config_for(&start.client_hello());
             start.into_stream(config).await
         };

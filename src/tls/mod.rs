@@ -90,6 +90,34 @@ impl TlsRuntime {
         self.challenges.http01(token)
     }
 
+    /// Request path, after [`TlsRuntime::http01`] missed: the bounded wait for the answer through an
+    /// immediate resync of the Swarm stores, or `None` (the miss stands at once) without a Swarm store,
+    /// for a non-token, or when the waiting slots are taken. See `challenge`'s "Read-through" section.
+    pub fn http01_read_through(&self, token: &str) -> Option<challenge::ReadThroughWait<String>> {
+        self.challenges.http01_read_through(token)
+    }
+
+    /// TLS handshake, before [`TlsRuntime::config_for`]: for a ClientHello offering `acme-tls/1` for a
+    /// name without a pending answer, the bounded wait for the answer through an immediate resync of the
+    /// Swarm stores; `None` (nothing to wait for) otherwise, and without a Swarm store. The wait's result
+    /// needs no handling: the challenge responder reads the answers when rustls resolves the certificate.
+    pub fn alpn_read_through(
+        &self,
+        hello: &ClientHello<'_>,
+    ) -> Option<challenge::ReadThroughWait<Arc<CertifiedKey>>> {
+        if !self.challenges.reads_through() {
+            return None;
+        }
+        let acme = hello
+            .alpn()
+            .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        let name = hello.server_name().filter(|_| acme)?;
+        if self.challenges.tls_alpn01(name).is_some() {
+            return None;
+        }
+        self.challenges.tls_alpn01_read_through(name)
+    }
+
     /// Hot path: the server configuration for a ClientHello: the ACME challenge responder (built once) for
     /// `acme-tls/1`, else the TLS options the routers chose for this host, else `default`. A hello offering
     /// `acme-tls/1` for a name without a pending challenge fails its handshake (no certificate), as in

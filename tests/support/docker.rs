@@ -355,13 +355,102 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 /// A unix-socket forwarder in front of the Docker socket that a test can cut and restore, to simulate the
-/// daemon going away. Connections are spliced byte for byte.
+/// daemon going away, or whose event streams it can hold back, to make events late. Connections are
+/// spliced byte for byte.
 pub struct SocketForwarder {
     /// Directory holding `docker.sock` (bind-mount it into the swarmgate container).
     pub dir: tempfile::TempDir,
     cut: tokio_util::sync::CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
     target: PathBuf,
+    events: EventHold,
+}
+
+/// What the forwarder does with `GET …/events` streams: while `held` is true, the daemon's bytes on a
+/// connection that asked for events are read from the daemon but not passed on (they wait in the
+/// forwarder); every other request and response flows.
+#[derive(Clone)]
+struct EventHold {
+    held: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// Connections that asked for events.
+    streams: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Chunks of event-stream bytes that had to wait (each waits until the hold is released).
+    waited: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl EventHold {
+    /// Splices `inbound` (swarmgate) and `outbound` (the daemon) until either side closes.
+    async fn splice(self, inbound: tokio::net::UnixStream, outbound: tokio::net::UnixStream) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client_rd, mut client_wr) = inbound.into_split();
+        let (mut daemon_rd, mut daemon_wr) = outbound.into_split();
+        let events = std::sync::Arc::new(AtomicBool::new(false));
+        let up = {
+            let (events, streams) = (events.clone(), self.streams.clone());
+            async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                // The last bytes of the previous read: a request line split across reads is still seen.
+                let mut tail: Vec<u8> = Vec::new();
+                loop {
+                    let n = client_rd.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        let _ = daemon_wr.shutdown().await;
+                        return;
+                    }
+                    tail.extend_from_slice(&buf[..n]);
+                    // Set before the request reaches the daemon, so its answer is already held.
+                    if !events.load(Ordering::SeqCst)
+                        && tail.windows(b"/events".len()).any(|w| w == b"/events")
+                    {
+                        events.store(true, Ordering::SeqCst);
+                        streams.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let keep = tail.len().saturating_sub(16);
+                    tail.drain(..keep);
+                    if daemon_wr.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let down = async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            // Bytes read from the daemon and not yet passed on, in order.
+            let mut pending: Vec<u8> = Vec::new();
+            let mut hold = self.held.subscribe();
+            loop {
+                let held = || events.load(Ordering::SeqCst) && *self.held.borrow();
+                if !held() && !pending.is_empty() {
+                    if client_wr.write_all(&pending).await.is_err() {
+                        return;
+                    }
+                    pending.clear();
+                }
+                tokio::select! {
+                    r = daemon_rd.read(&mut buf) => {
+                        let n = r.unwrap_or(0);
+                        if n == 0 {
+                            let _ = client_wr.shutdown().await;
+                            return;
+                        }
+                        pending.extend_from_slice(&buf[..n]);
+                        if held() {
+                            self.waited.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            if client_wr.write_all(&pending).await.is_err() {
+                                return;
+                            }
+                            pending.clear();
+                        }
+                    }
+                    // Released (or held again): look again.
+                    _ = hold.changed() => {}
+                }
+            }
+        };
+        tokio::join!(up, down);
+    }
 }
 
 impl SocketForwarder {
@@ -376,6 +465,11 @@ impl SocketForwarder {
             cut: tokio_util::sync::CancellationToken::new(),
             task: None,
             target: target.to_path_buf(),
+            events: EventHold {
+                held: std::sync::Arc::new(tokio::sync::watch::channel(false).0),
+                streams: Default::default(),
+                waited: Default::default(),
+            },
         };
         f.restore();
         f
@@ -384,6 +478,26 @@ impl SocketForwarder {
     /// Path of the forwarding socket.
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("docker.sock")
+    }
+
+    /// Holds back (`true`) or lets through (`false`) what the daemon sends on event streams (`GET
+    /// …/events`), so that events arrive late while every other call is answered at once. Held bytes
+    /// are delivered, in order, when the hold is released.
+    pub fn hold_events(&self, hold: bool) {
+        self.events.held.send_replace(hold);
+    }
+
+    /// How many connections have asked for an event stream so far.
+    pub fn event_streams(&self) -> usize {
+        self.events
+            .streams
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many chunks of event-stream bytes were held back so far (each is a response head or events
+    /// the daemon sent while the hold was on).
+    pub fn held_event_chunks(&self) -> usize {
+        self.events.waited.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Closes the socket and every open connection (the daemon "goes away").
@@ -405,20 +519,22 @@ impl SocketForwarder {
         let _ = Command::new("chmod").arg("666").arg(&path).status();
         let target = self.target.clone();
         let cut = self.cut.clone();
+        let events = self.events.clone();
         self.task = Some(tokio::spawn(async move {
             loop {
-                let (mut inbound, _) = tokio::select! {
+                let (inbound, _) = tokio::select! {
                     r = listener.accept() => match r { Ok(c) => c, Err(_) => return },
                     _ = cut.cancelled() => return,
                 };
                 let target = target.clone();
                 let cut = cut.clone();
+                let events = events.clone();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::UnixStream::connect(&target).await else {
+                    let Ok(outbound) = tokio::net::UnixStream::connect(&target).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = events.splice(inbound, outbound) => {}
                         _ = cut.cancelled() => {}
                     }
                 });

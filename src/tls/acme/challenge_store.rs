@@ -31,7 +31,10 @@ use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 
 use super::storage::write_atomic;
-use crate::tls::challenge::{valid_token, Answers, MemoryChallenges, SharedChallenges};
+use crate::tls::challenge::{
+    valid_token, Answers, MemoryChallenges, SharedChallenges, READ_THROUGH_BOUND,
+    READ_THROUGH_WAITERS,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Why a TLS-ALPN-01 certificate could not be built.
@@ -167,10 +170,19 @@ impl StoredChallenges {
         }
     }
 
-    /// Adds stores that publish answers themselves; storage directories they handle are not scanned.
+    /// Adds stores that publish answers themselves; storage directories they handle are not scanned. With
+    /// at least one, the data plane's misses read through to the stores' watchers (see
+    /// `tls::challenge`): their answers arrive by events and resyncs, which a CA can outrun.
     pub fn with_remotes(mut self, remotes: Vec<Arc<dyn RemoteAnswers>>) -> StoredChallenges {
         self.dirs
             .retain(|d| !remotes.iter().any(|r| d.ancestors().any(|a| r.handles(a))));
+        if !remotes.is_empty() {
+            // Nothing is published yet (answers come after construction), so the empty snapshot is kept.
+            self.answers = Arc::new(MemoryChallenges::with_read_through(
+                READ_THROUGH_BOUND,
+                READ_THROUGH_WAITERS,
+            ));
+        }
         self.remotes = remotes;
         self
     }
@@ -194,6 +206,12 @@ impl StoredChallenges {
         st.remote = remote;
         st.shared_alpn = shared_alpn;
         self.republish(&st);
+    }
+
+    /// A remote store's resync finished (installed, unchanged or failed): lookups waiting on a miss look
+    /// again.
+    pub fn remote_resynced(&self) {
+        self.answers.resynced();
     }
 
     /// The snapshot the data plane reads (cheap to clone, shared).

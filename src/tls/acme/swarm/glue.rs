@@ -25,7 +25,8 @@ pub type Swarms = BTreeMap<PathBuf, Arc<SwarmStore>>;
 
 /// How long the ordering replica waits between publishing an answer and telling the CA: the answer is in
 /// Raft when the create returns; the other replicas load it on the config event (milliseconds), or at the
-/// latest at their periodic resync when events are lost.
+/// latest at their periodic resync when events are lost. This is the normal path; a replica the CA reaches
+/// before it loaded the answer reads through on the miss (an immediate, bounded resync: `tls::challenge`).
 pub const SWARM_PROPAGATION: Duration = Duration::from_secs(1);
 
 /// The resolver's Swarm settings when its storage is `swarm://…`.

@@ -29,6 +29,7 @@ use crate::tls::acme::renewal;
 use crate::tls::acme::storage::{
     AcmeFile, GoBytes, Registration, ResolverData, StoredAccount, StoredCertificate, StoredDomain,
 };
+use crate::tls::challenge::ResyncDemand;
 
 /// Swarm limits a config to 500 KB (1000 KB in recent engines; the lower bound is kept).
 pub const MAX_OBJECT_BYTES: usize = 500 * 1024;
@@ -506,8 +507,10 @@ impl SwarmStore {
     }
 
     /// Keeps the cache current until `cancel`: a resync at start, on every config event (create or remove,
-    /// any replica), and every `resync`; after each change the answers go to `challenges` and the manager
-    /// is notified. A lost event stream is reconnected with backoff (the periodic resync covers the gap).
+    /// any replica), every `resync`, and when a challenge lookup missed and wants one (the read-through,
+    /// at most once per `RESYNC_ON_DEMAND_EVERY`, see `tls::challenge`); after each change the answers go
+    /// to `challenges` and the manager is notified. A lost event stream is reconnected with backoff (the
+    /// periodic and on-demand resyncs cover the gap).
     pub async fn watch(
         self: Arc<Self>,
         challenges: Arc<StoredChallenges>,
@@ -517,6 +520,7 @@ impl SwarmStore {
             crate::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         let mut tick = tokio::time::interval(self.settings.resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut demand = ResyncDemand::new(challenges.data_plane());
         loop {
             self.sync_into(&challenges).await;
             let mut events = std::pin::pin!(configs::events(&self.client));
@@ -524,6 +528,7 @@ impl SwarmStore {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tick.tick() => self.sync_into(&challenges).await,
+                    () = demand.wanted() => self.sync_into(&challenges).await,
                     ev = events.next() => match ev {
                         Some(Ok(_)) => {
                             backoff = crate::backoff::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
@@ -537,14 +542,20 @@ impl SwarmStore {
                     },
                 }
             }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            // Waiting to reconnect: lookups that miss meanwhile are still read through.
+            let reconnect = tokio::time::Instant::now() + backoff.next_delay();
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep_until(reconnect) => break,
+                    () = demand.wanted() => self.sync_into(&challenges).await,
+                }
             }
         }
     }
 
-    /// One resync, its answers handed to `challenges`.
+    /// One resync, its answers handed to `challenges`; lookups waiting on a miss are then woken (also when
+    /// the resync failed: they look again and keep their own bound).
     pub async fn sync_into(&self, challenges: &StoredChallenges) {
         match self.resync().await {
             Ok(_) => challenges.set_remote_answers(&self.settings.prefix, self.answers()),
@@ -552,6 +563,7 @@ impl SwarmStore {
                 tracing::warn!("ACME swarm storage not refreshed (the last copy is kept): {e}")
             }
         }
+        challenges.remote_resynced();
     }
 }
 
