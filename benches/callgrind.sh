@@ -7,7 +7,8 @@
 # For each binary: two whoami backends, swarmgate on one worker thread (SWARMGATE_WORKERS=1) under
 # `valgrind --tool=callgrind` with a round-robin file config; a warm-up (`load -t1 -c8 -d3s`), counters zeroed,
 # `load -t1 -c8 -d8s`, counters dumped; prints the instructions of the dump divided by the requests answered.
-# User space only. Needs valgrind and the `load` bench binary (built here with `cargo bench --bench load --no-run`).
+# User space only. CALLGRIND_KEEP=DIR keeps each dump as DIR/<binary name>.callgrind (for callgrind_annotate).
+# Needs valgrind and the `load` bench binary (built here with `cargo bench --bench load --no-run`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -53,13 +54,16 @@ for bin in "$@"; do
     vg=$!
     port_up 8171 || { cat "$WORK/sg.log" >&2; exit 1; }
     "$LOAD" -t1 -c8 -d3s --warmup 0s http://127.0.0.1:8171/bench >/dev/null
-    callgrind_control -z "$vg" >/dev/null
+    callgrind_control -z "$vg" >/dev/null 2>&1
     "$LOAD" -t1 -c8 -d8s --warmup 0s --json "$WORK/load.json" http://127.0.0.1:8171/bench >/dev/null
-    callgrind_control -d "$vg" >/dev/null
+    callgrind_control -d "$vg" >/dev/null 2>&1
     kill "$vg"; wait "$vg" 2>/dev/null || true
     dump=$(ls -t "$out".* 2>/dev/null | head -1)
     instr=$(awk '/^summary:|^totals:/ {print $2; exit}' "$dump")
     reqs=$(requests "$WORK/load.json")
     echo "$bin: $((instr / reqs)) instructions/request ($reqs requests, $instr instructions)"
+    if [ -n "${CALLGRIND_KEEP:-}" ]; then
+        mkdir -p "$CALLGRIND_KEEP"; cp "$dump" "$CALLGRIND_KEEP/$(basename "$bin").callgrind"
+    fi
     rm -f "$out" "$out".*
 done
