@@ -52,6 +52,12 @@ pub(super) fn compile<'a>(
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let mut built = Vec::with_capacity(items.len());
     let mut errors = Vec::with_capacity(items.len());
+    let servers = items
+        .values()
+        .filter_map(|(_, s)| s.load_balancer.as_ref())
+        .map(|lb| lb.servers.len())
+        .sum();
+    health.next.reserve(servers);
     for (name, (provider, svc)) in items {
         match build_service(name, provider, svc, &index, health) {
             Ok(rt) => {
