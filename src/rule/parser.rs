@@ -354,7 +354,12 @@ impl<'a> Parser<'a> {
     }
 
     fn or_expr(&mut self, depth: usize) -> Result<Expr, RuleError> {
-        let mut items = vec![self.and_expr(depth)?];
+        let first = self.and_expr(depth)?;
+        // Most rules have no `||` (and most operands no `&&`): no list for a lone operand.
+        if self.peek()?.tok != Tok::OrOr {
+            return Ok(first);
+        }
+        let mut items = vec![first];
         while self.peek()?.tok == Tok::OrOr {
             self.next()?;
             items.push(self.and_expr(depth)?);
@@ -363,7 +368,11 @@ impl<'a> Parser<'a> {
     }
 
     fn and_expr(&mut self, depth: usize) -> Result<Expr, RuleError> {
-        let mut items = vec![self.unary(depth)?];
+        let first = self.unary(depth)?;
+        if self.peek()?.tok != Tok::AndAnd {
+            return Ok(first);
+        }
+        let mut items = vec![first];
         while self.peek()?.tok == Tok::AndAnd {
             self.next()?;
             items.push(self.unary(depth)?);
