@@ -145,7 +145,9 @@ pub struct RouterSet {
     pub routes: Box<[Route]>,
     /// Exact host → indices into `routes` (ascending = priority order). A `Vec` rather than a boxed slice
     /// so that the map built in [`RouterSet::new`] is the one kept, not rehashed into a second map.
-    by_host: HashMap<Box<str>, Vec<u32>>,
+    /// Hashed with foldhash (seeded per process), not SipHash: the keys come from the configuration, and a
+    /// request's host only ever looks up, never inserts, so it cannot make the map degrade.
+    by_host: HashMap<Box<str>, Vec<u32>, foldhash::fast::RandomState>,
     /// Indices of routes not restricted to a finite host set, ascending.
     any_host: Box<[u32]>,
 }
@@ -153,7 +155,8 @@ pub struct RouterSet {
 impl RouterSet {
     /// Builds the index; `routes` must already be sorted by priority.
     pub fn new(routes: Vec<Route>) -> RouterSet {
-        let mut by_host: HashMap<Box<str>, Vec<u32>> = HashMap::with_capacity(routes.len());
+        let mut by_host: HashMap<Box<str>, Vec<u32>, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(routes.len(), Default::default());
         let mut any_host = Vec::new();
         for (i, route) in routes.iter().enumerate() {
             let i = i as u32;

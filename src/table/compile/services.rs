@@ -23,13 +23,17 @@ use crate::dynamic::{self, HealthCheck, Service, StickyCookie};
 pub(super) struct Services<'a> {
     /// Index → qualified name of every configured service (built or not).
     names: Vec<&'a str>,
-    /// Qualified name → index, built once for every lookup of the build.
-    index: HashMap<&'a str, usize>,
+    /// Qualified name → index, built once for every lookup of the build (one per router, weighted child
+    /// and middleware); foldhash, not SipHash, as the names come from the configuration.
+    index: NameIndex<'a>,
     /// Index → the built service, `None` when it is disabled.
     built: Vec<Option<ServiceRuntime>>,
     /// Enabled internal services; their indices follow the configured ones.
     internal: Vec<(&'static str, InternalService)>,
 }
+
+/// Qualified service name → index.
+type NameIndex<'a> = HashMap<&'a str, usize, foldhash::fast::RandomState>;
 
 /// Health state of the previous build and of this one, and the active checks this build wants.
 pub(super) struct HealthCx<'r> {
@@ -49,7 +53,7 @@ pub(super) fn compile<'a>(
     report: &mut Report,
 ) -> Services<'a> {
     let names: Vec<&str> = items.iter().map(|(n, _, _)| n.as_str()).collect();
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let index: NameIndex<'_> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let mut built = Vec::with_capacity(items.len());
     let mut errors = Vec::with_capacity(items.len());
     let servers = items
@@ -212,7 +216,7 @@ fn build_service(
     name: &str,
     provider: &str,
     svc: &Service,
-    index: &HashMap<&str, usize>,
+    index: &NameIndex<'_>,
     health: &mut HealthCx<'_>,
 ) -> Result<ServiceRuntime, String> {
     let kinds = [
@@ -321,7 +325,7 @@ fn weighted(
     name: &str,
     provider: &str,
     w: &dynamic::Weighted,
-    index: &HashMap<&str, usize>,
+    index: &NameIndex<'_>,
 ) -> Result<WeightedRuntime, String> {
     let mut children = Vec::with_capacity(w.services.len());
     let mut weights = Vec::with_capacity(w.services.len());

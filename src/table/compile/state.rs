@@ -26,7 +26,8 @@ pub struct CarriedState {
 /// an allocation per service to build and another to drop (a quarter of a 10,000-service build).
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
-    states: HashMap<(Arc<str>, Arc<str>), Arc<ServerHealth>>,
+    /// foldhash, not SipHash: the keys are configuration names, and this runs for every server of a build.
+    states: HashMap<(Arc<str>, Arc<str>), Arc<ServerHealth>, foldhash::fast::RandomState>,
 }
 
 impl HealthRegistry {
