@@ -4,6 +4,9 @@
 //!   independent of N; a regression to scanning would show as linear growth.
 //! - `compile/N`: building the whole table from N routers and services, cold (no state carried from a
 //!   previous build): the control-plane cost of one configuration change on a large stack.
+//!
+//! Both run under the binary's allocator (jemalloc, `src/main.rs`): a build is mostly allocating and freeing
+//! small values, so under glibc's malloc the bench measured an allocator the proxy does not use.
 
 // Benchmark code: a failed unwrap, expect or index aborts the measurement on purpose; setup may use std::fs.
 #![allow(
@@ -124,6 +127,10 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 }
+
+/// The allocator `src/main.rs` installs, so the numbers are the binary's.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 criterion_group!(benches, bench);
 criterion_main!(benches);

@@ -910,11 +910,18 @@ pub fn split_qualified(name: &str) -> (&str, Option<&str>) {
 }
 
 /// Qualifies `name` with `provider` unless it already names one (`api@internal`).
+///
+/// Runs for every router, service and middleware of every table build, so it builds the string in one
+/// allocation of the exact size rather than through `format!`.
 pub fn qualify(name: &str, provider: &str) -> String {
     if name.contains('@') {
         name.to_string()
     } else {
-        format!("{name}@{provider}")
+        let mut q = String::with_capacity(name.len() + 1 + provider.len());
+        q.push_str(name);
+        q.push('@');
+        q.push_str(provider);
+        q
     }
 }
 

@@ -132,22 +132,32 @@ struct Report {
 
 /// Every item of every provider under its qualified name, borrowed from the input.
 struct Items<'a> {
-    services: BTreeMap<String, (&'a str, &'a Service)>,
+    /// (qualified name, provider, service), sorted by name, one per name.
+    services: Vec<(String, &'a str, &'a Service)>,
     middlewares: BTreeMap<String, (&'a str, &'a dynamic::Middleware)>,
     routers: Vec<(String, &'a str, &'a dynamic::Router)>,
 }
 
 fn qualify_items(input: &BuildInput) -> Items<'_> {
     let mut items = Items {
-        services: BTreeMap::new(),
+        services: Vec::with_capacity(
+            input
+                .providers
+                .values()
+                .map(|c| c.http.services.len())
+                .sum(),
+        ),
         middlewares: BTreeMap::new(),
         routers: Vec::new(),
     };
     for (provider, cfg) in &input.providers {
         let p = provider.as_str();
-        for (name, s) in &cfg.http.services {
-            items.services.insert(dynamic::qualify(name, p), (p, s));
-        }
+        items.services.extend(
+            cfg.http
+                .services
+                .iter()
+                .map(|(name, s)| (dynamic::qualify(name, p), p, s)),
+        );
         for (name, m) in &cfg.http.middlewares {
             items.middlewares.insert(dynamic::qualify(name, p), (p, m));
         }
@@ -158,7 +168,31 @@ fn qualify_items(input: &BuildInput) -> Items<'_> {
                 .map(|(name, r)| (dynamic::qualify(name, p), p, r)),
         );
     }
+    // Sorted as a map by name would be (services keep their name order as their index), and, also as a
+    // map would, a later provider's service replaces an earlier one of the same qualified name. One sort
+    // of a nearly sorted list instead of a map insertion per service.
+    items.services.sort_by(|a, b| a.0.cmp(&b.0));
+    items.services.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
     items
+}
+
+/// Adds `statuses` to `map`; a later status replaces an earlier one of the same name. Into an empty map
+/// (the usual case) they go in one bulk build, not one insertion each.
+fn extend_status(
+    map: &mut BTreeMap<String, super::ItemStatus>,
+    statuses: Vec<(String, super::ItemStatus)>,
+) {
+    if map.is_empty() {
+        *map = statuses.into_iter().collect();
+    } else {
+        map.extend(statuses);
+    }
 }
 
 /// Compiles `input` into a table. Items that fail are left out and reported; never fails as a whole.

@@ -143,8 +143,11 @@ pub struct EntryPointRedirect {
 pub struct RouterSet {
     /// All routes, sorted by (priority desc, name asc).
     pub routes: Box<[Route]>,
-    /// Exact host → indices into `routes` (ascending = priority order).
-    by_host: HashMap<Box<str>, Box<[u32]>>,
+    /// Exact host → indices into `routes` (ascending = priority order). A `Vec` rather than a boxed slice
+    /// so that the map built in [`RouterSet::new`] is the one kept, not rehashed into a second map.
+    /// Hashed with foldhash (seeded per process), not SipHash: the keys come from the configuration, and a
+    /// request's host only ever looks up, never inserts, so it cannot make the map degrade.
+    by_host: HashMap<Box<str>, Vec<u32>, foldhash::fast::RandomState>,
     /// Indices of routes not restricted to a finite host set, ascending.
     any_host: Box<[u32]>,
 }
@@ -152,14 +155,18 @@ pub struct RouterSet {
 impl RouterSet {
     /// Builds the index; `routes` must already be sorted by priority.
     pub fn new(routes: Vec<Route>) -> RouterSet {
-        let mut by_host: HashMap<Box<str>, Vec<u32>> = HashMap::new();
+        let mut by_host: HashMap<Box<str>, Vec<u32>, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(routes.len(), Default::default());
         let mut any_host = Vec::new();
         for (i, route) in routes.iter().enumerate() {
             let i = i as u32;
             match route.rule.exact_hosts() {
                 Some(hosts) => {
                     for h in hosts {
-                        let list = by_host.entry(h.into_boxed_str()).or_default();
+                        // Most hosts have one route: room for exactly one until a second arrives.
+                        let list = by_host
+                            .entry(h.into_boxed_str())
+                            .or_insert_with(|| Vec::with_capacity(1));
                         if list.last() != Some(&i) {
                             list.push(i);
                         }
@@ -168,12 +175,10 @@ impl RouterSet {
                 None => any_host.push(i),
             }
         }
+        by_host.shrink_to_fit();
         RouterSet {
             routes: routes.into_boxed_slice(),
-            by_host: by_host
-                .into_iter()
-                .map(|(k, v)| (k, v.into_boxed_slice()))
-                .collect(),
+            by_host,
             any_host: any_host.into_boxed_slice(),
         }
     }
@@ -182,7 +187,7 @@ impl RouterSet {
     /// routers for other hosts.
     #[inline]
     pub fn find(&self, req: &RequestView<'_>) -> Option<&Route> {
-        let exact: &[u32] = self.by_host.get(req.host).map(|v| &v[..]).unwrap_or(&[]);
+        let exact: &[u32] = self.by_host.get(req.host).map(Vec::as_slice).unwrap_or(&[]);
         let any: &[u32] = &self.any_host;
         // Merge the two ascending index lists: the smaller index has the higher priority.
         let (mut i, mut j) = (0, 0);

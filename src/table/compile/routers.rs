@@ -81,7 +81,7 @@ pub(super) fn compile(
         }
         statuses.push((name, st));
     }
-    report.status.routers.extend(statuses);
+    super::extend_status(&mut report.status.routers, statuses);
     routed
 }
 

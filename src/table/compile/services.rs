@@ -3,7 +3,7 @@
 //! internal services. Services keep one index for the whole build: routes, weighted services and
 //! middlewares (`errors.service`) refer to them by position.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -23,13 +23,17 @@ use crate::dynamic::{self, HealthCheck, Service, StickyCookie};
 pub(super) struct Services<'a> {
     /// Index → qualified name of every configured service (built or not).
     names: Vec<&'a str>,
-    /// Qualified name → index, built once for every lookup of the build.
-    index: HashMap<&'a str, usize>,
+    /// Qualified name → index, built once for every lookup of the build (one per router, weighted child
+    /// and middleware); foldhash, not SipHash, as the names come from the configuration.
+    index: NameIndex<'a>,
     /// Index → the built service, `None` when it is disabled.
     built: Vec<Option<ServiceRuntime>>,
     /// Enabled internal services; their indices follow the configured ones.
     internal: Vec<(&'static str, InternalService)>,
 }
+
+/// Qualified service name → index.
+type NameIndex<'a> = HashMap<&'a str, usize, foldhash::fast::RandomState>;
 
 /// Health state of the previous build and of this one, and the active checks this build wants.
 pub(super) struct HealthCx<'r> {
@@ -43,16 +47,22 @@ pub(super) struct HealthCx<'r> {
 
 /// Builds every service of `items`; disabled ones are reported and listed in `report.status.services`.
 pub(super) fn compile<'a>(
-    items: &'a BTreeMap<String, (&'a str, &'a Service)>,
+    items: &'a [(String, &'a str, &'a Service)],
     ctx: &CompileContext,
     health: &mut HealthCx<'_>,
     report: &mut Report,
 ) -> Services<'a> {
-    let names: Vec<&str> = items.keys().map(String::as_str).collect();
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let names: Vec<&str> = items.iter().map(|(n, _, _)| n.as_str()).collect();
+    let index: NameIndex<'_> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let mut built = Vec::with_capacity(items.len());
     let mut errors = Vec::with_capacity(items.len());
-    for (name, (provider, svc)) in items {
+    let servers = items
+        .iter()
+        .filter_map(|(_, _, s)| s.load_balancer.as_ref())
+        .map(|lb| lb.servers.len())
+        .sum();
+    health.next.reserve(servers);
+    for (name, provider, svc) in items {
         match build_service(name, provider, svc, &index, health) {
             Ok(rt) => {
                 built.push(Some(rt));
@@ -65,7 +75,8 @@ pub(super) fn compile<'a>(
         }
     }
     disable_broken_weighted(&mut built, &mut errors, &names);
-    for ((name, (provider, _)), err) in items.iter().zip(errors) {
+    let mut statuses = Vec::with_capacity(items.len());
+    for ((name, provider, _), err) in items.iter().zip(errors) {
         let st = match err {
             Some(e) => {
                 report
@@ -75,8 +86,9 @@ pub(super) fn compile<'a>(
             }
             None => ItemStatus::new(Status::Enabled, provider),
         };
-        report.status.services.insert(name.clone(), st);
+        statuses.push((name.clone(), st));
     }
+    super::extend_status(&mut report.status.services, statuses);
     let internal = InternalService::ALL
         .into_iter()
         .filter(|(_, kind)| ctx.internal.contains(kind))
@@ -204,7 +216,7 @@ fn build_service(
     name: &str,
     provider: &str,
     svc: &Service,
-    index: &HashMap<&str, usize>,
+    index: &NameIndex<'_>,
     health: &mut HealthCx<'_>,
 ) -> Result<ServiceRuntime, String> {
     let kinds = [
@@ -237,6 +249,9 @@ fn build_service(
     })
 }
 
+/// Up to this many servers, repeats are found by scanning instead of hashing.
+const SCAN_SERVERS: usize = 16;
+
 fn load_balancer(
     name: &Arc<str>,
     lb: &dynamic::LoadBalancer,
@@ -248,11 +263,18 @@ fn load_balancer(
     };
     let mut servers = Vec::with_capacity(lb.servers.len());
     let mut weights = Vec::with_capacity(lb.servers.len());
-    let mut seen = HashSet::with_capacity(lb.servers.len());
+    // Short lists (the usual one to a few replicas) are checked for repeats by a scan of the servers kept,
+    // without building a hash set per service.
+    let mut seen =
+        (lb.servers.len() > SCAN_SERVERS).then(|| HashSet::with_capacity(lb.servers.len()));
     for (i, s) in lb.servers.iter().enumerate() {
         let parsed = parse_server(&s.url, s.preserve_path)
             .map_err(|e| format!("servers[{i}].url `{}`: {e}", s.url))?;
-        if !seen.insert(s.url.as_str()) {
+        let repeated = match seen.as_mut() {
+            Some(seen) => !seen.insert(s.url.as_str()),
+            None => servers.iter().any(|k: &ServerRuntime| *k.url == *s.url),
+        };
+        if repeated {
             continue; // the same server twice (e.g. merged from two containers) counts once
         }
         let url: Arc<str> = Arc::from(s.url.as_str());
@@ -268,7 +290,10 @@ fn load_balancer(
             }
         } else {
             // No active check: a server that a former check marked down must not stay down forever.
-            state.set_active(true);
+            // Read first: a new state is up already, and the swap costs a locked instruction per server.
+            if !state.active_up() {
+                state.set_active(true);
+            }
         }
         servers.push(parsed.with_health(url, state));
         weights.push(s.weight.unwrap_or(1));
@@ -300,7 +325,7 @@ fn weighted(
     name: &str,
     provider: &str,
     w: &dynamic::Weighted,
-    index: &HashMap<&str, usize>,
+    index: &NameIndex<'_>,
 ) -> Result<WeightedRuntime, String> {
     let mut children = Vec::with_capacity(w.services.len());
     let mut weights = Vec::with_capacity(w.services.len());
