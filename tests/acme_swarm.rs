@@ -1346,18 +1346,15 @@ async fn a_replica_whose_events_are_late_answers_published_challenges_by_reading
     assert_eq!(before.status, 404, "{}", before.body);
 
     // The replica that orders publishes the answer; its create event waits in the forwarder, unheard by B.
-    let held = fwd.held_event_chunks();
-    publish_answer(
+    publish_unheard(
+        &fwd,
         &store,
         names::kind::HTTP01,
         &names::http01(&store.prefix, &token),
         &token,
         &key_auth,
-    );
-    assert!(
-        held_event_arrives(&fwd, held).await,
-        "the engine sent no config event"
-    );
+    )
+    .await;
     let answered = support::get(b.web(), "any.example.com", &path).await;
     assert_eq!(answered.status, 200, "{}\n{}", answered.body, b.logs());
     assert_eq!(answered.body, key_auth);
@@ -1365,18 +1362,15 @@ async fn a_replica_whose_events_are_late_answers_published_challenges_by_reading
     // Then a TLS-ALPN-01 answer (published after the HTTP-01 read-through, so only its own loads it).
     let domain = format!("alpn.{}.example.com", store.prefix);
     let alpn_auth = format!("alpnToken.{token}");
-    let held = fwd.held_event_chunks();
-    publish_answer(
+    publish_unheard(
+        &fwd,
         &store,
         names::kind::TLS_ALPN01,
         &names::tls_alpn01(&store.prefix, &domain),
         &domain,
         &alpn_auth,
-    );
-    assert!(
-        held_event_arrives(&fwd, held).await,
-        "the engine sent no config event"
-    );
+    )
+    .await;
     let tcp = tokio::net::TcpStream::connect(b.ep("websecure"))
         .await
         .expect("connect");
@@ -1408,13 +1402,23 @@ async fn a_replica_whose_events_are_late_answers_published_challenges_by_reading
     );
 }
 
-/// Waits (10 s at most) until more chunks of event bytes have waited in `fwd` than `before`: the engine sent an event, and the
-/// replica behind the forwarder has not received it.
-async fn held_event_arrives(fwd: &SocketForwarder, before: usize) -> bool {
-    poll_until(Duration::from_secs(10), || async {
+/// [`publish_answer`], then waits until the engine's create event sits in `fwd` (held, so the replica
+/// behind it has not heard of the answer).
+async fn publish_unheard(
+    fwd: &SocketForwarder,
+    store: &Store,
+    kind: &str,
+    object: &str,
+    name: &str,
+    key_authorization: &str,
+) {
+    let before = fwd.held_event_chunks();
+    publish_answer(store, kind, object, name, key_authorization);
+    let arrived = poll_until(Duration::from_secs(10), || async {
         fwd.held_event_chunks() > before
     })
-    .await
+    .await;
+    assert!(arrived, "the engine sent no config event");
 }
 
 /// Creates a challenge answer config in `store` exactly as the ordering replica does (see

@@ -151,14 +151,7 @@ impl MemoryChallenges {
         if !valid_token(token) {
             return None;
         }
-        let permit = self.admit()?;
-        let me = self.clone();
-        let token = token.to_string();
-        Some(Box::pin(async move {
-            let answer = me.wait_for(|m| m.http01(&token)).await;
-            drop(permit);
-            answer
-        }))
+        self.read_through(token, MemoryChallenges::http01)
     }
 
     /// TLS handshake, for an `acme-tls/1` ClientHello whose name has no answer: as
@@ -171,11 +164,21 @@ impl MemoryChallenges {
         if server_name.is_empty() || server_name.len() > 253 {
             return None;
         }
+        self.read_through(server_name, MemoryChallenges::tls_alpn01)
+    }
+
+    /// The bounded wait for `look(key)`, holding a waiting slot until it resolves (see
+    /// [`http01_read_through`](Self::http01_read_through)).
+    fn read_through<T: Send + 'static>(
+        self: &Arc<Self>,
+        key: &str,
+        look: fn(&MemoryChallenges, &str) -> Option<T>,
+    ) -> Option<ReadThroughWait<T>> {
         let permit = self.admit()?;
         let me = self.clone();
-        let name = server_name.to_string();
+        let key = key.to_string();
         Some(Box::pin(async move {
-            let answer = me.wait_for(|m| m.tls_alpn01(&name)).await;
+            let answer = me.wait_for(|m| look(m, &key)).await;
             drop(permit);
             answer
         }))

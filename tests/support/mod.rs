@@ -583,15 +583,27 @@ pub fn tls_client(
         }
         None => b
             .dangerous()
-            .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAll(provider)))
+            .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAll(
+                provider,
+                Signatures::Checked,
+            )))
             .with_no_client_auth(),
     };
     cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     std::sync::Arc::new(cfg)
 }
 
+/// Whether [`AcceptAll`] still checks the handshake signature against the (unverified) certificate's key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Signatures {
+    Checked,
+    /// For certificates webpki cannot parse (RFC 8737's critical acmeIdentifier extension).
+    Unchecked,
+}
+
+/// A test client's verifier that accepts any certificate.
 #[derive(Debug)]
-struct AcceptAll(std::sync::Arc<rustls::crypto::CryptoProvider>);
+struct AcceptAll(std::sync::Arc<rustls::crypto::CryptoProvider>, Signatures);
 
 impl rustls::client::danger::ServerCertVerifier for AcceptAll {
     fn verify_server_cert(
@@ -610,6 +622,9 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAll {
         c: &rustls::pki_types::CertificateDer<'_>,
         d: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        if self.1 == Signatures::Unchecked {
+            return Ok(rustls::client::danger::HandshakeSignatureValid::assertion());
+        }
         rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
     fn verify_tls13_signature(
@@ -618,6 +633,9 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAll {
         c: &rustls::pki_types::CertificateDer<'_>,
         d: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        if self.1 == Signatures::Unchecked {
+            return Ok(rustls::client::danger::HandshakeSignatureValid::assertion());
+        }
         rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -761,43 +779,8 @@ pub fn acme_tls_client() -> Arc<rustls::ClientConfig> {
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_custom_certificate_verifier(Arc::new(AcceptAll(provider, Signatures::Unchecked)))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"acme-tls/1".to_vec()];
     Arc::new(cfg)
-}
-
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
