@@ -89,38 +89,56 @@ impl Drop for Store {
 
 /// What two replicas of one resolver share in these tests: a store, the sealing key (and the directory that
 /// holds it), a backend, the four ports (web and TLS of replicas A and B), and a Pebble validating against
-/// replica B only, with its issuing root. `validity_secs` shortens the certificates' life.
-async fn two_replicas(
-    validity_secs: Option<u64>,
-) -> (
-    Store,
-    tempfile::TempDir,
-    PathBuf,
-    Backend,
-    [u16; 4],
-    Pebble,
-    String,
-) {
+/// replica B only, with its issuing root.
+struct Replicas {
+    store: Store,
+    _keys: tempfile::TempDir,
+    key: PathBuf,
+    backend: Backend,
+    /// Web and TLS ports of replica A, then of replica B.
+    ports: [u16; 4],
+    pebble: Pebble,
+    root: String,
+}
+
+impl Replicas {
+    /// One replica on `web`/`tls`, with routers for `hosts` and `env` (see [`gate`]).
+    fn gate(&self, web: u16, tls: u16, hosts: &[String], env: &[(&str, &str)]) -> Gate {
+        gate(
+            web,
+            tls,
+            &dynamic(hosts, &self.backend.url),
+            &self.store,
+            &self.key,
+            &self.pebble.directory,
+            &self.pebble.api_ca_file,
+            env,
+        )
+    }
+}
+
+/// The shared parts of two replicas; `validity_secs` shortens the certificates' life.
+async fn two_replicas(validity_secs: Option<u64>) -> Replicas {
     let store = Store::new();
     let keys = tempfile::tempdir().expect("tmp");
     let key = key_file(keys.path());
     let backend = Backend::start("acme").await;
-    let (a_web, a_tls, b_web, b_tls) = (free_port(), free_port(), free_port(), free_port());
+    let ports = [free_port(), free_port(), free_port(), free_port()];
     let pebble = Pebble::start(PebbleOptions {
-        http_port: b_web,
-        tls_port: b_tls,
+        http_port: ports[2],
+        tls_port: ports[3],
         validity_secs,
     });
     let root = pebble.issuing_root().await;
-    (
+    Replicas {
         store,
-        keys,
+        _keys: keys,
         key,
         backend,
-        [a_web, a_tls, b_web, b_tls],
+        ports,
         pebble,
         root,
-    )
+    }
 }
 
 fn key_file(dir: &Path) -> PathBuf {
@@ -276,29 +294,11 @@ async fn two_replicas_one_order_per_name_validation_by_the_other_served_everywhe
         return;
     }
     // Pebble validates against replica B only; replica A places the orders.
-    let (store, _keys, key, backend, [a_web, a_tls, b_web, b_tls], pebble, root) =
-        two_replicas(None).await;
-    let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);
-    let b = gate(
-        b_web,
-        b_tls,
-        &dynamic(&[], &backend.url),
-        &store,
-        &key,
-        dir,
-        ca,
-        &[],
-    );
-    let a = gate(
-        a_web,
-        a_tls,
-        &dynamic(&[], &backend.url),
-        &store,
-        &key,
-        dir,
-        ca,
-        &[],
-    );
+    let r = two_replicas(None).await;
+    let (store, pebble, root) = (&r.store, &r.pebble, r.root.clone());
+    let [a_web, a_tls, b_web, b_tls] = r.ports;
+    let b = r.gate(b_web, b_tls, &[], &[]);
+    let a = r.gate(a_web, a_tls, &[], &[]);
     let (a_ep, b_ep) = (a.ep("websecure"), b.ep("websecure"));
     let n = trials();
     let mut hosts: Vec<String> = Vec::new();
@@ -306,7 +306,7 @@ async fn two_replicas_one_order_per_name_validation_by_the_other_served_everywhe
     for i in 0..n {
         let host = format!("t{i}.{}.example.com", store.prefix);
         hosts.push(host.clone());
-        support::write_atomic(&a.dynamic_file(), &dynamic(&hosts, &backend.url));
+        support::write_atomic(&a.dynamic_file(), &dynamic(&hosts, &r.backend.url));
         if i == 0 {
             // B wants the first name too, once A is ordering it: B must wait for A's result, not order.
             assert!(
@@ -314,7 +314,7 @@ async fn two_replicas_one_order_per_name_validation_by_the_other_served_everywhe
                 "{}",
                 a.logs()
             );
-            support::write_atomic(&b.dynamic_file(), &dynamic(&hosts[..1], &backend.url));
+            support::write_atomic(&b.dynamic_file(), &dynamic(&hosts[..1], &r.backend.url));
         }
         let (mut at_a, mut at_b) = (None, None);
         // Bounded poll (10 ms apart) recording when each replica first serves the new certificate.
@@ -396,8 +396,9 @@ async fn a_replica_killed_mid_order_is_taken_over_after_its_lease_expires() {
     if !swarm_or_skip("acme_swarm") {
         return;
     }
-    let (store, _keys, key, backend, [a_web, a_tls, b_web, b_tls], pebble, root) =
-        two_replicas(None).await;
+    let r = two_replicas(None).await;
+    let (store, pebble, root) = (&r.store, &r.pebble, r.root.clone());
+    let [a_web, a_tls, b_web, b_tls] = r.ports;
     let host = format!("takeover.{}.example.com", store.prefix);
     let hosts = vec![host.clone()];
     let ttl = 6u64;
@@ -406,17 +407,7 @@ async fn a_replica_killed_mid_order_is_taken_over_after_its_lease_expires() {
         ("SWARMGATE_ACME_LEASE_TTL", "6"),
         ("SWARMGATE_ACME_ANSWER_TTL", "6"),
     ];
-    let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);
-    let mut a = gate(
-        a_web,
-        a_tls,
-        &dynamic(&hosts, &backend.url),
-        &store,
-        &key,
-        dir,
-        ca,
-        &env,
-    );
+    let mut a = r.gate(a_web, a_tls, &hosts, &env);
     // A is mid-order once its challenge answer is published: kill it there, lease held.
     assert!(
         poll_until(Duration::from_secs(30), || async {
@@ -442,16 +433,7 @@ async fn a_replica_killed_mid_order_is_taken_over_after_its_lease_expires() {
     .expect("expires");
     let expires = UNIX_EPOCH + Duration::from_millis(expires_ms);
 
-    let b = gate(
-        b_web,
-        b_tls,
-        &dynamic(&hosts, &backend.url),
-        &store,
-        &key,
-        dir,
-        ca,
-        &env,
-    );
+    let b = r.gate(b_web, b_tls, &hosts, &env);
     assert!(
         b.wait_log(
             "another replica is obtaining this certificate",
@@ -501,35 +483,17 @@ async fn an_order_longer_than_its_lease_is_kept_alive_and_ordered_once() {
     if !swarm_or_skip("acme_swarm") {
         return;
     }
-    let (store, _keys, key, backend, [a_web, a_tls, b_web, b_tls], pebble, root) =
-        two_replicas(None).await;
+    let r = two_replicas(None).await;
+    let (store, pebble, root) = (&r.store, &r.pebble, r.root.clone());
+    let [a_web, a_tls, b_web, b_tls] = r.ports;
     // A 1 s lease: its holder stops at 0.9 s unless renewed, and an order takes longer than that (the 1 s
     // propagation wait alone). Without the heartbeat every order would be abandoned and retried forever.
     let env = [("SWARMGATE_ACME_LEASE_TTL", "1")];
-    let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);
     let hosts: Vec<String> = (0..3)
         .map(|i| format!("long{i}.{}.example.com", store.prefix))
         .collect();
-    let b = gate(
-        b_web,
-        b_tls,
-        &dynamic(&hosts, &backend.url),
-        &store,
-        &key,
-        dir,
-        ca,
-        &env,
-    );
-    let a = gate(
-        a_web,
-        a_tls,
-        &dynamic(&hosts, &backend.url),
-        &store,
-        &key,
-        dir,
-        ca,
-        &env,
-    );
+    let b = r.gate(b_web, b_tls, &hosts, &env);
+    let a = r.gate(a_web, a_tls, &hosts, &env);
     let (a_ep, b_ep) = (a.ep("websecure"), b.ep("websecure"));
     assert!(
         poll_until(Duration::from_secs(90), || async {
@@ -572,37 +536,19 @@ async fn a_short_lived_certificate_is_renewed_once_for_both_replicas() {
         return;
     }
     // 30 s certificates: renewed when 10 s remain, by whichever replica takes the lease.
-    let (store, _keys, key, backend, [a_web, a_tls, b_web, b_tls], pebble, root) =
-        two_replicas(Some(30)).await;
+    let r = two_replicas(Some(30)).await;
+    let (store, root) = (&r.store, r.root.clone());
+    let [a_web, a_tls, b_web, b_tls] = r.ports;
     let host = format!("renew.{}.example.com", store.prefix);
     let hosts = vec![host.clone()];
-    let (dir, ca) = (&pebble.directory, &pebble.api_ca_file);
-    let b = gate(
-        b_web,
-        b_tls,
-        &dynamic(&[], &backend.url),
-        &store,
-        &key,
-        dir,
-        ca,
-        &[],
-    );
-    let a = gate(
-        a_web,
-        a_tls,
-        &dynamic(&hosts, &backend.url),
-        &store,
-        &key,
-        dir,
-        ca,
-        &[],
-    );
+    let b = r.gate(b_web, b_tls, &[], &[]);
+    let a = r.gate(a_web, a_tls, &hosts, &[]);
     assert!(
         a.wait_log(ORDERING, Duration::from_secs(30)),
         "{}",
         a.logs()
     );
-    support::write_atomic(&b.dynamic_file(), &dynamic(&hosts, &backend.url));
+    support::write_atomic(&b.dynamic_file(), &dynamic(&hosts, &r.backend.url));
     let (a_ep, b_ep) = (a.ep("websecure"), b.ep("websecure"));
     assert!(
         poll_until(Duration::from_secs(60), || async {
@@ -1307,8 +1253,9 @@ async fn a_replica_whose_events_are_late_answers_published_challenges_by_reading
     if !swarm_or_skip("acme_swarm") {
         return;
     }
-    let (store, _keys, key, backend, [_, _, b_web, b_tls], pebble, _root) =
-        two_replicas(None).await;
+    let r = two_replicas(None).await;
+    let store = &r.store;
+    let [_, _, b_web, b_tls] = r.ports;
     let engine = std::env::var("DOCKER_HOST")
         .ok()
         .and_then(|h| h.strip_prefix("unix://").map(PathBuf::from))
@@ -1316,14 +1263,10 @@ async fn a_replica_whose_events_are_late_answers_published_challenges_by_reading
     let fwd = SocketForwarder::start(&engine);
     fwd.hold_events(true);
     let docker_host = format!("unix://{}", fwd.path().display());
-    let b = gate(
+    let b = r.gate(
         b_web,
         b_tls,
-        &dynamic(&[], &backend.url),
-        &store,
-        &key,
-        &pebble.directory,
-        &pebble.api_ca_file,
+        &[],
         &[
             ("DOCKER_HOST", &docker_host),
             (swarmgate::tls::acme::swarm::RESYNC_ENV, "600"),
@@ -1346,15 +1289,7 @@ async fn a_replica_whose_events_are_late_answers_published_challenges_by_reading
     assert_eq!(before.status, 404, "{}", before.body);
 
     // The replica that orders publishes the answer; its create event waits in the forwarder, unheard by B.
-    publish_unheard(
-        &fwd,
-        &store,
-        names::kind::HTTP01,
-        &names::http01(&store.prefix, &token),
-        &token,
-        &key_auth,
-    )
-    .await;
+    publish_unheard(&fwd, store, Challenge::Http01, &token, &key_auth).await;
     let answered = support::get(b.web(), "any.example.com", &path).await;
     assert_eq!(answered.status, 200, "{}\n{}", answered.body, b.logs());
     assert_eq!(answered.body, key_auth);
@@ -1362,15 +1297,7 @@ async fn a_replica_whose_events_are_late_answers_published_challenges_by_reading
     // Then a TLS-ALPN-01 answer (published after the HTTP-01 read-through, so only its own loads it).
     let domain = format!("alpn.{}.example.com", store.prefix);
     let alpn_auth = format!("alpnToken.{token}");
-    publish_unheard(
-        &fwd,
-        &store,
-        names::kind::TLS_ALPN01,
-        &names::tls_alpn01(&store.prefix, &domain),
-        &domain,
-        &alpn_auth,
-    )
-    .await;
+    publish_unheard(&fwd, store, Challenge::TlsAlpn01, &domain, &alpn_auth).await;
     let tcp = tokio::net::TcpStream::connect(b.ep("websecure"))
         .await
         .expect("connect");
@@ -1402,18 +1329,31 @@ async fn a_replica_whose_events_are_late_answers_published_challenges_by_reading
     );
 }
 
-/// [`publish_answer`], then waits until the engine's create event sits in `fwd` (held, so the replica
-/// behind it has not heard of the answer).
+/// The two challenge kinds whose answers the store shares.
+#[derive(Clone, Copy)]
+enum Challenge {
+    Http01,
+    TlsAlpn01,
+}
+
+/// [`publish_answer`] for `name` (HTTP-01: the token; TLS-ALPN-01: the domain), then waits until the
+/// engine's create event sits in `fwd` (held, so the replica behind it has not heard of the answer).
 async fn publish_unheard(
     fwd: &SocketForwarder,
     store: &Store,
-    kind: &str,
-    object: &str,
+    challenge: Challenge,
     name: &str,
     key_authorization: &str,
 ) {
+    let (kind, object) = match challenge {
+        Challenge::Http01 => (names::kind::HTTP01, names::http01(&store.prefix, name)),
+        Challenge::TlsAlpn01 => (
+            names::kind::TLS_ALPN01,
+            names::tls_alpn01(&store.prefix, name),
+        ),
+    };
     let before = fwd.held_event_chunks();
-    publish_answer(store, kind, object, name, key_authorization);
+    publish_answer(store, kind, &object, name, key_authorization);
     let arrived = poll_until(Duration::from_secs(10), || async {
         fwd.held_event_chunks() > before
     })
