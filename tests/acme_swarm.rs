@@ -651,16 +651,7 @@ async fn lease_contenders_race_on_the_engine_and_exactly_one_wins() {
             assert_ne!(now.id, stale, "the stale lease was replaced");
         }
         drop(held);
-        assert!(
-            poll_until(Duration::from_secs(10), || async {
-                configs::inspect(&client, &name)
-                    .await
-                    .expect("inspect")
-                    .is_none()
-            })
-            .await,
-            "released on drop"
-        );
+        assert!(lease_gone(&client, &name).await, "released on drop");
     }
 }
 
@@ -741,16 +732,18 @@ async fn a_held_lease_is_renewed_past_its_ttl_and_contenders_stay_out() {
         g.renewals()
     );
     drop(g);
-    assert!(
-        poll_until(Duration::from_secs(10), || async {
-            configs::inspect(&client, &name)
-                .await
-                .expect("inspect")
-                .is_none()
-        })
-        .await,
-        "released on drop"
-    );
+    assert!(lease_gone(&client, &name).await, "released on drop");
+}
+
+/// Whether the lease config `name` is gone within 10 s (a dropped guard removes it in the background).
+async fn lease_gone(client: &DockerClient, name: &str) -> bool {
+    poll_until(Duration::from_secs(10), || async {
+        configs::inspect(client, name)
+            .await
+            .expect("inspect")
+            .is_none()
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -209,18 +209,22 @@ fn run_port(case: &Value) -> Value {
         bindings: Vec::new(),
     };
     let built = labels::build(&w, &Settings::new(Mode::Containers));
-    let port = built
-        .config
+    let port = first_server_url(&built.config)
+        .and_then(|u| u.rsplit(':').next())
+        .unwrap_or("");
+    json!(port)
+}
+
+/// The URL of the first server of the first load-balanced service (the one a port/address case builds).
+fn first_server_url(config: &swarmgate::dynamic::Configuration) -> Option<&str> {
+    config
         .http
         .services
         .values()
         .filter_map(|s| s.load_balancer.as_ref())
         .flat_map(|lb| lb.servers.iter())
-        .filter_map(|s| s.url.rsplit(':').next())
+        .map(|s| s.url.as_str())
         .next()
-        .unwrap_or("")
-        .to_string();
-    json!(port)
 }
 
 /// A container's published ports as Docker lists them (`"80/tcp": [{"HostIP": "192.168.0.1", "HostPort":
@@ -276,18 +280,7 @@ fn run_ip_port(case: &Value) -> Value {
         bindings,
     };
     let built = labels::build(&w, &s);
-    let url = built
-        .config
-        .http
-        .services
-        .values()
-        .filter_map(|s| s.load_balancer.as_ref())
-        .flat_map(|lb| lb.servers.iter())
-        .map(|s| s.url.clone())
-        .next();
-    match url
-        .as_deref()
-        .and_then(|u| u.strip_prefix("http://")?.rsplit_once(':'))
+    match first_server_url(&built.config).and_then(|u| u.strip_prefix("http://")?.rsplit_once(':'))
     {
         Some((ip, port)) => {
             json!({"ip": ip.trim_matches(['[', ']']), "port": port, "error": false})
