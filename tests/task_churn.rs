@@ -521,7 +521,7 @@ async fn time_from_service_update_to_no_new_request() {
 }
 
 /// The whoami test image with `HEALTHCHECK CMD ["/app", "healthcheck"]` (exec form: the image is
-/// `FROM scratch`, no shell), built once per whoami build and kept as a cache like the other test images.
+/// `FROM scratch`, no shell), built once per whoami build and kept as a cache like the other test images (older builds removed).
 fn healthcheck_image(img: &Images) -> String {
     let suffix = img.whoami.rsplit(':').next().unwrap_or("latest");
     let tag = format!("h15-whoami-hc:{suffix}");
@@ -548,6 +548,16 @@ fn healthcheck_image(img: &Images) -> String {
             .unwrap();
     }
     assert!(child.wait().unwrap().success(), "docker build {tag}");
+    // Drop the builds of earlier whoami binaries (each keeps its whoami layer alive); best effort.
+    let old = docker_ok(&[
+        "images",
+        "h15-whoami-hc",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+    ]);
+    for t in old.lines().filter(|t| *t != tag) {
+        docker(&["rmi", t]);
+    }
     tag
 }
 
