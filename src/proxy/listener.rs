@@ -73,21 +73,26 @@ struct Builders {
     h2: http2::Builder<StreamExec>,
 }
 
-/// hyper's HTTP/1 settings of an entrypoint.
-fn configure_h1(b: &mut http1::Builder, s: &ConnSettings) {
-    // hyper's header timer also runs through the keep-alive gap (one value for two bounds): off, the
-    // connection driver keeps both (`deadline`).
-    b.timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .max_buf_size(s.max_header_bytes.max(8192))
-        .keep_alive(true);
+/// hyper's HTTP/1 settings of an entrypoint, applied to the plain-HTTP/1 builder and to the auto builder's
+/// (a different type with the same setters, hence a macro).
+macro_rules! configure_h1 {
+    ($b:expr, $s:expr) => {
+        // hyper's header timer also runs through the keep-alive gap (one value for two bounds): off, the
+        // connection driver keeps both (`deadline`).
+        $b.timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .max_buf_size($s.max_header_bytes.max(8192))
+            .keep_alive(true)
+    };
 }
 
-/// hyper's HTTP/2 settings of an entrypoint.
-fn configure_h2(b: &mut http2::Builder<StreamExec>, s: &ConnSettings) {
-    b.timer(TokioTimer::new())
-        .max_concurrent_streams(s.max_concurrent_streams)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+/// hyper's HTTP/2 settings of an entrypoint, for the prior-knowledge builder and the auto builder's.
+macro_rules! configure_h2 {
+    ($b:expr, $s:expr) => {
+        $b.timer(TokioTimer::new())
+            .max_concurrent_streams($s.max_concurrent_streams)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+    };
 }
 
 /// Builds hyper's connection builders for an entrypoint (the same settings for all three).
@@ -96,22 +101,12 @@ fn conn_builders(s: &ConnSettings) -> Builders {
         write: s.timeouts.write,
     };
     let mut a = auto::Builder::new(exec);
+    configure_h1!(a.http1(), s);
+    configure_h2!(a.http2(), s);
     let mut h1 = http1::Builder::new();
-    configure_h1(&mut h1, s);
+    configure_h1!(h1, s);
     let mut h2 = http2::Builder::new(exec);
-    configure_h2(&mut h2, s);
-    // The auto builder's own http1/http2 builders are not reachable as values: configured alike.
-    {
-        let mut b = a.http1();
-        b.timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .max_buf_size(s.max_header_bytes.max(8192))
-            .keep_alive(true);
-    }
-    a.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(s.max_concurrent_streams)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+    configure_h2!(h2, s);
     Builders { auto: a, h1, h2 }
 }
 
